@@ -1,0 +1,129 @@
+//! Every limit and default of `saythat serve`, named and documented in one place.
+//!
+//! The same struct is the `serve` command line (each flag also read from a `SAYTHAT_*`
+//! environment variable) and the library's configuration, so tests, benches and the binary can
+//! never disagree about a default. It only describes; it must never open a socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The lesson's port and address: loopback only, so nothing is exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The lesson's answer prefix.
+pub const DEFAULT_PREFIX: &str = "You say that ";
+/// One read from a connection, and so the largest chunk answered in chunk framing (the lesson's
+/// `recv(1024)`). The loop shares one buffer of this size, so it costs nothing per connection.
+pub const READ_SIZE: usize = 1024;
+/// Bytes read from one connection in one turn of the loop before the others get theirs.
+pub const READ_BUDGET: usize = 32 * READ_SIZE;
+/// Connections accepted from one listener in one turn of the loop, so a connection storm cannot
+/// starve the connections already open.
+pub const ACCEPT_BUDGET: usize = 256;
+/// File descriptors kept out of the connection limit: listeners, epoll, the signal pipe, logging.
+pub const RESERVED_FDS: u64 = 64;
+/// How long accepting pauses after the process ran out of file descriptors, unless a connection
+/// closes first and frees one.
+pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
+/// After the server closes a connection itself (line too long, server full, idle), it shuts down
+/// its write side and drains what the client still sends for this long, so the client reads the
+/// error line instead of a reset.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// The longest `--prefix`: an answer's size is bounded by READ_SIZE times the prefix length.
+pub const MAX_PREFIX: usize = 4096;
+/// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// How the byte stream of a connection is cut into messages that each get an answer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingKind {
+    /// Every read of up to 1024 bytes is one message (the lesson's behaviour).
+    Chunk,
+    /// Every `\n`-terminated line is one message.
+    Line,
+}
+
+/// Configuration of one `saythat serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on; repeat for several (IPv4 or IPv6, e.g. `[::1]:8080`). Port 0 picks a
+    /// free port. `0.0.0.0:8080` exposes the server to the network.
+    #[arg(long = "listen", value_name = "ADDR", env = "SAYTHAT_LISTEN", value_delimiter = ',',
+          default_value = DEFAULT_LISTEN)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Bytes put before every answer. Empty makes saythat a plain RFC 862 echo server.
+    #[arg(long, value_name = "STR", env = "SAYTHAT_PREFIX", default_value = DEFAULT_PREFIX,
+          value_parser = parse_prefix)]
+    pub prefix: String,
+
+    /// How input is cut into messages: every read (`chunk`) or every `\n`-terminated line (`line`).
+    #[arg(long, value_enum, env = "SAYTHAT_FRAMING", default_value = "chunk")]
+    pub framing: FramingKind,
+
+    /// Longest line in line framing, in bytes (newline included); a longer one gets an error
+    /// line and the connection is closed.
+    #[arg(long, value_name = "N", env = "SAYTHAT_MAX_LINE", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_line: u32,
+
+    /// Answer bytes a connection may have waiting to be written; at this cap the server stops
+    /// reading from it until half has drained, so a client that never reads costs at most this.
+    #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_PENDING", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending: u32,
+
+    /// Most connections served at once; one more is told `ERR server full` and closed.
+    /// Default: the file-descriptor limit (raised to its hard limit at start) less 64.
+    #[arg(long, value_name = "N", env = "SAYTHAT_MAX_CONNS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
+
+    /// Close connections that sent and received nothing for this many seconds (0: never).
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_IDLE_TIMEOUT", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// After SIGINT or SIGTERM, how long open connections may finish before they are closed.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is an address")],
+            prefix: DEFAULT_PREFIX.to_string(),
+            framing: FramingKind::Chunk,
+            max_line: 8192,
+            max_pending: 64 * 1024,
+            max_conns: None,
+            idle_timeout: 300,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration listening on a free loopback port, as tests and benches want.
+    pub fn loopback() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            ..Config::default()
+        }
+    }
+
+    /// `None` when idle connections are kept forever.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
+    }
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.len() > MAX_PREFIX {
+        return Err(format!("the prefix is {} bytes; at most {MAX_PREFIX} are allowed", s.len()));
+    }
+    Ok(s.to_string())
+}

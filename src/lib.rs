@@ -1,0 +1,10 @@
+//! saythat: the socket-programming lesson's prefixed-echo server, made a daemon.
+//!
+//! A map of the crate:
+//! - [`config`]: every limit and default, named and documented in one place.
+//! - [`framing`]: how a byte stream is cut into messages and answered; pure, no I/O.
+//! - [`connection`]: one client's socket, pending output and state; decides its own interest.
+//! - [`server`]: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
+//! - [`client`]: `saythat send`, a blocking client like the lesson's.
+
+pub mod config;
