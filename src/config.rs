@@ -79,18 +79,30 @@ pub struct Config {
     pub max_conns: Option<u32>,
 
     /// Close connections that sent and received nothing for this many seconds (0: never).
-    #[arg(long, value_name = "SECS", env = "SAYTHAT_IDLE_TIMEOUT", default_value_t = 300)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SAYTHAT_IDLE_TIMEOUT",
+        default_value_t = 300
+    )]
     pub idle_timeout: u64,
 
     /// After SIGINT or SIGTERM, how long open connections may finish before they are closed.
-    #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SAYTHAT_SHUTDOWN_TIMEOUT",
+        default_value_t = 10
+    )]
     pub shutdown_timeout: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is an address")],
+            listen: vec![DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an address")],
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,
@@ -123,7 +135,10 @@ impl Config {
 
 fn parse_prefix(s: &str) -> Result<String, String> {
     if s.len() > MAX_PREFIX {
-        return Err(format!("the prefix is {} bytes; at most {MAX_PREFIX} are allowed", s.len()));
+        return Err(format!(
+            "the prefix is {} bytes; at most {MAX_PREFIX} are allowed",
+            s.len()
+        ));
     }
     Ok(s.to_string())
 }

@@ -7,4 +7,11 @@
 //! - [`server`]: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 
+pub mod client;
 pub mod config;
+pub mod connection;
+pub mod framing;
+pub mod server;
+
+pub use config::{Config, FramingKind};
+pub use server::{ListenError, Server, ServerHandle, Summary};

@@ -1,0 +1,147 @@
+//! `saythat send`: the lesson's client. Connects, sends a message (or streams stdin, like `nc`),
+//! half-closes, and copies every answer to stdout until the server closes.
+//!
+//! Plain blocking `std::net`, because one connection needs no event loop. It must never wait
+//! without a bound while it is the one expecting an answer.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+/// The lesson's message.
+pub const DEFAULT_MESSAGE: &str = "Hello? anyone is there? I am client";
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SendArgs {
+    /// Address of the saythat server.
+    #[arg(long, value_name = "ADDR", env = "SAYTHAT_ADDR", default_value = crate::config::DEFAULT_LISTEN)]
+    pub addr: SocketAddr,
+
+    /// Seconds to wait for the connection, and for each answer once everything is sent.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// What to send. Without it, stdin is streamed when it is not a terminal, and the lesson's
+    /// message is sent otherwise.
+    pub message: Option<String>,
+}
+
+/// Where the bytes to send come from.
+pub enum Input<'a> {
+    Message(&'a [u8]),
+    /// Streamed as it arrives; the connection is half-closed at its end.
+    Stream(Box<dyn Read + Send>),
+}
+
+/// What went wrong talking to the server, with the address and a hint.
+#[derive(Debug)]
+pub struct SendError {
+    addr: SocketAddr,
+    what: &'static str,
+    source: io::Error,
+    timeout: Duration,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (addr, secs) = (self.addr, self.timeout.as_secs());
+        match (self.what, self.source.kind()) {
+            ("connect", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
+                f,
+                "cannot connect to {addr}: no answer within {secs} s (is saythat serve running on \
+                 that address? raise --timeout for a slow network)"
+            ),
+            ("connect", _) => write!(
+                f,
+                "cannot connect to {addr}: {} (is saythat serve running on that address?)",
+                self.source
+            ),
+            ("read", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
+                f,
+                "no answer from {addr} within {secs} s (is the server overloaded? raise --timeout)"
+            ),
+            (what, _) => write!(f, "cannot {what} {addr}: {}", self.source),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Sends `input` to `addr` and copies the answers to `out` until the server closes.
+/// Returns the number of answer bytes.
+pub fn send(
+    addr: SocketAddr,
+    timeout: Duration,
+    input: Input<'_>,
+    out: &mut dyn Write,
+) -> Result<u64, SendError> {
+    let fail = |what, source| SendError {
+        addr,
+        what,
+        source,
+        timeout,
+    };
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| fail("configure", e))?;
+    let writer = match input {
+        Input::Message(bytes) => {
+            (&stream).write_all(bytes).map_err(|e| fail("send to", e))?;
+            finish_sending(&stream, timeout).map_err(|e| fail("send to", e))?;
+            None
+        }
+        Input::Stream(mut reader) => {
+            let stream = stream.try_clone().map_err(|e| fail("configure", e))?;
+            Some(thread::spawn(move || -> io::Result<()> {
+                io::copy(&mut reader, &mut &stream)?;
+                finish_sending(&stream, timeout)
+            }))
+        }
+    };
+    let mut buf = [0u8; 8192];
+    let mut total = 0u64;
+    loop {
+        match (&stream).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                total += n as u64;
+                out.write_all(&buf[..n])
+                    .and_then(|()| out.flush())
+                    .map_err(|e| fail("print the answer of", e))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail("read", e)),
+        }
+    }
+    if let Some(writer) = writer {
+        match writer.join() {
+            Ok(result) => result.map_err(|e| fail("send to", e))?,
+            Err(_) => {
+                return Err(fail(
+                    "send to",
+                    io::Error::other("the stdin thread panicked"),
+                ))
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Half-closes, so the server knows the message is complete, and from then on bounds the wait
+/// for answers (before that, a slow stdin may legitimately keep the connection quiet).
+fn finish_sending(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(timeout))?;
+    match stream.shutdown(Shutdown::Write) {
+        // The server may have closed first (e.g. after an error line); its answers still count.
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
