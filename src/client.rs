@@ -57,13 +57,13 @@ impl fmt::Display for SendError {
             ("connect", _) => write!(
                 f,
                 "cannot connect to {addr}: {} (is saythat serve running on that address?)",
-                self.source
+                crate::describe(&self.source)
             ),
             ("read", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
                 f,
                 "no answer from {addr} within {secs} s (is the server overloaded? raise --timeout)"
             ),
-            (what, _) => write!(f, "cannot {what} {addr}: {}", self.source),
+            (what, _) => write!(f, "cannot {what} {addr}: {}", crate::describe(&self.source)),
         }
     }
 }
@@ -74,14 +74,20 @@ impl std::error::Error for SendError {
     }
 }
 
+/// What the server answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub bytes: u64,
+    pub last_byte: Option<u8>,
+}
+
 /// Sends `input` to `addr` and copies the answers to `out` until the server closes.
-/// Returns the number of answer bytes.
 pub fn send(
     addr: SocketAddr,
     timeout: Duration,
     input: Input<'_>,
     out: &mut dyn Write,
-) -> Result<u64, SendError> {
+) -> Result<Received, SendError> {
     let fail = |what, source| SendError {
         addr,
         what,
@@ -107,12 +113,13 @@ pub fn send(
         }
     };
     let mut buf = [0u8; 8192];
-    let mut total = 0u64;
+    let mut received = Received::default();
     loop {
         match (&stream).read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                total += n as u64;
+                received.bytes += n as u64;
+                received.last_byte = Some(buf[n - 1]);
                 out.write_all(&buf[..n])
                     .and_then(|()| out.flush())
                     .map_err(|e| fail("print the answer of", e))?;
@@ -132,7 +139,7 @@ pub fn send(
             }
         }
     }
-    Ok(total)
+    Ok(received)
 }
 
 /// Half-closes, so the server knows the message is complete, and from then on bounds the wait

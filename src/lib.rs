@@ -15,3 +15,18 @@ pub mod server;
 
 pub use config::{Config, FramingKind};
 pub use server::{ListenError, Server, ServerHandle, Summary};
+
+/// An I/O error as a short lowercase cause for our one-line messages ("connection refused"),
+/// without the raw "(os error 111)" that tells a user nothing more.
+pub fn describe(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(end) => &text[..end],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}

@@ -59,14 +59,14 @@ fn send(args: &SendArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let printed = client::send(
+    let received = client::send(
         args.addr,
         Duration::from_secs(args.timeout),
         input,
         &mut out,
     )?;
-    // Answers are printed byte for byte; only a terminal gets a newline to end the last one.
-    if printed > 0 && stdout.is_terminal() {
+    // Answers are printed byte for byte; only a terminal gets a newline to end the last line.
+    if received.last_byte.is_some_and(|b| b != b'\n') && stdout.is_terminal() {
         let _ = writeln!(out);
     }
     Ok(())

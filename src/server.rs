@@ -73,7 +73,8 @@ impl fmt::Display for ListenError {
             write!(
                 f,
                 "cannot listen on {}: {} (check the address given to --listen)",
-                self.addr, self.source
+                self.addr,
+                crate::describe(&self.source)
             )
         } else {
             write!(f, "cannot listen on {}: {hint}", self.addr)
