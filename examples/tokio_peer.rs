@@ -1,0 +1,33 @@
+//! A minimal tokio echo server with saythat's prefix and chunk framing, to compare against:
+//!
+//!     cargo run --release --example tokio_peer -- 127.0.0.1:0 'You say that '
+//!
+//! Prints `listening on ADDR` on stderr, like `saythat serve`, and serves until killed.
+
+#[path = "peer/tokio_echo.rs"]
+mod tokio_echo;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
+    let prefix = args
+        .next()
+        .unwrap_or_else(|| saythat::config::DEFAULT_PREFIX.into());
+    let addr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("error: {addr:?} is not an address ({e}); give e.g. 127.0.0.1:8081");
+            std::process::exit(2);
+        }
+    };
+    match tokio_echo::spawn(addr, prefix.into_bytes()) {
+        Ok(local) => eprintln!("listening on {local}"),
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {}", saythat::describe(&e));
+            std::process::exit(1);
+        }
+    }
+    loop {
+        std::thread::park();
+    }
+}
