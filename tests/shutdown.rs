@@ -1,0 +1,88 @@
+//! Stopping the library server with its handle: `shutdown` drains like SIGTERM, `abort` closes
+//! everything now like a second signal.
+
+mod common;
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{answer, roundtrip, start, PREFIX, TIMEOUT};
+use saythat::Config;
+
+/// Bounds "promptly": far below the shutdown timeout these tests configure, so a server that
+/// waited for the timeout instead would fail.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+fn config() -> Config {
+    Config {
+        shutdown_timeout: 60,
+        ..Config::loopback()
+    }
+}
+
+#[test]
+fn shutdown_refuses_new_connections_and_serves_open_ones_until_they_close() {
+    let server = start(&config());
+    let mut client = server.connect();
+    // Answered, so accepted: a connection still in the backlog would be lost with the listener.
+    roundtrip(&mut client, b"before", &answer(b"before"));
+
+    server.handle.shutdown();
+    // The request is set before these bytes leave, so the loop turn that answers the first sees
+    // it and closes the listeners at its end; the answer to the second proves that turn is over.
+    roundtrip(&mut client, b"during 1", &answer(b"during 1"));
+    roundtrip(&mut client, b"during 2", &answer(b"during 2"));
+
+    match TcpStream::connect_timeout(&server.addr(), TIMEOUT) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) => panic!("a new connection during the drain should be refused, got: {e}"),
+        Ok(_) => panic!("a new connection during the drain was accepted"),
+    }
+    assert!(
+        !server.is_finished(),
+        "run() returned while a connection was still open"
+    );
+
+    drop(client);
+    let summary = server.wait(TIMEOUT);
+    assert_eq!(summary.accepted, 1, "connections accepted");
+    assert_eq!(summary.cut_at_shutdown, 0, "connections cut at shutdown");
+    let sent = ["before", "during 1", "during 2"].concat().len() as u64;
+    assert_eq!(summary.bytes_in, sent, "bytes in");
+    assert_eq!(
+        summary.bytes_out,
+        sent + 3 * PREFIX.len() as u64,
+        "bytes out"
+    );
+}
+
+#[test]
+fn shutdown_with_no_connection_returns_at_once() {
+    let server = start(&config());
+    server.handle.shutdown();
+    server.wait(PROMPTLY);
+}
+
+#[test]
+fn abort_closes_open_connections_and_returns_promptly() {
+    let server = start(&config());
+    let mut clients = [server.connect(), server.connect()];
+    for client in &mut clients {
+        roundtrip(client, b"ping", &answer(b"ping"));
+    }
+
+    server.handle.abort();
+    let summary = server.wait(PROMPTLY);
+    assert_eq!(summary.cut_at_shutdown, 2, "connections cut at shutdown");
+
+    for client in &mut clients {
+        let mut buf = [0u8; 64];
+        match client.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Ok(n) => panic!("expected the connection closed, read {n} bytes"),
+            Err(e) => panic!("expected the connection closed, got: {e}"),
+        }
+    }
+}
