@@ -87,6 +87,12 @@ pub struct Config {
     )]
     pub idle_timeout: u64,
 
+    /// Independent event loops, each on its own thread with its own listening socket
+    /// (`SO_REUSEPORT`): the kernel spreads connections among them. One per core at most helps.
+    #[arg(long, value_name = "N", env = "SAYTHAT_WORKERS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+
     /// After SIGINT or SIGTERM, how long open connections may finish before they are closed.
     #[arg(
         long,
@@ -109,6 +115,7 @@ impl Default for Config {
             max_pending: 64 * 1024,
             max_conns: None,
             idle_timeout: 300,
+            workers: 1,
             shutdown_timeout: 10,
         }
     }

@@ -3,13 +3,15 @@
 //! A map of the crate:
 //! - [`config`]: every limit and default, named and documented in one place.
 //! - [`framing`]: how a byte stream is cut into messages and answered; pure, no I/O.
-//! - [`connection`]: one client's socket, pending output and state; decides its own interest.
-//! - [`server`]: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
+//! - `connection`: one client's socket, pending output and phase; decides its own poll interest.
+//! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
+//! - [`server`]: binds, runs `--workers` loops, stops them ([`ServerHandle`]), sums them up.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 
 pub mod client;
 pub mod config;
-pub mod connection;
+mod connection;
+mod event_loop;
 pub mod framing;
 pub mod server;
 

@@ -1,52 +1,27 @@
-//! The event loop: one thread, one `mio::Poll`, non-blocking listeners and a `Slab` of
-//! connections keyed by their token, all edge-triggered.
+//! The server as a user and a test see it: bind the `--listen` addresses, start `--workers`
+//! event loops on them, stop them with a [`ServerHandle`] or a signal, and sum up what they did.
 //!
-//! It accepts, reads into one shared 1024-byte buffer, hands the bytes to the [`Framer`] and
-//! writes the answers; it never knows which framing is in use. It must never block, never
-//! busy-loop (not even out of file descriptors), and never let one client starve the others or
-//! grow memory without bound.
+//! Workers share nothing but the shutdown request: each has its own poll, slab and listening
+//! sockets (bound with `SO_REUSEPORT`, so the kernel spreads connections). Nothing here may sit
+//! on the per-message path.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::thread;
 
 use log::{debug, info, warn};
-use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
+use mio::net::TcpListener;
+use mio::Waker;
 
-use crate::config::{
-    Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, LISTEN_BACKLOG, READ_BUDGET, READ_SIZE,
-    RESERVED_FDS,
-};
-use crate::connection::{Connection, Io, Phase};
-use crate::framing::{Framer, Status};
+use crate::config::{Config, LISTEN_BACKLOG, RESERVED_FDS};
+use crate::event_loop::{Listener, Worker, MAX_LISTENERS};
 
-/// Wakes the loop for a [`ServerHandle`] request. The special tokens live at the top of `usize`,
-/// far above any slab key.
-const WAKER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
-/// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
-/// At most this many `--listen` addresses, so listener tokens never meet slab keys.
-pub const MAX_LISTENERS: usize = 64;
-/// Events taken from one `epoll_wait`.
-const EVENT_CAPACITY: usize = 1024;
-/// Output buffers kept for reuse, so a connection that fills its socket now and then does not
-/// allocate each time, while an idle server holds only a few.
-const POOL_LIMIT: usize = 64;
-/// At most one "server full" warning per this long; the others are counted into it.
-const FULL_WARN_EVERY: Duration = Duration::from_secs(1);
-
-const RUNNING: u8 = 0;
+pub(crate) const RUNNING: u8 = 0;
 const DRAIN: u8 = 1;
-const ABORT: u8 = 2;
+pub(crate) const ABORT: u8 = 2;
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -91,21 +66,28 @@ impl std::error::Error for ListenError {
 /// Stops a running server from another thread, without signals.
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
-    waker: Arc<Waker>,
-    request: Arc<AtomicU8>,
+    wakers: Arc<[Waker]>,
+    pub(crate) request: Arc<AtomicU8>,
 }
 
 impl ServerHandle {
     /// Like SIGTERM: stop accepting, let open connections finish until the shutdown timeout.
     pub fn shutdown(&self) {
         self.request.fetch_max(DRAIN, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.wake();
     }
 
     /// Like a second signal: close every connection now.
     pub fn abort(&self) {
         self.request.fetch_max(ABORT, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.wake();
+    }
+
+    fn wake(&self) {
+        for waker in self.wakers.iter() {
+            // A worker that already exited needs no waking.
+            let _ = waker.wake();
+        }
     }
 }
 
@@ -117,612 +99,173 @@ pub struct Summary {
     pub closed_idle: u64,
     /// Connections still open when the shutdown timeout ran out (or at a second signal).
     pub cut_at_shutdown: u64,
+    /// The most connections open at once (with several workers, the sum of each one's peak).
     pub peak_connections: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
 
-struct Listener {
-    socket: TcpListener,
-    addr: SocketAddr,
+impl Summary {
+    fn add(&mut self, other: &Summary) {
+        self.accepted += other.accepted;
+        self.rejected_full += other.rejected_full;
+        self.closed_idle += other.closed_idle;
+        self.cut_at_shutdown += other.cut_at_shutdown;
+        self.peak_connections += other.peak_connections;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server: one or more workers on the same addresses.
 pub struct Server {
-    poll: Poll,
-    listeners: Vec<Listener>,
-    connections: Slab<Connection>,
-    framer: Framer,
-    max_pending: usize,
+    workers: Vec<Worker>,
+    addrs: Vec<SocketAddr>,
     max_conns: usize,
-    idle_timeout: Option<Duration>,
-    shutdown_timeout: Duration,
-    request: Arc<AtomicU8>,
-    waker: Arc<Waker>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// The one read buffer, shared by every connection: reads are answered before the next one.
-    read_buf: Box<[u8; READ_SIZE]>,
-    /// Answers to one connection's reads of this turn, written with one syscall.
-    answers: Vec<u8>,
-    pool: Vec<Vec<u8>>,
-    /// Tokens whose readiness was not used up this turn (read budget, accept budget); they are
-    /// served next turn without waiting, because edge-triggered epoll will not report them again.
-    ready: VecDeque<Token>,
-    /// (deadline, slab key, connection id): idle and linger deadlines, checked lazily. Activity
-    /// only stamps `last_active`; the heap is touched when an entry comes due, so the timer costs
-    /// nothing per message and O(log n) per connection per timeout period.
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// Slots of connections closed this turn, freed once the turn's events are all handled.
-    dead: Vec<usize>,
-    open: usize,
-    next_id: u64,
-    accept_paused_until: Option<Instant>,
-    /// Accept failed for want of descriptors; warned once, cleared by the next successful accept.
-    out_of_fds: bool,
-    /// The time of this turn of the loop, read once after each poll.
-    now: Instant,
-    drain_deadline: Option<Instant>,
-    last_full_warning: Option<Instant>,
-    full_since_warning: u64,
-    summary: Summary,
+    handle: ServerHandle,
 }
 
 impl Server {
-    /// Binds every `--listen` address and raises the file-descriptor limit. Nothing is accepted
-    /// until [`Server::run`].
+    /// Binds every `--listen` address (once per worker) and raises the file-descriptor limit.
+    /// Nothing is accepted until [`Server::run`].
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         if config.listen.is_empty() || config.listen.len() > MAX_LISTENERS {
             return Err(format!("give between 1 and {MAX_LISTENERS} --listen addresses").into());
         }
-        let poll = Poll::new().map_err(|e| format!("cannot create the event loop (epoll): {e}"))?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for (i, &addr) in config.listen.iter().enumerate() {
-            let mut socket = listen(addr).map_err(|source| ListenError { addr, source })?;
-            let addr = socket.local_addr()?;
-            poll.registry()
-                .register(&mut socket, Token(LISTENER_BASE - i), Interest::READABLE)?;
-            listeners.push(Listener { socket, addr });
-        }
+        let count = config.workers.max(1) as usize;
+        let shared = count > 1;
         let max_conns = connection_limit(config.max_conns);
-        Ok(Server {
-            poll,
-            listeners,
-            connections: Slab::new(),
-            framer: Framer::new(
-                config.framing,
-                config.prefix.as_bytes(),
-                config.max_line as usize,
-            ),
-            max_pending: config.max_pending as usize,
-            max_conns,
-            idle_timeout: config.idle_timeout(),
-            shutdown_timeout: config.shutdown_timeout(),
+        let mut addrs = config.listen.clone();
+        let mut workers = Vec::with_capacity(count);
+        let mut wakers = Vec::with_capacity(count);
+        for index in 0..count {
+            let mut listeners = Vec::with_capacity(addrs.len());
+            for addr in addrs.iter_mut() {
+                let socket = listen(*addr, shared).map_err(|source| ListenError {
+                    addr: *addr,
+                    source,
+                })?;
+                // Port 0 is resolved by the first worker; the others join the port it got.
+                *addr = socket.local_addr()?;
+                listeners.push(Listener {
+                    socket,
+                    addr: *addr,
+                });
+            }
+            // Each worker takes its share of the limit, the first ones the remainder.
+            let share = max_conns / count + usize::from(index < max_conns % count);
+            let (worker, waker) =
+                Worker::new(config, listeners, share.max(1), max_conns).map_err(|e| {
+                    format!(
+                        "cannot create the event loop (epoll): {}",
+                        crate::describe(&e)
+                    )
+                })?;
+            workers.push(worker);
+            wakers.push(waker);
+        }
+        let handle = ServerHandle {
+            wakers: wakers.into(),
             request: Arc::new(AtomicU8::new(RUNNING)),
-            waker,
-            signals: None,
-            read_buf: Box::new([0; READ_SIZE]),
-            answers: Vec::new(),
-            pool: Vec::new(),
-            ready: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            dead: Vec::new(),
-            open: 0,
-            next_id: 0,
-            accept_paused_until: None,
-            out_of_fds: false,
-            now: Instant::now(),
-            drain_deadline: None,
-            last_full_warning: None,
-            full_since_warning: 0,
-            summary: Summary::default(),
+        };
+        for worker in &mut workers {
+            worker.join_group(handle.clone());
+        }
+        Ok(Server {
+            workers,
+            addrs,
+            max_conns,
+            handle,
         })
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.addr).collect()
+        self.addrs.clone()
     }
 
-    /// The connection limit in force.
+    /// The connection limit in force, over all workers.
     pub fn max_conns(&self) -> usize {
         self.max_conns
     }
 
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            waker: Arc::clone(&self.waker),
-            request: Arc::clone(&self.request),
-        }
+        self.handle.clone()
     }
 
     /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts.
     pub fn watch_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
+        self.workers[0].watch_signals()
     }
 
-    /// Serves until stopped by a [`ServerHandle`] or a signal and every connection is done.
+    /// Serves until stopped by a [`ServerHandle`] or a signal and every connection is done; with
+    /// several workers, each runs on its own thread and this returns when all have finished.
     pub fn run(mut self) -> io::Result<Summary> {
-        for listener in &self.listeners {
-            info!("listening on {}", listener.addr);
-        }
-        let mut events = Events::with_capacity(EVENT_CAPACITY);
-        loop {
-            let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            self.now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    SIGNALS => self.take_signals(),
-                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                        self.accept(LISTENER_BASE - t)
-                    }
-                    Token(key) => self.on_event(key, event),
-                }
-            }
-            self.serve_ready();
-            let now = self.now;
-            self.resume_accepting(now);
-            self.expire_timers(now);
-            self.free_dead();
-            if self.shutdown_step(now) {
-                break;
-            }
-        }
-        self.log_summary();
-        Ok(self.summary)
-    }
-
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until, self.drain_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            // Rounded up: epoll counts whole milliseconds, and waking early would spin.
-            .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
-    }
-
-    fn accept(&mut self, index: usize) {
-        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
-            return;
-        }
-        for _ in 0..ACCEPT_BUDGET {
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
-            match listener.socket.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if is_transient_accept_error(&e) => debug!("accept: {e}"),
+        let first = self.workers.remove(0);
+        let mut others = Vec::with_capacity(self.workers.len());
+        for (i, worker) in self.workers.into_iter().enumerate() {
+            let spawned = thread::Builder::new()
+                .name(format!("saythat-worker-{}", i + 1))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(thread) => others.push(thread),
                 Err(e) => {
-                    // Out of file descriptors (EMFILE/ENFILE) or memory: the pending connection
-                    // stays in the backlog and epoll would report it again at once, so stop
-                    // accepting for a moment instead of spinning.
-                    if !self.out_of_fds {
-                        self.out_of_fds = true;
-                        warn!(
-                            "cannot accept on {}: {e}; pausing accepts until a connection closes \
-                             (raise `ulimit -n` or lower --max-conns)",
-                            listener.addr
-                        );
-                    }
-                    self.accept_paused_until = Some(self.now + FD_EXHAUSTED_BACKOFF);
-                    return;
+                    // The workers already running must not be left serving on their own.
+                    self.handle.abort();
+                    return Err(io::Error::other(format!(
+                        "cannot start a worker thread: {e}"
+                    )));
                 }
             }
         }
-        self.ready.push_back(Token(LISTENER_BASE - index));
-    }
-
-    /// Retries accepting once the back-off has passed or a connection closed.
-    fn resume_accepting(&mut self, now: Instant) {
-        match self.accept_paused_until {
-            Some(until) if now >= until => {
-                self.accept_paused_until = None;
-                (0..self.listeners.len()).for_each(|i| self.accept(i));
-            }
-            _ => {}
+        // Logged once every worker is up, so whoever waits for this line finds them all running.
+        for addr in &self.addrs {
+            info!("listening on {addr}");
         }
-    }
-
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        if self.out_of_fds {
-            self.out_of_fds = false;
-            info!("accepting connections again");
-        }
-        if self.open >= self.max_conns {
-            self.reject_full(socket);
-            return;
-        }
-        let now = self.now;
-        let entry = self.connections.vacant_entry();
-        let key = entry.key();
-        // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
-        // for the peer's delayed ACK.
-        let _ = socket.set_nodelay(true);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
-        {
-            warn!("cannot register the connection from {peer}: {e}; closing it");
-            return;
-        }
-        debug!("connected with {peer}");
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut conn = Connection::new(socket, peer, id, now);
-        if let Some(idle) = self.idle_timeout {
-            conn.timer_at = Some(now + idle);
-            self.timers.push(Reverse((now + idle, key, id)));
-        }
-        entry.insert(conn);
-        self.open += 1;
-        self.summary.accepted += 1;
-        self.summary.peak_connections = self.summary.peak_connections.max(self.open);
-    }
-
-    /// Tells a connection past `--max-conns` why, and closes it.
-    fn reject_full(&mut self, mut socket: TcpStream) {
-        self.summary.rejected_full += 1;
-        self.full_since_warning += 1;
-        let now = self.now;
-        if self
-            .last_full_warning
-            .is_none_or(|at| now.duration_since(at) >= FULL_WARN_EVERY)
-        {
-            warn!(
-                "server full: refused {} connection(s) at the limit of {} (raise --max-conns)",
-                self.full_since_warning, self.max_conns
+        if !others.is_empty() {
+            info!(
+                "{} workers, {} connections at most",
+                others.len() + 1,
+                self.max_conns
             );
-            self.last_full_warning = Some(now);
-            self.full_since_warning = 0;
         }
-        let line = format!("ERR server full (max {} connections)\n", self.max_conns);
-        let _ = socket.write(line.as_bytes());
-        let _ = socket.shutdown(std::net::Shutdown::Write);
-        // Whatever the client already sent is read away, so closing sends a FIN rather than a
-        // reset that could destroy the line above before the client reads it.
-        let mut budget = 16;
-        while budget > 0 && matches!(socket.read(&mut self.read_buf[..]), Ok(n) if n > 0) {
-            budget -= 1;
-        }
-    }
-
-    fn on_event(&mut self, key: usize, event: &Event) {
-        let Some(conn) = self.connections.get_mut(key) else {
-            return;
-        };
-        if conn.phase == Phase::Dead {
-            return;
-        }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.unread = true;
-        }
-        if event.is_read_closed() {
-            conn.peer_fin_seen = true;
-        }
-        self.drive(key);
-    }
-
-    /// Serves the tokens left over from last turn.
-    fn serve_ready(&mut self) {
-        for _ in 0..self.ready.len() {
-            let Some(token) = self.ready.pop_front() else {
-                break;
-            };
-            match token {
-                Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                    self.accept(LISTENER_BASE - t)
-                }
-                Token(key) => {
-                    if let Some(conn) = self.connections.get_mut(key) {
-                        if conn.queued && conn.phase != Phase::Dead {
-                            conn.queued = false;
-                            self.drive(key);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Does everything a connection can do now: write what waits, read and answer within its
-    /// budget, then bring its poll interest in line or close it.
-    fn drive(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        let before = conn.bytes_out;
-        if conn.flush(&mut self.pool, POOL_LIMIT) == Io::Gone {
-            return self.close(key, "write failed");
-        }
-        if conn.bytes_out != before {
-            conn.last_active = self.now;
-        }
-        self.resume_reading(key);
-        let conn = &mut self.connections[key];
-        if conn.unread && conn.wants_read() {
-            if let Io::Gone = self.read_and_answer(key) {
-                return self.close(key, "read failed");
-            }
-            self.resume_reading(key);
-        }
-        self.settle(key);
-    }
-
-    /// Reading resumes once the output has drained below half the cap; the hysteresis keeps a
-    /// slow reader from costing a reregister per write. What was left unread is read next turn.
-    fn resume_reading(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        if conn.paused && conn.pending() <= self.max_pending / 2 {
-            conn.paused = false;
-            if conn.unread && !conn.queued {
-                conn.queued = true;
-                self.ready.push_back(Token(key));
-            }
-        }
-    }
-
-    fn read_and_answer(&mut self, key: usize) -> Io {
-        let conn = &mut self.connections[key];
-        let lingering = matches!(conn.phase, Phase::Lingering { .. });
-        self.answers.clear();
-        let mut budget = READ_BUDGET;
-        loop {
-            if conn.pending() + self.answers.len() >= self.max_pending {
-                // Stop reading until the client reads: the kernel's buffers fill and TCP flow
-                // control slows the sender, instead of our memory growing.
-                conn.paused = true;
-                break;
-            }
-            if budget == 0 {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.ready.push_back(Token(key));
-                }
-                break;
-            }
-            let n = match conn.read(&mut self.read_buf[..]) {
-                Ok(0) => {
-                    conn.unread = false;
-                    if !lingering {
-                        self.framer.finish(&mut conn.partial, &mut self.answers);
-                    }
-                    conn.phase = Phase::PeerDone;
-                    break;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.unread = false;
-                    break;
+        let mut summary = Summary::default();
+        let mut failure = None;
+        let results = std::iter::once(first.run()).chain(others.into_iter().map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")))
+        }));
+        for (i, result) in results.enumerate() {
+            match result {
+                Ok(part) => {
+                    debug!("worker {i}: {part:?}");
+                    summary.add(&part);
                 }
                 Err(e) => {
-                    debug!("reading from {}: {e}", conn.peer);
-                    return Io::Gone;
-                }
-            };
-            budget = budget.saturating_sub(n);
-            conn.bytes_in += n as u64;
-            if lingering {
-                continue;
-            }
-            let status =
-                self.framer
-                    .answer(&mut conn.partial, &self.read_buf[..n], &mut self.answers);
-            if status == Status::Close {
-                conn.phase = Phase::Closing;
-                conn.unread = false;
-                break;
-            }
-            // A short read drained the socket: any byte arriving after it raises a new edge. Once
-            // the peer's FIN was seen, the zero-byte read that reports it is still owed.
-            if n < READ_SIZE && !conn.peer_fin_seen {
-                conn.unread = false;
-                break;
-            }
-        }
-        if budget < READ_BUDGET {
-            conn.last_active = self.now;
-        }
-        conn.send(&self.answers, &mut self.pool)
-    }
-
-    /// Moves a connection on after I/O: closes it when done, lingers after our last word,
-    /// reregisters when its interest changed.
-    fn settle(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        if conn.pending() == 0 {
-            match conn.phase {
-                Phase::PeerDone => return self.close(key, "closed by peer"),
-                Phase::Closing => {
-                    conn.shutdown_write();
-                    let until = self.now + LINGER;
-                    conn.phase = Phase::Lingering { until };
-                    conn.unread = true;
-                    if conn.timer_at.is_none_or(|at| until < at) {
-                        conn.timer_at = Some(until);
-                        self.timers.push(Reverse((until, key, conn.id)));
-                    }
-                    // Whatever already waits in the socket is read away now.
-                    return self.drive(key);
-                }
-                _ => {}
-            }
-        }
-        let Some(interest) = conn.interest() else {
-            return self.close(key, "nothing left to do");
-        };
-        if interest != conn.registered {
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut conn.socket, Token(key), interest)
-            {
-                debug!("reregistering {}: {e}", conn.peer);
-                return self.close(key, "reregister failed");
-            }
-            conn.registered = interest;
-        }
-    }
-
-    fn close(&mut self, key: usize, why: &str) {
-        let conn = &mut self.connections[key];
-        if conn.phase == Phase::Dead {
-            return;
-        }
-        debug!(
-            "closed {} ({why}): {} bytes in, {} bytes out",
-            conn.peer, conn.bytes_in, conn.bytes_out
-        );
-        self.summary.bytes_in += conn.bytes_in;
-        self.summary.bytes_out += conn.bytes_out;
-        conn.phase = Phase::Dead;
-        let _ = self.poll.registry().deregister(&mut conn.socket);
-        self.dead.push(key);
-        self.open -= 1;
-        // A freed descriptor is the end of an out-of-descriptors episode.
-        if self.accept_paused_until.is_some() {
-            self.accept_paused_until = Some(self.now);
-        }
-    }
-
-    fn free_dead(&mut self) {
-        for key in self.dead.drain(..) {
-            self.connections.remove(key);
-        }
-    }
-
-    fn expire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key, id))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(conn) = self.connections.get_mut(key) else {
-                continue;
-            };
-            if conn.id != id || conn.timer_at != Some(at) || conn.phase == Phase::Dead {
-                continue;
-            }
-            conn.timer_at = None;
-            let linger_end = match conn.phase {
-                Phase::Lingering { until } => Some(until),
-                _ => None,
-            };
-            let idle_end = self.idle_timeout.map(|idle| conn.last_active + idle);
-            if linger_end.is_some_and(|until| until <= now) {
-                self.close(key, "linger over");
-            } else if idle_end.is_some_and(|end| end <= now) {
-                self.summary.closed_idle += 1;
-                self.close(key, "idle timeout");
-            } else if let Some(next) = [linger_end, idle_end].into_iter().flatten().min() {
-                conn.timer_at = Some(next);
-                self.timers.push(Reverse((next, key, id)));
-            }
-        }
-    }
-
-    fn take_signals(&mut self) {
-        let Some(signals) = self.signals.as_mut() else {
-            return;
-        };
-        for signal in signals.pending() {
-            let next = if self.request.load(Ordering::SeqCst) == RUNNING {
-                DRAIN
-            } else {
-                ABORT
-            };
-            self.request.fetch_max(next, Ordering::SeqCst);
-            let what = if next == DRAIN {
-                "draining connections"
-            } else {
-                "closing every connection now"
-            };
-            info!("received signal {signal}: {what}");
-        }
-    }
-
-    /// Carries out a shutdown request; true once the loop should end.
-    fn shutdown_step(&mut self, now: Instant) -> bool {
-        let request = self.request.load(Ordering::SeqCst);
-        if request == RUNNING {
-            return false;
-        }
-        if self.drain_deadline.is_none() {
-            // Closing the listeners makes new connections fail at once instead of waiting.
-            for mut listener in self.listeners.drain(..) {
-                let _ = self.poll.registry().deregister(&mut listener.socket);
-            }
-            self.ready
-                .retain(|token| token.0 < LISTENER_BASE - MAX_LISTENERS);
-            self.accept_paused_until = None;
-            self.drain_deadline = Some(now + self.shutdown_timeout);
-            if self.open > 0 {
-                info!(
-                    "draining {} connection(s) for up to {:?}",
-                    self.open, self.shutdown_timeout
-                );
-            }
-        }
-        if self.open == 0 {
-            return true;
-        }
-        if request >= ABORT || self.drain_deadline.is_some_and(|deadline| now >= deadline) {
-            let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                if self.connections[key].phase != Phase::Dead {
-                    self.summary.cut_at_shutdown += 1;
-                    self.close(key, "shutdown");
+                    // One failed loop stops the others, so the process does not half-serve.
+                    self.handle.abort();
+                    failure.get_or_insert(e);
                 }
             }
-            self.free_dead();
-            return true;
         }
-        false
-    }
-
-    fn log_summary(&self) {
-        let s = &self.summary;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let s = &summary;
         info!(
             "shut down: served {} connection(s) (peak {} at once, {} refused as full, {} closed idle, \
              {} cut at shutdown); {} bytes in, {} bytes out",
             s.accepted, s.peak_connections, s.rejected_full, s.closed_idle, s.cut_at_shutdown, s.bytes_in, s.bytes_out
         );
+        Ok(summary)
     }
 }
 
-/// Errors from `accept` that concern only the one connection being accepted.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::PermissionDenied
-    ) || matches!(
-        e.raw_os_error(),
-        Some(71 /* EPROTO */) | Some(110 /* ETIMEDOUT */)
-    )
-}
-
 /// A non-blocking listening socket with our backlog; IPv6 sockets take IPv6 only, so
-/// `[::]:8080` and `0.0.0.0:8080` can both be given.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// `[::]:8080` and `0.0.0.0:8080` can both be given. `shared` sockets (one per worker) use
+/// `SO_REUSEPORT`, and the kernel spreads new connections among them.
+fn listen(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
@@ -731,6 +274,9 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     // Lets a restarted server bind while old connections sit in TIME_WAIT; a running server
     // still holds the address, so a second one fails with AddrInUse as it should.
     socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
