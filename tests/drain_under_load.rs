@@ -1,0 +1,142 @@
+//! Graceful shutdown under load: after `shutdown()` the server takes no new connection but keeps
+//! serving the open ones, so every client still gets every answer, and `run()` returns once they
+//! have closed, within the shutdown timeout.
+
+mod support;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use saythat::Config;
+use support::{connect, fill_pattern, report, wait_for, AnswerChecker, TestServer};
+
+const CLIENTS: u64 = 50;
+const PER_CLIENT: u64 = 2 * 1024 * 1024;
+const WRITE_SIZE: usize = 1024;
+const SHUTDOWN_TIMEOUT: u64 = 10;
+
+/// Streams `PER_CLIENT` bytes of its pattern in 1 KiB writes, then half-closes.
+fn write_all_of_it(mut stream: TcpStream, seed: u64) {
+    let mut buf = [0u8; WRITE_SIZE];
+    let mut sent = 0;
+    while sent < PER_CLIENT {
+        fill_pattern(seed, sent, &mut buf);
+        stream
+            .write_all(&buf)
+            .unwrap_or_else(|e| panic!("client {seed}: write failed after {sent} bytes: {e}"));
+        sent += WRITE_SIZE as u64;
+    }
+    stream.shutdown(Shutdown::Write).unwrap();
+}
+
+/// Reads and checks answers until EOF; returns the payload bytes answered.
+fn read_all_of_it(mut stream: TcpStream, seed: u64, progress: &AtomicU64) -> u64 {
+    let mut checker = AnswerChecker::new(seed);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let before = checker.payload;
+                if let Err(e) = checker.feed(&buf[..n]) {
+                    panic!("client {seed}: {e}");
+                }
+                progress.fetch_add(checker.payload - before, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "client {seed}: {e} after {} of {PER_CLIENT} payload bytes answered",
+                checker.payload
+            ),
+        }
+    }
+    assert!(
+        checker.at_boundary(),
+        "client {seed}: the answers end inside an answer"
+    );
+    checker.payload
+}
+
+#[test]
+fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
+    let server = TestServer::start(Config {
+        shutdown_timeout: SHUTDOWN_TIMEOUT,
+        ..Config::loopback()
+    });
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for seed in 0..CLIENTS {
+        let stream = connect(server.addr);
+        let to_write = stream.try_clone().unwrap();
+        writers.push(thread::spawn(move || write_all_of_it(to_write, seed)));
+        let progress = Arc::clone(&progress);
+        readers.push(thread::spawn(move || {
+            read_all_of_it(stream, seed, &progress)
+        }));
+    }
+
+    let total = CLIENTS * PER_CLIENT;
+    wait_for(
+        Duration::from_secs(30),
+        "half of all answers before the shutdown",
+        || (progress.load(Ordering::Relaxed) >= total / 2).then_some(()),
+    );
+    let at_shutdown = progress.load(Ordering::Relaxed);
+    let shutdown_at = Instant::now();
+    server.handle.shutdown();
+
+    // The listener closes at once: a new client is refused rather than left waiting. shutdown()
+    // only asks, so a probe racing the request may still be accepted (and is closed at once).
+    let mut probes_connected = 0;
+    wait_for(
+        Duration::from_secs(5),
+        "new connections refused once the drain began",
+        || match TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)) {
+            Ok(_) => {
+                probes_connected += 1;
+                None
+            }
+            Err(_) => Some(()),
+        },
+    );
+
+    for (seed, writer) in writers.into_iter().enumerate() {
+        writer
+            .join()
+            .unwrap_or_else(|_| panic!("client {seed}'s writer failed"));
+    }
+    for (seed, reader) in readers.into_iter().enumerate() {
+        let answered = reader
+            .join()
+            .unwrap_or_else(|_| panic!("client {seed}'s reader failed"));
+        assert_eq!(
+            answered, PER_CLIENT,
+            "client {seed}: payload bytes answered (the shutdown came after {at_shutdown} of \
+             {total})"
+        );
+    }
+    let summary = server.join(Duration::from_secs(SHUTDOWN_TIMEOUT));
+    report(
+        "drain_under_load.drain_secs",
+        format!("{:.2}", shutdown_at.elapsed().as_secs_f64()),
+    );
+    report("drain_under_load.answered_before_shutdown", at_shutdown);
+    assert!(
+        shutdown_at.elapsed() < Duration::from_secs(SHUTDOWN_TIMEOUT),
+        "run() returned {:?} after the shutdown, past the {SHUTDOWN_TIMEOUT} s timeout",
+        shutdown_at.elapsed()
+    );
+    assert!(
+        (CLIENTS..=CLIENTS + probes_connected).contains(&summary.accepted),
+        "accepted {} connections: {CLIENTS} clients and at most {probes_connected} probes that \
+         raced the shutdown request",
+        summary.accepted
+    );
+    assert_eq!(summary.cut_at_shutdown, 0, "connections cut at shutdown");
+    assert_eq!(summary.bytes_in, total, "bytes_in");
+}
