@@ -187,9 +187,10 @@ impl Worker {
             }
             self.serve_ready();
             let now = self.now;
-            self.resume_accepting(now);
             self.expire_timers(now);
+            // After free_dead: only then are the closed sockets' descriptors free to accept into.
             self.free_dead();
+            self.resume_accepting(now);
             if self.shutdown_step(now) {
                 break;
             }
@@ -220,7 +221,15 @@ impl Worker {
             };
             match listener.socket.accept() {
                 Ok((socket, peer)) => self.admit(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The backlog is empty: an out-of-descriptors episode is over only now, not
+                    // at the first accept after a close, or churn at the limit would warn per close.
+                    if self.out_of_fds {
+                        self.out_of_fds = false;
+                        info!("accepting connections again");
+                    }
+                    return;
+                }
                 Err(e) if is_transient_accept_error(&e) => debug!("accept: {e}"),
                 Err(e) => {
                     // Out of file descriptors (EMFILE/ENFILE) or memory: the pending connection
@@ -254,10 +263,6 @@ impl Worker {
     }
 
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        if self.out_of_fds {
-            self.out_of_fds = false;
-            info!("accepting connections again");
-        }
         if self.open >= self.max_conns {
             self.reject_full(socket);
             return;

@@ -272,8 +272,6 @@ fn churn_at_the_limit(at: &mut AtLimit, rounds: usize) -> Vec<Duration> {
 }
 
 #[test]
-#[ignore = "BUG: accepting resumes only after the 100 ms back-off, not when a connection closes \
-            (server.rs run(): resume_accepting runs before free_dead closes the descriptor)"]
 fn a_closed_connection_lets_a_waiting_one_in_at_once() {
     let mut at = AtLimit::new();
     let times = churn_at_the_limit(&mut at, 10);
@@ -291,8 +289,6 @@ fn a_closed_connection_lets_a_waiting_one_in_at_once() {
 }
 
 #[test]
-#[ignore = "BUG: one `pausing accepts` warning per closed connection while clients wait at the \
-            descriptor limit (server.rs admit() clears out_of_fds on every successful accept)"]
 fn churn_at_the_descriptor_limit_warns_once() {
     let mut at = AtLimit::new();
     churn_at_the_limit(&mut at, 10);
