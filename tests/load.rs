@@ -36,7 +36,11 @@ fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
 
 fn run_ok(args: &LoadArgs) -> LoadReport {
     match load::run(args) {
-        Ok(report) => report,
+        Ok(report) => {
+            // Shown with `--nocapture`, or when the test fails.
+            println!("{report}");
+            report
+        }
         Err(e) => panic!("the run failed: {e}"),
     }
 }

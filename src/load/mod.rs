@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{FramingKind, DEFAULT_PREFIX, MAX_PREFIX, RESERVED_FDS};
@@ -277,6 +278,7 @@ impl Plan {
         range("conns", args.conns.into(), u32::MAX.into())?;
         range("size", args.size.into(), MAX_SIZE.into())?;
         range("pipeline", args.pipeline.into(), MAX_PIPELINE.into())?;
+        range("threads", args.threads.into(), MAX_THREADS.into())?;
         if let Some(n) = args.messages {
             range("messages", n, u64::MAX)?;
         }
@@ -380,7 +382,8 @@ fn ensure_fds(conns: u32) -> Result<(), LoadError> {
 /// Errors only when the run could not happen at all (bad options, too few file descriptors, no
 /// connection ever succeeded); wrong answers are in the report (`LoadReport::wrong_answers`).
 pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
-    let threads = args.threads.clamp(1, MAX_THREADS).min(args.conns.max(1));
+    // More threads than connections would leave some with nothing to do.
+    let threads = args.threads.min(args.conns).max(1);
     // Options are checked before the fd limit is touched, so a bad one fails without side effects.
     let plan = Plan::new(args, threads, Instant::now())?;
     ensure_fds(args.conns)?;
@@ -441,7 +444,10 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
     }
     let facts = RunFacts {
         addr: args.addr.to_string(),
-        framing: format!("{:?}", args.framing).to_lowercase(),
+        framing: args
+            .framing
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string()),
         size: args.size,
         pipeline: args.pipeline,
         threads,
@@ -484,7 +490,8 @@ fn show_progress(plan: &Plan, rx: &mpsc::Receiver<Snapshot>, threads: usize) {
         if now < next_draw {
             continue;
         }
-        next_draw = now + PROGRESS_INTERVAL;
+        // Snapshots come about once an interval, not exactly: a little slack draws on each.
+        next_draw = now + PROGRESS_INTERVAL * 9 / 10;
         let (mut answered, mut errors) = (0, 0);
         let mut p99 = new_histogram().ok();
         for snap in latest.iter().flatten() {
