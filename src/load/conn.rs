@@ -30,7 +30,8 @@ pub(crate) struct InFlight {
     pub seq: u64,
     /// When its first byte was written: `--timeout` counts from here.
     pub sent_at: Instant,
-    /// Where its latency counts from: `sent_at`, or with `--rate` its intended send time.
+    /// Where its latency counts from: `sent_at`, or with `--rate` its intended send time if that
+    /// was earlier.
     pub origin: Instant,
     /// Sent in the measured window, so it counts in the figures.
     pub measured: bool,
@@ -153,10 +154,12 @@ impl Slot {
         let mut measured = 0;
         while n > 0 {
             let origin = match plan.rate {
+                // Sent early (see `SCHEDULE_LOOKAHEAD`), it counts from its actual send; sent
+                // late because the connection was busy, from when it should have gone.
                 Some(_) => {
                     let at = plan.intended(self.id, self.issued);
                     self.issued += 1;
-                    at
+                    at.min(now)
                 }
                 None => now,
             };

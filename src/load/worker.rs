@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -24,6 +24,10 @@ const READ_BUF: usize = 64 * 1024;
 const WRITE_BUF: usize = 64 * 1024;
 /// Readiness events taken from one poll.
 const EVENTS_CAPACITY: usize = 1024;
+/// With `--rate`, messages are handed out this long before they are due, because epoll wakes the
+/// loop in whole milliseconds (mio rounds a shorter timeout up): without it a message would go out
+/// up to 1 ms late, and that lateness, the tool's own, would be charged to the server.
+const SCHEDULE_LOOKAHEAD: Duration = Duration::from_millis(1);
 /// `--rate` messages handed out in one turn of the loop; past it the loop polls without waiting
 /// and goes on, so an absurd rate cannot starve the connections' I/O.
 const MAX_DUE_PER_TURN: u32 = 4096;
@@ -208,7 +212,7 @@ impl Worker {
         }
     }
 
-    fn next_wakeup(&self, now: Instant) -> std::time::Duration {
+    fn next_wakeup(&self, now: Instant) -> Duration {
         let mut at = self.plan.end.min(self.next_sweep);
         if self.progress.is_some() {
             at = at.min(self.next_progress);
@@ -217,7 +221,8 @@ impl Worker {
             at = at.min(t);
         }
         if self.plan.rate.is_some() {
-            at = at.min(self.plan.due_at(self.next_due));
+            let due = self.plan.due_at(self.next_due);
+            at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
         }
         if self.behind {
             at = now;
@@ -225,7 +230,8 @@ impl Worker {
         at.saturating_duration_since(now)
     }
 
-    /// With `--rate`: makes due the messages of this thread's connections whose time has come.
+    /// With `--rate`: makes due the messages of this thread's connections whose time comes within
+    /// `SCHEDULE_LOOKAHEAD`.
     /// Message `i` of the run goes to connection `i % conns`; other threads' are skipped.
     fn hand_out_due(&mut self, reg: &Registry, now: Instant) {
         if self.plan.rate.is_none() {
@@ -247,7 +253,7 @@ impl Worker {
                 self.next_due = self.next_due.saturating_add(skip);
                 continue;
             }
-            if self.plan.due_at(self.next_due) > now {
+            if self.plan.due_at(self.next_due) > now + SCHEDULE_LOOKAHEAD {
                 return;
             }
             if handed == MAX_DUE_PER_TURN {
