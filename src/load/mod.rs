@@ -189,16 +189,6 @@ impl fmt::Display for LoadError {
 
 impl Error for LoadError {}
 
-/// An I/O error in words: the kind alone where it says it all ("connection refused").
-pub(crate) fn describe(e: &io::Error) -> String {
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | AddrNotAvailable
-        | BrokenPipe | NotConnected => e.kind().to_string(),
-        _ => e.to_string(),
-    }
-}
-
 fn parse_secs(s: &str) -> Result<f64, String> {
     let secs: f64 = s
         .parse()

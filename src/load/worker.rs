@@ -16,7 +16,8 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::conn::{Phase, Slot};
 use super::report::{new_histogram, Tally};
-use super::{describe, LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
+use super::{LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
+use crate::describe;
 
 /// Bytes asked of one read(2), into the loop's one shared buffer: connections have none.
 const READ_BUF: usize = 64 * 1024;
