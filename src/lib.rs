@@ -7,12 +7,14 @@
 //! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
 //! - [`server`]: binds, runs `--workers` loops, stops them ([`ServerHandle`]), sums them up.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
+//! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
 pub mod client;
 pub mod config;
 mod connection;
 mod event_loop;
 pub mod framing;
+pub mod load;
 pub mod server;
 
 pub use config::{Config, FramingKind};

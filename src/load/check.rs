@@ -1,0 +1,391 @@
+//! What a load connection sends and what it must get back, as pure functions: no I/O.
+//!
+//! Messages are regenerated from a seed, so no connection stores what it sent, and payload bytes
+//! never equal the prefix's first byte, so an answer stream parses one way only however the server
+//! cut it. It must never accept a byte other than the one expected.
+
+use crate::config::FramingKind;
+
+/// Bytes messages are made of before the prefix's first byte is taken out: printable, so error
+/// descriptions read well, and without `\n`, which only ends a line in line framing.
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Received bytes quoted before a wrong byte in an error description.
+const CONTEXT: usize = 24;
+
+/// The 64-bit finaliser of splitmix64: spreads a counter over all bits.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The seed of message `seq` of connection `conn`: differs per message and per connection, so an
+/// answer that is duplicated, stale or meant for another connection does not match.
+pub(crate) fn seed(conn: u64, seq: u64) -> u64 {
+    mix(mix(conn.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ seq)
+}
+
+/// The wire protocol as the load generator sees it: the messages it sends and how answers look.
+#[derive(Debug)]
+pub(crate) struct Protocol {
+    /// Bytes the server puts before every answer (or every answered read in chunk framing).
+    prefix: Vec<u8>,
+    /// Chunk framing: the server may cut a message's answer into several prefixed pieces.
+    chunk: bool,
+    /// Bytes per message; in line framing the last one is the `\n`.
+    size: u32,
+    /// `ALPHABET` without the prefix's first byte.
+    alphabet: Vec<u8>,
+}
+
+impl Protocol {
+    pub(crate) fn new(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
+        let alphabet = ALPHABET
+            .iter()
+            .copied()
+            .filter(|&b| prefix.first() != Some(&b))
+            .collect();
+        Protocol {
+            prefix: prefix.to_vec(),
+            chunk: framing == FramingKind::Chunk,
+            size,
+            alphabet,
+        }
+    }
+
+    pub(crate) fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Byte `off` of the message with this seed.
+    fn byte(&self, seed: u64, off: u32) -> u8 {
+        if !self.chunk && off + 1 == self.size {
+            return b'\n';
+        }
+        let x = mix(seed ^ u64::from(off));
+        // Multiply-shift maps the top 32 bits onto the alphabet without a division.
+        let i = ((x >> 32) * self.alphabet.len() as u64) >> 32;
+        self.alphabet[i as usize]
+    }
+
+    /// Writes bytes `from..from + out.len()` of the message with this seed into `out`.
+    pub(crate) fn fill(&self, seed: u64, from: u32, out: &mut [u8]) {
+        for (off, b) in (from..).zip(out.iter_mut()) {
+            *b = self.byte(seed, off);
+        }
+    }
+
+    /// The whole message with this seed (tests and descriptions; the loop uses `fill`).
+    #[cfg(test)]
+    pub(crate) fn message(&self, seed: u64) -> Vec<u8> {
+        let mut m = vec![0; self.size as usize];
+        self.fill(seed, 0, &mut m);
+        m
+    }
+
+    /// Where an answer stream starts, and starts again after every complete answer.
+    fn answer_start(&self) -> At {
+        if self.prefix.is_empty() {
+            At::Payload { may_split: false }
+        } else {
+            At::Prefix(0)
+        }
+    }
+}
+
+/// Where the checker is in the answer stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// Prefix bytes come next; this many of them matched already. Every answer starts with one:
+    /// with one message in flight the server's first read of a message starts a new answer, and
+    /// pipelining in chunk framing is only allowed without a prefix.
+    Prefix(usize),
+    /// Payload bytes come next. `may_split`: a new prefix may come instead (chunk framing, not
+    /// right after a prefix, since the server never answers an empty read).
+    Payload { may_split: bool },
+}
+
+/// What feeding received bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fed {
+    /// Messages whose answer is now complete, oldest first.
+    pub completed: usize,
+    /// The first wrong byte, described; the bytes after it were not looked at.
+    pub error: Option<String>,
+}
+
+/// Checks one connection's answer stream byte for byte, however the server cut it.
+#[derive(Clone, Debug)]
+pub(crate) struct Checker {
+    at: At,
+    /// Payload bytes of the oldest message in flight already matched.
+    off: u32,
+    /// Bytes of this stream checked so far, to say where an error was.
+    received: u64,
+}
+
+impl Checker {
+    pub(crate) fn new(proto: &Protocol) -> Self {
+        Checker {
+            at: proto.answer_start(),
+            off: 0,
+            received: 0,
+        }
+    }
+
+    /// Payload bytes of the oldest message in flight received so far.
+    pub(crate) fn partial(&self) -> u32 {
+        self.off
+    }
+
+    /// Checks `data`, the next bytes from connection `conn`, whose oldest message in flight is
+    /// `seq` and which has `in_flight` messages awaiting an answer.
+    pub(crate) fn feed(
+        &mut self,
+        proto: &Protocol,
+        conn: u64,
+        mut seq: u64,
+        in_flight: usize,
+        data: &[u8],
+    ) -> Fed {
+        let mut fed = Fed::default();
+        let mut msg_seed = seed(conn, seq);
+        for (i, &got) in data.iter().enumerate() {
+            if fed.completed == in_flight {
+                fed.error = Some(format!(
+                    "conn {conn}: answer byte {} arrived with no message awaiting an answer: got {} after \"{}\"",
+                    self.received,
+                    quote(got),
+                    context(data, i),
+                ));
+                return fed;
+            }
+            let wrong = |what: &str, expected: u8, received: u64| {
+                format!(
+                    "conn {conn}: wrong answer to message {seq} at answer byte {received}: expected {what} {}, got {} after \"{}\"",
+                    quote(expected),
+                    quote(got),
+                    context(data, i),
+                )
+            };
+            match self.at {
+                At::Prefix(n) => {
+                    let expected = proto.prefix[n];
+                    if got != expected {
+                        fed.error = Some(wrong("prefix byte", expected, self.received));
+                        return fed;
+                    }
+                    self.at = if n + 1 == proto.prefix.len() {
+                        At::Payload { may_split: false }
+                    } else {
+                        At::Prefix(n + 1)
+                    };
+                }
+                At::Payload { may_split: true } if got == proto.prefix[0] => {
+                    self.at = if proto.prefix.len() == 1 {
+                        At::Payload { may_split: false }
+                    } else {
+                        At::Prefix(1)
+                    };
+                }
+                At::Payload { .. } => {
+                    let expected = proto.byte(msg_seed, self.off);
+                    if got != expected {
+                        fed.error = Some(wrong("payload byte", expected, self.received));
+                        return fed;
+                    }
+                    self.off += 1;
+                    if self.off == proto.size {
+                        self.off = 0;
+                        fed.completed += 1;
+                        seq = seq.wrapping_add(1);
+                        msg_seed = seed(conn, seq);
+                        self.at = proto.answer_start();
+                    } else {
+                        self.at = At::Payload {
+                            may_split: proto.chunk && !proto.prefix.is_empty(),
+                        };
+                    }
+                }
+            }
+            self.received += 1;
+        }
+        fed
+    }
+}
+
+/// One byte, quoted and escaped.
+fn quote(b: u8) -> String {
+    format!("'{}'", std::ascii::escape_default(b))
+}
+
+/// Up to `CONTEXT` received bytes ending with `data[i]`, escaped.
+fn context(data: &[u8], i: usize) -> String {
+    escape(&data[i.saturating_sub(CONTEXT - 1)..=i])
+}
+
+/// Bytes as printable ASCII, escaped like a Rust byte string.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &[u8] = b"You say that ";
+
+    /// What a chunk server answers to `msg` when its reads end at `cuts`.
+    fn chunked(prefix: &[u8], msg: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&msg.len())) {
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(&msg[from..to]);
+            from = to;
+        }
+        out
+    }
+
+    #[test]
+    fn payload_never_contains_the_prefix_start_nor_a_stray_newline() {
+        for framing in [FramingKind::Chunk, FramingKind::Line] {
+            let p = Protocol::new(b"a", framing, 500);
+            for s in 0..50 {
+                let m = p.message(seed(1, s));
+                assert!(!m.contains(&b'a'));
+                let body = if framing == FramingKind::Line {
+                    assert_eq!(m.last(), Some(&b'\n'));
+                    &m[..m.len() - 1]
+                } else {
+                    &m[..]
+                };
+                assert!(!body.contains(&b'\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn messages_differ_per_connection_and_per_message() {
+        let p = Protocol::new(PREFIX, FramingKind::Chunk, 16);
+        assert_ne!(p.message(seed(1, 0)), p.message(seed(1, 1)));
+        assert_ne!(p.message(seed(1, 0)), p.message(seed(2, 0)));
+    }
+
+    #[test]
+    fn chunk_answers_cut_anywhere_are_accepted() {
+        let p = Protocol::new(PREFIX, FramingKind::Chunk, 3000);
+        let msg = p.message(seed(7, 0));
+        let stream = chunked(PREFIX, &msg, &[1024, 2048, 2049]);
+        // Deliver the stream itself in odd pieces too: the checker keeps its place across reads.
+        let mut c = Checker::new(&p);
+        let mut done = 0;
+        for piece in stream.chunks(37) {
+            let fed = c.feed(&p, 7, 0, 1, piece);
+            assert_eq!(fed.error, None);
+            done += fed.completed;
+        }
+        assert_eq!(done, 1);
+    }
+
+    #[test]
+    fn a_wrong_byte_is_described() {
+        let p = Protocol::new(PREFIX, FramingKind::Chunk, 8);
+        let mut stream = chunked(PREFIX, &p.message(seed(3, 5)), &[]);
+        stream[15] = b'X';
+        let fed = Checker::new(&p).feed(&p, 3, 5, 1, &stream);
+        let err = fed.error.expect("the corruption is found");
+        assert!(err.contains("conn 3") && err.contains("message 5"), "{err}");
+        assert!(
+            err.contains("answer byte 15") && err.contains("got 'X'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_prefix_where_payload_must_be_is_wrong() {
+        let p = Protocol::new(PREFIX, FramingKind::Chunk, 8);
+        let msg = p.message(seed(0, 0));
+        let mut stream = PREFIX.to_vec();
+        stream.extend_from_slice(PREFIX);
+        stream.extend_from_slice(&msg);
+        assert!(Checker::new(&p).feed(&p, 0, 0, 1, &stream).error.is_some());
+    }
+
+    #[test]
+    fn line_framing_allows_no_prefix_inside_an_answer() {
+        let p = Protocol::new(PREFIX, FramingKind::Line, 8);
+        let msg = p.message(seed(0, 0));
+        let ok = chunked(PREFIX, &msg, &[]);
+        assert_eq!(Checker::new(&p).feed(&p, 0, 0, 1, &ok).completed, 1);
+        let split = chunked(PREFIX, &msg, &[3]);
+        assert!(Checker::new(&p).feed(&p, 0, 0, 1, &split).error.is_some());
+    }
+
+    #[test]
+    fn pipelined_answers_complete_in_order_and_extra_bytes_are_wrong() {
+        let p = Protocol::new(b"", FramingKind::Chunk, 5);
+        let mut stream = Vec::new();
+        for s in 10..13 {
+            stream.extend_from_slice(&p.message(seed(4, s)));
+        }
+        let mut c = Checker::new(&p);
+        assert_eq!(c.feed(&p, 4, 10, 3, &stream).completed, 3);
+        let fed = c.feed(&p, 4, 13, 0, b"z");
+        assert!(fed
+            .error
+            .expect("unexpected")
+            .contains("no message awaiting"));
+    }
+
+    proptest::proptest! {
+        /// However the server cuts its answers and the kernel delivers them, a correct stream
+        /// passes, and changing any one byte of it is caught.
+        #[test]
+        fn any_cut_passes_and_any_changed_byte_is_caught(
+            size in 1u32..3000,
+            cuts in proptest::collection::vec(1usize..3000, 0..6),
+            delivery in 1usize..2000,
+            flip_at in proptest::num::usize::ANY,
+            flip_to in proptest::num::u8::ANY,
+        ) {
+            let p = Protocol::new(PREFIX, FramingKind::Chunk, size);
+            let msg = p.message(seed(9, 0));
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c < msg.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let stream = chunked(PREFIX, &msg, &cuts);
+            let mut c = Checker::new(&p);
+            let mut done = 0;
+            for piece in stream.chunks(delivery) {
+                let fed = c.feed(&p, 9, 0, 1, piece);
+                proptest::prop_assert_eq!(fed.error, None);
+                done += fed.completed;
+            }
+            proptest::prop_assert_eq!(done, 1);
+
+            let mut bad = stream.clone();
+            let i = flip_at % bad.len();
+            proptest::prop_assume!(bad[i] != flip_to);
+            bad[i] = flip_to;
+            let fed = Checker::new(&p).feed(&p, 9, 0, 1, &bad);
+            // A changed byte may turn payload into a valid-looking prefix start; the stream is
+            // then still wrong, just noticed a few bytes later, or it ends incomplete.
+            proptest::prop_assert!(fed.error.is_some() || fed.completed == 0);
+        }
+    }
+
+    #[test]
+    fn an_answer_to_another_message_is_wrong() {
+        let p = Protocol::new(PREFIX, FramingKind::Line, 32);
+        let stale = chunked(PREFIX, &p.message(seed(1, 0)), &[]);
+        assert!(Checker::new(&p).feed(&p, 1, 1, 1, &stale).error.is_some());
+        let other = chunked(PREFIX, &p.message(seed(2, 0)), &[]);
+        assert!(Checker::new(&p).feed(&p, 1, 0, 1, &other).error.is_some());
+    }
+}

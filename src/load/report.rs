@@ -1,0 +1,290 @@
+//! The figures of a load run: counted per thread, merged, then shown as text or JSON.
+//!
+//! The report is the tool's only output, so it names its units and says what each count means;
+//! it must never present a figure from unverified answers or from outside the measured window.
+
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{LoadError, MAX_ERROR_SAMPLES};
+
+/// Smallest latency the histogram tells apart, in µs.
+const LATENCY_LOW_US: u64 = 1;
+/// Largest latency recorded exactly, in µs (60 s); longer ones are recorded as this. A message
+/// waits at most `--timeout` for its answer, plus its queueing behind `--rate`'s schedule.
+pub(crate) const LATENCY_HIGH_US: u64 = 60_000_000;
+/// Significant digits kept: 3 means a latency is known to 0.1%.
+const LATENCY_SIGFIG: u8 = 3;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// An empty latency histogram in µs.
+pub(crate) fn new_histogram() -> Result<Histogram<u64>, LoadError> {
+    Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, LATENCY_SIGFIG)
+        .map_err(|e| LoadError::internal("cannot create the latency histogram", e))
+}
+
+/// Counts kept by one load thread and summed over all of them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tally {
+    /// Measured messages answered correctly.
+    pub messages: u64,
+    /// All messages answered correctly, warmup included (for the live rate).
+    pub answered: u64,
+    /// Bytes written and read inside the measured window.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub wrong: u64,
+    pub timeouts: u64,
+    pub closed_early: u64,
+    pub connect_failures: u64,
+    pub reconnects: u64,
+    pub conns_connected: u64,
+    pub conns_open_at_end: u64,
+    /// The first errors, each with when it happened since the start.
+    pub samples: Vec<(Duration, String)>,
+}
+
+impl Tally {
+    pub(crate) fn errors(&self) -> u64 {
+        self.wrong + self.timeouts + self.closed_early
+    }
+
+    /// Keeps `what` if fewer than `MAX_ERROR_SAMPLES` errors were kept so far.
+    pub(crate) fn sample(&mut self, at: Duration, what: String) {
+        if self.samples.len() < MAX_ERROR_SAMPLES {
+            log::debug!("{what}");
+            self.samples.push((at, what));
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: Tally) {
+        self.messages += other.messages;
+        self.answered += other.answered;
+        self.sent_bytes += other.sent_bytes;
+        self.received_bytes += other.received_bytes;
+        self.wrong += other.wrong;
+        self.timeouts += other.timeouts;
+        self.closed_early += other.closed_early;
+        self.connect_failures += other.connect_failures;
+        self.reconnects += other.reconnects;
+        self.conns_connected += other.conns_connected;
+        self.conns_open_at_end += other.conns_open_at_end;
+        self.samples.extend(other.samples);
+        self.samples.sort_by_key(|(at, _)| *at);
+        self.samples.truncate(MAX_ERROR_SAMPLES);
+    }
+}
+
+/// The result of `saythat load`. Serialised as one JSON object with these field names; latencies
+/// are in µs, rates per second, sizes in bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// The server address loaded.
+    pub addr: String,
+    /// `chunk` or `line`.
+    pub framing: String,
+    /// Bytes per message.
+    pub size: u32,
+    /// Messages in flight per connection.
+    pub pipeline: u32,
+    /// Load threads (independent loops).
+    pub threads: u32,
+    /// The requested total rate in messages/s with `--rate` (open loop), `null` in closed loop.
+    pub rate: Option<f64>,
+    /// `--conns`.
+    pub conns_requested: u32,
+    /// Connections that were established at least once.
+    pub conns_connected: u64,
+    /// Connections open when the run ended.
+    pub conns_open_at_end: u64,
+    /// Seconds before the measured window.
+    pub warmup_s: f64,
+    /// Seconds measured (shorter than `--duration` when `--messages` ended the run).
+    pub duration_s: f64,
+    /// Messages sent in the measured window and answered correctly.
+    pub messages: u64,
+    pub messages_per_s: f64,
+    /// Bytes written to the server in the measured window.
+    pub sent_bytes: u64,
+    /// Bytes read from the server in the measured window.
+    pub received_bytes: u64,
+    pub sent_mib_per_s: f64,
+    pub received_mib_per_s: f64,
+    /// Latency of the measured messages in µs: from the actual send, or from the intended send
+    /// time with `--rate`, to the last byte of the answer.
+    pub latency_mean_us: f64,
+    pub latency_p50_us: u64,
+    pub latency_p90_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_p999_us: u64,
+    pub latency_max_us: u64,
+    /// `wrong + timeouts + closed_early`, over the whole run (warmup included: a wrong answer is
+    /// never noise).
+    pub errors: u64,
+    /// Answers with a wrong or unexpected byte.
+    pub wrong: u64,
+    /// Connections that waited `--timeout` for an answer; each is then reconnected.
+    pub timeouts: u64,
+    /// Connections the server closed or reset while answers were still due.
+    pub closed_early: u64,
+    /// Connect attempts that failed or timed out (each retried after a short back-off).
+    pub connect_failures: u64,
+    /// Connections closed and opened again: `--reconnect` churn, and after every error.
+    pub reconnects: u64,
+    /// The first few errors, each with when it happened.
+    pub first_errors: Vec<String>,
+}
+
+impl LoadReport {
+    /// Messages whose answer was wrong or never came: a correct server under a sane load has none,
+    /// so `saythat load` exits 1 when this is not 0.
+    pub fn wrong_answers(&self) -> u64 {
+        self.errors
+    }
+
+    /// Builds the report from the merged counts and histogram of a run.
+    pub(crate) fn new(
+        run: RunFacts,
+        tally: Tally,
+        hist: &Histogram<u64>,
+        measured: Duration,
+    ) -> LoadReport {
+        let secs = measured.as_secs_f64();
+        let per_s = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
+        let (mean, q) = if hist.is_empty() {
+            (0.0, [0; 4])
+        } else {
+            let q = [0.5, 0.9, 0.99, 0.999].map(|q| hist.value_at_quantile(q));
+            (hist.mean(), q)
+        };
+        LoadReport {
+            addr: run.addr,
+            framing: run.framing,
+            size: run.size,
+            pipeline: run.pipeline,
+            threads: run.threads,
+            rate: run.rate,
+            conns_requested: run.conns,
+            conns_connected: tally.conns_connected,
+            conns_open_at_end: tally.conns_open_at_end,
+            warmup_s: run.warmup_s,
+            duration_s: secs,
+            messages: tally.messages,
+            messages_per_s: per_s(tally.messages as f64),
+            sent_bytes: tally.sent_bytes,
+            received_bytes: tally.received_bytes,
+            sent_mib_per_s: per_s(tally.sent_bytes as f64 / MIB),
+            received_mib_per_s: per_s(tally.received_bytes as f64 / MIB),
+            latency_mean_us: mean,
+            latency_p50_us: q[0],
+            latency_p90_us: q[1],
+            latency_p99_us: q[2],
+            latency_p999_us: q[3],
+            latency_max_us: if hist.is_empty() { 0 } else { hist.max() },
+            errors: tally.errors(),
+            wrong: tally.wrong,
+            timeouts: tally.timeouts,
+            closed_early: tally.closed_early,
+            connect_failures: tally.connect_failures,
+            reconnects: tally.reconnects,
+            first_errors: tally
+                .samples
+                .into_iter()
+                .map(|(at, what)| format!("at {:.3} s: {what}", at.as_secs_f64()))
+                .collect(),
+        }
+    }
+}
+
+/// What the run was asked to do, repeated in the report.
+pub(crate) struct RunFacts {
+    pub addr: String,
+    pub framing: String,
+    pub size: u32,
+    pub pipeline: u32,
+    pub threads: u32,
+    pub rate: Option<f64>,
+    pub conns: u32,
+    pub warmup_s: f64,
+}
+
+/// A latency in µs, in the unit that keeps it short: `850 µs`, `1.25 ms`, `2.50 s`.
+pub(crate) fn human_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=999_999 => format!("{:.2} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.rate {
+            Some(rate) => format!("open loop at {rate} msg/s"),
+            None => "closed loop".to_string(),
+        };
+        writeln!(
+            f,
+            "saythat load: {}, {} framing, {} B messages, pipeline {}, {mode}, {} thread(s)",
+            self.addr, self.framing, self.size, self.pipeline, self.threads
+        )?;
+        writeln!(
+            f,
+            "  duration    {:.2} s measured after {:.2} s warmup",
+            self.duration_s, self.warmup_s
+        )?;
+        writeln!(
+            f,
+            "  messages    {} ({:.1}/s)",
+            self.messages, self.messages_per_s
+        )?;
+        writeln!(
+            f,
+            "  throughput  {:.2} MiB/s sent, {:.2} MiB/s received",
+            self.sent_mib_per_s, self.received_mib_per_s
+        )?;
+        writeln!(
+            f,
+            "  latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+            human_us(self.latency_p50_us),
+            human_us(self.latency_p90_us),
+            human_us(self.latency_p99_us),
+            human_us(self.latency_p999_us),
+            human_us(self.latency_max_us)
+        )?;
+        writeln!(
+            f,
+            "  conns       {} requested, {} connected, {} open at end, {} connect failures, {} reconnects",
+            self.conns_requested,
+            self.conns_connected,
+            self.conns_open_at_end,
+            self.connect_failures,
+            self.reconnects
+        )?;
+        write!(
+            f,
+            "  errors      {} ({} wrong, {} timeouts, {} closed early)",
+            self.errors, self.wrong, self.timeouts, self.closed_early
+        )?;
+        for e in &self.first_errors {
+            write!(f, "\n    {e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_us;
+
+    #[test]
+    fn latencies_read_in_a_short_unit() {
+        assert_eq!(human_us(850), "850 µs");
+        assert_eq!(human_us(1_250), "1.25 ms");
+        assert_eq!(human_us(2_500_000), "2.50 s");
+    }
+}

@@ -1,0 +1,351 @@
+//! `saythat load` against tiny servers each test starts itself: correct, corrupting, silent ones.
+//!
+//! The real server is written elsewhere, so these std servers (a thread per connection) speak
+//! the wire protocol just well enough. Every byte goes to 127.0.0.1; each run lasts about 1 s.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+
+use clap::Parser;
+use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
+
+const PREFIX: &[u8] = b"You say that ";
+
+/// `LoadArgs` parsed like the command line, so the tests also cover the flags' parsers.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// A run of 4 connections for 1 second with no warmup against `addr`, changed by `extra` flags.
+fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
+    let addr = addr.to_string();
+    let mut argv = vec!["load", "--addr", &addr];
+    for default in [["--warmup", "0"], ["--duration", "1"], ["--conns", "4"]] {
+        if !extra.contains(&default[0]) {
+            argv.extend(default);
+        }
+    }
+    argv.extend(extra);
+    Cli::try_parse_from(argv)
+        .expect("the test's flags parse")
+        .load
+}
+
+fn run_ok(args: &LoadArgs) -> LoadReport {
+    match load::run(args) {
+        Ok(report) => {
+            // Shown with `--nocapture`, or when the test fails.
+            println!("{report}");
+            report
+        }
+        Err(e) => panic!("the run failed: {e}"),
+    }
+}
+
+/// Starts a server on a free loopback port that hands every connection to `handle` on its own
+/// thread. The server lives until the test process ends.
+fn serve(handle: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            // Answers are small writes: Nagle would hold them back for the client's delayed ACK.
+            let _ = stream.set_nodelay(true);
+            thread::spawn(move || handle(stream));
+        }
+    });
+    addr
+}
+
+/// Chunk framing: every read of up to `read_size` bytes is answered by `prefix` + those bytes.
+fn chunk_echo(mut s: TcpStream, prefix: &[u8], read_size: usize, corrupt_every: usize) {
+    let mut buf = vec![0; read_size];
+    let mut answers = 0;
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        let mut out = prefix.to_vec();
+        out.extend_from_slice(&buf[..n]);
+        answers += 1;
+        if corrupt_every > 0 && answers % corrupt_every == 0 {
+            let last = out.len() - 1;
+            out[last] = b'#';
+        }
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+fn chunk_server(s: TcpStream) {
+    chunk_echo(s, PREFIX, 1024, 0)
+}
+
+/// Cuts messages much finer than the real server, to exercise the checker's re-chunking.
+fn small_reads_server(s: TcpStream) {
+    chunk_echo(s, PREFIX, 100, 0)
+}
+
+fn plain_echo_server(s: TcpStream) {
+    chunk_echo(s, b"", 1024, 0)
+}
+
+fn corrupting_server(s: TcpStream) {
+    chunk_echo(s, PREFIX, 1024, 20)
+}
+
+/// Line framing: every `\n`-terminated line is answered by the prefix + the line.
+fn line_server(s: TcpStream) {
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut lines = BufReader::new(s);
+    let mut line = Vec::new();
+    while let Ok(1..) = lines.read_until(b'\n', &mut line) {
+        let mut answer = PREFIX.to_vec();
+        answer.extend_from_slice(&line);
+        if out.write_all(&answer).is_err() {
+            return;
+        }
+        line.clear();
+    }
+}
+
+/// Reads everything and never answers.
+fn silent_server(mut s: TcpStream) {
+    let mut buf = [0; 4096];
+    while let Ok(1..) = s.read(&mut buf) {}
+}
+
+/// Answers one message, then closes the connection as soon as the next one arrives.
+fn closing_server(mut s: TcpStream) {
+    let mut buf = [0; 1024];
+    if let Ok(n @ 1..) = s.read(&mut buf) {
+        let mut out = PREFIX.to_vec();
+        out.extend_from_slice(&buf[..n]);
+        let _ = s.write_all(&out);
+    }
+    let _ = s.read(&mut buf);
+}
+
+/// Sends bytes nobody asked for, then echoes.
+fn garbage_server(mut s: TcpStream) {
+    let _ = s.write_all(b"\x00\xffgarbage\r\n");
+    chunk_echo(s, PREFIX, 1024, 0);
+}
+
+#[test]
+fn a_short_run_against_a_correct_chunk_server_counts_messages_and_no_errors() {
+    let report = run_ok(&args(serve(chunk_server), &[]));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+    assert_eq!(report.wrong_answers(), 0);
+    assert_eq!(report.conns_connected, 4);
+    assert_eq!(report.conns_open_at_end, 4);
+    assert!(report.latency_p50_us > 0 && report.latency_p50_us <= report.latency_max_us);
+    // 64-byte messages come back with a 13-byte prefix each.
+    assert!(report.received_bytes > report.sent_bytes, "{report}");
+}
+
+#[test]
+fn answers_cut_into_many_prefixed_pieces_are_accepted() {
+    let report = run_ok(&args(serve(small_reads_server), &["--size", "3000"]));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+}
+
+#[test]
+fn line_framing_with_pipeline_8_works() {
+    let flags = ["--framing", "line", "--pipeline", "8", "--size", "40"];
+    let report = run_ok(&args(serve(line_server), &flags));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+}
+
+#[test]
+fn an_empty_prefix_allows_pipelining_in_chunk_framing() {
+    let report = run_ok(&args(
+        serve(plain_echo_server),
+        &["--prefix", "", "--pipeline", "4"],
+    ));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+}
+
+#[test]
+fn two_threads_share_the_connections() {
+    let report = run_ok(&args(
+        serve(chunk_server),
+        &["--threads", "2", "--conns", "5"],
+    ));
+    assert_eq!(report.threads, 2);
+    assert_eq!(report.conns_connected, 5);
+    assert!(report.messages > 0 && report.errors == 0, "{report}");
+}
+
+#[test]
+fn a_corrupting_server_yields_described_errors() {
+    let report = run_ok(&args(serve(corrupting_server), &[]));
+    assert!(report.wrong > 0 && report.wrong_answers() > 0, "{report}");
+    assert!(
+        report.reconnects > 0,
+        "a wrong answer reopens the connection: {report}"
+    );
+    let first = report.first_errors.first().expect("an error is described");
+    assert!(
+        first.contains("wrong answer") && first.contains("got '#'"),
+        "{first}"
+    );
+    assert!(report.first_errors.len() <= load::MAX_ERROR_SAMPLES);
+}
+
+#[test]
+fn bytes_nobody_asked_for_are_wrong() {
+    let report = run_ok(&args(serve(garbage_server), &["--conns", "1"]));
+    assert!(report.wrong > 0, "{report}");
+    assert!(report.first_errors[0].contains("\\x00"), "{report}");
+}
+
+#[test]
+fn a_silent_server_yields_timeouts() {
+    let report = run_ok(&args(serve(silent_server), &["--timeout", "0.2"]));
+    assert_eq!(report.messages, 0);
+    assert!(
+        report.timeouts > 0 && report.errors >= report.timeouts,
+        "{report}"
+    );
+    assert!(
+        report.first_errors[0].contains("no complete answer"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_server_closing_early_is_counted() {
+    let report = run_ok(&args(serve(closing_server), &["--conns", "2"]));
+    assert!(report.closed_early > 0, "{report}");
+    assert!(report.first_errors[0].contains("unanswered"), "{report}");
+}
+
+#[test]
+fn a_closed_port_gives_the_connect_error_with_its_hint() {
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    };
+    let err = load::run(&args(addr, &["--duration", "5"])).expect_err("nothing listens");
+    assert_eq!(err.kind(), LoadErrorKind::Connect);
+    let text = err.to_string();
+    assert_eq!(
+        text,
+        format!("cannot connect to {addr}: connection refused; is saythat serve running on that address?")
+    );
+}
+
+#[test]
+fn pipelining_chunk_framing_with_a_prefix_is_refused() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let err = load::run(&args(addr, &["--pipeline", "2"])).expect_err("ambiguous answers");
+    assert_eq!(err.kind(), LoadErrorKind::InvalidArgs);
+    assert!(err.to_string().contains("--pipeline 2"), "{err}");
+    assert!(err.to_string().contains("--framing line"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_are_refused_before_connecting() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    for bad in [
+        ["--size", "0"],
+        ["--duration", "0"],
+        ["--rate", "-1"],
+        ["--timeout", "nan"],
+    ] {
+        let mut argv = vec!["load", "--addr", "127.0.0.1:9"];
+        argv.extend(bad);
+        assert!(
+            Cli::try_parse_from(argv).is_err(),
+            "{bad:?} is refused by the parser"
+        );
+    }
+    // Built in code rather than parsed, the same values are refused by `run`.
+    let mut a = args(addr, &[]);
+    a.duration = f64::NAN;
+    assert_eq!(
+        load::run(&a).expect_err("NaN").kind(),
+        LoadErrorKind::InvalidArgs
+    );
+    let mut a = args(addr, &[]);
+    a.size = 0;
+    assert_eq!(
+        load::run(&a).expect_err("empty").kind(),
+        LoadErrorKind::InvalidArgs
+    );
+}
+
+#[test]
+fn more_connections_than_file_descriptors_are_refused() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let err = load::run(&args(addr, &["--conns", "4000000000"])).expect_err("too many");
+    assert_eq!(err.kind(), LoadErrorKind::FdLimit);
+    assert!(err.to_string().contains("the limit is"), "{err}");
+}
+
+#[test]
+fn messages_stops_at_the_count() {
+    let flags = ["--messages", "300", "--duration", "10"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!(report.messages, 300, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.duration_s < 5.0, "it stopped early: {report}");
+}
+
+#[test]
+fn a_rate_is_held_roughly() {
+    let flags = ["--rate", "1000", "--duration", "1.5", "--conns", "8"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!(report.rate, Some(1000.0));
+    assert!(
+        (500.0..1500.0).contains(&report.messages_per_s),
+        "about 1000 msg/s: {report}"
+    );
+    assert_eq!(report.errors, 0, "{report}");
+}
+
+#[test]
+fn reconnecting_every_few_messages_churns_without_errors() {
+    let report = run_ok(&args(serve(chunk_server), &["--reconnect", "5"]));
+    assert!(report.reconnects > 0, "{report}");
+    assert!(report.messages > 0 && report.errors == 0, "{report}");
+}
+
+#[test]
+fn the_report_serialises_with_the_expected_keys() {
+    let report = run_ok(&args(serve(chunk_server), &["--duration", "0.3"]));
+    let json = serde_json::to_value(&report).expect("a report serialises");
+    for key in [
+        "messages",
+        "messages_per_s",
+        "sent_mib_per_s",
+        "received_mib_per_s",
+        "latency_p50_us",
+        "latency_p90_us",
+        "latency_p99_us",
+        "latency_p999_us",
+        "latency_max_us",
+        "errors",
+        "connect_failures",
+        "conns_requested",
+        "conns_connected",
+        "duration_s",
+    ] {
+        assert!(json[key].is_number(), "{key} is a number in {json}");
+    }
+    assert!(json["first_errors"].is_array());
+    assert!(json["rate"].is_null());
+    assert_eq!(json["framing"], "chunk");
+    let text = report.to_string();
+    assert!(text.contains("latency") && text.contains("p99.9"), "{text}");
+}
