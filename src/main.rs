@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use saythat::client::{self, Input, SendArgs};
+use saythat::load::{LoadArgs, LoadError, LoadErrorKind};
 use saythat::{Config, Server};
 
 /// A prefixed-echo TCP daemon: every message is answered by `You say that ` and the message.
@@ -22,6 +23,8 @@ enum Command {
     Serve(Config),
     /// Send a message (or stdin) and print the answers.
     Send(SendArgs),
+    /// Load-test a server: many connections, every answer checked, latency percentiles.
+    Load(LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,12 +33,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => serve(&config),
         Command::Send(args) => send(&args),
+        Command::Load(args) => load(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            // Bad flag combinations are usage errors, like the ones clap finds itself.
+            let usage = e
+                .downcast_ref::<LoadError>()
+                .is_some_and(|e| e.kind() == LoadErrorKind::InvalidArgs);
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
@@ -70,4 +78,20 @@ fn send(args: &SendArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         let _ = writeln!(out);
     }
     Ok(())
+}
+
+fn load(args: &LoadArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let report = saythat::load::run(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    match report.wrong_answers() {
+        0 => Ok(()),
+        n => Err(
+            format!("{n} message(s) got a wrong answer or none (see the first errors above)")
+                .into(),
+        ),
+    }
 }
