@@ -11,11 +11,15 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The lesson's answer prefix.
 pub const DEFAULT_PREFIX: &str = "You say that ";
-/// One read from a connection, and so the largest chunk answered in chunk framing (the lesson's
-/// `recv(1024)`). The loop shares one buffer of this size, so it costs nothing per connection.
+/// One read from a connection in chunk framing, and so the largest chunk answered (the lesson's
+/// `recv(1024)`). The loop shares one read buffer, so it costs nothing per connection.
 pub const READ_SIZE: usize = 1024;
+/// One read in line framing, where answers do not depend on read boundaries: large enough that
+/// one read takes everything a pipelining client has sent (16 lines of 64 bytes and more), so
+/// the short read proves the socket drained and no second read is paid for WouldBlock.
+pub const LINE_READ_SIZE: usize = 16 * 1024;
 /// Bytes read from one connection in one turn of the loop before the others get theirs.
-pub const READ_BUDGET: usize = 32 * READ_SIZE;
+pub const READ_BUDGET: usize = 32 * 1024;
 /// Connections accepted from one listener in one turn of the loop, so a connection storm cannot
 /// starve the connections already open.
 pub const ACCEPT_BUDGET: usize = 256;
@@ -28,7 +32,7 @@ pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// its write side and drains what the client still sends for this long, so the client reads the
 /// error line instead of a reset.
 pub const LINGER: Duration = Duration::from_secs(2);
-/// The longest `--prefix`: an answer's size is bounded by READ_SIZE times the prefix length.
+/// The longest `--prefix`: the answers to one read are bounded by its size times the prefix length.
 pub const MAX_PREFIX: usize = 4096;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;

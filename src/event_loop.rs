@@ -19,7 +19,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, READ_BUDGET, READ_SIZE};
+use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, READ_BUDGET};
 use crate::connection::{Connection, Io, Phase};
 use crate::framing::{Framer, Status};
 use crate::server::{ServerHandle, Summary, ABORT, RUNNING};
@@ -63,7 +63,7 @@ pub(crate) struct Worker {
     group: Option<ServerHandle>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// The one read buffer, shared by every connection: reads are answered before the next one.
-    read_buf: Box<[u8; READ_SIZE]>,
+    read_buf: Box<[u8]>,
     /// Answers to one connection's reads of this turn, written with one syscall.
     answers: Vec<u8>,
     pool: Vec<Vec<u8>>,
@@ -107,15 +107,17 @@ impl Worker {
                 Interest::READABLE,
             )?;
         }
+        let framer = Framer::new(
+            config.framing,
+            config.prefix.as_bytes(),
+            config.max_line as usize,
+        );
         let worker = Worker {
+            read_buf: vec![0; framer.read_size()].into(),
             poll,
             listeners,
             connections: Slab::new(),
-            framer: Framer::new(
-                config.framing,
-                config.prefix.as_bytes(),
-                config.max_line as usize,
-            ),
+            framer,
             max_pending: config.max_pending as usize,
             max_conns,
             max_conns_total,
@@ -123,7 +125,6 @@ impl Worker {
             shutdown_timeout: config.shutdown_timeout(),
             group: None,
             signals: None,
-            read_buf: Box::new([0; READ_SIZE]),
             answers: Vec::new(),
             pool: Vec::new(),
             ready: VecDeque::new(),
@@ -417,7 +418,9 @@ impl Worker {
                 }
                 break;
             }
-            let n = match conn.read(&mut self.read_buf[..]) {
+            let room = self.max_pending - (conn.pending() + self.answers.len());
+            let want = self.framer.read_len(room).min(self.read_buf.len());
+            let n = match conn.read(&mut self.read_buf[..want]) {
                 Ok(0) => {
                     conn.unread = false;
                     if !lingering {
@@ -451,7 +454,7 @@ impl Worker {
             }
             // A short read drained the socket: any byte arriving after it raises a new edge. Once
             // the peer's FIN was seen, the zero-byte read that reports it is still owed.
-            if n < READ_SIZE && !conn.peer_fin_seen {
+            if n < want && !conn.peer_fin_seen {
                 conn.unread = false;
                 break;
             }

@@ -5,7 +5,7 @@
 //! Framing must never do I/O, never allocate per message, and never hold more than `max_line`
 //! bytes of a connection's input.
 
-use crate::config::FramingKind;
+use crate::config::{FramingKind, LINE_READ_SIZE, READ_SIZE};
 
 /// What the connection should do once an input has been answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +52,24 @@ impl Framer {
         &self.prefix
     }
 
-    /// The most answer bytes one input of `input_len` bytes can produce: every byte a line of
-    /// its own, or the error line. Callers size their bounds with it.
-    pub fn max_answer(&self, input_len: usize) -> usize {
-        let per_message = match self.kind {
-            FramingKind::Chunk => return self.prefix.len() + input_len,
-            FramingKind::Line => (self.prefix.len() + 1) * input_len,
-        };
-        per_message + self.prefix.len() + self.max_line + self.too_long.len()
+    /// The largest read the loop ever makes: chunk framing answers each read, so its size is
+    /// part of the contract; line framing answers lines, so it reads as much as is there.
+    pub fn read_size(&self) -> usize {
+        match self.kind {
+            FramingKind::Chunk => READ_SIZE,
+            FramingKind::Line => LINE_READ_SIZE,
+        }
+    }
+
+    /// How many bytes to read when `room` answer bytes may still be produced. Chunk answers
+    /// exceed their input by one prefix; in line framing every input byte could be a line of its
+    /// own and cost a prefix, so the read shrinks with the room. Either way, answering the read
+    /// overshoots `room` by at most a prefix, a line (`max_line`) and the error line.
+    pub fn read_len(&self, room: usize) -> usize {
+        match self.kind {
+            FramingKind::Chunk => READ_SIZE,
+            FramingKind::Line => (room / (self.prefix.len() + 1)).clamp(1, LINE_READ_SIZE),
+        }
     }
 
     /// Answers every complete message in `input` by appending to `out`.
@@ -209,11 +219,21 @@ mod tests {
     }
 
     #[test]
-    fn max_answer_bounds_the_worst_input() {
-        let framer = Framer::new(FramingKind::Line, P, 8192);
-        let input = vec![b'\n'; 1024];
-        let (out, _) = feed(&framer, &[&input], false);
-        assert!(out.len() <= framer.max_answer(1024));
+    fn read_len_bounds_the_answers_to_the_worst_read() {
+        let framer = Framer::new(FramingKind::Line, P, 64);
+        for room in [0, 1, 13, 14, 1000, 65536, 1 << 30] {
+            let newlines = vec![b'\n'; framer.read_len(room)];
+            let mut partial = Partial::default();
+            let mut out = Vec::new();
+            framer.answer(&mut partial, &[b'x'; 63], &mut out);
+            framer.answer(&mut partial, &newlines, &mut out);
+            let bound = room.max(P.len() + 1) + P.len() + 64;
+            assert!(
+                out.len() <= bound,
+                "room {room}: {} answer bytes, bound {bound}",
+                out.len()
+            );
+        }
     }
 
     proptest! {
