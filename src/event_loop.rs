@@ -30,6 +30,12 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 2;
+
+/// Which listener a token names, if any.
+fn listener_index(token: Token) -> Option<usize> {
+    let index = LISTENER_BASE.checked_sub(token.0)?;
+    (index < MAX_LISTENERS).then_some(index)
+}
 /// At most this many `--listen` addresses, so listener tokens never meet slab keys.
 pub const MAX_LISTENERS: usize = 64;
 /// Events taken from one `epoll_wait`.
@@ -180,10 +186,10 @@ impl Worker {
                 match event.token() {
                     WAKER => {}
                     SIGNALS => self.take_signals(),
-                    Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                        self.accept(LISTENER_BASE - t)
-                    }
-                    Token(key) => self.on_event(key, event),
+                    token => match listener_index(token) {
+                        Some(index) => self.accept(index),
+                        None => self.on_event(token.0, event),
+                    },
                 }
             }
             self.serve_ready();
@@ -348,17 +354,17 @@ impl Worker {
             let Some(token) = self.ready.pop_front() else {
                 break;
             };
-            match token {
-                Token(t) if t > LISTENER_BASE - self.listeners.len() && t <= LISTENER_BASE => {
-                    self.accept(LISTENER_BASE - t)
-                }
-                Token(key) => {
-                    if let Some(conn) = self.connections.get_mut(key) {
-                        if conn.queued && conn.phase != Phase::Dead {
-                            conn.queued = false;
-                            self.drive(key);
-                        }
-                    }
+            if let Some(index) = listener_index(token) {
+                self.accept(index);
+                continue;
+            }
+            // A connection closed since it was queued is skipped, and so is a newer one that
+            // took its slot: that one was never queued.
+            let key = token.0;
+            if let Some(conn) = self.connections.get_mut(key) {
+                if conn.queued && conn.phase != Phase::Dead {
+                    conn.queued = false;
+                    self.drive(key);
                 }
             }
         }
@@ -586,8 +592,7 @@ impl Worker {
             for mut listener in self.listeners.drain(..) {
                 let _ = self.poll.registry().deregister(&mut listener.socket);
             }
-            self.ready
-                .retain(|token| token.0 < LISTENER_BASE - MAX_LISTENERS);
+            self.ready.retain(|&token| listener_index(token).is_none());
             self.accept_paused_until = None;
             self.drain_deadline = Some(now + self.shutdown_timeout);
             if self.open > 0 {
