@@ -42,7 +42,7 @@ fn steady_state_echo_allocates_nothing() {
         (FramingKind::Line, &b"a line\n"[..], 16),
     ];
     for (framing, message, depth) in cases {
-        let server = start(&Config {
+        let server = TestServer::start(&Config {
             framing,
             ..Config::loopback()
         });
@@ -62,6 +62,6 @@ fn steady_state_echo_allocates_nothing() {
             "{framing:?} framing: {grown} allocations while echoing {messages} messages"
         );
         drop(streams);
-        server.stop();
+        server.abort();
     }
 }

@@ -2,19 +2,19 @@
 //! bytes of answers; past that the server stops reading, TCP flow control stalls the client, and
 //! once the client reads it gets every answer, in order, nothing lost.
 
-mod support;
+mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{
+    fill_pattern, read_exact_timeout, report, roundtrip, send, tcp_mem_max, tcp_queues,
+    AnswerChecker, ServerProcess, TestServer, PREFIX,
+};
 use saythat::config::READ_SIZE;
 use saythat::Config;
-use support::{
-    connect, fill_pattern, read_n, report, round_trip, tcp_mem_max, tcp_queues, AnswerChecker,
-    ServerProcess, TestServer, PREFIX,
-};
 
 const MAX_PENDING: u32 = 64 * 1024;
 /// No byte accepted for this long means the writes have stalled.
@@ -89,14 +89,14 @@ fn read_answers(stream: &mut TcpStream, seed: u64, payload: u64, what: &str) -> 
 
 #[test]
 fn a_non_reader_is_stalled_by_flow_control_and_loses_nothing() {
-    let server = TestServer::start(Config {
+    let server = TestServer::start(&Config {
         max_pending: MAX_PENDING,
         ..Config::loopback()
     });
     let bound = flow_control_bound();
     // Far more than any buffers on the path hold: a server that kept reading would take it all.
     let attempt = (2 * bound).max(100 << 20);
-    let mut hog = connect(server.addr);
+    let mut hog = server.connect();
     let written = push_until_stalled(&mut hog, 1, attempt);
     report("backpressure.accepted_bytes", written);
     assert!(
@@ -111,7 +111,7 @@ fn a_non_reader_is_stalled_by_flow_control_and_loses_nothing() {
     // Every answer carries at most READ_SIZE bytes, so the answers are at least the bytes read
     // plus a prefix per READ_SIZE. Bytes in flight that both ends count only make this looser,
     // never a false failure.
-    let (client, server_side) = (hog.local_addr().unwrap(), server.addr);
+    let (client, server_side) = (hog.local_addr().unwrap(), server.addr());
     let (client_tx, client_rx) =
         tcp_queues(client, server_side).expect("the client socket in /proc/net/tcp");
     let (server_tx, server_rx) =
@@ -132,14 +132,10 @@ fn a_non_reader_is_stalled_by_flow_control_and_loses_nothing() {
     );
 
     // The stalled connection holds no one else up.
-    let mut other = connect(server.addr);
+    let mut other = server.connect();
     for i in 0..20 {
         let started = Instant::now();
-        round_trip(
-            &mut other,
-            format!("ping {i}").as_bytes(),
-            "another client while one is stalled",
-        );
+        roundtrip(&mut other, format!("ping {i}").as_bytes());
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "another client waited {:?} for answer {i} while one client was stalled",
@@ -163,7 +159,7 @@ fn a_non_reader_is_stalled_by_flow_control_and_loses_nothing() {
     }
     drop(other);
     drop(hog);
-    let summary = server.stop();
+    let summary = server.shutdown();
     assert_eq!(
         summary.bytes_in,
         written
@@ -176,12 +172,12 @@ fn a_non_reader_is_stalled_by_flow_control_and_loses_nothing() {
 
 #[test]
 fn the_binary_rss_stays_flat_while_a_non_reader_pushes() {
-    let mut server = ServerProcess::start(&[], &["--max-pending", "65536"]);
-    let mut warm = connect(server.addr);
-    round_trip(&mut warm, b"warm up", "a first client");
+    let mut server = ServerProcess::serve(&["--max-pending", "65536"]);
+    let mut warm = server.connect();
+    roundtrip(&mut warm, b"warm up");
     let baseline = server.rss_bytes();
 
-    let mut hog = connect(server.addr);
+    let mut hog = server.connect();
     hog.set_nonblocking(true).unwrap();
     let mut buf = vec![b'x'; 64 * 1024];
     let mut written = 0u64;
@@ -204,11 +200,7 @@ fn the_binary_rss_stays_flat_while_a_non_reader_pushes() {
     }
     peak = peak.max(server.rss_bytes());
     server.assert_alive("while a client pushed without reading");
-    round_trip(
-        &mut warm,
-        b"still there?",
-        "the first client after the push",
-    );
+    roundtrip(&mut warm, b"still there?");
     let growth = peak.saturating_sub(baseline);
     report("backpressure.binary_rss_baseline", baseline);
     report("backpressure.binary_rss_growth", growth);
@@ -222,13 +214,13 @@ fn the_binary_rss_stays_flat_while_a_non_reader_pushes() {
 
 #[test]
 fn one_byte_writes_get_fourteen_bytes_each() {
-    let server = TestServer::start(Config::loopback());
-    let mut client = connect(server.addr);
+    let server = TestServer::start(&Config::loopback());
+    let mut client = server.connect();
     let mut total = 0;
     for i in 0..200u32 {
         let byte = b'a' + (i % 26) as u8;
-        client.write_all(&[byte]).unwrap();
-        let answer = read_n(&mut client, PREFIX.len() + 1, "a one-byte message");
+        send(&mut client, &[byte]);
+        let answer = read_exact_timeout(&mut client, PREFIX.len() + 1);
         assert_eq!(
             answer,
             [PREFIX, &[byte]].concat(),
@@ -238,6 +230,6 @@ fn one_byte_writes_get_fourteen_bytes_each() {
     }
     assert_eq!(total, 200 * 14, "14 answer bytes per byte sent");
     drop(client);
-    let summary = server.stop();
+    let summary = server.shutdown();
     assert_eq!((summary.bytes_in, summary.bytes_out), (200, 200 * 14));
 }

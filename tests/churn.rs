@@ -2,27 +2,23 @@
 //! server answering every client correctly, each its own answers, and holding no descriptor for a
 //! connection that is gone.
 
-mod support;
+mod common;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::{
+    answer, connect, expect_bytes, expect_bytes_then_eof, send, wait_for, ServerProcess, TestServer,
+};
 use saythat::Config;
-use support::{connect, read_n, read_to_eof, wait_for, ServerProcess, TestServer, PREFIX};
 
 /// One short connection: a message, a half-close, and exactly its answer then EOF.
 fn short_connection(addr: SocketAddr, msg: &[u8]) {
     let mut c = connect(addr);
-    c.write_all(msg).unwrap();
+    send(&mut c, msg);
     c.shutdown(Shutdown::Write).unwrap();
-    let got = read_to_eof(&mut c, "a short connection");
-    assert!(
-        got == [PREFIX, msg].concat(),
-        "a short connection sent {:?} and got {:?}",
-        String::from_utf8_lossy(msg),
-        String::from_utf8_lossy(&got)
-    );
+    expect_bytes_then_eof(&mut c, &answer(msg));
 }
 
 /// A connection reset by its client (SO_LINGER 0) after sending `len` bytes, without reading.
@@ -59,40 +55,34 @@ fn concurrent_distinct_payloads(addr: SocketAddr, clients: usize) {
         })
         .collect();
     for (c, msg) in &mut streams {
-        c.write_all(msg).unwrap();
+        send(c, msg);
     }
-    for (i, (c, msg)) in streams.iter_mut().enumerate().rev() {
-        let got = read_n(c, PREFIX.len() + msg.len(), "a client of the final batch");
-        assert!(
-            got == [PREFIX, msg.as_slice()].concat(),
-            "client {i} of the final batch sent {:?} and got {:?}",
-            String::from_utf8_lossy(msg),
-            String::from_utf8_lossy(&got)
-        );
+    for (c, msg) in streams.iter_mut().rev() {
+        expect_bytes(c, &answer(msg));
     }
 }
 
 #[test]
 fn three_thousand_short_connections_in_a_row() {
-    let server = TestServer::start(Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     for i in 0..3000 {
-        short_connection(server.addr, format!("short connection {i}").as_bytes());
+        short_connection(server.addr(), format!("short connection {i}").as_bytes());
     }
-    let summary = server.stop();
+    let summary = server.shutdown();
     assert_eq!(summary.accepted, 3000, "accepted");
     assert_eq!(summary.cut_at_shutdown, 0, "connections left open");
 }
 
 #[test]
 fn resets_interleaved_with_normal_connections_and_each_answer_to_its_client() {
-    let server = TestServer::start(Config {
+    let server = TestServer::start(&Config {
         shutdown_timeout: 2,
         ..Config::loopback()
     });
-    aborts_interleaved(server.addr, 400);
-    concurrent_distinct_payloads(server.addr, 200);
+    aborts_interleaved(server.addr(), 400);
+    concurrent_distinct_payloads(server.addr(), 200);
     server.handle.shutdown();
-    let summary = server.join(Duration::from_secs(5));
+    let summary = server.wait(Duration::from_secs(5));
     assert_eq!(summary.accepted, 400 * 2 + 200, "accepted");
     // Every client is closed (the final batch when it was dropped); one still open at the end
     // of the drain is a reset connection the server never closed.
@@ -104,13 +94,13 @@ fn resets_interleaved_with_normal_connections_and_each_answer_to_its_client() {
 
 #[test]
 fn the_binary_holds_no_descriptor_for_a_closed_or_reset_connection() {
-    let server = ServerProcess::start(&[], &[]);
+    let server = ServerProcess::serve(&[]);
     let baseline = server.fd_count();
     for i in 0..500 {
-        short_connection(server.addr, format!("short {i}").as_bytes());
+        short_connection(server.addr(), format!("short {i}").as_bytes());
     }
-    aborts_interleaved(server.addr, 250);
-    concurrent_distinct_payloads(server.addr, 200);
+    aborts_interleaved(server.addr(), 250);
+    concurrent_distinct_payloads(server.addr(), 200);
     // The final batch is closed here, by dropping it in the call above.
     let mut last = 0;
     wait_for(
@@ -122,5 +112,5 @@ fn the_binary_holds_no_descriptor_for_a_closed_or_reset_connection() {
         },
     );
     // Still serving afterwards.
-    short_connection(server.addr, b"after the churn");
+    short_connection(server.addr(), b"after the churn");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::process::Output;
 
-use common::{answer, roundtrip, run_to_end, saythat, start, BinServer, TIMEOUT};
+use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
 use saythat::Config;
 
 fn describe(output: &Output) -> String {
@@ -20,8 +20,8 @@ fn describe(output: &Output) -> String {
 
 #[test]
 fn a_second_server_on_a_taken_address_exits_1_with_a_hint() {
-    let first = BinServer::start(saythat(&["serve", "--listen", "127.0.0.1:0"]));
-    let addr = first.addr.to_string();
+    let first = ServerProcess::serve(&[]);
+    let addr = first.addr().to_string();
     let output = run_to_end(saythat(&["serve", "--listen", &addr]), None, TIMEOUT);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let expected = format!(
@@ -51,9 +51,9 @@ fn a_usage_error_exits_2() {
 fn the_prefix_comes_from_the_environment() {
     let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0"]);
     cmd.env("SAYTHAT_PREFIX", "> ");
-    let server = BinServer::start(cmd);
+    let server = ServerProcess::start(cmd);
     let mut client = server.connect();
-    roundtrip(&mut client, b"hi", b"> hi");
+    send_expect(&mut client, b"hi", b"> hi");
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn send_to_a_closed_port_exits_1_with_a_hint() {
 
 #[test]
 fn send_prints_the_answer_to_its_message() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let addr = server.addr().to_string();
     let output = run_to_end(saythat(&["send", "--addr", &addr, "hi"]), None, TIMEOUT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -90,7 +90,7 @@ fn send_prints_the_answer_to_its_message() {
 
 #[test]
 fn send_streams_stdin() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let addr = server.addr().to_string();
     let output = run_to_end(saythat(&["send", "--addr", &addr]), Some(b"hi\n"), TIMEOUT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));

@@ -2,17 +2,17 @@
 //! serving the open ones, so every client still gets every answer, and `run()` returns once they
 //! have closed, within the shutdown timeout.
 
-mod support;
+mod common;
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{fill_pattern, read_answers_to_eof, report, wait_for, TestServer};
 use saythat::Config;
-use support::{connect, fill_pattern, report, wait_for, AnswerChecker, TestServer};
 
 const CLIENTS: u64 = 50;
 const PER_CLIENT: u64 = 2 * 1024 * 1024;
@@ -33,37 +33,9 @@ fn write_all_of_it(mut stream: TcpStream, seed: u64) {
     stream.shutdown(Shutdown::Write).unwrap();
 }
 
-/// Reads and checks answers until EOF; returns the payload bytes answered.
-fn read_all_of_it(mut stream: TcpStream, seed: u64, progress: &AtomicU64) -> u64 {
-    let mut checker = AnswerChecker::new(seed);
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let before = checker.payload;
-                if let Err(e) = checker.feed(&buf[..n]) {
-                    panic!("client {seed}: {e}");
-                }
-                progress.fetch_add(checker.payload - before, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!(
-                "client {seed}: {e} after {} of {PER_CLIENT} payload bytes answered",
-                checker.payload
-            ),
-        }
-    }
-    assert!(
-        checker.at_boundary(),
-        "client {seed}: the answers end inside an answer"
-    );
-    checker.payload
-}
-
 #[test]
 fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
-    let server = TestServer::start(Config {
+    let server = TestServer::start(&Config {
         shutdown_timeout: SHUTDOWN_TIMEOUT,
         ..Config::loopback()
     });
@@ -71,12 +43,13 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for seed in 0..CLIENTS {
-        let stream = connect(server.addr);
+        let mut stream = server.connect();
         let to_write = stream.try_clone().unwrap();
         writers.push(thread::spawn(move || write_all_of_it(to_write, seed)));
         let progress = Arc::clone(&progress);
         readers.push(thread::spawn(move || {
-            read_all_of_it(stream, seed, &progress)
+            read_answers_to_eof(&mut stream, seed, &progress)
+                .unwrap_or_else(|e| panic!("client {seed}: {e} (of {PER_CLIENT} payload bytes)"))
         }));
     }
 
@@ -96,7 +69,7 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
     wait_for(
         Duration::from_secs(5),
         "new connections refused once the drain began",
-        || match TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)) {
+        || match TcpStream::connect_timeout(&server.addr(), Duration::from_millis(500)) {
             Ok(_) => {
                 probes_connected += 1;
                 None
@@ -120,7 +93,7 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
              {total})"
         );
     }
-    let summary = server.join(Duration::from_secs(SHUTDOWN_TIMEOUT));
+    let summary = server.wait(Duration::from_secs(SHUTDOWN_TIMEOUT));
     report(
         "drain_under_load.drain_secs",
         format!("{:.2}", shutdown_at.elapsed().as_secs_f64()),

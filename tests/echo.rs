@@ -9,7 +9,8 @@ use std::sync::Barrier;
 use std::thread;
 
 use common::{
-    answer, connect, read_exact_timeout, read_to_eof, roundtrip, send, show, start, PREFIX,
+    answer, connect, expect_bytes_then_eof, read_exact_timeout, read_to_eof, roundtrip, send,
+    send_expect, show, TestServer, PREFIX,
 };
 use saythat::Config;
 
@@ -51,7 +52,7 @@ fn split_chunks(answers: &[u8]) -> Vec<&[u8]> {
 
 #[test]
 fn lesson_message_gets_the_exact_answer() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let mut client = server.connect();
     send(&mut client, b"Hello? anyone is there? I am client");
 
@@ -77,7 +78,7 @@ fn lesson_message_gets_the_exact_answer() {
 
 #[test]
 fn binary_bytes_pass_through_verbatim() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let mut client = server.connect();
     let every_byte: Vec<u8> = (0..=255).collect();
     let messages: &[&[u8]] = &[
@@ -90,7 +91,7 @@ fn binary_bytes_pass_through_verbatim() {
         &every_byte,
     ];
     for message in messages {
-        roundtrip(&mut client, message, &answer(message));
+        roundtrip(&mut client, message);
     }
 }
 
@@ -100,16 +101,16 @@ fn empty_prefix_is_plain_echo() {
         prefix: String::new(),
         ..Config::loopback()
     };
-    let server = start(&config);
+    let server = TestServer::start(&config);
     let mut client = server.connect();
     for message in [&b"hello"[..], b"\0\xff", b"You say that "] {
-        roundtrip(&mut client, message, message);
+        send_expect(&mut client, message, message);
     }
 }
 
 #[test]
 fn large_write_comes_back_as_prefixed_chunks_of_at_most_1024_bytes() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let mut client = server.connect();
     let data = payload(3000);
     send(&mut client, &data);
@@ -130,17 +131,11 @@ fn large_write_comes_back_as_prefixed_chunks_of_at_most_1024_bytes() {
 
 #[test]
 fn half_close_after_a_message_gets_its_answer_then_eof() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let mut client = server.connect();
     send(&mut client, b"last words");
     client.shutdown(Shutdown::Write).expect("half-close");
-    let got = read_to_eof(&mut client);
-    assert!(
-        got == answer(b"last words"),
-        "expected \"{}\" then EOF, got \"{}\"",
-        show(&answer(b"last words")),
-        show(&got)
-    );
+    expect_bytes_then_eof(&mut client, &answer(b"last words"));
 }
 
 /// The client sends far more than the server may hold as pending answers before it reads any,
@@ -152,7 +147,7 @@ fn half_close_with_answers_backed_up_gets_every_answer_then_eof() {
         max_pending: 4096,
         ..Config::loopback()
     };
-    let server = start(&config);
+    let server = TestServer::start(&config);
     let mut client = server.connect();
     let data = payload(1 << 20);
     let writer = {
@@ -180,7 +175,7 @@ fn half_close_with_answers_backed_up_gets_every_answer_then_eof() {
 #[test]
 fn two_hundred_concurrent_clients_each_get_their_own_answer() {
     const CLIENTS: usize = 200;
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     // Connected up front, so every client is open before any of them speaks.
     let clients: Vec<_> = (0..CLIENTS).map(|_| connect(server.addr())).collect();
     let barrier = Barrier::new(CLIENTS);
@@ -225,6 +220,6 @@ fn two_hundred_concurrent_clients_each_get_their_own_answer() {
         failures.len(),
         failures.join("\n")
     );
-    let summary = server.stop();
+    let summary = server.abort();
     assert_eq!(summary.accepted, CLIENTS as u64, "connections accepted");
 }

@@ -48,7 +48,7 @@ fn read_payload(stream: &mut std::net::TcpStream, want: usize) -> Vec<u8> {
 
 #[test]
 fn bytes_arriving_right_after_a_short_read_are_answered() {
-    let server = start(&Config::loopback());
+    let server = TestServer::start(&Config::loopback());
     let mut stream = server.connect();
     let mut sent = Vec::new();
     for i in 0..2000u32 {
@@ -69,7 +69,7 @@ fn bytes_arriving_right_after_a_short_read_are_answered() {
 
 #[test]
 fn a_line_split_right_after_a_short_read_is_answered() {
-    let server = start(&Config {
+    let server = TestServer::start(&Config {
         framing: FramingKind::Line,
         ..Config::loopback()
     });

@@ -1,17 +1,17 @@
 //! Fairness: a connection streaming flat out must not starve one doing small round trips; the
 //! loop's per-connection read budget gives every ready connection its turn.
 
-mod support;
+mod common;
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{fill_pattern, read_answers_to_eof, report, roundtrip, wait_for, TestServer};
 use saythat::Config;
-use support::{connect, fill_pattern, report, round_trip, AnswerChecker, TestServer};
 
 const PING_PONG_FOR: Duration = Duration::from_secs(1);
 /// A starved connection would get next to none; an unstarved one gets thousands here.
@@ -19,8 +19,8 @@ const MIN_ROUND_TRIPS: u32 = 100;
 
 #[test]
 fn a_flat_out_stream_does_not_starve_a_ping_pong() {
-    let server = TestServer::start(Config::loopback());
-    let stream = connect(server.addr);
+    let server = TestServer::start(&Config::loopback());
+    let stream = server.connect();
     let mut writer_side = stream.try_clone().unwrap();
     let mut reader_side = stream;
     let stop = Arc::new(AtomicBool::new(false));
@@ -45,50 +45,25 @@ fn a_flat_out_stream_does_not_starve_a_ping_pong() {
     let reader = {
         let checked = Arc::clone(&checked);
         thread::spawn(move || {
-            let mut checker = AnswerChecker::new(7);
-            let mut buf = vec![0; 64 * 1024];
-            loop {
-                match reader_side.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if let Err(e) = checker.feed(&buf[..n]) {
-                            panic!("streamer's answers: {e}");
-                        }
-                        checked.store(checker.payload, Ordering::Relaxed);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => panic!(
-                        "streamer: read failed after {} payload bytes: {e}",
-                        checker.payload
-                    ),
-                }
-            }
-            assert!(
-                checker.at_boundary(),
-                "streamer: the answers end inside an answer"
-            );
-            checker.payload
+            read_answers_to_eof(&mut reader_side, 7, &checked)
+                .unwrap_or_else(|e| panic!("streamer's answers: {e}"))
         })
     };
 
     // The stream is flowing before the ping-pong starts.
-    support::wait_for(
+    wait_for(
         Duration::from_secs(5),
         "the streamer's first answers",
         || (checked.load(Ordering::Relaxed) > 64 * 1024).then_some(()),
     );
 
-    let mut pinger = connect(server.addr);
+    let mut pinger = server.connect();
     let streamed_before = checked.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut round_trips = 0u32;
     while started.elapsed() < PING_PONG_FOR {
         let msg = format!("ping {round_trips}");
-        round_trip(
-            &mut pinger,
-            msg.as_bytes(),
-            "the ping-pong beside a streamer",
-        );
+        roundtrip(&mut pinger, msg.as_bytes());
         round_trips += 1;
     }
     let streamed_during = checked.load(Ordering::Relaxed) - streamed_before;
@@ -113,5 +88,5 @@ fn a_flat_out_stream_does_not_starve_a_ping_pong() {
          compete with it"
     );
     drop(pinger);
-    server.stop();
+    server.shutdown();
 }

@@ -3,15 +3,15 @@
 //! busy loop on an always-ready listener), warns once, keeps serving, and accepts again as soon
 //! as descriptors free up.
 
-mod support;
+mod common;
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{connect, report, round_trip, wait_for, ServerProcess, PREFIX};
+use common::{connect, report, roundtrip, send, wait_for, ServerProcess, PREFIX};
 
 const FD_LIMIT: usize = 64;
 const CLIENTS: usize = 100;
@@ -26,10 +26,10 @@ struct Client {
 }
 
 impl Client {
-    fn new(addr: std::net::SocketAddr, i: usize) -> Client {
+    fn new(addr: SocketAddr, i: usize) -> Client {
         let mut stream = connect(addr);
         let msg = format!("client {i}").into_bytes();
-        stream.write_all(&msg).unwrap();
+        send(&mut stream, &msg);
         stream.set_nonblocking(true).unwrap();
         Client {
             stream,
@@ -76,14 +76,6 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn count_lines(server: &ServerProcess, needle: &str) -> usize {
-    server
-        .stderr_lines()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 /// Only descriptor numbers below the limit can be allocated; inherited ones may lie above.
 fn fds_below_limit(server: &ServerProcess) -> usize {
     server
@@ -106,8 +98,8 @@ struct AtLimit {
 impl AtLimit {
     fn new() -> AtLimit {
         let limit = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
-        let server = ServerProcess::start(&["prlimit", &limit], &["--max-conns", "1000"]);
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid)).unwrap();
+        let server = ServerProcess::serve_under(&["prlimit", &limit], &["--max-conns", "1000"]);
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
         assert!(
             limits
                 .lines()
@@ -121,13 +113,15 @@ impl AtLimit {
             "only {baseline_fds} descriptors in use at start, so {CLIENTS} clients would not \
              exhaust {FD_LIMIT}"
         );
-        let clients: Vec<Client> = (0..CLIENTS).map(|i| Client::new(server.addr, i)).collect();
+        let clients: Vec<Client> = (0..CLIENTS)
+            .map(|i| Client::new(server.addr(), i))
+            .collect();
         // Every descriptor in use and the warning logged: the rest of the clients wait.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let (fds, warned) = (
                 fds_below_limit(&server),
-                count_lines(&server, "pausing accepts"),
+                server.count_lines("pausing accepts"),
             );
             if fds == FD_LIMIT && warned > 0 {
                 break;
@@ -135,8 +129,8 @@ impl AtLimit {
             assert!(
                 Instant::now() < deadline,
                 "after 5 s the server uses {fds} of {FD_LIMIT} descriptors and logged {warned} \
-                 `pausing accepts` lines; stderr: {:#?}",
-                server.stderr_lines()
+                 `pausing accepts` lines; stderr:\n{}",
+                server.stderr()
             );
             thread::sleep(Duration::from_millis(10));
         }
@@ -203,18 +197,14 @@ fn out_of_descriptors_the_server_waits_idle_warns_once_and_resumes() {
     for &i in &admitted {
         let c = &mut at.clients[i];
         c.stream.set_nonblocking(false).unwrap();
-        round_trip(
-            &mut c.stream,
-            b"still served",
-            "an admitted client at the limit",
-        );
+        roundtrip(&mut c.stream, b"still served");
         c.stream.set_nonblocking(true).unwrap();
     }
     assert_eq!(
-        count_lines(&at.server, "pausing accepts"),
+        at.server.count_lines("pausing accepts"),
         1,
-        "`pausing accepts` warnings while at the limit: {:#?}",
-        at.server.stderr_lines()
+        "`pausing accepts` warnings while at the limit; stderr:\n{}",
+        at.server.stderr()
     );
 
     // Freeing descriptors lets the waiting clients in.
@@ -239,13 +229,13 @@ fn out_of_descriptors_the_server_waits_idle_warns_once_and_resumes() {
     for &i in &waiting {
         let c = &mut at.clients[i];
         c.stream.set_nonblocking(false).unwrap();
-        round_trip(&mut c.stream, b"accepted late", "a client that waited");
+        roundtrip(&mut c.stream, b"accepted late");
     }
     at.server.assert_alive("after accepting again");
     assert!(
-        count_lines(&at.server, "accepting connections again") >= 1,
-        "no `accepting connections again` line: {:#?}",
-        at.server.stderr_lines()
+        at.server.count_lines("accepting connections again") >= 1,
+        "no `accepting connections again` line; stderr:\n{}",
+        at.server.stderr()
     );
 }
 
@@ -292,11 +282,11 @@ fn a_closed_connection_lets_a_waiting_one_in_at_once() {
 fn churn_at_the_descriptor_limit_warns_once() {
     let mut at = AtLimit::new();
     churn_at_the_limit(&mut at, 10);
-    let warnings = count_lines(&at.server, "pausing accepts");
+    let warnings = at.server.count_lines("pausing accepts");
     assert!(
         warnings <= 2,
         "{warnings} `pausing accepts` warnings for one episode at the descriptor limit with 10 \
-         connections closing: the log is flooded (stderr: {:#?})",
-        at.server.stderr_lines()
+         connections closing: the log is flooded; stderr:\n{}",
+        at.server.stderr()
     );
 }

@@ -9,7 +9,8 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use common::{
-    answer, expect_bytes, expect_eof, expect_silence, read_to_eof, roundtrip, send, show, start,
+    expect_bytes, expect_bytes_then_eof, expect_eof, expect_silence, roundtrip, send, send_expect,
+    TestServer,
 };
 use saythat::{Config, FramingKind};
 
@@ -24,23 +25,31 @@ fn line_config() -> Config {
     }
 }
 
+/// Lines of at most 16 bytes: short enough to overrun in one small write.
+fn short_lines() -> Config {
+    Config {
+        max_line: 16,
+        ..line_config()
+    }
+}
+
 #[test]
 fn a_line_split_across_writes_is_answered_once_complete() {
-    let server = start(&line_config());
+    let server = TestServer::start(&line_config());
     let mut client = server.connect();
 
     send(&mut client, b"hel");
     expect_silence(&mut client, QUIET);
-    roundtrip(&mut client, b"lo\nwor", b"You say that hello\n");
+    send_expect(&mut client, b"lo\nwor", b"You say that hello\n");
     expect_silence(&mut client, QUIET);
-    roundtrip(&mut client, b"ld\n", b"You say that world\n");
+    send_expect(&mut client, b"ld\n", b"You say that world\n");
 }
 
 #[test]
 fn several_lines_in_one_write_are_answered_separately() {
-    let server = start(&line_config());
+    let server = TestServer::start(&line_config());
     let mut client = server.connect();
-    roundtrip(
+    send_expect(
         &mut client,
         b"one\ntwo\n\nthree\r\n",
         b"You say that one\nYou say that two\nYou say that \nYou say that three\r\n",
@@ -49,9 +58,9 @@ fn several_lines_in_one_write_are_answered_separately() {
 
 #[test]
 fn the_unterminated_tail_is_answered_at_half_close_then_eof() {
-    let server = start(&line_config());
+    let server = TestServer::start(&line_config());
     let mut client = server.connect();
-    roundtrip(&mut client, b"whole\ntai", b"You say that whole\n");
+    send_expect(&mut client, b"whole\ntai", b"You say that whole\n");
     send(&mut client, b"l");
     client.shutdown(Shutdown::Write).expect("half-close");
     expect_bytes(&mut client, b"You say that tail");
@@ -60,18 +69,14 @@ fn the_unterminated_tail_is_answered_at_half_close_then_eof() {
 
 #[test]
 fn a_line_at_max_line_is_answered() {
-    let config = Config {
-        max_line: 16,
-        ..line_config()
-    };
-    let server = start(&config);
+    let server = TestServer::start(&short_lines());
     let mut client = server.connect();
     let line = b"fifteen bytes!!\n";
     assert_eq!(line.len(), 16);
-    roundtrip(&mut client, line, &answer(line));
+    roundtrip(&mut client, line);
     send(&mut client, b"split ");
     expect_silence(&mut client, QUIET);
-    roundtrip(
+    send_expect(
         &mut client,
         b"at byte16\n",
         b"You say that split at byte16\n",
@@ -80,45 +85,24 @@ fn a_line_at_max_line_is_answered() {
 
 #[test]
 fn a_line_over_max_line_gets_an_error_line_then_eof() {
-    let config = Config {
-        max_line: 16,
-        ..line_config()
-    };
-    let server = start(&config);
+    let server = TestServer::start(&short_lines());
     let mut client = server.connect();
     send(&mut client, &[&b"short\n"[..], &[b'x'; 40]].concat());
     let expected = b"You say that short\nERR line too long (max 16 bytes)\n";
     // A reset instead of the end of the stream fails here: the server must linger.
-    let got = read_to_eof(&mut client);
-    assert!(
-        got == expected,
-        "expected \"{}\" then EOF, got \"{}\"",
-        show(expected),
-        show(&got)
-    );
+    expect_bytes_then_eof(&mut client, expected);
 }
 
 /// A client still sending after its line was refused must read the error line and a clean end of
 /// stream, not a reset that destroys them: the server drains what it still receives.
 #[test]
 fn a_client_still_sending_after_the_error_reads_it_and_a_clean_eof() {
-    let config = Config {
-        max_line: 16,
-        ..line_config()
-    };
-    let server = start(&config);
+    let server = TestServer::start(&short_lines());
     let mut client = server.connect();
     send(&mut client, &[b'x'; 40]);
     for _ in 0..16 {
         // The server may already have closed its side; what counts is what the client reads.
         let _ = client.write_all(&[b'y'; 4096]);
     }
-    let got = read_to_eof(&mut client);
-    let expected = b"ERR line too long (max 16 bytes)\n";
-    assert!(
-        got == expected,
-        "expected \"{}\" then EOF, got \"{}\"",
-        show(expected),
-        show(&got)
-    );
+    expect_bytes_then_eof(&mut client, b"ERR line too long (max 16 bytes)\n");
 }

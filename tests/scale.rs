@@ -2,13 +2,12 @@
 //! spends little memory on each. The server must be another process: this one cannot hold both
 //! ends of 19,000 connections within a 20,000-descriptor limit.
 
-mod support;
+mod common;
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{connect, read_n, report, round_trip, ServerProcess, IO_TIMEOUT, PREFIX};
+use common::{answer, expect_bytes, report, roundtrip, send, try_connect, ServerProcess};
 
 const WANTED: u64 = 19_000;
 /// Descriptors this process keeps for itself beyond the connections.
@@ -26,19 +25,10 @@ fn message(round: u32, i: usize) -> Vec<u8> {
 /// Writes each connection its message for `round`, then reads and checks every answer.
 fn exchange(streams: &mut [TcpStream], offset: usize, round: u32) {
     for (i, c) in streams.iter_mut().enumerate() {
-        c.write_all(&message(round, offset + i))
-            .unwrap_or_else(|e| panic!("round {round}: writing to connection {}: {e}", offset + i));
+        send(c, &message(round, offset + i));
     }
     for (i, c) in streams.iter_mut().enumerate() {
-        let msg = message(round, offset + i);
-        let what = format!("round {round}, connection {}", offset + i);
-        let got = read_n(c, PREFIX.len() + msg.len(), &what);
-        assert!(
-            got == [PREFIX, &msg].concat(),
-            "{what}: sent {:?}, got {:?}",
-            String::from_utf8_lossy(&msg),
-            String::from_utf8_lossy(&got)
-        );
+        expect_bytes(c, &answer(&message(round, offset + i)));
     }
 }
 
@@ -54,9 +44,9 @@ fn nineteen_thousand_connections_each_answered_in_little_memory() {
 
     // The child inherits the raised limit; the server raises its own to the hard limit too, and
     // its default connection limit (hard limit less 64) is above `count`.
-    let mut server = ServerProcess::start(&[], &[]);
-    let mut warm = connect(server.addr);
-    round_trip(&mut warm, b"warm up", "the first client");
+    let mut server = ServerProcess::serve(&[]);
+    let mut warm = server.connect();
+    roundtrip(&mut warm, b"warm up");
     let baseline = server.rss_bytes();
 
     let started = Instant::now();
@@ -65,16 +55,13 @@ fn nineteen_thousand_connections_each_answered_in_little_memory() {
         let offset = streams.len();
         let n = BATCH.min(count - offset);
         for i in 0..n {
-            let c = TcpStream::connect_timeout(&server.addr, IO_TIMEOUT).unwrap_or_else(|e| {
+            let c = try_connect(server.addr()).unwrap_or_else(|e| {
                 panic!(
-                    "connection {} of {count}: {e}; server stderr: {:?}",
+                    "connection {} of {count}: {e}; server stderr:\n{}",
                     offset + i,
-                    server.stderr_lines()
+                    server.stderr()
                 )
             });
-            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-            c.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-            c.set_nodelay(true).unwrap();
             streams.push(c);
         }
         exchange(&mut streams[offset..], offset, 0);
@@ -88,7 +75,7 @@ fn nineteen_thousand_connections_each_answered_in_little_memory() {
         let end = (offset + BATCH).min(count);
         exchange(&mut streams[offset..end], offset, 1);
     }
-    round_trip(&mut warm, b"still here", "the first client at the end");
+    roundtrip(&mut warm, b"still here");
 
     let per_connection = rss.saturating_sub(baseline) / count as u64;
     report("scale.connections", count);

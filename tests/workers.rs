@@ -14,7 +14,7 @@ fn two_workers_answer_every_client_and_stop_together() {
         workers: 2,
         ..Config::loopback()
     };
-    let server = start(&config);
+    let server = TestServer::start(&config);
     let clients: Vec<_> = (0..200)
         .map(|i| {
             let mut stream = server.connect();
@@ -25,7 +25,7 @@ fn two_workers_answer_every_client_and_stop_together() {
     for (i, mut stream) in clients {
         expect_bytes(&mut stream, &answer(format!("client {i}").as_bytes()));
     }
-    let summary = server.stop();
+    let summary = server.abort();
     assert_eq!(
         summary.accepted, 200,
         "the workers' summaries must add up: {summary:?}"
@@ -39,7 +39,7 @@ fn the_connection_limit_is_over_all_workers() {
         max_conns: Some(4),
         ..Config::loopback()
     };
-    let server = start(&config);
+    let server = TestServer::start(&config);
     // The kernel spreads connections by hash, so one worker may see more than its half of the
     // limit: whoever is refused must be told the total, and at least the shares are served.
     let mut answered = 0;
@@ -66,26 +66,19 @@ fn the_connection_limit_is_over_all_workers() {
         (2..=4).contains(&answered),
         "{answered} of 8 clients served with a limit of 4"
     );
-    server.stop();
+    server.abort();
 }
 
 #[test]
 fn the_binary_runs_one_thread_per_worker_and_exits_0_on_sigterm() {
-    let mut server = BinServer::start(saythat(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "3",
-    ]));
+    let mut server = ServerProcess::serve(&["--workers", "3"]);
     let threads = fs::read_dir(format!("/proc/{}/task", server.pid()))
         .expect("read /proc/PID/task")
         .count();
     assert_eq!(threads, 3, "three workers should run on three threads");
     let mut stream = server.connect();
-    roundtrip(&mut stream, b"hi", &answer(b"hi"));
+    roundtrip(&mut stream, b"hi");
     drop(stream);
-    kill(server.pid(), "TERM");
-    let status = server.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    server.signal("TERM");
+    server.expect_exit(0, Duration::from_secs(10));
 }

@@ -1,25 +1,38 @@
-//! Shared helpers for the black-box tests: start a server (in process, or the `saythat` binary)
-//! on a free loopback port, talk to it with plain `std::net`, and fail with a precise message.
+//! Shared helpers for the black-box tests: start a server (in process on a thread, or the
+//! `saythat` binary as a child process for what only a separate process shows: exit codes,
+//! signals, RSS, CPU time, descriptors) on a free loopback port, talk to it with plain
+//! `std::net`, check answer streams byte for byte, and fail with a precise message.
 //!
-//! Every wait here is bounded by a deadline, so a broken server fails a test instead of hanging
-//! the suite, and nothing sleeps: tests wait on sockets, channels and the binary's stderr.
+//! Every wait here is bounded, so a broken server fails a test instead of hanging the suite, and
+//! nothing sleeps to wait for readiness: tests wait on sockets, channels and the binary's stderr,
+//! or poll a condition with `wait_for`. Checks are `#[track_caller]`: a failure names the test's
+//! line, not this file's.
 
-// Each test file uses its own subset of these helpers.
+// Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
 use std::error::Error;
+use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use saythat::config::READ_SIZE;
 use saythat::{Config, Server, ServerHandle, Summary};
 
 /// The longest any one wait may take: generous, because the machine is noisy and has two cores,
 /// yet short enough that a server that never answers fails the test quickly.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `TestServer::shutdown` waits for `run()` once every client has closed: well under
+/// the default 10 s shutdown timeout, so a connection the server failed to notice closing fails
+/// the test instead of being cut quietly when the timeout ends the drain.
+pub const DRAINED: Duration = Duration::from_secs(5);
 
 /// The default answer prefix.
 pub const PREFIX: &[u8] = b"You say that ";
@@ -53,46 +66,56 @@ pub fn answer(message: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // In-process servers
 
-/// A library server running on its own thread; aborted when dropped.
+/// A library server running `run()` on its own thread; aborted when dropped, so a failed test
+/// leaves no thread serving.
 pub struct TestServer {
+    /// Every listen address, in the order of `Config::listen`, port 0 resolved.
     pub addrs: Vec<SocketAddr>,
     pub handle: ServerHandle,
+    /// The connection limit the server resolved (`Server::max_conns()`).
+    pub max_conns: usize,
     done: Receiver<io::Result<Summary>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Binds `config` and runs the server on a thread; panics if it cannot bind.
-pub fn start(config: &Config) -> TestServer {
-    try_start(config)
-        .unwrap_or_else(|e| panic!("cannot start a server on {:?}: {e}", config.listen))
-}
-
-/// Binds `config` and runs the server on a thread. Connecting right away is fine: the listeners
-/// are bound (and listening) before `run` starts.
-pub fn try_start(config: &Config) -> Result<TestServer, Box<dyn Error + Send + Sync>> {
-    let server = Server::bind(config)?;
-    let addrs = server.local_addrs();
-    let handle = server.handle();
-    let (tx, done) = mpsc::channel();
-    let thread = thread::Builder::new()
-        .name("saythat-server".into())
-        .spawn(move || {
-            let _ = tx.send(server.run());
-        })?;
-    Ok(TestServer {
-        addrs,
-        handle,
-        done,
-        thread: Some(thread),
-    })
-}
-
 impl TestServer {
+    /// Binds `config` and runs the server on a thread; panics if it cannot bind.
+    #[track_caller]
+    pub fn start(config: &Config) -> TestServer {
+        match TestServer::try_start(config) {
+            Ok(server) => server,
+            Err(e) => panic!("cannot start a server on {:?}: {e}", config.listen),
+        }
+    }
+
+    /// Binds `config` and runs the server on a thread. Connecting right away is fine: the
+    /// listeners are bound (and listening) before `run` starts.
+    pub fn try_start(config: &Config) -> Result<TestServer, Box<dyn Error + Send + Sync>> {
+        let server = Server::bind(config)?;
+        let addrs = server.local_addrs();
+        let handle = server.handle();
+        let max_conns = server.max_conns();
+        let (tx, done) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("saythat-server".into())
+            .spawn(move || {
+                let _ = tx.send(server.run());
+            })?;
+        Ok(TestServer {
+            addrs,
+            handle,
+            max_conns,
+            done,
+            thread: Some(thread),
+        })
+    }
+
     /// The first listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
 
+    #[track_caller]
     pub fn connect(&self) -> TcpStream {
         connect(self.addr())
     }
@@ -103,6 +126,7 @@ impl TestServer {
     }
 
     /// Waits for `run` to return, at most `within`, and gives its summary.
+    #[track_caller]
     pub fn wait(mut self, within: Duration) -> Summary {
         let result = match self.done.recv_timeout(within) {
             Ok(result) => result,
@@ -114,11 +138,22 @@ impl TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        result.unwrap_or_else(|e| panic!("the server's run() failed: {e}"))
+        match result {
+            Ok(summary) => summary,
+            Err(e) => panic!("the server's run() failed: {e}"),
+        }
+    }
+
+    /// A graceful shutdown once every client has closed: `run` must return within `DRAINED`.
+    #[track_caller]
+    pub fn shutdown(self) -> Summary {
+        self.handle.shutdown();
+        self.wait(DRAINED)
     }
 
     /// Closes everything now and waits for `run` to return.
-    pub fn stop(self) -> Summary {
+    #[track_caller]
+    pub fn abort(self) -> Summary {
         self.handle.abort();
         self.wait(TIMEOUT)
     }
@@ -135,22 +170,39 @@ impl Drop for TestServer {
 
 /// A blocking client with `TIMEOUT` on reads and writes and Nagle off, so every write leaves at
 /// once as its own segment.
+pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// `try_connect`, failing the test if it cannot.
+#[track_caller]
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .and_then(|()| stream.set_nodelay(true))
-        .unwrap_or_else(|e| panic!("cannot configure the connection to {addr}: {e}"));
-    stream
+    match try_connect(addr) {
+        Ok(stream) => stream,
+        Err(e) => panic!("cannot connect to {addr}: {e}"),
+    }
+}
+
+/// Checks that a new connection to `addr` is refused: not accepted, and not left waiting.
+#[track_caller]
+pub fn expect_refused(addr: SocketAddr) {
+    match TcpStream::connect_timeout(&addr, TIMEOUT) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) => panic!("a new connection to {addr} should be refused, got: {e}"),
+        Ok(_) => panic!("a new connection to {addr} was accepted"),
+    }
 }
 
 /// Writes all of `bytes` in one `write_all`.
+#[track_caller]
 pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
-    stream
-        .write_all(bytes)
-        .unwrap_or_else(|e| panic!("cannot send {:?}: {e}", show(bytes)));
+    if let Err(e) = stream.write_all(bytes) {
+        panic!("cannot send \"{}\": {e}", show(bytes));
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -160,47 +212,67 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// One read that gives up at `deadline`.
+/// One read that gives up at `deadline`. The stream's read timeout is `TIMEOUT` again afterwards,
+/// so a plain read after a short wait (`expect_silence`) does not inherit the short one.
 fn read_before(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::ErrorKind::TimedOut.into());
     }
     stream.set_read_timeout(Some(left))?;
-    loop {
+    let result = loop {
         match stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+            other => break other,
         }
-    }
+    };
+    // Only fails on a descriptor that is gone, which the read has already reported.
+    let _ = stream.set_read_timeout(Some(TIMEOUT));
+    result
 }
 
-/// Reads exactly `n` bytes (never more); fails on EOF, an error, or `TIMEOUT`.
-pub fn read_exact_timeout(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+/// Reads exactly `n` bytes (never more), or says why not: EOF, an error, or `TIMEOUT`.
+fn try_read_exact(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + TIMEOUT;
     let mut got = vec![0; n];
     let mut filled = 0;
     while filled < n {
         match read_before(stream, &mut got[filled..], deadline) {
-            Ok(0) => panic!(
-                "the server closed the connection after {filled} of {n} expected bytes: \"{}\"",
-                show(&got[..filled])
-            ),
+            Ok(0) => {
+                return Err(format!(
+                    "the server closed the connection after {filled} of {n} expected bytes: \"{}\"",
+                    show(&got[..filled])
+                ))
+            }
             Ok(k) => filled += k,
-            Err(e) if is_timeout(&e) => panic!(
-                "only {filled} of {n} expected bytes arrived within {TIMEOUT:?}: \"{}\"",
-                show(&got[..filled])
-            ),
-            Err(e) => panic!(
-                "reading failed ({e}) after {filled} of {n} expected bytes: \"{}\"",
-                show(&got[..filled])
-            ),
+            Err(e) if is_timeout(&e) => {
+                return Err(format!(
+                    "only {filled} of {n} expected bytes arrived within {TIMEOUT:?}: \"{}\"",
+                    show(&got[..filled])
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "reading failed ({e}) after {filled} of {n} expected bytes: \"{}\"",
+                    show(&got[..filled])
+                ))
+            }
         }
     }
-    got
+    Ok(got)
+}
+
+/// Reads exactly `n` bytes (never more); fails on EOF, an error, or `TIMEOUT`.
+#[track_caller]
+pub fn read_exact_timeout(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    match try_read_exact(stream, n) {
+        Ok(got) => got,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Reads until the server closes; fails on a reset, an error, or `TIMEOUT`.
+#[track_caller]
 pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     let deadline = Instant::now() + TIMEOUT;
     let mut got = Vec::new();
@@ -224,8 +296,13 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Reads exactly `expected.len()` bytes and checks they are `expected`.
+#[track_caller]
 pub fn expect_bytes(stream: &mut TcpStream, expected: &[u8]) {
-    let got = read_exact_timeout(stream, expected.len());
+    // A failed read names what was awaited, which tells apart the clients of a loop.
+    let got = match try_read_exact(stream, expected.len()) {
+        Ok(got) => got,
+        Err(e) => panic!("expecting \"{}\": {e}", show(expected)),
+    };
     assert!(
         got == expected,
         "expected \"{}\", got \"{}\"",
@@ -234,13 +311,33 @@ pub fn expect_bytes(stream: &mut TcpStream, expected: &[u8]) {
     );
 }
 
+/// Reads until the server closes and checks that it sent exactly `expected` (a reset fails).
+#[track_caller]
+pub fn expect_bytes_then_eof(stream: &mut TcpStream, expected: &[u8]) {
+    let got = read_to_eof(stream);
+    assert!(
+        got == expected,
+        "expected \"{}\" then EOF, got \"{}\"",
+        show(expected),
+        show(&got)
+    );
+}
+
 /// Sends `message` and checks the answer is exactly `expected`.
-pub fn roundtrip(stream: &mut TcpStream, message: &[u8], expected: &[u8]) {
+#[track_caller]
+pub fn send_expect(stream: &mut TcpStream, message: &[u8], expected: &[u8]) {
     send(stream, message);
     expect_bytes(stream, expected);
 }
 
+/// Sends `message` and checks the answer is exactly the default one, `answer(message)`.
+#[track_caller]
+pub fn roundtrip(stream: &mut TcpStream, message: &[u8]) {
+    send_expect(stream, message, &answer(message));
+}
+
 /// Checks that the next read reports the end of the stream (not data, a reset or a timeout).
+#[track_caller]
 pub fn expect_eof(stream: &mut TcpStream) {
     let mut buf = [0u8; 1024];
     match read_before(stream, &mut buf, Instant::now() + TIMEOUT) {
@@ -253,16 +350,156 @@ pub fn expect_eof(stream: &mut TcpStream) {
     }
 }
 
-/// Checks that nothing arrives for `quiet`. Only the later exact-bytes checks prove the absence
-/// of an answer; this catches a premature one early and says so.
+/// Checks that nothing arrives for `quiet`, the end of the stream included. Where an answer is
+/// still to come, only the later exact-bytes checks prove its absence; this catches a premature
+/// one early and says so.
+#[track_caller]
 pub fn expect_silence(stream: &mut TcpStream, quiet: Duration) {
     let mut buf = [0u8; 1024];
     match read_before(stream, &mut buf, Instant::now() + quiet) {
         Err(e) if is_timeout(&e) => {}
-        Ok(0) => panic!("expected no answer yet, but the server closed the connection"),
-        Ok(n) => panic!("expected no answer yet, got \"{}\"", show(&buf[..n])),
-        Err(e) => panic!("expected no answer yet, got an error: {e}"),
+        Ok(0) => panic!("expected silence for {quiet:?}, but the server closed the connection"),
+        Ok(n) => panic!(
+            "expected silence for {quiet:?}, got \"{}\"",
+            show(&buf[..n])
+        ),
+        Err(e) => panic!("expected silence for {quiet:?}, got an error: {e}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunk-framed answer streams, checked byte for byte
+
+/// Payload bytes never contain `Y`, the prefix's first byte, so a decoder can find where every
+/// answer starts however the server cut the stream into reads.
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_.,:;ABCDEFGHIJKLMNOPQRSTUVWXZ";
+
+/// The `offset`-th byte of the payload stream number `seed`: deterministic, so a reader checks
+/// what a writer sent without sharing a buffer, and distinct per seed, so crossed answers show.
+pub fn pattern_byte(seed: u64, offset: u64) -> u8 {
+    let mut x = offset
+        .wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 31;
+    ALPHABET[(x % ALPHABET.len() as u64) as usize]
+}
+
+pub fn fill_pattern(seed: u64, offset: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(seed, offset + i as u64);
+    }
+}
+
+/// Checks a chunk-framed answer stream incrementally: every answer is the prefix and then 1 to
+/// READ_SIZE payload bytes, and the payload bytes are exactly the pattern `seed` from offset 0.
+pub struct AnswerChecker {
+    seed: u64,
+    /// Payload bytes checked so far.
+    pub payload: u64,
+    /// Answers (prefixes) seen so far.
+    pub answers: u64,
+    /// Position inside the current prefix, or `None` while inside a payload chunk.
+    in_prefix: Option<usize>,
+    chunk_len: usize,
+    /// Answer bytes consumed, for error messages.
+    consumed: u64,
+}
+
+impl AnswerChecker {
+    pub fn new(seed: u64) -> AnswerChecker {
+        AnswerChecker {
+            seed,
+            payload: 0,
+            answers: 0,
+            in_prefix: Some(0),
+            chunk_len: 0,
+            consumed: 0,
+        }
+    }
+
+    /// Feeds answer bytes; `Err` says where the stream first went wrong.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        for &b in bytes {
+            let at = self.consumed;
+            self.consumed += 1;
+            match self.in_prefix {
+                Some(i) => {
+                    if b != PREFIX[i] {
+                        return Err(format!(
+                            "answer byte {at}: expected prefix byte {:?}, got {:?}",
+                            PREFIX[i] as char, b as char
+                        ));
+                    }
+                    if i + 1 == PREFIX.len() {
+                        self.in_prefix = None;
+                        self.chunk_len = 0;
+                        self.answers += 1;
+                    } else {
+                        self.in_prefix = Some(i + 1);
+                    }
+                }
+                None if b == PREFIX[0] && self.chunk_len > 0 => {
+                    self.in_prefix = Some(1);
+                }
+                None => {
+                    let want = pattern_byte(self.seed, self.payload);
+                    if b != want {
+                        return Err(format!(
+                            "answer byte {at} (payload byte {}): expected {:?}, got {:?}",
+                            self.payload, want as char, b as char
+                        ));
+                    }
+                    self.payload += 1;
+                    self.chunk_len += 1;
+                    if self.chunk_len > READ_SIZE {
+                        return Err(format!(
+                            "answer {} carries more than {READ_SIZE} payload bytes",
+                            self.answers
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the stream ends cleanly: not inside a prefix, not inside an empty answer.
+    pub fn at_boundary(&self) -> bool {
+        self.in_prefix == Some(0) || (self.in_prefix.is_none() && self.chunk_len > 0)
+    }
+}
+
+/// Reads the answers to the pattern `seed` until the server closes, checking every byte and
+/// adding each payload byte checked to `progress` at once (another thread may be watching).
+/// Gives the payload bytes answered, or where the stream first went wrong.
+pub fn read_answers_to_eof(
+    stream: &mut TcpStream,
+    seed: u64,
+    progress: &AtomicU64,
+) -> Result<u64, String> {
+    let mut checker = AnswerChecker::new(seed);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let before = checker.payload;
+                checker.feed(&buf[..n])?;
+                progress.fetch_add(checker.payload - before, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(format!(
+                    "{e} after {} payload bytes answered",
+                    checker.payload
+                ))
+            }
+        }
+    }
+    if !checker.at_boundary() {
+        return Err("the answers end inside an answer".into());
+    }
+    Ok(checker.payload)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,7 +507,21 @@ pub fn expect_silence(stream: &mut TcpStream, quiet: Duration) {
 
 /// `saythat ARGS...` with no `SAYTHAT_*` variable from the environment and logging at info.
 pub fn saythat(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_saythat"));
+    saythat_under(&[], args)
+}
+
+/// `saythat ARGS...` run by `wrapper` (e.g. `prlimit --nofile=64:64`), which must exec it, so
+/// the child's pid is the server's.
+fn saythat_under(wrapper: &[&str], args: &[&str]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_saythat");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
     cmd.args(args).env("RUST_LOG", "info");
     for var in SAYTHAT_VARS {
         cmd.env_remove(var);
@@ -278,54 +529,72 @@ pub fn saythat(args: &[&str]) -> Command {
     cmd
 }
 
-/// Sends `signal` (e.g. `"TERM"`) to process `pid` with kill(1).
-pub fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run kill -{signal} {pid}: {e}"));
-    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
+/// What the stderr reader thread has collected.
+#[derive(Default)]
+struct StderrLog {
+    lines: Vec<String>,
+    /// Stderr has closed, i.e. the process has exited.
+    ended: bool,
 }
 
-/// A running `saythat serve`, its address read from its `listening on` line; killed when dropped.
-pub struct BinServer {
-    pub addr: SocketAddr,
+/// A running `saythat serve` as a child process, its address read from its `listening on` line,
+/// its stderr collected line by line; killed when dropped.
+pub struct ServerProcess {
+    addr: SocketAddr,
     child: Child,
-    /// Lines of stderr as they come; closed at the end of stderr, i.e. when the process exits.
-    lines: Receiver<String>,
-    /// Every stderr line seen so far, for failure messages.
-    seen: Vec<String>,
+    /// Filled by a reader thread, which notifies the condvar at each line and at the end.
+    stderr: Arc<(Mutex<StderrLog>, Condvar)>,
+    /// Lines `wait_for_line` has looked at: each wait sees only the lines after the last match.
+    scanned: usize,
 }
 
-impl BinServer {
+impl ServerProcess {
+    /// `saythat serve --listen 127.0.0.1:0 ARGS...`, started as by `start`.
+    #[track_caller]
+    pub fn serve(args: &[&str]) -> ServerProcess {
+        ServerProcess::serve_under(&[], args)
+    }
+
+    /// `serve`, run by `wrapper` (e.g. `prlimit --nofile=64:64`, which execs the server).
+    #[track_caller]
+    pub fn serve_under(wrapper: &[&str], args: &[&str]) -> ServerProcess {
+        let args = [&["serve", "--listen", "127.0.0.1:0"], args].concat();
+        ServerProcess::start(saythat_under(wrapper, &args))
+    }
+
     /// Spawns `cmd` (a `saythat serve ...` listening on port 0) and waits for its first
     /// `listening on ADDR` line.
-    pub fn start(mut cmd: Command) -> BinServer {
+    #[track_caller]
+    pub fn start(mut cmd: Command) -> ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, lines) = mpsc::channel();
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("cannot spawn {cmd:?}: {e}"),
+        };
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = Arc::new((Mutex::new(StderrLog::default()), Condvar::new()));
+        let log = Arc::clone(&stderr);
         thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
+            let (lock, changed) = &*log;
+            let mut reader = BufReader::new(pipe);
             let mut line = Vec::new();
+            // Lossy, so a stray non-UTF-8 byte cannot end the collection early.
             while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                if tx.send(text).is_err() {
-                    return;
-                }
+                lock.lock().unwrap().lines.push(text);
+                changed.notify_all();
                 line.clear();
             }
+            lock.lock().unwrap().ended = true;
+            changed.notify_all();
         });
-        let mut server = BinServer {
+        let mut server = ServerProcess {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             child,
-            lines,
-            seen: Vec::new(),
+            stderr,
+            scanned: 0,
         };
         let line = server.wait_for_line("listening on ");
         let text = line
@@ -333,71 +602,175 @@ impl BinServer {
             .nth(1)
             .unwrap_or_default()
             .trim();
-        server.addr = text
-            .parse()
-            .unwrap_or_else(|e| panic!("cannot parse the address in {line:?}: {e}"));
+        server.addr = match text.parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
+        };
         server
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    #[track_caller]
     pub fn connect(&self) -> TcpStream {
         connect(self.addr)
     }
 
-    /// Waits at most `TIMEOUT` for a stderr line containing `needle`, and returns it.
+    /// Every stderr line so far, for failure messages.
+    pub fn stderr(&self) -> String {
+        self.stderr.0.lock().unwrap().lines.join("\n")
+    }
+
+    /// How many stderr lines so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        let log = self.stderr.0.lock().unwrap();
+        log.lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits at most `TIMEOUT` for a stderr line after the last one matched that contains
+    /// `needle`, and returns it.
+    #[track_caller]
     pub fn wait_for_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + TIMEOUT;
+        let (lock, changed) = &*self.stderr;
+        let mut log = lock.lock().unwrap();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
+            while self.scanned < log.lines.len() {
+                self.scanned += 1;
+                let line = &log.lines[self.scanned - 1];
+                if line.contains(needle) {
+                    return line.clone();
                 }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no stderr line with {needle:?} within {TIMEOUT:?}; stderr so far:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "the server exited ({:?}) before a stderr line with {needle:?}; stderr:\n{}",
-                    self.child.wait(),
-                    self.seen.join("\n")
-                ),
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if log.ended {
+                let lines = log.lines.join("\n");
+                drop(log);
+                panic!(
+                    "the server exited ({:?}) before a stderr line with {needle:?}; \
+                     stderr:\n{lines}",
+                    self.child.wait()
+                );
+            }
+            if left.is_zero() {
+                panic!(
+                    "no stderr line with {needle:?} within {TIMEOUT:?}; stderr so far:\n{}",
+                    log.lines.join("\n")
+                );
+            }
+            log = changed.wait_timeout(log, left).unwrap().0;
         }
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`) to the server with kill(1).
+    #[track_caller]
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        let status = match Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+        {
+            Ok(status) => status,
+            Err(e) => panic!("cannot run kill -{signal} {pid}: {e}"),
+        };
+        assert!(status.success(), "kill -{signal} {pid} failed: {status}");
     }
 
     /// Waits at most `within` for the process to exit (its stderr ends then) and gives its status.
+    #[track_caller]
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "the server did not exit within {within:?}; stderr so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
+        let (lock, changed) = &*self.stderr;
+        let log = lock.lock().unwrap();
+        let (log, _) = changed
+            .wait_timeout_while(log, within, |log| !log.ended)
+            .unwrap();
+        if !log.ended {
+            panic!(
+                "the server did not exit within {within:?}; stderr so far:\n{}",
+                log.lines.join("\n")
+            );
         }
-        self.child
-            .wait()
-            .unwrap_or_else(|e| panic!("cannot wait for the server: {e}"))
+        drop(log);
+        match self.child.wait() {
+            Ok(status) => status,
+            Err(e) => panic!("cannot wait for the server: {e}"),
+        }
     }
 
-    /// Every stderr line seen so far.
-    pub fn stderr(&self) -> String {
-        self.seen.join("\n")
+    /// Waits at most `within` for the process to exit and checks it exited with `code`.
+    #[track_caller]
+    pub fn expect_exit(&mut self, code: i32, within: Duration) {
+        let status = self.wait_exit(within);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "exit status; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Fails if the process has exited.
+    #[track_caller]
+    pub fn assert_alive(&mut self, when: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "the server exited ({status}) {when}; stderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// VmRSS, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("a VmRSS line");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in kB");
+        kib * 1024
+    }
+
+    pub fn fd_count(&self) -> usize {
+        self.fds().len()
+    }
+
+    /// The open descriptor numbers (some may be inherited from the test harness, e.g. cargo's
+    /// jobserver pipe, and lie above a lowered limit).
+    pub fn fds(&self) -> Vec<u64> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+        let rest = &stat[stat.rfind(')').expect("a `)` in /proc/PID/stat") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // `rest` starts at field 3, so field N is at index N - 3.
+        let utime: u64 = fields[14 - 3].parse().expect("utime");
+        let stime: u64 = fields[15 - 3].parse().expect("stime");
+        utime + stime
     }
 }
 
-impl Drop for BinServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -468,4 +841,72 @@ fn collect(
         let _ = pipe.read_to_end(&mut bytes);
         let _ = tx.send((tag, bytes));
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting, measuring, reporting
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`. For conditions
+/// nothing signals (a count in /proc, a thread's progress); anything with a socket or a channel
+/// waits on that instead.
+#[track_caller]
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Prints a measured figure only when `SAYTHAT_TEST_REPORT` is set, so tests stay silent on
+/// success while a script can still collect what they observed.
+pub fn report(name: &str, value: impl Display) {
+    if std::env::var_os("SAYTHAT_TEST_REPORT").is_some() {
+        eprintln!("REPORT {name} = {value}");
+    }
+}
+
+/// The send and receive queues (bytes not yet acknowledged by the peer, bytes not yet read by
+/// the application) of the IPv4 TCP socket `local` -> `remote`, from /proc/net/tcp.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    fn hex_addr(addr: SocketAddr) -> Option<String> {
+        match addr {
+            // /proc/net/tcp prints the address as the native-endian u32 of its network bytes.
+            SocketAddr::V4(a) => Some(format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(a.ip().octets()),
+                a.port()
+            )),
+            SocketAddr::V6(_) => None,
+        }
+    }
+    let (local, remote) = (hex_addr(local)?, hex_addr(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// The third value (the maximum) of a `/proc/sys/net/ipv4/tcp_rmem`-style sysctl.
+pub fn tcp_mem_max(name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .unwrap_or_else(|e| panic!("read /proc/sys/net/ipv4/{name}: {e}"));
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no maximum in {name}: {text:?}"))
 }
