@@ -155,7 +155,20 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
 # A number field of a one-line load report; the error samples at its end are cut off first.
 field() { sed 's/,"first_errors".*//; s/.*"'"$1"'":\([^,}]*\).*/\1/' "$2"; }
 
+# What every process but this sweep's has used so far: "pid ticks" lines, ticks being utime +
+# stime + cutime + cstime (so work that ended is counted in its parent). This shell, its children
+# (the servers, the load runs) and the `cat` itself are left out. Snapshots go to files because a
+# subshell would be one more child to leave out.
+others_snapshot() {
+  cat /proc/[0-9]*/stat 2>/dev/null >"$out/logs/procs.raw" || true
+  awk -v me=$$ '{ pid = $1; sub(/^.*\) /, "")
+    if (pid != me && $2 != me) print pid, $12 + $13 + $14 + $15 }' "$out/logs/procs.raw" >"$1"
+  rm -f "$out/logs/procs.raw"
+}
+
 failed=0
+others_snapshot "$out/logs/others.0"
+sweep_start=$SECONDS
 points=$(( ${#scenarios[@]} * ${#conns_list[@]} * ${#servers[@]} ))
 echo "loadtest: $points points of ${warmup}s warmup + ${duration}s measured; $machine"
 echo "server,scenario,conns,size,pipeline,msgs_per_s,p50_us,p99_us,p999_us,errors,cpu_user_us_per_msg,cpu_sys_us_per_msg,cpu_us_per_msg" >"$csv"
@@ -214,6 +227,14 @@ for scenario in "${scenarios[@]}"; do
   done
 done
 swept=$SECONDS
+# Other work on a shared machine takes CPU from the servers and the load: say how much.
+others_snapshot "$out/logs/others.1"
+other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" '
+  NR == FNR { before[$1] = $2; next }
+  { d = $2 - before[$1]; if (d > 0) o += d }
+  END {
+    o /= hz; share = secs > 0 ? 100 * o / secs / cores : 0
+    printf "%.1f CPU-s, %.0f%% of the machine", o, share }' "$out/logs/others.0" "$out/logs/others.1")
 
 # The table: one line per point, saythat beside the peer, with their ratios.
 echo
@@ -252,6 +273,8 @@ awk -F, '
 "$plot_bin" "$csv" "$svg" "$machine"
 echo "loadtest: $csv, $svg; build $((built - started)) s, sweep $((swept - built)) s," \
   "total $((SECONDS - started)) s on $machine"
+echo "loadtest: other processes on this machine took $other during the sweep" \
+  "(the more, the noisier the figures)"
 if [ "$failed" != 0 ]; then
   echo "loadtest: FAIL: some points had errors (see above and $out/points/)" >&2
   exit 1
