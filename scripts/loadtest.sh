@@ -231,9 +231,11 @@ swept=$SECONDS
 others_snapshot "$out/logs/others.1"
 other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" '
   NR == FNR { before[$1] = $2; next }
-  { d = $2 - before[$1]; if (d > 0) o += d }
+  { o += $2 - before[$1]; seen[$1] = 1 }
   END {
-    o /= hz; share = secs > 0 ? 100 * o / secs / cores : 0
+    # A process that ended is counted whole in its parent: take off what it had used before.
+    for (p in before) if (!(p in seen)) o -= before[p]
+    o = o < 0 ? 0 : o / hz; share = secs > 0 ? 100 * o / secs / cores : 0
     printf "%.1f CPU-s, %.0f%% of the machine", o, share }' "$out/logs/others.0" "$out/logs/others.1")
 
 # The table: one line per point, saythat beside the peer, with their ratios.
