@@ -268,14 +268,16 @@ fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
         y_label: &|v| short_count(*v),
         value: |p| p.1,
     };
-    draw_panel(&left, x(), msgs.log_scale(), throughput, all, &look)?;
+    let y = msgs.clone().log_scale().with_key_points(ticks_125(msgs));
+    draw_panel(&left, x(), y, throughput, all, &look)?;
     let latency = Panel {
         caption: "p99 latency (lower is better)",
         y_desc: "p99 latency (log scale)",
         y_label: &|v| short_us(*v),
         value: |p| p.2,
     };
-    draw_panel(&right, x(), p99.log_scale(), latency, all, &look)?;
+    let y = p99.clone().log_scale().with_key_points(ticks_125(p99));
+    draw_panel(&right, x(), y, latency, all, &look)?;
     draw_legend(&legend, all, &look)?;
     root.present().map_err(err)?;
     Ok(())
@@ -293,6 +295,23 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     } else {
         1.0..10.0
     }
+}
+
+/// Ticks at 1, 2 and 5 times each power of ten inside `range`: a log axis with only its decades
+/// labelled is hard to read off.
+fn ticks_125(range: std::ops::Range<f64>) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(range.start.log10().floor());
+    while decade <= range.end && ticks.len() < 64 {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if range.contains(&t) {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
 }
 
 /// What differs between the two panels.
@@ -464,6 +483,15 @@ mod tests {
         assert!(parse(&nan).unwrap_err().contains("msgs_per_s `fast`"));
         let zero = format!("{HEADER}\nsaythat,64B,0,64,1,1,20,40");
         assert!(parse(&zero).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn log_ticks_are_1_2_5_per_decade() {
+        assert_eq!(
+            ticks_125(15.0..1100.0),
+            vec![20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
+        assert!(ticks_125(1.0..1.5).contains(&1.0));
     }
 
     #[test]
