@@ -1,11 +1,15 @@
-//! A minimal tokio echo server with saythat's prefix and chunk framing, to compare against:
+//! A minimal tokio echo server with saythat's prefix and framings, to compare against:
 //!
-//!     cargo run --release --example tokio_peer -- 127.0.0.1:0 'You say that '
+//!     cargo run --release --example tokio_peer -- 127.0.0.1:0 'You say that ' [chunk|line]
 //!
 //! Prints `listening on ADDR` on stderr, like `saythat serve`, and serves until killed.
 
 #[path = "peer/tokio_echo.rs"]
 mod tokio_echo;
+
+use saythat::config::FramingKind;
+
+const USAGE: &str = "usage: tokio_peer [ADDR [PREFIX [chunk|line]]]";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -13,14 +17,26 @@ fn main() {
     let prefix = args
         .next()
         .unwrap_or_else(|| saythat::config::DEFAULT_PREFIX.into());
-    let addr = match addr.parse() {
-        Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("error: {addr:?} is not an address ({e}); give e.g. 127.0.0.1:8081");
+    let framing = match args.next().as_deref() {
+        None | Some("chunk") => FramingKind::Chunk,
+        Some("line") => FramingKind::Line,
+        Some(other) => {
+            eprintln!("error: unknown framing {other:?}; give chunk or line\n{USAGE}");
             std::process::exit(2);
         }
     };
-    match tokio_echo::spawn(addr, prefix.into_bytes()) {
+    if args.next().is_some() {
+        eprintln!("error: too many arguments\n{USAGE}");
+        std::process::exit(2);
+    }
+    let addr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("error: {addr:?} is not an address ({e}); give e.g. 127.0.0.1:8081\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    match tokio_echo::spawn_with(addr, prefix.into_bytes(), framing) {
         Ok(local) => eprintln!("listening on {local}"),
         Err(e) => {
             eprintln!("error: cannot listen on {addr}: {}", saythat::describe(&e));

@@ -1,0 +1,504 @@
+//! Draws the load-test sweep of `scripts/loadtest.sh` as one SVG with two panels, messages/s and
+//! p99 latency against connections, one line per (server, scenario):
+//!
+//!     cargo run --release --example plot -- results/loadtest.csv results/loadtest.svg [MACHINE]
+//!
+//! MACHINE goes in the title; without it, the CPU model and core count are read from this
+//! machine. Bad input (a missing file, a missing column, a field that is not a number) is one
+//! line on stderr and exit 1, never a panic.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::path::Path;
+use std::process::ExitCode;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+const USAGE: &str = "usage: plot RESULTS.csv OUT.svg [MACHINE]";
+/// Size of the whole picture in pixels: two panels side by side and a legend, under a title.
+const SIZE: (u32, u32) = (1500, 640);
+/// Width of the legend column right of the panels, in pixels: room for `saythat line x16`.
+const LEGEND_WIDTH: u32 = 190;
+/// One colour per scenario, in the order the scenarios first appear (cycled past the end).
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+/// Columns the plot reads; the CSV may have others, in any order.
+const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"];
+
+/// One measured point of the sweep.
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    server: String,
+    scenario: String,
+    conns: f64,
+    msgs_per_s: f64,
+    p99_us: f64,
+}
+
+/// The points of one (server, scenario), in increasing connections.
+#[derive(Debug)]
+struct Series {
+    server: String,
+    scenario: String,
+    points: Vec<(f64, f64, f64)>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 || args.len() > 3 || args.iter().any(|a| a == "-h" || a == "--help") {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let machine = args.get(2).cloned().unwrap_or_else(this_machine);
+    match run(Path::new(&args[0]), Path::new(&args[1]), &machine) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(csv: &Path, svg: &Path, machine: &str) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(csv).map_err(|e| format!("cannot read {}: {e}", csv.display()))?;
+    let points = parse(&text).map_err(|e| format!("{}: {e}", csv.display()))?;
+    draw(&series(&points), svg, machine)
+        .map_err(|e| format!("cannot draw {}: {e}", svg.display()))?;
+    eprintln!("wrote {}", svg.display());
+    Ok(())
+}
+
+/// Parses the sweep CSV: a header naming at least the `NEEDED` columns, then one row per point.
+/// Fields hold no commas (server and scenario names are plain words).
+fn parse(text: &str) -> Result<Vec<Point>, String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or("the file is empty; expected a CSV header")?;
+    let header: Vec<&str> = header.split(',').map(str::trim).collect();
+    let col = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            format!(
+                "no `{name}` column in the header; it needs {}",
+                NEEDED.join(",")
+            )
+        })
+    };
+    let [server, scenario, conns, msgs, p99] = NEEDED.map(col);
+    let (server, scenario, conns, msgs, p99) = (server?, scenario?, conns?, msgs?, p99?);
+
+    let mut points = Vec::new();
+    for (i, line) in lines {
+        let at = i + 1;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != header.len() {
+            return Err(format!(
+                "line {at}: {} fields where the header has {}",
+                fields.len(),
+                header.len()
+            ));
+        }
+        let number = |c: usize, positive: bool| -> Result<f64, String> {
+            let v: f64 = fields[c]
+                .parse()
+                .map_err(|_| format!("line {at}: {} `{}` is not a number", header[c], fields[c]))?;
+            let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+            if ok {
+                Ok(v)
+            } else {
+                Err(format!("line {at}: {} {v} is out of range", header[c]))
+            }
+        };
+        let name = |c: usize| -> Result<String, String> {
+            match fields[c] {
+                "" => Err(format!("line {at}: {} is empty", header[c])),
+                s => Ok(s.to_string()),
+            }
+        };
+        points.push(Point {
+            server: name(server)?,
+            scenario: name(scenario)?,
+            conns: number(conns, true)?,
+            msgs_per_s: number(msgs, false)?,
+            p99_us: number(p99, false)?,
+        });
+    }
+    if points.is_empty() {
+        return Err("no data rows under the header".to_string());
+    }
+    Ok(points)
+}
+
+/// Groups points by scenario then server, in the order each first appears.
+fn series(points: &[Point]) -> Vec<Series> {
+    let mut order: Vec<(&str, &str)> = Vec::new();
+    for p in points {
+        let key = (p.scenario.as_str(), p.server.as_str());
+        if !order.contains(&key) {
+            order.push(key);
+        }
+    }
+    let scenarios = first_seen(points.iter().map(|p| p.scenario.as_str()));
+    order.sort_by_key(|(scenario, _)| scenarios.iter().position(|s| s == scenario));
+    order
+        .into_iter()
+        .map(|(scenario, server)| {
+            let mut pts: Vec<(f64, f64, f64)> = points
+                .iter()
+                .filter(|p| p.scenario == scenario && p.server == server)
+                .map(|p| (p.conns, p.msgs_per_s, p.p99_us))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                server: server.to_string(),
+                scenario: scenario.to_string(),
+                points: pts,
+            }
+        })
+        .collect()
+}
+
+fn first_seen<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for n in names {
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    seen
+}
+
+/// "AMD EPYC, 2 cores", from /proc/cpuinfo and the cores this process may use.
+fn this_machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
+}
+
+/// 12000 as "12k", 1500000 as "1.5M".
+fn short_count(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{}M", trim(v / 1e6)),
+        v if v >= 1e3 => format!("{}k", trim(v / 1e3)),
+        v => trim(v),
+    }
+}
+
+/// A latency in µs in the unit that keeps it short.
+fn short_us(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{} s", trim(v / 1e6)),
+        v if v >= 1e3 => format!("{} ms", trim(v / 1e3)),
+        v => format!("{} µs", trim(v)),
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
+fn err(e: impl Display) -> String {
+    e.to_string()
+}
+
+/// The whole picture: title, the throughput and latency panels, the legend.
+fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
+    let root = SVGBackend::new(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, rest) = root.split_vertically(70);
+    top.draw(&Text::new(
+        format!("saythat vs a minimal tokio server, loopback, closed loop: {machine}"),
+        (20, 12),
+        ("sans-serif", 24).into_font().style(FontStyle::Bold),
+    ))
+    .map_err(err)?;
+    top.draw(&Text::new(
+        "64B, 1024B: chunk framing, one message in flight per connection.  line x16: 64-byte \
+         lines, 16 in flight per connection.  Every answer checked.",
+        (20, 44),
+        ("sans-serif", 16).into_font(),
+    ))
+    .map_err(err)?;
+
+    let conns: BTreeSet<u64> = all
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0.round() as u64))
+        .collect();
+    let ticks: Vec<f64> = conns.iter().map(|&c| c as f64).collect();
+    let (x_lo, x_hi) = match (ticks.first(), ticks.last()) {
+        (Some(&lo), Some(&hi)) => (lo / 1.5, hi * 1.5),
+        _ => return Err("nothing to draw".to_string()),
+    };
+    let x = || (x_lo..x_hi).log_scale().with_key_points(ticks.clone());
+    let msgs = log_range(all.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let p99 = log_range(all.iter().flat_map(|s| s.points.iter().map(|p| p.2)));
+    let look = Look {
+        servers: first_seen(all.iter().map(|s| s.server.as_str())),
+        scenarios: first_seen(all.iter().map(|s| s.scenario.as_str())),
+    };
+
+    let (panels, legend) = rest.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+    let (left, right) = panels.split_horizontally((SIZE.0 - LEGEND_WIDTH) / 2);
+    let throughput = Panel {
+        caption: "Throughput (higher is better)",
+        y_desc: "messages/s (log scale)",
+        y_label: &|v| short_count(*v),
+        value: |p| p.1,
+    };
+    let y = msgs.clone().log_scale().with_key_points(ticks_125(msgs));
+    draw_panel(&left, x(), y, throughput, all, &look)?;
+    let latency = Panel {
+        caption: "p99 latency (lower is better)",
+        y_desc: "p99 latency (log scale)",
+        y_label: &|v| short_us(*v),
+        value: |p| p.2,
+    };
+    let y = p99.clone().log_scale().with_key_points(ticks_125(p99));
+    draw_panel(&right, x(), y, latency, all, &look)?;
+    draw_legend(&legend, all, &look)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// A range for a log axis holding every positive value, with a margin either side.
+fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo.is_finite() {
+        lo / 1.5..(hi * 1.5).max(lo * 10.0)
+    } else {
+        1.0..10.0
+    }
+}
+
+/// Ticks at 1, 2 and 5 times each power of ten inside `range`: a log axis with only its decades
+/// labelled is hard to read off.
+fn ticks_125(range: std::ops::Range<f64>) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(range.start.log10().floor());
+    while decade <= range.end && ticks.len() < 64 {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if range.contains(&t) {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
+/// What differs between the two panels.
+struct Panel<'a> {
+    caption: &'a str,
+    y_desc: &'a str,
+    y_label: &'a dyn Fn(&f64) -> String,
+    /// The y value of a (connections, messages/s, p99 µs) point.
+    value: fn(&(f64, f64, f64)) -> f64,
+}
+
+/// How series are told apart: colour by scenario; line and marker by server (the first server
+/// solid with dots, any other dashed with triangles).
+struct Look<'a> {
+    servers: Vec<&'a str>,
+    scenarios: Vec<&'a str>,
+}
+
+/// How one series is drawn.
+struct Mark {
+    colour: RGBColor,
+    solid: bool,
+}
+
+impl Mark {
+    /// Dash and gap lengths in pixels; a dash with no gap is a solid line.
+    fn dash(&self) -> (u32, u32) {
+        if self.solid {
+            (30, 0)
+        } else {
+            (8, 5)
+        }
+    }
+
+    fn line(&self) -> ShapeStyle {
+        self.colour.stroke_width(2)
+    }
+
+    /// The marker at one point: a dot for the first server, a triangle for the others.
+    fn marker<DB: DrawingBackend, C: Clone + 'static>(&self, at: C) -> DynElement<'static, DB, C> {
+        if self.solid {
+            Circle::new(at, 4, self.colour.filled()).into_dyn()
+        } else {
+            TriangleMarker::new(at, 5, self.line()).into_dyn()
+        }
+    }
+}
+
+impl Look<'_> {
+    fn mark(&self, s: &Series) -> Mark {
+        let scenario = self.scenarios.iter().position(|n| *n == s.scenario);
+        Mark {
+            colour: PALETTE[scenario.unwrap_or(0) % PALETTE.len()],
+            solid: self.servers.iter().position(|n| *n == s.server) == Some(0),
+        }
+    }
+}
+
+/// One chart: every series against connections on a log x axis, ticks at the measured counts.
+fn draw_panel<X, Y>(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    x: X,
+    y: Y,
+    panel: Panel<'_>,
+    all: &[Series],
+    look: &Look<'_>,
+) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("connections (log scale)")
+        .y_desc(panel.y_desc)
+        .x_label_formatter(&|v| format!("{}", v.round()))
+        .y_label_formatter(panel.y_label)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(BLACK.mix(0.04))
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()
+        .map_err(err)?;
+    for s in all {
+        let mark = look.mark(s);
+        let (dash, gap) = mark.dash();
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.0, (panel.value)(p)))
+            .filter(|p| p.1 > 0.0) // a log axis has no place for 0
+            .collect();
+        chart
+            .draw_series(DashedLineSeries::new(pts.clone(), dash, gap, mark.line()))
+            .map_err(err)?;
+        chart
+            .draw_series(pts.iter().map(|&p| mark.marker(p)))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// One legend for both panels, in its own column so it never hides a point.
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    all: &[Series],
+    look: &Look<'_>,
+) -> Result<(), String> {
+    let font =
+        TextStyle::from(("sans-serif", 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, s) in all.iter().enumerate() {
+        let mark = look.mark(s);
+        let (dash, gap) = mark.dash();
+        let y = 70 + 28 * i as i32;
+        area.draw(&DashedPathElement::new(
+            vec![(10, y), (50, y)],
+            dash,
+            gap,
+            mark.line(),
+        ))
+        .map_err(err)?;
+        area.draw(&mark.marker((30, y))).map_err(err)?;
+        area.draw(&Text::new(
+            format!("{} {}", s.server, s.scenario),
+            (60, y),
+            font.clone(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "server,scenario,conns,size,pipeline,msgs_per_s,p50_us,p99_us";
+
+    #[test]
+    fn reads_rows_by_column_name() {
+        let csv =
+            format!("{HEADER}\nsaythat,64B,10,64,1,1234.5,20,40\n\ntokio,64B,1,64,1,99,5,7\n");
+        let points = parse(&csv).unwrap();
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].server, "saythat");
+        assert_eq!(points[0].msgs_per_s, 1234.5);
+        assert_eq!(points[1].p99_us, 7.0);
+        let series = series(&points);
+        assert_eq!(series.len(), 2);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_line() {
+        assert!(parse("").unwrap_err().contains("empty"));
+        assert!(parse(HEADER).unwrap_err().contains("no data rows"));
+        assert!(parse("server,conns\nx,1").unwrap_err().contains("scenario"));
+        let short = format!("{HEADER}\nsaythat,64B,10");
+        assert!(parse(&short).unwrap_err().starts_with("line 2: 3 fields"));
+        let nan = format!("{HEADER}\nsaythat,64B,10,64,1,fast,20,40");
+        assert!(parse(&nan).unwrap_err().contains("msgs_per_s `fast`"));
+        let zero = format!("{HEADER}\nsaythat,64B,0,64,1,1,20,40");
+        assert!(parse(&zero).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn log_ticks_are_1_2_5_per_decade() {
+        assert_eq!(
+            ticks_125(15.0..1100.0),
+            vec![20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
+        assert!(ticks_125(1.0..1.5).contains(&1.0));
+    }
+
+    #[test]
+    fn numbers_read_short() {
+        assert_eq!(short_count(120_000.0), "120k");
+        assert_eq!(short_count(1_500_000.0), "1.5M");
+        assert_eq!(short_us(850.0), "850 µs");
+        assert_eq!(short_us(2_500.0), "2.5 ms");
+    }
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Load-test sweep: saythat against a minimal tokio server (examples/tokio_peer.rs) over loopback,
+# every answer checked byte for byte by `saythat load`.
+#
+#   scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
+#
+# Points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk ping-pong (one
+# message in flight per connection), and 64 B lines with 16 in flight (`--framing line`). saythat
+# and the peer take turns point by point, so machine noise hits both alike. With 2 cores or more
+# the server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
+# (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
+# divided by the messages measured.
+#
+# Writes DIR/loadtest.csv, DIR/loadtest.svg (examples/plot.rs), DIR/points/*.json (every load
+# report) and DIR/logs/; prints a table with the saythat/tokio ratios. Exits 1 if any point had an
+# error (a wrong, late or missing answer) or a server died, 2 on a bad option. Loopback only; every
+# run is bounded (default: about 2 minutes of load plus the build) and both servers are stopped on
+# exit, Ctrl-C included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+  cat <<'EOF'
+usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
+  --duration SECS  measured seconds per point (default 3)
+  --warmup SECS    seconds of load before measuring, per point (default 1)
+  --quick          --duration 1 --warmup 0.5
+  --out DIR        where results go (default results/)
+  --no-peer        measure saythat only, without the tokio peer
+EOF
+}
+
+duration=3
+warmup=1
+out=results
+peer=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --duration | --warmup | --out)
+      [ $# -ge 2 ] || { echo "loadtest: $1 needs a value" >&2; usage >&2; exit 2; }
+      case $1 in
+        --duration) duration=$2 ;;
+        --warmup) warmup=$2 ;;
+        --out) out=$2 ;;
+      esac
+      shift 2 ;;
+    --quick) duration=1 warmup=0.5; shift ;;
+    --no-peer) peer=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "loadtest: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+number='^[0-9]+([.][0-9]+)?$'
+[[ $duration =~ $number ]] && [[ $warmup =~ $number ]] || {
+  echo "loadtest: --duration and --warmup take a number of seconds" >&2; exit 2; }
+awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' || {
+  echo "loadtest: --duration must be more than 0 and at most 600 seconds" >&2; exit 2; }
+awk -v w="$warmup" 'BEGIN { exit !(w <= 600) }' || {
+  echo "loadtest: --warmup must be at most 600 seconds" >&2; exit 2; }
+
+conns_list=(1 10 100 1000)
+# name, framing, bytes per message, messages in flight per connection
+scenarios=("64B chunk 64 1" "1024B chunk 1024 1" "line_x16 line 64 16")
+prefix='You say that '
+servers=(saythat)
+[ "$peer" = 1 ] && servers+=(tokio)
+
+started=$SECONDS
+echo "loadtest: building (release)"
+cargo build --release --quiet --bin saythat --example tokio_peer --example plot
+target=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin=$target/release/saythat
+peer_bin=$target/release/examples/tokio_peer
+plot_bin=$target/release/examples/plot
+built=$SECONDS
+
+# 1000 connections need more descriptors than the usual soft limit of 1024; both servers and the
+# load generator inherit this.
+ulimit -n "$(ulimit -Hn)"
+max_conns=${conns_list[-1]}
+fds=$(ulimit -n)
+if [ "$fds" != unlimited ] && [ "$fds" -lt $((max_conns + 200)) ]; then
+  echo "loadtest: $max_conns connections need about $((max_conns + 200)) descriptors and the" \
+    "hard limit is $fds; raise it (ulimit -Hn, limits.conf or LimitNOFILE)" >&2
+  exit 1
+fi
+
+cores=$(nproc)
+cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+cpu_model=${cpu_model:-unknown CPU}
+if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
+  on_server=(taskset -c 0)
+  on_load=(taskset -c 1)
+  pinning="server on CPU 0, load on CPU 1"
+else
+  on_server=()
+  on_load=()
+  pinning="not pinned"
+fi
+machine="$cpu_model, $cores cores, $pinning"
+clk_tck=$(getconf CLK_TCK)
+
+mkdir -p "$out/points" "$out/logs"
+csv=$out/loadtest.csv
+svg=$out/loadtest.svg
+
+declare -A pid addr
+cleanup() {
+  local p left
+  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  # saythat serves its open connections for a while after SIGTERM; a second signal ends it at once.
+  for _ in $(seq 30); do
+    left=0
+    for p in "${pid[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start KEY COMMAND...: runs a server pinned to the server CPU; records its pid and address.
+start() {
+  local key=$1 log="$out/logs/${1/:/-}.log" a=
+  shift
+  RUST_LOG=info "${on_server[@]}" "$@" 2>"$log" &
+  pid[$key]=$!
+  for _ in $(seq 100); do
+    a=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
+    [ -n "$a" ] && break
+    kill -0 "${pid[$key]}" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$a" ]; then
+    echo "loadtest: $key did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  addr[$key]=$a
+}
+
+start saythat:chunk "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing chunk
+start saythat:line "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing line
+if [ "$peer" = 1 ]; then
+  start tokio:chunk "$peer_bin" 127.0.0.1:0 "$prefix" chunk
+  start tokio:line "$peer_bin" 127.0.0.1:0 "$prefix" line
+fi
+
+# utime and stime of a process in clock ticks: fields 14 and 15 of /proc/PID/stat, counted after
+# the `(comm)` field, which may hold spaces.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+# A number field of a one-line load report; the error samples at its end are cut off first.
+field() { sed 's/,"first_errors".*//; s/.*"'"$1"'":\([^,}]*\).*/\1/' "$2"; }
+
+# What every process but this sweep's has used so far: "pid ticks" lines, ticks being utime +
+# stime + cutime + cstime (so work that ended is counted in its parent). This shell, its children
+# (the servers, the load runs) and the `cat` itself are left out. Snapshots go to files because a
+# subshell would be one more child to leave out.
+others_snapshot() {
+  cat /proc/[0-9]*/stat 2>/dev/null >"$out/logs/procs.raw" || true
+  awk -v me=$$ '{ pid = $1; sub(/^.*\) /, "")
+    if (pid != me && $2 != me) print pid, $12 + $13 + $14 + $15 }' "$out/logs/procs.raw" >"$1"
+  rm -f "$out/logs/procs.raw"
+}
+
+failed=0
+others_snapshot "$out/logs/others.0"
+sweep_start=$SECONDS
+points=$(( ${#scenarios[@]} * ${#conns_list[@]} * ${#servers[@]} ))
+echo "loadtest: $points points of ${warmup}s warmup + ${duration}s measured; $machine"
+echo "server,scenario,conns,size,pipeline,msgs_per_s,p50_us,p99_us,p999_us,errors,cpu_user_us_per_msg,cpu_sys_us_per_msg,cpu_us_per_msg" >"$csv"
+for scenario in "${scenarios[@]}"; do
+  read -r name framing size pipeline <<<"$scenario"
+  label=${name/_/ }
+  for conns in "${conns_list[@]}"; do
+    for server in "${servers[@]}"; do
+      key=$server:$framing
+      p=${pid[$key]}
+      json=$out/points/$server-$name-$conns.json
+      # The first CPU sample is taken when the warmup ends, so the CPU time and the message count
+      # cover the same window.
+      ( sleep "$warmup"; cpu_ticks "$p" >"$json.cpu0" ) &
+      sampler=$!
+      rc=0
+      "${on_load[@]}" "$bin" load --addr "${addr[$key]}" --conns "$conns" --size "$size" \
+        --framing "$framing" --pipeline "$pipeline" --prefix "$prefix" \
+        --duration "$duration" --warmup "$warmup" --json >"$json" 2>"$json.err" || rc=$?
+      wait "$sampler" || true
+      [ -s "$json.err" ] || rm -f "$json.err"
+      read -r u1 s1 < <(cpu_ticks "$p" 2>/dev/null || echo "- -")
+      read -r u0 s0 <"$json.cpu0" || true
+      rm -f "$json.cpu0"
+      if ! kill -0 "$p" 2>/dev/null; then
+        echo "loadtest: FAIL: $key died during $label x $conns conns; its log:" >&2
+        cat "$out/logs/${key/:/-}.log" >&2
+        exit 1
+      fi
+      messages=$(field messages "$json" 2>/dev/null || true)
+      if ! [[ $messages =~ ^[0-9]+$ ]]; then
+        echo "loadtest: FAIL: no report from $server $label x $conns conns (exit $rc):" >&2
+        cat "$json.err" 2>/dev/null >&2
+        failed=1
+        continue
+      fi
+      msgs=$(field messages_per_s "$json")
+      p50=$(field latency_p50_us "$json")
+      p99=$(field latency_p99_us "$json")
+      p999=$(field latency_p999_us "$json")
+      errors=$(field errors "$json")
+      if [ "$rc" != 0 ] || [ "$errors" != 0 ]; then
+        echo "loadtest: FAIL: $server $label x $conns conns: $errors errors (exit $rc):" >&2
+        cat "$json.err" 2>/dev/null >&2
+        failed=1
+      fi
+      row=$(awk -v u0="$u0" -v s0="$s0" -v u1="$u1" -v s1="$s1" -v hz="$clk_tck" \
+        -v n="$messages" 'BEGIN {
+          if (n == 0) { print ",,"; exit }
+          u = (u1 - u0) * 1e6 / hz / n; s = (s1 - s0) * 1e6 / hz / n
+          printf "%.3f,%.3f,%.3f", u, s, u + s }')
+      echo "$server,$label,$conns,$size,$pipeline,$msgs,$p50,$p99,$p999,$errors,$row" >>"$csv"
+      printf '  %-8s %-9s %5s conns  %9.0f msgs/s  p50 %6s us  p99 %6s us  cpu %s us/msg\n' \
+        "$server" "$label" "$conns" "$msgs" "$p50" "$p99" "${row##*,}"
+    done
+  done
+done
+swept=$SECONDS
+# Other work on a shared machine takes CPU from the servers and the load: say how much.
+others_snapshot "$out/logs/others.1"
+other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" '
+  NR == FNR { before[$1] = $2; next }
+  { o += $2 - before[$1]; seen[$1] = 1 }
+  END {
+    # A process that ended is counted whole in its parent: take off what it had used before.
+    for (p in before) if (!(p in seen)) o -= before[p]
+    o = o < 0 ? 0 : o / hz; share = secs > 0 ? 100 * o / secs / cores : 0
+    printf "%.1f CPU-s, %.0f%% of the machine", o, share }' "$out/logs/others.0" "$out/logs/others.1")
+
+# The table: one line per point, saythat beside the peer, with their ratios.
+echo
+awk -F, '
+  NR == 1 { next }
+  {
+    k = $2 SUBSEP $3
+    if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+    msgs[$1, k] = $6; p50[$1, k] = $7; p99[$1, k] = $8
+    cpu[$1, k] = $13; errors[$1, k] = $10
+    split_cpu[$1, k] = $13 == "" ? "-" : sprintf("%.2f+%.2f", $11, $12)
+  }
+  function side(s, k) {
+    if (!((s, k) in msgs)) return sprintf("%9s %6s %7s %12s", "-", "-", "-", "-")
+    return sprintf("%9.0f %6d %7d %12s", msgs[s, k], p50[s, k], p99[s, k], split_cpu[s, k])
+  }
+  function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+  END {
+    printf "%-9s %5s | %-38s | %-38s | %s\n", "", "", "saythat", "tokio", "saythat / tokio"
+    printf "%-9s %5s | %9s %6s %7s %12s | %9s %6s %7s %12s | %6s %8s\n", "scenario", "conns",
+      "msgs/s", "p50us", "p99us", "cpu usr+sys", "msgs/s", "p50us", "p99us", "cpu usr+sys",
+      "msgs/s", "cpu/msg"
+    for (i = 1; i <= n; i++) {
+      k = order[i]; split(k, part, SUBSEP)
+      bad = ""
+      if (errors["saythat", k] + 0 > 0) bad = bad sprintf("  saythat: %d errors", errors["saythat", k])
+      if (errors["tokio", k] + 0 > 0) bad = bad sprintf("  tokio: %d errors", errors["tokio", k])
+      printf "%-9s %5s | %s | %s | %6s %8s%s\n", part[1], part[2], side("saythat", k),
+        side("tokio", k), ratio(msgs["saythat", k], msgs["tokio", k]),
+        ratio(cpu["saythat", k], cpu["tokio", k]), bad
+    }
+    print "(latencies and CPU in microseconds; cpu: the server process'"'"'s user+system CPU time per"
+    print " measured message; ratios above 1 mean saythat answered more, or used more CPU per message)"
+  }' "$csv"
+
+"$plot_bin" "$csv" "$svg" "$machine"
+echo "loadtest: $csv, $svg; build $((built - started)) s, sweep $((swept - built)) s," \
+  "total $((SECONDS - started)) s on $machine"
+echo "loadtest: other processes on this machine took $other during the sweep" \
+  "(the more, the noisier the figures)"
+if [ "$failed" != 0 ]; then
+  echo "loadtest: FAIL: some points had errors (see above and $out/points/)" >&2
+  exit 1
+fi
