@@ -37,7 +37,11 @@ fn main() {
         }
     };
     match tokio_echo::spawn_with(addr, prefix.into_bytes(), framing) {
-        Ok(local) => eprintln!("listening on {local}"),
+        // One write, so a script reading the log never sees half the line.
+        Ok(local) => {
+            let line = format!("listening on {local}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
         Err(e) => {
             eprintln!("error: cannot listen on {addr}: {}", saythat::describe(&e));
             std::process::exit(1);

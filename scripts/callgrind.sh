@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # User-space instructions per echoed message, counted by valgrind's callgrind: repeatable on a
-# noisy machine, so a regression in the hot path shows as a number. Runs a release
-# `saythat serve` under callgrind, warms it up, zeroes the counters, sends a fixed number of
-# messages with `saythat load` (50 connections, ping-pong, 64 bytes; then line framing with 16 in
-# flight), and divides. Kernel time is not counted: see scripts/syscalls.sh for that side.
+# noisy machine, so a regression in the hot path shows as a number. Runs a release server under
+# callgrind (saythat, then the tokio peer of examples/tokio_peer.rs for comparison), warms it up,
+# zeroes the counters, sends a fixed number of messages with `saythat load` (50 connections:
+# ping-pong at 64 and 1024 bytes, line framing with 16 in flight), and divides. Kernel time is not
+# counted: see scripts/syscalls.sh for that side.
 #
 #   scripts/callgrind.sh [MESSAGES]      (default 20000)
 #
@@ -11,11 +12,13 @@
 # `callgrind_annotate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 messages=${1:-20000}
 command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-cargo build --release --quiet
+cargo build --release --quiet --bin saythat --example tokio_peer
 bin=./target/release/saythat
+peer=./target/release/examples/tokio_peer
 out=results/callgrind
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -24,17 +27,20 @@ cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# measure NAME FRAMING PIPELINE
+# measure SERVER FRAMING SIZE PIPELINE
 measure() {
-  local name=$1 framing=$2 pipeline=$3 file="$out/callgrind.$2.out"
+  local name=$1 framing=$2 size=$3 pipeline=$4
+  local file="$out/callgrind.$name.$framing.$size.out" command
+  case $name in
+    saythat) command=("$bin" serve --listen 127.0.0.1:0 --framing "$framing") ;;
+    tokio) command=("$peer" 127.0.0.1:0 'You say that ' "$framing") ;;
+  esac
   rm -f "$file"*
-  valgrind --tool=callgrind --callgrind-out-file="$file" \
-    "$bin" serve --listen 127.0.0.1:0 --framing "$framing" 2>"$work/server.log" &
+  valgrind --tool=callgrind --callgrind-out-file="$file" "${command[@]}" 2>"$work/server.log" &
   server=$!
-  for _ in $(seq 600); do grep -q 'listening on' "$work/server.log" && break; sleep 0.1; done
   local addr
-  addr=$(grep -o 'listening on [^ ]*' "$work/server.log" | head -1 | cut -d' ' -f3)
-  local load=("$bin" load --addr "$addr" --conns 50 --size 64 --framing "$framing"
+  addr=$(listen_addr "$work/server.log" 60)
+  local load=("$bin" load --addr "$addr" --conns 50 --size "$size" --framing "$framing"
     --pipeline "$pipeline" --duration 600 --warmup 0 --timeout 60 --json)
   "${load[@]}" --messages 2000 >/dev/null # warm-up: buffers reach their working size
   callgrind_control --zero "$server" >/dev/null 2>&1
@@ -45,15 +51,19 @@ measure() {
   local dump
   dump=$(ls -t "$file".* 2>/dev/null | grep -v '\.0*$' | head -1 || true)
   [ -n "$dump" ] || dump=$(ls -t "$file"* | head -1)
-  python3 - "$name" "$dump" "$work/load.json" <<'PY'
+  python3 - "$name" "$framing $size B x$pipeline" "$dump" "$work/load.json" <<'PY'
 import json, sys
-name, dump, report = sys.argv[1:]
+name, case, dump, report = sys.argv[1:]
 total = next(int(line.split()[1]) for line in open(dump) if line.startswith(("summary:", "totals:")))
 messages = json.load(open(report))["messages"]
-print(f"{name:<22} {messages:>7} msgs  {total / messages:8.0f} instructions/msg  ({dump})")
+print(f"{case:<20} {name:<8} {total / messages:8.0f}  ({dump})")
 PY
 }
 
-echo "user-space instructions per message (callgrind), 50 connections, 64 B:"
-measure "chunk, ping-pong" chunk 1
-measure "line, 16 in flight" line 16
+echo "user-space instructions per message (callgrind) over $messages messages, 50 connections:"
+for point in "chunk 64 1" "chunk 1024 1" "line 64 16"; do
+  for server_name in saythat tokio; do
+    # shellcheck disable=SC2086
+    measure "$server_name" $point
+  done
+done

@@ -8,6 +8,7 @@
 # Loopback only; bounded (it closes everything and stops the server when done, or on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 conns=${1:-10000}
 
 cargo build --release --quiet
@@ -16,8 +17,7 @@ log=$(mktemp)
 ./target/release/saythat serve --listen 127.0.0.1:0 --idle-timeout 0 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.05; done
-addr=$(grep -o 'listening on [^ ]*' "$log" | head -1 | cut -d' ' -f3)
+addr=$(listen_addr "$log")
 
 python3 - "$addr" "$conns" "$server" <<'PY'
 import resource, socket, sys, time

@@ -18,6 +18,7 @@
 # exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 usage() {
   cat <<'EOF'
@@ -128,17 +129,7 @@ start() {
   shift
   RUST_LOG=info "${on_server[@]}" "$@" 2>"$log" &
   pid[$key]=$!
-  for _ in $(seq 100); do
-    a=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
-    [ -n "$a" ] && break
-    kill -0 "${pid[$key]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [ -z "$a" ]; then
-    echo "loadtest: $key did not start:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
+  a=$(listen_addr "$log") || { echo "loadtest: $key did not start" >&2; exit 1; }
   addr[$key]=$a
 }
 

@@ -11,6 +11,7 @@
 # leaked, memory grew past the bound, or the server died. Loopback only; stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 seconds=${1:-60}
 # Server RSS may grow by the output caps of the clients that never read plus the loop's buffers;
 # anything past this is a leak.
@@ -31,9 +32,7 @@ trap 'exit 130' INT TERM
 
 "$bin" serve --listen 127.0.0.1:0 2>"$work/server.log" &
 server=$!
-for _ in $(seq 100); do grep -q 'listening on' "$work/server.log" && break; sleep 0.05; done
-addr=$(grep -o 'listening on [^ ]*' "$work/server.log" | head -1 | cut -d' ' -f3)
-[ -n "$addr" ] || { echo "soak: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+addr=$(listen_addr "$work/server.log")
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$server/status"; }
 fds() { ls "/proc/$server/fd" | wc -l; }
 rss_start=$(rss)

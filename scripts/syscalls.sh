@@ -1,43 +1,47 @@
 #!/usr/bin/env bash
-# Syscalls per echoed message, counted by `strace -c -f` on a release `saythat serve` while
-# `saythat load` sends a fixed number of messages (50 connections, ping-pong, 64 bytes; then line
-# framing with 16 messages in flight). strace slows the server a lot: the counts, not the times,
-# are the figure.
+# Syscalls per echoed message, counted by `strace -c -f` on the server while `saythat load` sends
+# a fixed number of messages over 50 connections: ping-pong at 64 and 1024 bytes, and line
+# framing with 16 messages in flight; saythat and the tokio peer (examples/tokio_peer.rs) alike.
+# strace slows the servers a lot: the counts, not the times, are the figure.
 #
 #   scripts/syscalls.sh [MESSAGES]      (default 100000)
 #
 # Loopback only; the servers are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 messages=${1:-100000}
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
 
-cargo build --release --quiet
+cargo build --release --quiet --bin saythat --example tokio_peer
 bin=./target/release/saythat
+peer=./target/release/examples/tokio_peer
 work=$(mktemp -d)
 server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# count NAME FRAMING PIPELINE: one server, one traced load run; prints a result line.
+# count SERVER FRAMING SIZE PIPELINE: one server, one traced load run; prints a result line.
 count() {
-  local name=$1 framing=$2 pipeline=$3
-  "$bin" serve --listen 127.0.0.1:0 --framing "$framing" 2>"$work/server.log" &
+  local name=$1 framing=$2 size=$3 pipeline=$4
+  case $name in
+    saythat) "$bin" serve --listen 127.0.0.1:0 --framing "$framing" 2>"$work/server.log" & ;;
+    tokio) "$peer" 127.0.0.1:0 'You say that ' "$framing" 2>"$work/server.log" & ;;
+  esac
   server=$!
-  for _ in $(seq 100); do grep -q 'listening on' "$work/server.log" && break; sleep 0.05; done
   local addr
-  addr=$(grep -o 'listening on [^ ]*' "$work/server.log" | head -1 | cut -d' ' -f3)
+  addr=$(listen_addr "$work/server.log")
   strace -f -c -o "$work/strace.txt" -p "$server" 2>/dev/null &
   local tracer=$!
   sleep 0.5 # strace attaches asynchronously
-  "$bin" load --addr "$addr" --conns 50 --size 64 --framing "$framing" --pipeline "$pipeline" \
+  "$bin" load --addr "$addr" --conns 50 --size "$size" --framing "$framing" --pipeline "$pipeline" \
     --messages "$messages" --duration 300 --warmup 0 --timeout 30 --json >"$work/load.json"
   kill -INT "$tracer"; wait "$tracer" || true
   kill "$server"; wait "$server" 2>/dev/null || true; server=
-  python3 - "$name" "$work/strace.txt" "$work/load.json" <<'PY'
+  python3 - "$name" "$framing $size B x$pipeline" "$work/strace.txt" "$work/load.json" <<'PY'
 import json, sys
-name, trace, report = sys.argv[1:]
+name, case, trace, report = sys.argv[1:]
 calls = {}
 for line in open(trace):
     fields = line.split()
@@ -46,10 +50,14 @@ for line in open(trace):
 messages = json.load(open(report))["messages"]
 total = sum(calls.values())
 top = ", ".join(f"{n} {c / messages:.3f}" for n, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
-print(f"{name:<28} {messages:>8} msgs  {total / messages:6.3f} syscalls/msg  ({top})")
+print(f"{case:<20} {name:<8} {total / messages:6.3f}  ({top})")
 PY
 }
 
-echo "syscalls per message, counted by strace over $messages messages, 50 connections, 64 B:"
-count "chunk, ping-pong" chunk 1
-count "line, 16 in flight" line 16
+echo "syscalls per message, strace over $messages messages, 50 connections:"
+for point in "chunk 64 1" "chunk 1024 1" "line 64 16"; do
+  for server_name in saythat tokio; do
+    # shellcheck disable=SC2086
+    count "$server_name" $point
+  done
+done

@@ -11,13 +11,13 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The lesson's answer prefix.
 pub const DEFAULT_PREFIX: &str = "You say that ";
-/// One read from a connection in chunk framing, and so the largest chunk answered (the lesson's
-/// `recv(1024)`). The loop shares one read buffer, so it costs nothing per connection.
+/// The largest chunk answered in chunk framing: the lesson's `recv(1024)`.
 pub const READ_SIZE: usize = 1024;
-/// One read in line framing, where answers do not depend on read boundaries: large enough that
-/// one read takes everything a pipelining client has sent (16 lines of 64 bytes and more), so
-/// the short read proves the socket drained and no second read is paid for WouldBlock.
-pub const LINE_READ_SIZE: usize = 16 * 1024;
+/// The most one read syscall takes. The loop shares one buffer of this size, so it costs nothing
+/// per connection. It is larger than a chunk so that one read takes everything a client has sent
+/// (a 1024-byte message, 16 pipelined lines): then a short read proves the socket drained, and no
+/// second read is paid for WouldBlock.
+pub const MAX_READ: usize = 16 * 1024;
 /// Bytes read from one connection in one turn of the loop before the others get theirs.
 pub const READ_BUDGET: usize = 32 * 1024;
 /// Connections accepted from one listener in one turn of the loop, so a connection storm cannot

@@ -1,7 +1,7 @@
 //! The event loop: one thread, one `mio::Poll`, non-blocking listeners and a `Slab` of
 //! connections keyed by their token, all edge-triggered.
 //!
-//! It accepts, reads into one shared 1024-byte buffer, hands the bytes to the [`Framer`] and
+//! It accepts, reads into one buffer shared by every connection, hands the bytes to the [`Framer`] and
 //! writes the answers; it never knows which framing is in use. It must never block, never
 //! busy-loop (not even out of file descriptors), and never let one client starve the others or
 //! grow memory without bound.
@@ -19,7 +19,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, READ_BUDGET};
+use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Io, Phase};
 use crate::framing::{Framer, Status};
 use crate::server::{ServerHandle, Summary, ABORT, RUNNING};
@@ -119,7 +119,7 @@ impl Worker {
             config.max_line as usize,
         );
         let worker = Worker {
-            read_buf: vec![0; framer.read_size()].into(),
+            read_buf: vec![0; MAX_READ].into(),
             poll,
             listeners,
             connections: Slab::new(),

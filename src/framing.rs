@@ -5,7 +5,7 @@
 //! Framing must never do I/O, never allocate per message, and never hold more than `max_line`
 //! bytes of a connection's input.
 
-use crate::config::{FramingKind, LINE_READ_SIZE, READ_SIZE};
+use crate::config::{FramingKind, MAX_READ, READ_SIZE};
 
 /// What the connection should do once an input has been answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,23 +52,16 @@ impl Framer {
         &self.prefix
     }
 
-    /// The largest read the loop ever makes: chunk framing answers each read, so its size is
-    /// part of the contract; line framing answers lines, so it reads as much as is there.
-    pub fn read_size(&self) -> usize {
-        match self.kind {
-            FramingKind::Chunk => READ_SIZE,
-            FramingKind::Line => LINE_READ_SIZE,
-        }
-    }
-
-    /// How many bytes to read when `room` answer bytes may still be produced. Chunk answers
-    /// exceed their input by one prefix; in line framing every input byte could be a line of its
-    /// own and cost a prefix, so the read shrinks with the room. Either way, answering the read
-    /// overshoots `room` by at most a prefix, a line (`max_line`) and the error line.
+    /// How many bytes to read when `room` answer bytes may still be produced: every chunk costs
+    /// a prefix, and in line framing every input byte could be a line of its own, so the read
+    /// shrinks with the room. Answering it overshoots `room` by at most a chunk and a prefix, or
+    /// in line framing a prefix, a line (`max_line`) and the error line.
     pub fn read_len(&self, room: usize) -> usize {
         match self.kind {
-            FramingKind::Chunk => READ_SIZE,
-            FramingKind::Line => (room / (self.prefix.len() + 1)).clamp(1, LINE_READ_SIZE),
+            FramingKind::Chunk => {
+                (room / (READ_SIZE + self.prefix.len()) * READ_SIZE).clamp(READ_SIZE, MAX_READ)
+            }
+            FramingKind::Line => (room / (self.prefix.len() + 1)).clamp(1, MAX_READ),
         }
     }
 
@@ -76,9 +69,11 @@ impl Framer {
     pub fn answer(&self, partial: &mut Partial, input: &[u8], out: &mut Vec<u8>) -> Status {
         match self.kind {
             FramingKind::Chunk => {
-                if !input.is_empty() {
+                // One read syscall may take several chunks; each is answered exactly as if it had
+                // been a read of its own, as the lesson's `recv(1024)` loop would have read it.
+                for chunk in input.chunks(READ_SIZE) {
                     out.extend_from_slice(&self.prefix);
-                    out.extend_from_slice(input);
+                    out.extend_from_slice(chunk);
                 }
                 Status::Incomplete
             }
@@ -184,6 +179,38 @@ mod tests {
         let framer = Framer::new(FramingKind::Chunk, P, 8192);
         let (out, _) = feed(&framer, &[b"a\0\xff", b"You say that "], true);
         assert_eq!(out, b"You say that a\0\xffYou say that You say that ");
+    }
+
+    #[test]
+    fn chunk_answers_a_large_read_in_1024_byte_chunks() {
+        let framer = Framer::new(FramingKind::Chunk, b">", 8192);
+        let input: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let (out, _) = feed(&framer, &[&input], true);
+        let expected = [
+            &b">"[..],
+            &input[..1024],
+            b">",
+            &input[1024..2048],
+            b">",
+            &input[2048..],
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn chunk_read_len_keeps_the_answers_near_the_room() {
+        let framer = Framer::new(FramingKind::Chunk, P, 8192);
+        for room in [0, 1000, 1037, 5000, 65536, 1 << 30] {
+            let input = vec![b'x'; framer.read_len(room)];
+            let (out, _) = feed(&framer, &[&input], false);
+            let bound = room.max(READ_SIZE + P.len()) + READ_SIZE + P.len();
+            assert!(
+                out.len() <= bound,
+                "room {room}: {} answer bytes, bound {bound}",
+                out.len()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,17 @@
+# Shared by the scripts in this folder (sourced, not run).
+
+# listen_addr LOG [SECONDS]: waits until a server's stderr LOG has a complete
+# `listening on ADDR:PORT` line (the port's digits included: a line may be read half-written),
+# prints ADDR:PORT, and fails after SECONDS (default 10) with the log on stderr.
+listen_addr() {
+  local log=$1 seconds=${2:-10} addr=
+  local tries=$((seconds * 20))
+  for _ in $(seq "$tries"); do
+    addr=$(grep -o 'listening on [^ ]*:[0-9][0-9]*' "$log" 2>/dev/null | head -1 | cut -d' ' -f3)
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    sleep 0.05
+  done
+  echo "the server did not start within ${seconds}s:" >&2
+  cat "$log" >&2
+  return 1
+}
