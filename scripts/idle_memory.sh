@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Server memory per idle connection: starts a release `saythat serve` on a free loopback port,
-# opens N connections (default 10000) that each send one message and check its answer, then hold
-# still; prints the server's RSS growth per connection and its open descriptors.
+# Server memory per idle connection: starts a release `saythat serve` (or, with --peer, the tokio
+# peer of examples/tokio_peer.rs) on a free loopback port, opens N connections (default 10000) that
+# each send one message and check its answer, then hold still; prints the server's RSS growth per
+# connection and its open descriptors.
 #
-#   scripts/idle_memory.sh [CONNECTIONS]
+#   scripts/idle_memory.sh [--peer] [CONNECTIONS]
 #
 # Loopback only; bounded (it closes everything and stops the server when done, or on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+server_command=(./target/release/saythat serve --listen 127.0.0.1:0 --idle-timeout 0)
+if [ "${1:-}" = --peer ]; then
+  server_command=(./target/release/examples/tokio_peer 127.0.0.1:0 'You say that ')
+  shift
+fi
 conns=${1:-10000}
 
-cargo build --release --quiet
+cargo build --release --quiet --bin saythat --example tokio_peer
 ulimit -n "$(ulimit -Hn)"
 log=$(mktemp)
-./target/release/saythat serve --listen 127.0.0.1:0 --idle-timeout 0 2>"$log" &
+"${server_command[@]}" 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 addr=$(listen_addr "$log")
