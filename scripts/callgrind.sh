@@ -18,7 +18,6 @@ command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get i
 
 cargo build --release --quiet --bin saythat --example tokio_peer
 bin=./target/release/saythat
-peer=./target/release/examples/tokio_peer
 out=results/callgrind
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -30,13 +29,10 @@ trap 'exit 130' INT TERM
 # measure SERVER FRAMING SIZE PIPELINE
 measure() {
   local name=$1 framing=$2 size=$3 pipeline=$4
-  local file="$out/callgrind.$name.$framing.$size.out" command
-  case $name in
-    saythat) command=("$bin" serve --listen 127.0.0.1:0 --framing "$framing") ;;
-    tokio) command=("$peer" 127.0.0.1:0 'You say that ' "$framing") ;;
-  esac
+  local file="$out/callgrind.$name.$framing.$size.out"
+  server_command "$name" "$framing"
   rm -f "$file"*
-  valgrind --tool=callgrind --callgrind-out-file="$file" "${command[@]}" 2>"$work/server.log" &
+  valgrind --tool=callgrind --callgrind-out-file="$file" "${SERVER_COMMAND[@]}" 2>"$work/server.log" &
   server=$!
   local addr
   addr=$(listen_addr "$work/server.log" 60)
@@ -61,7 +57,7 @@ PY
 }
 
 echo "user-space instructions per message (callgrind) over $messages messages, 50 connections:"
-for point in "chunk 64 1" "chunk 1024 1" "line 64 16"; do
+for point in "${PER_MESSAGE_POINTS[@]}"; do
   for server_name in saythat tokio; do
     # shellcheck disable=SC2086
     measure "$server_name" $point

@@ -10,17 +10,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-server_command=(./target/release/saythat serve --listen 127.0.0.1:0 --idle-timeout 0)
+server=saythat
 if [ "${1:-}" = --peer ]; then
-  server_command=(./target/release/examples/tokio_peer 127.0.0.1:0 'You say that ')
+  server=tokio
   shift
 fi
+server_command "$server" chunk
 conns=${1:-10000}
 
 cargo build --release --quiet --bin saythat --example tokio_peer
 ulimit -n "$(ulimit -Hn)"
 log=$(mktemp)
-"${server_command[@]}" 2>"$log" &
+"${SERVER_COMMAND[@]}" 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 addr=$(listen_addr "$log")

@@ -15,3 +15,17 @@ listen_addr() {
   cat "$log" >&2
   return 1
 }
+
+# server_command NAME FRAMING: sets the array SERVER_COMMAND to the release build of NAME
+# (`saythat`, or `tokio` for the peer of examples/tokio_peer.rs) serving FRAMING on a free
+# loopback port with the default prefix.
+server_command() {
+  case $1 in
+    saythat) SERVER_COMMAND=(./target/release/saythat serve --listen 127.0.0.1:0 --framing "$2") ;;
+    tokio) SERVER_COMMAND=(./target/release/examples/tokio_peer 127.0.0.1:0 'You say that ' "$2") ;;
+    *) echo "unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# The per-message scripts' points: framing, message size, messages in flight.
+PER_MESSAGE_POINTS=("chunk 64 1" "chunk 1024 1" "line 64 16")

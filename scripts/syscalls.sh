@@ -15,7 +15,6 @@ command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get instal
 
 cargo build --release --quiet --bin saythat --example tokio_peer
 bin=./target/release/saythat
-peer=./target/release/examples/tokio_peer
 work=$(mktemp -d)
 server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -25,10 +24,8 @@ trap 'exit 130' INT TERM
 # count SERVER FRAMING SIZE PIPELINE: one server, one traced load run; prints a result line.
 count() {
   local name=$1 framing=$2 size=$3 pipeline=$4
-  case $name in
-    saythat) "$bin" serve --listen 127.0.0.1:0 --framing "$framing" 2>"$work/server.log" & ;;
-    tokio) "$peer" 127.0.0.1:0 'You say that ' "$framing" 2>"$work/server.log" & ;;
-  esac
+  server_command "$name" "$framing"
+  "${SERVER_COMMAND[@]}" 2>"$work/server.log" &
   server=$!
   local addr
   addr=$(listen_addr "$work/server.log")
@@ -55,7 +52,7 @@ PY
 }
 
 echo "syscalls per message, strace over $messages messages, 50 connections:"
-for point in "chunk 64 1" "chunk 1024 1" "line 64 16"; do
+for point in "${PER_MESSAGE_POINTS[@]}"; do
   for server_name in saythat tokio; do
     # shellcheck disable=SC2086
     count "$server_name" $point
