@@ -179,6 +179,10 @@ impl Worker {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
+                // The other workers stop too, so the process never half-serves.
+                if let Some(group) = &self.group {
+                    group.abort();
+                }
                 return Err(e);
             }
             self.now = Instant::now();

@@ -243,7 +243,7 @@ impl Server {
                     summary.add(&part);
                 }
                 Err(e) => {
-                    // One failed loop stops the others, so the process does not half-serve.
+                    // A failed loop has stopped the others already; a panicked one is only seen here.
                     self.handle.abort();
                     failure.get_or_insert(e);
                 }
