@@ -43,6 +43,8 @@ const EVENT_CAPACITY: usize = 1024;
 /// Output buffers kept for reuse, so a connection that fills its socket now and then does not
 /// allocate each time, while an idle server holds only a few.
 const POOL_LIMIT: usize = 64;
+/// Stale timer entries tolerated beyond twice the open connections before the heap is swept.
+const TIMER_SLACK: usize = 1024;
 /// At most one "server full" warning per this long; the others are counted into it.
 const FULL_WARN_EVERY: Duration = Duration::from_secs(1);
 
@@ -535,8 +537,23 @@ impl Worker {
     }
 
     fn free_dead(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
         for key in self.dead.drain(..) {
             self.connections.remove(key);
+        }
+        // A closed connection's timer entry stays in the heap until it comes due, which under
+        // churn would hold one entry per connection of the last idle-timeout period (minutes of
+        // them). Dropping the stale ones once they outnumber the live ones keeps the heap within
+        // twice the open connections, at an amortised O(1) per close.
+        if self.timers.len() > 2 * self.open + TIMER_SLACK {
+            let connections = &self.connections;
+            self.timers.retain(|&Reverse((at, key, id))| {
+                connections
+                    .get(key)
+                    .is_some_and(|conn| conn.id == id && conn.timer_at == Some(at))
+            });
         }
     }
 
