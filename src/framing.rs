@@ -48,10 +48,6 @@ impl Framer {
         }
     }
 
-    pub fn prefix(&self) -> &[u8] {
-        &self.prefix
-    }
-
     /// How many bytes to read when `room` answer bytes may still be produced: every chunk costs
     /// a prefix, and in line framing every input byte could be a line of its own, so the read
     /// shrinks with the room. Answering it overshoots `room` by at most a chunk and a prefix, or
@@ -141,15 +137,6 @@ impl Partial {
         } else {
             self.line.clear();
         }
-    }
-
-    /// Bytes of an unfinished line held for this connection.
-    pub fn len(&self) -> usize {
-        self.line.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.line.is_empty()
     }
 }
 
