@@ -96,3 +96,65 @@ fn send_streams_stdin() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(output.stdout, answer(b"hi\n"), "{}", describe(&output));
 }
+
+#[test]
+fn send_to_a_server_that_never_answers_exits_1_after_its_timeout() {
+    // Accepts (through the kernel's backlog) and never reads or answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = silent.local_addr().expect("its address").to_string();
+    let started = std::time::Instant::now();
+    let output = run_to_end(
+        saythat(&["send", "--addr", &addr, "--timeout", "1", "hi"]),
+        None,
+        TIMEOUT,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no answer from {addr} within 1 s")),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "send outlived its --timeout: {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn load_exits_0_when_every_answer_is_right_and_2_on_bad_flags() {
+    let server = TestServer::start(&Config::loopback());
+    let addr = server.addr().to_string();
+    let args = [
+        "load",
+        "--addr",
+        &addr,
+        "--conns",
+        "4",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let output = run_to_end(saythat(&args), None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    assert!(report["messages"].as_u64() > Some(0), "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+
+    let output = run_to_end(
+        saythat(&["load", "--addr", &addr, "--pipeline", "4"]),
+        None,
+        TIMEOUT,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--pipeline"),
+        "{}",
+        describe(&output)
+    );
+}
