@@ -28,7 +28,7 @@ pub const RESERVED_FDS: u64 = 64;
 /// How long accepting pauses after the process ran out of file descriptors, unless a connection
 /// closes first and frees one.
 pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
-/// After the server closes a connection itself (line too long, server full, idle), it shuts down
+/// After the framing ends a connection with an error line (line too long), the server shuts down
 /// its write side and drains what the client still sends for this long, so the client reads the
 /// error line instead of a reset.
 pub const LINGER: Duration = Duration::from_secs(2);
