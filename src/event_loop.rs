@@ -404,9 +404,8 @@ impl Worker {
         let conn = &mut self.connections[key];
         if conn.paused && conn.pending() <= self.max_pending / 2 {
             conn.paused = false;
-            if conn.unread && !conn.queued {
-                conn.queued = true;
-                self.ready.push_back(Token(key));
+            if conn.unread {
+                queue(&mut self.ready, conn, key);
             }
         }
     }
@@ -424,10 +423,7 @@ impl Worker {
                 break;
             }
             if budget == 0 {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.ready.push_back(Token(key));
-                }
+                queue(&mut self.ready, conn, key);
                 break;
             }
             let room = self.max_pending - (conn.pending() + self.answers.len());
@@ -638,6 +634,14 @@ impl Worker {
             return true;
         }
         false
+    }
+}
+
+/// Puts a connection with unread input on the list served next turn, once.
+fn queue(ready: &mut VecDeque<Token>, conn: &mut Connection, key: usize) {
+    if !conn.queued {
+        conn.queued = true;
+        ready.push_back(Token(key));
     }
 }
 
