@@ -4,8 +4,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use saythat::config::{FramingKind, DEFAULT_PREFIX, READ_SIZE};
-use saythat::framing::{Framer, Partial};
+use std::time::Instant;
+
+use saythat::config::{DEFAULT_PREFIX, READ_SIZE};
+use saythat::framing::{Answers, Chunk, Line, Protocol};
 
 /// A stream of `count` messages of `size` bytes, each ending in `\n`.
 fn stream(size: usize, count: usize) -> Vec<u8> {
@@ -14,25 +16,33 @@ fn stream(size: usize, count: usize) -> Vec<u8> {
     line.repeat(count)
 }
 
+/// Feeds `input` in 1024-byte reads, as the server reads it.
+fn answer_stream<P: Protocol>(protocol: &mut P, input: &[u8], answers: &mut Vec<u8>) {
+    let mut session = P::Session::default();
+    let now = Instant::now();
+    for read in input.chunks(READ_SIZE) {
+        answers.clear();
+        let mut out = Answers::new(answers, usize::MAX, now);
+        protocol.on_read(&mut session, black_box(read), &mut out);
+        black_box(&answers);
+    }
+}
+
 fn framing(c: &mut Criterion) {
     let mut group = c.benchmark_group("framing");
+    let prefix = DEFAULT_PREFIX.as_bytes();
     for (name, size) in [("64B", 64), ("1024B", 1024)] {
         let input = stream(size, (1 << 20) / size);
         group.throughput(Throughput::Bytes(input.len() as u64));
-        for kind in [FramingKind::Chunk, FramingKind::Line] {
-            let framer = Framer::new(kind, DEFAULT_PREFIX.as_bytes(), 8192);
-            let mut answers = Vec::with_capacity(64 * 1024);
-            group.bench_function(format!("{kind:?}/{name} lines, 1 MiB stream"), |b| {
-                b.iter(|| {
-                    let mut partial = Partial::default();
-                    for read in input.chunks(READ_SIZE) {
-                        answers.clear();
-                        framer.answer(&mut partial, black_box(read), &mut answers);
-                        black_box(&answers);
-                    }
-                })
-            });
-        }
+        let mut answers = Vec::with_capacity(64 * 1024);
+        let mut chunk = Chunk::new(prefix);
+        group.bench_function(format!("Chunk/{name} lines, 1 MiB stream"), |b| {
+            b.iter(|| answer_stream(&mut chunk, &input, &mut answers))
+        });
+        let mut line = Line::new(prefix, 8192);
+        group.bench_function(format!("Line/{name} lines, 1 MiB stream"), |b| {
+            b.iter(|| answer_stream(&mut line, &input, &mut answers))
+        });
     }
     group.finish();
 }

@@ -1,65 +1,107 @@
-//! One client connection: its socket, the answers waiting to be written, and where it is in its
-//! life. It decides its own poll interest from that state, so the loop only reregisters on change.
+//! One client connection: its socket, its bounded output, its protocol session, and one explicit
+//! state for where it is in its life and what its socket's readiness still promises.
+//! It decides its own poll interest from that state, so the loop only reregisters on change.
 //!
-//! A connection never blocks, never holds more than about `max_pending` bytes of answers, and
-//! holds no buffer at all while idle: the loop lends it one only while output is waiting.
+//! A connection never blocks, never holds much more than `--max-pending` bytes of answers (the
+//! output buffer is compacted, never grown past about twice that), and holds no output buffer
+//! at all while nothing waits: the loop lends it one from a small pool.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::Interest;
 
-use crate::framing::Partial;
+/// Output buffers up to this capacity go back to the pool when drained; larger ones, grown
+/// behind a slow reader under a large `--max-pending`, are freed, so an idle server returns to
+/// its baseline memory.
+pub const POOL_BUFFER_MAX: usize = 64 * 1024;
+/// Output buffers kept for reuse, so a connection that fills its socket now and then does not
+/// allocate each time, while an idle server holds at most this many of `POOL_BUFFER_MAX`.
+pub const POOL_LIMIT: usize = 64;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Reading and answering.
     Open,
+    /// Not reading: the output reached `--max-pending` (the client reads slower than it sends)
+    /// or the protocol holds answers it has no room for. Resumes below half the cap.
+    Paused,
     /// The peer shut down its write side: flush every answer, then close.
     PeerDone,
-    /// We decided to close (line too long, shutdown deadline): flush, then linger.
+    /// We decided to close (an error answer): flush, then linger.
     Closing,
     /// Our FIN is sent; drain what the peer still sends until it closes or the linger ends, so
-    /// our last line is read rather than lost to a reset.
+    /// our last answer is read rather than lost to a reset.
     Lingering { until: Instant },
     /// Closed; the slot is freed at the end of this turn of the loop, so no event still queued in
     /// this turn's batch can reach a newer connection that reuses it.
     Dead,
 }
 
-/// What a read or write did to the connection.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Io {
-    /// It went as far as it could; nothing more to do now.
-    Done,
-    /// The peer is gone (reset, broken pipe, error): close quietly.
-    Gone,
+/// What the socket's edge-triggered readiness still promises. Epoll reports an edge once, so
+/// readiness not used up must be remembered here until it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Read to the end: nothing to read until the next edge.
+    Drained,
+    /// Readable: read until a short read or WouldBlock. A short read proves the socket drained,
+    /// since any byte arriving after it raises a new edge.
+    Ready,
+    /// Readable, but a short read proves nothing: read until WouldBlock or end of stream. Set
+    /// when the peer's FIN was reported (the zero-byte read that reports it is still owed) or
+    /// urgent data arrived (a read stops short at the urgent mark with data still queued).
+    ReadyUntilWouldBlock,
+}
+
+/// Answers not yet written: `buf[written..]`. Empty and capacity-free unless output waits.
+#[derive(Debug, Default)]
+struct Output {
+    buf: Vec<u8>,
+    written: usize,
+}
+
+impl Output {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    fn append(&mut self, bytes: &[u8], pool: &mut Vec<Vec<u8>>) {
+        if self.buf.capacity() == 0 {
+            self.buf = pool.pop().unwrap_or_default();
+        }
+        // Reuse the written front before growing: behind a reader that keeps up only partly,
+        // `written` never returns to zero by itself, and the buffer would keep every byte ever
+        // sent. Compacting only when the buffer would otherwise grow moves each byte at most
+        // about once, and keeps the capacity within twice the most ever pending.
+        if self.written > 0 && self.buf.len() + bytes.len() > self.buf.capacity() {
+            self.buf.drain(..self.written);
+            self.written = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Gives the drained buffer back to the pool, or frees it if it grew large.
+    fn release(&mut self, pool: &mut Vec<Vec<u8>>) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.written = 0;
+        if buf.capacity() <= POOL_BUFFER_MAX && pool.len() < POOL_LIMIT {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
 }
 
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<S> {
     pub socket: TcpStream,
-    pub peer: SocketAddr,
     /// Distinguishes this connection from earlier ones in the same slab slot (timer entries).
     pub id: u64,
     pub phase: Phase,
-    /// Start of an unfinished line (line framing).
-    pub partial: Partial,
-    /// Answers not yet written, from `written` on. Empty and capacity-free unless output waits.
-    output: Vec<u8>,
-    written: usize,
-    /// Readiness seen but not consumed: the read stopped at the budget or the output cap, and
-    /// edge-triggered epoll will not tell us again.
-    pub unread: bool,
-    /// The peer's FIN was reported (EPOLLRDHUP): a short read no longer proves the socket drained,
-    /// because the zero-byte read that reports end-of-stream is still to come.
-    pub peer_fin_seen: bool,
-    /// Reading paused at the output cap; resumes when output drains below half of it.
-    pub paused: bool,
-    /// Queued in the loop's ready list, so it is queued at most once.
+    pub input: Input,
+    /// On the loop's list of connections served next turn, so it is put there at most once.
     pub queued: bool,
     /// Interest currently registered with the poll.
     pub registered: Interest,
@@ -68,54 +110,53 @@ pub struct Connection {
     pub last_active: Instant,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    output: Output,
+    /// The protocol's state for this connection.
+    pub session: S,
 }
 
-impl Connection {
-    pub fn new(socket: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Connection {
+/// Interest while reading: PRIORITY too, because urgent data must end our trust in short reads.
+pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+
+impl<S: Default> Connection<S> {
+    pub fn new(socket: TcpStream, id: u64, now: Instant) -> Connection<S> {
         Connection {
             socket,
-            peer,
             id,
             phase: Phase::Open,
-            partial: Partial::default(),
-            output: Vec::new(),
-            written: 0,
-            unread: false,
-            peer_fin_seen: false,
-            paused: false,
+            input: Input::Drained,
             queued: false,
-            registered: Interest::READABLE,
+            registered: READ_INTEREST,
             timer_at: None,
             last_active: now,
             bytes_in: 0,
             bytes_out: 0,
+            output: Output::default(),
+            session: S::default(),
         }
     }
+}
 
+impl<S> Connection<S> {
     /// Answer bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.output.len() - self.written
+        self.output.pending()
     }
 
-    /// Whether the next turn should read from this socket.
-    pub fn wants_read(&self) -> bool {
-        match self.phase {
-            Phase::Open => !self.paused,
-            Phase::Lingering { .. } => true,
-            Phase::PeerDone | Phase::Closing | Phase::Dead => false,
-        }
+    /// Whether the connection reads from its socket in this phase.
+    pub fn reading(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Lingering { .. })
     }
 
-    /// The interest that matches the state, or `None` when the connection has nothing left to do
-    /// and should be closed. WRITABLE only while output waits: an always-writable socket would
-    /// otherwise wake the loop for nothing.
-    pub fn interest(&self) -> Option<Interest> {
-        let write = self.pending() > 0;
-        match (self.wants_read(), write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
+    /// The interest that matches the state. WRITABLE only while output waits: an always-writable
+    /// socket would otherwise wake the loop for nothing. A connection paused with nothing
+    /// pending is on the ready list and keeps what it has.
+    pub fn interest(&self) -> Interest {
+        match (self.reading(), self.pending() > 0) {
+            (true, true) => READ_INTEREST.add(Interest::WRITABLE),
+            (true, false) => READ_INTEREST,
+            (false, true) => Interest::WRITABLE,
+            (false, false) => self.registered,
         }
     }
 
@@ -129,56 +170,54 @@ impl Connection {
         }
     }
 
-    /// Sends `answer`: written straight to the socket when nothing else waits (the common case,
-    /// which costs one write and no copy), and whatever the socket does not take is kept in a
-    /// buffer taken from `pool`.
-    pub fn send(&mut self, answer: &[u8], pool: &mut Vec<Vec<u8>>) -> Io {
-        if answer.is_empty() {
-            return Io::Done;
+    /// Sends the loop's `answers`: written straight to the socket when nothing else waits (the
+    /// common case: one write, no copy), and whatever the socket does not take is kept. A large
+    /// remainder takes the `answers` buffer itself rather than a copy; the loop allocates a new
+    /// one on its next use.
+    pub fn send(&mut self, answers: &mut Vec<u8>, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
+        if answers.is_empty() {
+            return Ok(());
         }
         let mut taken = 0;
         if self.pending() == 0 {
-            match write_some(&mut self.socket, answer) {
-                Ok(n) => taken = n,
-                Err(_) => return Io::Gone,
-            }
+            taken = write_some(&mut self.socket, answers)?;
             self.bytes_out += taken as u64;
         }
-        if taken < answer.len() {
-            if self.output.capacity() == 0 {
-                self.output = pool.pop().unwrap_or_default();
-            }
-            self.output.extend_from_slice(&answer[taken..]);
+        let rest = answers.len() - taken;
+        if rest > POOL_BUFFER_MAX && self.output.buf.capacity() == 0 {
+            self.output.buf = std::mem::take(answers);
+            self.output.written = taken;
+        } else if rest > 0 {
+            self.output.append(&answers[taken..], pool);
         }
-        Io::Done
+        Ok(())
     }
 
-    /// Writes waiting output until the socket is full; gives the buffer back to `pool` once empty.
-    pub fn flush(&mut self, pool: &mut Vec<Vec<u8>>, pool_limit: usize) -> Io {
+    /// Writes waiting output until the socket is full; returns the buffer once drained.
+    pub fn flush(&mut self, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
         if self.pending() > 0 {
-            match write_some(&mut self.socket, &self.output[self.written..]) {
-                Ok(n) => {
-                    self.written += n;
-                    self.bytes_out += n as u64;
-                }
-                Err(_) => return Io::Gone,
-            }
+            let n = write_some(&mut self.socket, &self.output.buf[self.output.written..])?;
+            self.output.written += n;
+            self.bytes_out += n as u64;
         }
-        if self.pending() == 0 && self.output.capacity() > 0 {
-            let mut buffer = std::mem::take(&mut self.output);
-            self.written = 0;
-            if pool.len() < pool_limit {
-                buffer.clear();
-                pool.push(buffer);
-            }
+        if self.pending() == 0 && self.output.buf.capacity() > 0 {
+            self.output.release(pool);
         }
-        Io::Done
+        Ok(())
     }
 
     /// Sends our FIN, keeping the socket open to drain what the peer still sends.
     pub fn shutdown_write(&self) {
         // The peer may already be gone; then the close that follows is all that is left to do.
         let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// The peer's address for a log line, read only when that line is printed.
+    pub fn peer(&self) -> String {
+        self.socket.peer_addr().map_or_else(
+            |_| "a disconnected peer".to_string(),
+            |addr| addr.to_string(),
+        )
     }
 }
 
@@ -202,4 +241,80 @@ fn write_some(socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Behind a reader that takes a bit less than is sent, the buffer is compacted instead of
+    /// keeping every byte ever written.
+    #[test]
+    fn output_stays_bounded_behind_a_partial_reader() {
+        let mut output = Output::default();
+        let mut pool = Vec::new();
+        let chunk = vec![7u8; 4096];
+        let mut most_pending = 0;
+        for _ in 0..10_000 {
+            output.append(&chunk, &mut pool);
+            // The reader takes a bit less than was sent, until about 64 KiB wait.
+            let take = if output.pending() > 64 * 1024 {
+                4096
+            } else {
+                4000
+            };
+            output.written += take.min(output.pending());
+            most_pending = most_pending.max(output.pending());
+        }
+        assert!(
+            output.buf.capacity() <= 2 * (most_pending + chunk.len()),
+            "capacity {} for at most {} pending",
+            output.buf.capacity(),
+            most_pending
+        );
+    }
+
+    /// A large answer the socket does not take (an unterminated line handed over at end of
+    /// input) becomes the output buffer itself: it is held once, not copied.
+    #[test]
+    fn a_large_remainder_is_kept_without_a_copy() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&socket)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let mut conn: Connection<()> =
+            Connection::new(TcpStream::from_std(socket), 0, Instant::now());
+        let mut answers = vec![b'x'; 4 * POOL_BUFFER_MAX];
+        let at = answers.as_ptr();
+        let mut pool = Vec::new();
+        conn.send(&mut answers, &mut pool).unwrap();
+        assert!(
+            conn.pending() > POOL_BUFFER_MAX,
+            "the socket took {} bytes",
+            conn.bytes_out
+        );
+        assert_eq!(
+            conn.output.buf.as_ptr(),
+            at,
+            "the answers buffer became the output"
+        );
+        assert_eq!(answers.capacity(), 0);
+    }
+
+    #[test]
+    fn large_buffers_are_not_pooled() {
+        let mut pool = Vec::new();
+        let mut output = Output::default();
+        output.append(&vec![0; POOL_BUFFER_MAX + 1], &mut pool);
+        output.written = output.buf.len();
+        output.release(&mut pool);
+        assert!(pool.is_empty());
+        output.append(&[0; 100], &mut pool);
+        output.written = 100;
+        output.release(&mut pool);
+        assert_eq!(pool.len(), 1);
+    }
 }

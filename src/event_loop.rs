@@ -1,35 +1,35 @@
 //! The event loop: one thread, one `mio::Poll`, non-blocking listeners and a `Slab` of
 //! connections keyed by their token, all edge-triggered.
 //!
-//! It accepts, reads into one buffer shared by every connection, hands the bytes to the [`Framer`] and
-//! writes the answers; it never knows which framing is in use. It must never block, never
-//! busy-loop (not even out of file descriptors), and never let one client starve the others or
-//! grow memory without bound.
+//! It accepts, reads into one buffer shared by every connection, hands the bytes to its
+//! [`Protocol`] and writes the answers; it never knows which protocol that is. It must never
+//! block, never busy-loop (not even out of file descriptors), and never let one client starve
+//! the others or grow memory without bound.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
-use crate::connection::{Connection, Io, Phase};
-use crate::framing::{Framer, Status};
-use crate::server::{ServerHandle, Summary, ABORT, RUNNING};
+use crate::connection::{Connection, Input, Phase, READ_INTEREST};
+use crate::framing::{Answers, Next, Protocol};
+use crate::group::{Group, ABORT, RUNNING};
+use crate::metrics::Summary;
 
-/// Wakes the loop for a [`ServerHandle`] request. The special tokens live at the top of `usize`,
-/// far above any slab key.
+/// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
+/// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
+const LISTENER_BASE: usize = usize::MAX - 1;
 
 /// Which listener a token names, if any.
 fn listener_index(token: Token) -> Option<usize> {
@@ -40,50 +40,59 @@ fn listener_index(token: Token) -> Option<usize> {
 pub const MAX_LISTENERS: usize = 64;
 /// Events taken from one `epoll_wait`.
 const EVENT_CAPACITY: usize = 1024;
-/// Output buffers kept for reuse, so a connection that fills its socket now and then does not
-/// allocate each time, while an idle server holds only a few.
-const POOL_LIMIT: usize = 64;
 /// Stale timer entries tolerated beyond twice the open connections before the heap is swept.
 const TIMER_SLACK: usize = 1024;
-/// At most one "server full" warning per this long; the others are counted into it.
-const FULL_WARN_EVERY: Duration = Duration::from_secs(1);
+/// The answers buffer shared by the loop's connections is freed after a turn that grew it past
+/// this (an unterminated line of up to `--max-line` handed over at end of input), so one large
+/// answer does not pin its memory to the loop.
+const ANSWERS_KEEP: usize = 4 * READ_BUDGET;
 
 pub(crate) struct Listener {
     pub socket: TcpListener,
     pub addr: SocketAddr,
+    /// On the ready list: its accept budget ran out with connections still waiting. A listener
+    /// is served from the list or from its event, never both in one turn.
+    queued: bool,
+}
+
+impl Listener {
+    pub(crate) fn new(socket: TcpListener, addr: SocketAddr) -> Listener {
+        Listener {
+            socket,
+            addr,
+            queued: false,
+        }
+    }
 }
 
 /// One event loop with its own poll, listeners and connections; `--workers N` runs N of them,
-/// sharing nothing but the shutdown request.
-pub(crate) struct Worker {
+/// sharing only their [`Group`].
+pub(crate) struct Worker<P: Protocol> {
     poll: Poll,
     listeners: Vec<Listener>,
-    connections: Slab<Connection>,
-    framer: Framer,
+    connections: Slab<Connection<P::Session>>,
+    protocol: P,
+    group: Arc<Group>,
     max_pending: usize,
-    /// This worker's share of `--max-conns`.
-    max_conns: usize,
-    /// The total, for the message a refused client reads.
-    max_conns_total: usize,
     idle_timeout: Option<Duration>,
     shutdown_timeout: Duration,
-    /// Every worker's waker and the shared shutdown request.
-    group: Option<ServerHandle>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
     /// The one read buffer, shared by every connection: reads are answered before the next one.
     read_buf: Box<[u8]>,
     /// Answers to one connection's reads of this turn, written with one syscall.
     answers: Vec<u8>,
+    /// Output buffers lent to connections whose socket is full.
     pool: Vec<Vec<u8>>,
-    /// Tokens whose readiness was not used up this turn (read budget, accept budget); they are
-    /// served next turn without waiting, because edge-triggered epoll will not report them again.
+    /// Tokens whose readiness was not used up this turn (read budget, accept budget, a protocol
+    /// with answers held back); they are served next turn without waiting, because
+    /// edge-triggered epoll will not report them again.
     ready: VecDeque<Token>,
-    /// (deadline, slab key, connection id): idle and linger deadlines, checked lazily. Activity
-    /// only stamps `last_active`; the heap is touched when an entry comes due, so the timer costs
-    /// nothing per message and O(log n) per connection per timeout period.
+    /// (deadline, slab key, connection id): idle, linger and protocol deadlines, checked lazily.
+    /// Activity only stamps `last_active`; the heap is touched when an entry comes due, so the
+    /// timer costs nothing per message and O(log n) per connection per timeout period.
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Slots of connections closed this turn, freed once the turn's events are all handled.
     dead: Vec<usize>,
+    /// Connections open in this loop.
     open: usize,
     next_id: u64,
     accept_paused_until: Option<Instant>,
@@ -92,22 +101,18 @@ pub(crate) struct Worker {
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
     drain_deadline: Option<Instant>,
-    last_full_warning: Option<Instant>,
-    full_since_warning: u64,
     summary: Summary,
 }
 
-impl Worker {
-    /// A worker serving `listeners`, already bound; returns it with its waker.
+impl<P: Protocol> Worker<P> {
+    /// A worker serving `listeners`, already bound, on `poll`, whose waker the group holds.
     pub(crate) fn new(
         config: &Config,
-        listeners: Vec<Listener>,
-        max_conns: usize,
-        max_conns_total: usize,
-    ) -> io::Result<(Worker, Waker)> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let mut listeners = listeners;
+        poll: Poll,
+        mut listeners: Vec<Listener>,
+        group: Arc<Group>,
+        protocol: P,
+    ) -> io::Result<Worker<P>> {
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry().register(
                 &mut listener.socket,
@@ -115,24 +120,16 @@ impl Worker {
                 Interest::READABLE,
             )?;
         }
-        let framer = Framer::new(
-            config.framing,
-            config.prefix.as_bytes(),
-            config.max_line as usize,
-        );
-        let worker = Worker {
+        Ok(Worker {
             read_buf: vec![0; MAX_READ].into(),
             poll,
             listeners,
             connections: Slab::new(),
-            framer,
+            protocol,
+            group,
             max_pending: config.max_pending as usize,
-            max_conns,
-            max_conns_total,
             idle_timeout: config.idle_timeout(),
             shutdown_timeout: config.shutdown_timeout(),
-            group: None,
-            signals: None,
             answers: Vec::new(),
             pool: Vec::new(),
             ready: VecDeque::new(),
@@ -144,35 +141,11 @@ impl Worker {
             out_of_fds: false,
             now: Instant::now(),
             drain_deadline: None,
-            last_full_warning: None,
-            full_since_warning: 0,
             summary: Summary::default(),
-        };
-        Ok((worker, waker))
+        })
     }
 
-    pub(crate) fn join_group(&mut self, group: ServerHandle) {
-        self.group = Some(group);
-    }
-
-    /// Makes SIGINT and SIGTERM stop every worker: the first drains, the second aborts.
-    pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
-    }
-
-    fn request(&self) -> u8 {
-        self.group
-            .as_ref()
-            .map_or(RUNNING, |group| group.request.load(Ordering::SeqCst))
-    }
-
-    /// Serves until stopped by the group's [`ServerHandle`] and every connection is done.
+    /// Serves until the group is stopped and every connection is done.
     pub(crate) fn run(mut self) -> io::Result<Summary> {
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
@@ -182,18 +155,15 @@ impl Worker {
                     continue;
                 }
                 // The other workers stop too, so the process never half-serves.
-                if let Some(group) = &self.group {
-                    group.abort();
-                }
+                self.group.abort();
                 return Err(e);
             }
             self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    SIGNALS => self.take_signals(),
                     token => match listener_index(token) {
-                        Some(index) => self.accept(index),
+                        Some(index) => self.on_listener_event(index),
                         None => self.on_event(token.0, event),
                     },
                 }
@@ -224,6 +194,14 @@ impl Worker {
             .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
+    fn on_listener_event(&mut self, index: usize) {
+        // A queued listener gets its budget from the ready list this turn, and only there.
+        if !self.listeners.get(index).is_some_and(|l| l.queued) {
+            self.accept(index);
+        }
+    }
+
+    /// Accepts up to the budget; a listener with connections left waiting is queued, once.
     fn accept(&mut self, index: usize) {
         if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
             return;
@@ -261,7 +239,12 @@ impl Worker {
                 }
             }
         }
-        self.ready.push_back(Token(LISTENER_BASE - index));
+        if let Some(listener) = self.listeners.get_mut(index) {
+            if !listener.queued {
+                listener.queued = true;
+                self.ready.push_back(Token(LISTENER_BASE - index));
+            }
+        }
     }
 
     /// Retries accepting once the back-off has passed or a connection closed.
@@ -276,7 +259,7 @@ impl Worker {
     }
 
     fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        if self.open >= self.max_conns {
+        if !self.group.try_open() {
             self.reject_full(socket);
             return;
         }
@@ -289,44 +272,32 @@ impl Worker {
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
+            .register(&mut socket, Token(key), READ_INTEREST)
         {
             warn!("cannot register the connection from {peer}: {e}; closing it");
+            self.group.closed();
             return;
         }
         debug!("connected with {peer}");
         let id = self.next_id;
         self.next_id += 1;
-        let mut conn = Connection::new(socket, peer, id, now);
-        if let Some(idle) = self.idle_timeout {
-            conn.timer_at = Some(now + idle);
-            self.timers.push(Reverse((now + idle, key, id)));
+        let mut conn = Connection::new(socket, id, now);
+        if let Some(at) = self.idle_timeout.and_then(|idle| now.checked_add(idle)) {
+            conn.timer_at = Some(at);
+            self.timers.push(Reverse((at, key, id)));
         }
         entry.insert(conn);
         self.open += 1;
         self.summary.accepted += 1;
-        self.summary.peak_connections = self.summary.peak_connections.max(self.open);
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
     fn reject_full(&mut self, mut socket: TcpStream) {
         self.summary.rejected_full += 1;
-        self.full_since_warning += 1;
-        let now = self.now;
-        if self
-            .last_full_warning
-            .is_none_or(|at| now.duration_since(at) >= FULL_WARN_EVERY)
-        {
-            warn!(
-                "server full: refused {} connection(s) at the limit of {} (raise --max-conns)",
-                self.full_since_warning, self.max_conns_total
-            );
-            self.last_full_warning = Some(now);
-            self.full_since_warning = 0;
-        }
+        self.group.refused_full(self.now);
         let line = format!(
             "ERR server full (max {} connections)\n",
-            self.max_conns_total
+            self.group.max_conns()
         );
         let _ = socket.write(line.as_bytes());
         let _ = socket.shutdown(std::net::Shutdown::Write);
@@ -345,11 +316,10 @@ impl Worker {
         if conn.phase == Phase::Dead {
             return;
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.unread = true;
-        }
-        if event.is_read_closed() {
-            conn.peer_fin_seen = true;
+        if event.is_read_closed() || event.is_priority() {
+            conn.input = Input::ReadyUntilWouldBlock;
+        } else if (event.is_readable() || event.is_error()) && conn.input == Input::Drained {
+            conn.input = Input::Ready;
         }
         self.drive(key);
     }
@@ -361,7 +331,10 @@ impl Worker {
                 break;
             };
             if let Some(index) = listener_index(token) {
-                self.accept(index);
+                if let Some(listener) = self.listeners.get_mut(index) {
+                    listener.queued = false;
+                    self.accept(index);
+                }
                 continue;
             }
             // A connection closed since it was queued is skipped, and so is a newer one that
@@ -376,135 +349,170 @@ impl Worker {
         }
     }
 
-    /// Does everything a connection can do now: write what waits, read and answer within its
-    /// budget, then bring its poll interest in line or close it.
+    /// Does everything a connection can do now: write what waits, let a paused protocol answer
+    /// what it held back once there is room, read and answer within the budget, then bring the
+    /// connection's phase and poll interest in line.
     fn drive(&mut self, key: usize) {
         let conn = &mut self.connections[key];
         let before = conn.bytes_out;
-        if conn.flush(&mut self.pool, POOL_LIMIT) == Io::Gone {
+        if let Err(e) = conn.flush(&mut self.pool) {
+            debug!("writing to {}: {e}", conn.peer());
             return self.close(key, "write failed");
         }
         if conn.bytes_out != before {
             conn.last_active = self.now;
         }
-        self.resume_reading(key);
+        self.answers.clear();
+        let mut next = Next::Continue;
+        // Hysteresis: reading resumes only below half the cap, so a slow reader does not cost a
+        // reregister per write.
+        if conn.phase == Phase::Paused && conn.pending() <= self.max_pending / 2 {
+            conn.phase = Phase::Open;
+            let room = self.max_pending - conn.pending();
+            next = self.protocol.on_writable(
+                &mut conn.session,
+                &mut Answers::new(&mut self.answers, room, self.now),
+            );
+        }
+        if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
+            next = match self.read_and_answer(key) {
+                Ok(next) => next,
+                Err(e) => {
+                    debug!("reading from {}: {e}", self.connections[key].peer());
+                    return self.close(key, "read failed");
+                }
+            };
+        }
         let conn = &mut self.connections[key];
-        if conn.unread && conn.wants_read() {
-            if let Io::Gone = self.read_and_answer(key) {
-                return self.close(key, "read failed");
+        match next {
+            Next::Continue => {}
+            Next::Pause => {
+                if conn.phase == Phase::Open {
+                    conn.phase = Phase::Paused;
+                }
             }
-            self.resume_reading(key);
+            Next::Close => {
+                if conn.phase != Phase::PeerDone {
+                    conn.phase = Phase::Closing;
+                }
+            }
+            Next::CloseNow => return self.close(key, "closed by the protocol"),
+        }
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+            debug!("writing to {}: {e}", conn.peer());
+            return self.close(key, "write failed");
+        }
+        if self.answers.capacity() > ANSWERS_KEEP {
+            self.answers = Vec::new();
         }
         self.settle(key);
     }
 
-    /// Reading resumes once the output has drained below half the cap; the hysteresis keeps a
-    /// slow reader from costing a reregister per write. What was left unread is read next turn.
-    fn resume_reading(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        if conn.paused && conn.pending() <= self.max_pending / 2 {
-            conn.paused = false;
-            if conn.unread {
-                queue(&mut self.ready, conn, key);
-            }
-        }
-    }
-
-    fn read_and_answer(&mut self, key: usize) -> Io {
-        let conn = &mut self.connections[key];
-        let lingering = matches!(conn.phase, Phase::Lingering { .. });
-        self.answers.clear();
+    /// Reads and answers until the socket is drained, the read budget is spent or the output is
+    /// at the cap; returns what the protocol asked for.
+    fn read_and_answer(&mut self, key: usize) -> io::Result<Next> {
+        let lingering = matches!(self.connections[key].phase, Phase::Lingering { .. });
         let mut budget = READ_BUDGET;
         loop {
-            if conn.pending() + self.answers.len() >= self.max_pending {
+            let conn = &mut self.connections[key];
+            let used = conn.pending() + self.answers.len();
+            if used >= self.max_pending {
                 // Stop reading until the client reads: the kernel's buffers fill and TCP flow
                 // control slows the sender, instead of our memory growing.
-                conn.paused = true;
-                break;
+                return Ok(Next::Pause);
             }
             if budget == 0 {
                 queue(&mut self.ready, conn, key);
-                break;
+                return Ok(Next::Continue);
             }
-            let room = self.max_pending - (conn.pending() + self.answers.len());
-            let want = self.framer.read_len(room).min(self.read_buf.len());
+            let room = self.max_pending - used;
+            let want = self
+                .protocol
+                .read_len(&conn.session, room)
+                .min(self.read_buf.len());
             let n = match conn.read(&mut self.read_buf[..want]) {
                 Ok(0) => {
-                    conn.unread = false;
+                    conn.input = Input::Drained;
                     if !lingering {
-                        self.framer.finish(&mut conn.partial, &mut self.answers);
+                        let mut answers = Answers::new(&mut self.answers, room, self.now);
+                        self.protocol.on_eof(&mut conn.session, &mut answers);
                     }
                     conn.phase = Phase::PeerDone;
-                    break;
+                    return Ok(Next::Continue);
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.unread = false;
-                    break;
+                    conn.input = Input::Drained;
+                    return Ok(Next::Continue);
                 }
-                Err(e) => {
-                    debug!("reading from {}: {e}", conn.peer);
-                    return Io::Gone;
-                }
+                Err(e) => return Err(e),
             };
             budget = budget.saturating_sub(n);
             conn.bytes_in += n as u64;
-            if lingering {
-                continue;
-            }
-            let status =
-                self.framer
-                    .answer(&mut conn.partial, &self.read_buf[..n], &mut self.answers);
-            if status == Status::Close {
-                conn.phase = Phase::Closing;
-                conn.unread = false;
-                break;
-            }
-            // A short read drained the socket: any byte arriving after it raises a new edge. Once
-            // the peer's FIN was seen, the zero-byte read that reports it is still owed.
-            if n < want && !conn.peer_fin_seen {
-                conn.unread = false;
-                break;
-            }
-        }
-        if budget < READ_BUDGET {
             conn.last_active = self.now;
+            if !lingering {
+                let mut answers = Answers::new(&mut self.answers, room, self.now);
+                let next =
+                    self.protocol
+                        .on_read(&mut conn.session, &self.read_buf[..n], &mut answers);
+                self.arm_protocol_deadline(key);
+                if next != Next::Continue {
+                    return Ok(next);
+                }
+            }
+            let conn = &mut self.connections[key];
+            if n < want && conn.input == Input::Ready {
+                conn.input = Input::Drained;
+                return Ok(Next::Continue);
+            }
         }
-        conn.send(&self.answers, &mut self.pool)
+    }
+
+    /// Makes sure the timer heap will wake the loop by the protocol's deadline, if it has one
+    /// earlier than the connection's next timer.
+    fn arm_protocol_deadline(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        if let Some(at) = self.protocol.deadline(&conn.session) {
+            if conn.timer_at.is_none_or(|timer| at < timer) {
+                conn.timer_at = Some(at);
+                self.timers.push(Reverse((at, key, conn.id)));
+            }
+        }
     }
 
     /// Moves a connection on after I/O: closes it when done, lingers after our last word,
-    /// reregisters when its interest changed.
+    /// queues it when it can go on without a new event, reregisters when its interest changed.
     fn settle(&mut self, key: usize) {
         let conn = &mut self.connections[key];
-        if conn.pending() == 0 {
-            match conn.phase {
-                Phase::PeerDone => return self.close(key, "closed by peer"),
-                Phase::Closing => {
-                    conn.shutdown_write();
-                    let until = self.now + LINGER;
-                    conn.phase = Phase::Lingering { until };
-                    conn.unread = true;
-                    if conn.timer_at.is_none_or(|at| until < at) {
-                        conn.timer_at = Some(until);
-                        self.timers.push(Reverse((until, key, conn.id)));
-                    }
-                    // Whatever already waits in the socket is read away now.
-                    return self.drive(key);
+        let drained = conn.pending() == 0;
+        match conn.phase {
+            Phase::PeerDone if drained => return self.close(key, "closed by peer"),
+            Phase::Closing if drained => {
+                conn.shutdown_write();
+                let until = self.now + LINGER;
+                conn.phase = Phase::Lingering { until };
+                // Whatever already waits in the socket is read away next turn.
+                conn.input = Input::ReadyUntilWouldBlock;
+                queue(&mut self.ready, conn, key);
+                if conn.timer_at.is_none_or(|at| until < at) {
+                    conn.timer_at = Some(until);
+                    self.timers.push(Reverse((until, key, conn.id)));
                 }
-                _ => {}
             }
+            // The answers went out at once: the protocol may answer what it held back.
+            Phase::Paused if conn.pending() <= self.max_pending / 2 => {
+                queue(&mut self.ready, conn, key)
+            }
+            _ => {}
         }
-        let Some(interest) = conn.interest() else {
-            return self.close(key, "nothing left to do");
-        };
+        let interest = conn.interest();
         if interest != conn.registered {
             if let Err(e) = self
                 .poll
                 .registry()
                 .reregister(&mut conn.socket, Token(key), interest)
             {
-                debug!("reregistering {}: {e}", conn.peer);
+                debug!("reregistering {}: {e}", conn.peer());
                 return self.close(key, "reregister failed");
             }
             conn.registered = interest;
@@ -518,7 +526,9 @@ impl Worker {
         }
         debug!(
             "closed {} ({why}): {} bytes in, {} bytes out",
-            conn.peer, conn.bytes_in, conn.bytes_out
+            conn.peer(),
+            conn.bytes_in,
+            conn.bytes_out
         );
         self.summary.bytes_in += conn.bytes_in;
         self.summary.bytes_out += conn.bytes_out;
@@ -526,6 +536,7 @@ impl Worker {
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.dead.push(key);
         self.open -= 1;
+        self.group.closed();
         // A freed descriptor is the end of an out-of-descriptors episode.
         if self.accept_paused_until.is_some() {
             self.accept_paused_until = Some(self.now);
@@ -570,37 +581,55 @@ impl Worker {
                 Phase::Lingering { until } => Some(until),
                 _ => None,
             };
-            let idle_end = self.idle_timeout.map(|idle| conn.last_active + idle);
+            let idle_end = self
+                .idle_timeout
+                .and_then(|idle| conn.last_active.checked_add(idle));
+            let protocol_end = self.protocol.deadline(&conn.session);
             if linger_end.is_some_and(|until| until <= now) {
                 self.close(key, "linger over");
             } else if idle_end.is_some_and(|end| end <= now) {
                 self.summary.closed_idle += 1;
                 self.close(key, "idle timeout");
-            } else if let Some(next) = [linger_end, idle_end].into_iter().flatten().min() {
+            } else if protocol_end.is_some_and(|end| end <= now) {
+                self.on_protocol_deadline(key);
+            } else if let Some(next) = [linger_end, idle_end, protocol_end]
+                .into_iter()
+                .flatten()
+                .min()
+            {
                 conn.timer_at = Some(next);
                 self.timers.push(Reverse((next, key, id)));
             }
         }
     }
 
-    fn take_signals(&mut self) {
-        let (Some(signals), Some(group)) = (self.signals.as_mut(), self.group.as_ref()) else {
-            return;
-        };
-        for signal in signals.pending() {
-            if group.request.load(Ordering::SeqCst) == RUNNING {
-                info!("received signal {signal}: draining connections");
-                group.shutdown();
-            } else {
-                info!("received signal {signal}: closing every connection now");
-                group.abort();
-            }
+    /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
+    /// its answer goes out like any other.
+    fn on_protocol_deadline(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        self.answers.clear();
+        let room = self.max_pending.saturating_sub(conn.pending());
+        let next = self.protocol.on_deadline(
+            &mut conn.session,
+            &mut Answers::new(&mut self.answers, room, self.now),
+        );
+        match next {
+            Next::CloseNow => return self.close(key, "protocol deadline"),
+            Next::Close => conn.phase = Phase::Closing,
+            Next::Pause if conn.phase == Phase::Open => conn.phase = Phase::Paused,
+            Next::Pause | Next::Continue => {}
         }
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+            debug!("writing to {}: {e}", conn.peer());
+            return self.close(key, "write failed");
+        }
+        self.arm_protocol_deadline(key);
+        self.settle(key);
     }
 
     /// Carries out a shutdown request; true once the loop should end.
     fn shutdown_step(&mut self, now: Instant) -> bool {
-        let request = self.request();
+        let request = self.group.request();
         if request == RUNNING {
             return false;
         }
@@ -611,7 +640,11 @@ impl Worker {
             }
             self.ready.retain(|&token| listener_index(token).is_none());
             self.accept_paused_until = None;
-            self.drain_deadline = Some(now + self.shutdown_timeout);
+            // A deadline past what an Instant can hold is no deadline.
+            self.drain_deadline = Some(
+                now.checked_add(self.shutdown_timeout)
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+            );
             if self.open > 0 {
                 info!(
                     "draining {} connection(s) for up to {:?}",
@@ -637,8 +670,8 @@ impl Worker {
     }
 }
 
-/// Puts a connection with unread input on the list served next turn, once.
-fn queue(ready: &mut VecDeque<Token>, conn: &mut Connection, key: usize) {
+/// Puts a connection on the list served next turn, once.
+fn queue<S>(ready: &mut VecDeque<Token>, conn: &mut Connection<S>, key: usize) {
     if !conn.queued {
         conn.queued = true;
         ready.push_back(Token(key));
@@ -657,4 +690,41 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(71 /* EPROTO */) | Some(110 /* ETIMEDOUT */)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::Chunk;
+
+    /// A listener is served once per turn, from its event or from the ready list, and is on the
+    /// list at most once: a connection storm gets one accept budget per turn, not one more per
+    /// edge.
+    #[test]
+    fn a_listener_gets_one_accept_budget_per_turn() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let socket = crate::server::listen(addr, false).expect("listen");
+        let addr = socket.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), WAKER).unwrap();
+        let group = Arc::new(Group::new(vec![waker], 10_000));
+        let listeners = vec![Listener::new(socket, addr)];
+        let mut worker =
+            Worker::new(&Config::loopback(), poll, listeners, group, Chunk::new(b"")).unwrap();
+        let _clients: Vec<_> = (0..3 * ACCEPT_BUDGET)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+
+        // Turn 1: the listener's event.
+        worker.on_listener_event(0);
+        assert_eq!(worker.open, ACCEPT_BUDGET);
+        // Turn 2: a new edge from the storm, and the listener queued from turn 1.
+        worker.on_listener_event(0);
+        worker.serve_ready();
+        assert_eq!(worker.open, 2 * ACCEPT_BUDGET, "one budget in turn 2");
+        assert_eq!(worker.ready.len(), 1, "the listener is queued once");
+        // Turn 3 takes the rest.
+        worker.serve_ready();
+        assert_eq!(worker.open, 3 * ACCEPT_BUDGET);
+    }
 }

@@ -2,10 +2,15 @@
 //!
 //! A map of the crate:
 //! - [`config`]: every limit and default, named and documented in one place.
-//! - [`framing`]: how a byte stream is cut into messages and answered; pure, no I/O.
-//! - `connection`: one client's socket, pending output and phase; decides its own poll interest.
-//! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no framing.
-//! - [`server`]: binds, runs `--workers` loops, stops them ([`ServerHandle`]), sums them up.
+//! - [`framing`]: the protocol interface the loop drives, and the protocols (chunk, line echo);
+//!   pure, no I/O.
+//! - `connection`: one client's socket, bounded output, protocol session and state; decides its
+//!   own poll interest.
+//! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no protocol.
+//! - `group`: what the loops of one server share: the stop request ([`ServerHandle`]) and the
+//!   open-connection count.
+//! - [`metrics`]: what a server did ([`Summary`]).
+//! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
@@ -14,11 +19,15 @@ pub mod config;
 mod connection;
 mod event_loop;
 pub mod framing;
+mod group;
 pub mod load;
+pub mod metrics;
 pub mod server;
 
 pub use config::{Config, FramingKind};
-pub use server::{ListenError, Server, ServerHandle, Summary};
+pub use group::ServerHandle;
+pub use metrics::Summary;
+pub use server::{ListenError, Server};
 
 /// An I/O error as a short lowercase cause for our one-line messages ("connection refused"),
 /// without the raw "(os error 111)" that tells a user nothing more.

@@ -1,27 +1,26 @@
 //! The server as a user and a test see it: bind the `--listen` addresses, start `--workers`
 //! event loops on them, stop them with a [`ServerHandle`] or a signal, and sum up what they did.
 //!
-//! Workers share nothing but the shutdown request: each has its own poll, slab and listening
-//! sockets (bound with `SO_REUSEPORT`, so the kernel spreads connections). Nothing here may sit
-//! on the per-message path.
+//! Workers share only their group (the stop request and the open-connection count): each has
+//! its own poll, slab and listening sockets (bound with `SO_REUSEPORT`, so the kernel spreads
+//! connections). Nothing here may sit on the per-message path.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
-use mio::Waker;
+use mio::{Poll, Waker};
+use signal_hook::iterator::Signals;
 
-use crate::config::{Config, LISTEN_BACKLOG, RESERVED_FDS};
-use crate::event_loop::{Listener, Worker, MAX_LISTENERS};
-
-pub(crate) const RUNNING: u8 = 0;
-const DRAIN: u8 = 1;
-pub(crate) const ABORT: u8 = 2;
+use crate::config::{Config, FramingKind, LISTEN_BACKLOG, RESERVED_FDS};
+use crate::event_loop::{Listener, Worker, MAX_LISTENERS, WAKER};
+use crate::framing::{Chunk, Line, Protocol};
+use crate::group::{Group, ServerHandle};
+use crate::metrics::Summary;
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -63,66 +62,22 @@ impl std::error::Error for ListenError {
     }
 }
 
-/// Stops a running server from another thread, without signals.
-#[derive(Clone, Debug)]
-pub struct ServerHandle {
-    wakers: Arc<[Waker]>,
-    pub(crate) request: Arc<AtomicU8>,
-}
+/// One event loop, ready to run on its own thread.
+type Runner = Box<dyn FnOnce() -> io::Result<Summary> + Send>;
 
-impl ServerHandle {
-    /// Like SIGTERM: stop accepting, let open connections finish until the shutdown timeout.
-    pub fn shutdown(&self) {
-        self.request.fetch_max(DRAIN, Ordering::SeqCst);
-        self.wake();
-    }
-
-    /// Like a second signal: close every connection now.
-    pub fn abort(&self) {
-        self.request.fetch_max(ABORT, Ordering::SeqCst);
-        self.wake();
-    }
-
-    fn wake(&self) {
-        for waker in self.wakers.iter() {
-            // A worker that already exited needs no waking.
-            let _ = waker.wake();
-        }
-    }
-}
-
-/// What a server did, logged at exit and returned by [`Server::run`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub accepted: u64,
-    pub rejected_full: u64,
-    pub closed_idle: u64,
-    /// Connections still open when the shutdown timeout ran out (or at a second signal).
-    pub cut_at_shutdown: u64,
-    /// The most connections open at once (with several workers, the sum of each one's peak).
-    pub peak_connections: usize,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-impl Summary {
-    fn add(&mut self, other: &Summary) {
-        self.accepted += other.accepted;
-        self.rejected_full += other.rejected_full;
-        self.closed_idle += other.closed_idle;
-        self.cut_at_shutdown += other.cut_at_shutdown;
-        self.peak_connections += other.peak_connections;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-    }
+fn runner<P: Protocol + Send + 'static>(worker: Worker<P>) -> Runner
+where
+    P::Session: Send,
+{
+    Box::new(move || worker.run())
 }
 
 /// A bound, not yet running server: one or more workers on the same addresses.
 pub struct Server {
-    workers: Vec<Worker>,
+    workers: Vec<Runner>,
     addrs: Vec<SocketAddr>,
-    max_conns: usize,
     handle: ServerHandle,
+    signals: Option<Signals>,
 }
 
 impl Server {
@@ -136,9 +91,8 @@ impl Server {
         let shared = count > 1;
         let max_conns = connection_limit(config.max_conns);
         let mut addrs = config.listen.clone();
-        let mut workers = Vec::with_capacity(count);
-        let mut wakers = Vec::with_capacity(count);
-        for index in 0..count {
+        let mut bound = Vec::with_capacity(count);
+        for _ in 0..count {
             let mut listeners = Vec::with_capacity(addrs.len());
             for addr in addrs.iter_mut() {
                 let socket = listen(*addr, shared).map_err(|source| ListenError {
@@ -147,35 +101,41 @@ impl Server {
                 })?;
                 // Port 0 is resolved by the first worker; the others join the port it got.
                 *addr = socket.local_addr()?;
-                listeners.push(Listener {
-                    socket,
-                    addr: *addr,
-                });
+                listeners.push(Listener::new(socket, *addr));
             }
-            // Each worker takes its share of the limit, the first ones the remainder.
-            let share = max_conns / count + usize::from(index < max_conns % count);
-            let (worker, waker) =
-                Worker::new(config, listeners, share.max(1), max_conns).map_err(|e| {
-                    format!(
-                        "cannot create the event loop (epoll): {}",
-                        crate::describe(&e)
-                    )
-                })?;
-            workers.push(worker);
-            wakers.push(waker);
+            let poll = Poll::new().map_err(event_loop_error)?;
+            let waker = Waker::new(poll.registry(), WAKER).map_err(event_loop_error)?;
+            bound.push((poll, waker, listeners));
         }
-        let handle = ServerHandle {
-            wakers: wakers.into(),
-            request: Arc::new(AtomicU8::new(RUNNING)),
-        };
-        for worker in &mut workers {
-            worker.join_group(handle.clone());
+        let (rest, wakers): (Vec<_>, Vec<_>) = bound
+            .into_iter()
+            .map(|(poll, waker, listeners)| ((poll, listeners), waker))
+            .unzip();
+        let group = Arc::new(Group::new(wakers, max_conns));
+        let mut workers = Vec::with_capacity(count);
+        for (poll, listeners) in rest {
+            let group = group.clone();
+            let prefix = config.prefix.as_bytes();
+            let worker = match config.framing {
+                FramingKind::Chunk => {
+                    Worker::new(config, poll, listeners, group, Chunk::new(prefix)).map(runner)
+                }
+                FramingKind::Line => Worker::new(
+                    config,
+                    poll,
+                    listeners,
+                    group,
+                    Line::new(prefix, config.max_line as usize),
+                )
+                .map(runner),
+            };
+            workers.push(worker.map_err(event_loop_error)?);
         }
         Ok(Server {
             workers,
             addrs,
-            max_conns,
-            handle,
+            handle: ServerHandle { group },
+            signals: None,
         })
     }
 
@@ -186,29 +146,33 @@ impl Server {
 
     /// The connection limit in force, over all workers.
     pub fn max_conns(&self) -> usize {
-        self.max_conns
+        self.handle.group.max_conns()
     }
 
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
     }
 
-    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts.
+    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts. Signals
+    /// are watched on a thread of their own until every worker has ended, so a second signal
+    /// is honoured whichever worker is still draining.
     pub fn watch_signals(&mut self) -> io::Result<()> {
-        self.workers[0].watch_signals()
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        self.signals = Some(Signals::new([SIGINT, SIGTERM])?);
+        Ok(())
     }
 
     /// Serves until stopped by a [`ServerHandle`] or a signal and every connection is done; with
     /// several workers, each runs on its own thread and this returns when all have finished.
     pub fn run(mut self) -> io::Result<Summary> {
         let first = self.workers.remove(0);
-        let mut others = Vec::with_capacity(self.workers.len());
+        let mut threads = Vec::with_capacity(self.workers.len());
         for (i, worker) in self.workers.into_iter().enumerate() {
             let spawned = thread::Builder::new()
-                .name(format!("saythat-worker-{}", i + 1))
-                .spawn(move || worker.run());
+                .name(format!("saythat-loop-{}", i + 1))
+                .spawn(worker);
             match spawned {
-                Ok(thread) => others.push(thread),
+                Ok(thread) => threads.push(thread),
                 Err(e) => {
                     // The workers already running must not be left serving on their own.
                     self.handle.abort();
@@ -218,20 +182,24 @@ impl Server {
                 }
             }
         }
+        let watcher = match self.signals.take() {
+            Some(signals) => Some(watch(signals, self.handle.clone())?),
+            None => None,
+        };
         // Logged once every worker is up, so whoever waits for this line finds them all running.
         for addr in &self.addrs {
             info!("listening on {addr}");
         }
-        if !others.is_empty() {
+        if !threads.is_empty() {
             info!(
                 "{} workers, {} connections at most",
-                others.len() + 1,
-                self.max_conns
+                threads.len() + 1,
+                self.handle.group.max_conns()
             );
         }
         let mut summary = Summary::default();
         let mut failure = None;
-        let results = std::iter::once(first.run()).chain(others.into_iter().map(|thread| {
+        let results = std::iter::once(first()).chain(threads.into_iter().map(|thread| {
             thread
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")))
@@ -249,9 +217,14 @@ impl Server {
                 }
             }
         }
+        if let Some((signals, thread)) = watcher {
+            signals.close();
+            let _ = thread.join();
+        }
         if let Some(e) = failure {
             return Err(e);
         }
+        summary.peak_connections = self.handle.group.peak();
         let s = &summary;
         info!(
             "shut down: served {} connection(s) (peak {} at once, {} refused as full, {} closed idle, \
@@ -262,10 +235,40 @@ impl Server {
     }
 }
 
+/// Turns signals into the group's requests on a thread of its own: the first drains, any later
+/// one aborts. The thread ends when the returned handle is closed.
+fn watch(
+    mut signals: Signals,
+    handle: ServerHandle,
+) -> io::Result<(signal_hook::iterator::Handle, thread::JoinHandle<()>)> {
+    let control = signals.handle();
+    let thread = thread::Builder::new()
+        .name("saythat-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if handle.is_stopping() {
+                    info!("received signal {signal}: closing every connection now");
+                    handle.abort();
+                } else {
+                    info!("received signal {signal}: draining connections");
+                    handle.shutdown();
+                }
+            }
+        })?;
+    Ok((control, thread))
+}
+
+fn event_loop_error(e: io::Error) -> String {
+    format!(
+        "cannot create the event loop (epoll): {}",
+        crate::describe(&e)
+    )
+}
+
 /// A non-blocking listening socket with our backlog; IPv6 sockets take IPv6 only, so
 /// `[::]:8080` and `0.0.0.0:8080` can both be given. `shared` sockets (one per worker) use
 /// `SO_REUSEPORT`, and the kernel spreads new connections among them.
-fn listen(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() {
@@ -277,6 +280,9 @@ fn listen(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     if shared {
         socket.set_reuse_port(true)?;
     }
+    // Urgent (out-of-band) bytes stay in the stream and are answered like any other byte, so
+    // nothing a client sends is lost; accepted sockets inherit this.
+    socket.set_out_of_band_inline(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    fill_pattern, read_exact_timeout, report, roundtrip, send, tcp_mem_max, tcp_queues,
+    fill_pattern, read_exact_timeout, report, roundtrip, send, tcp_mem_max, tcp_queues, wait_for,
     AnswerChecker, ServerProcess, TestServer, PREFIX,
 };
 use saythat::config::READ_SIZE;
@@ -232,4 +232,85 @@ fn one_byte_writes_get_fourteen_bytes_each() {
     drop(client);
     let summary = server.shutdown();
     assert_eq!((summary.bytes_in, summary.bytes_out), (200, 200 * 14));
+}
+
+/// A client that sends without pause and reads a little slower than that keeps answers pending
+/// for ever, between half the cap and the cap. The server must reuse the written front of its
+/// output buffer rather than keep every byte it ever sent, and give the memory back once the
+/// client leaves. Run at `--max-pending` 8 MiB so loopback's own buffers cannot hide it.
+#[test]
+fn a_slow_reader_costs_about_the_cap_and_leaving_gives_it_back() {
+    const CAP: u64 = 8 << 20;
+    const READ_RATE: u64 = 20 << 20; // bytes per second
+    let mut server = ServerProcess::serve(&["--max-pending", &CAP.to_string()]);
+    let mut warm = server.connect();
+    roundtrip(&mut warm, b"warm up");
+    let baseline = server.rss_bytes();
+
+    let mut reader = server.connect();
+    let mut writer = reader.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writing = stop.clone();
+    let sender = thread::spawn(move || {
+        let block = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        writer
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while !stop_writing.load(std::sync::atomic::Ordering::Relaxed) {
+            match writer.write(&block) {
+                Ok(n) => sent += n as u64,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let started = Instant::now();
+    let mut buf = vec![0; 256 * 1024];
+    let mut received = 0u64;
+    let mut peak = baseline;
+    while started.elapsed() < Duration::from_secs(5) {
+        // Paced: never ahead of READ_RATE.
+        let due = Duration::from_secs_f64(received as f64 / READ_RATE as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            thread::sleep(wait);
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => panic!("the server closed the slow reader"),
+            Ok(n) => received += n as u64,
+            Err(e) => panic!("the slow reader: {e}"),
+        }
+        peak = peak.max(server.rss_bytes());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.shutdown(Shutdown::Both).unwrap();
+    let sent = sender.join().unwrap();
+    drop(reader);
+    let growth = peak.saturating_sub(baseline);
+    report("backpressure.slow_reader_received", received);
+    report("backpressure.slow_reader_sent", sent);
+    report("backpressure.slow_reader_rss_growth", growth);
+    assert!(
+        received > 8 * CAP,
+        "the test must run for many times the cap: only {received} bytes read"
+    );
+    assert!(
+        growth < 2 * CAP + (8 << 20),
+        "the server's RSS grew by {growth} bytes (from {baseline}) behind a slow reader that \
+         read {received} bytes, with --max-pending {CAP}"
+    );
+
+    // Gone with the client: nothing large is pooled.
+    roundtrip(&mut warm, b"still there?");
+    let after = wait_for(Duration::from_secs(5), "RSS back near the baseline", || {
+        let rss = server.rss_bytes();
+        (rss < baseline + (4 << 20)).then_some(rss)
+    });
+    report("backpressure.slow_reader_rss_after", after);
+    server.assert_alive("after the slow reader left");
 }

@@ -82,3 +82,35 @@ fn a_line_split_right_after_a_short_read_is_answered() {
         expect_bytes(&mut stream, &answer(line.as_bytes()));
     }
 }
+
+/// TCP urgent data: a read stops short at the urgent mark while data is still queued behind it,
+/// and no new edge follows, so "a short read means drained" would leave the rest unanswered
+/// until the client half-closed. The server is stopped while the three pieces arrive, so they
+/// are all queued at its first read. The urgent byte stays in the stream (SO_OOBINLINE).
+#[test]
+fn urgent_data_does_not_stall_the_connection() {
+    for (framing, expected) in [
+        ("line", &b"You say that abcXdef\n"[..]),
+        // The reads stop at the mark: "abc", then "Xdef\n".
+        ("chunk", &b"You say that abcYou say that Xdef\n"[..]),
+    ] {
+        let server = ServerProcess::serve(&["--framing", framing]);
+        let mut stream = server.connect();
+        send_expect(&mut stream, b"hi\n", &answer(b"hi\n"));
+        server.signal("STOP");
+        send(&mut stream, b"abc");
+        socket2::SockRef::from(&stream)
+            .send_out_of_band(b"X")
+            .expect("send the urgent byte");
+        send(&mut stream, b"def\n");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.signal("CONT");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let got = try_read_exact(&mut stream, expected.len()).unwrap_or_else(|e| {
+            panic!("{framing} framing: the data after the urgent byte went unanswered: {e}")
+        });
+        assert_eq!(show(&got), show(expected), "{framing} framing");
+    }
+}

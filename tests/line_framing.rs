@@ -106,3 +106,25 @@ fn a_client_still_sending_after_the_error_reads_it_and_a_clean_eof() {
     }
     expect_bytes_then_eof(&mut client, b"ERR line too long (max 16 bytes)\n");
 }
+
+/// With a prefix of 4096 bytes every one-byte line is answered by 4,097 bytes: the answers to
+/// one read can be thousands of times the cap. The lines past it wait in the connection until
+/// the client has read enough, and every one is answered, in order.
+#[test]
+fn a_long_prefix_answers_every_line_within_the_cap() {
+    let prefix = "p".repeat(4096);
+    let server = TestServer::start(&Config {
+        prefix: prefix.clone(),
+        ..line_config()
+    });
+    let mut stream = server.connect();
+    let lines = 20_000;
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&b"a\n".repeat(lines)).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let expected = [prefix.as_bytes(), b"a\n"].concat().repeat(lines);
+    expect_bytes_then_eof(&mut stream, &expected);
+    sender.join().unwrap();
+}

@@ -232,7 +232,7 @@ fn read_before(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io:
 }
 
 /// Reads exactly `n` bytes (never more), or says why not: EOF, an error, or `TIMEOUT`.
-fn try_read_exact(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, String> {
+pub fn try_read_exact(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + TIMEOUT;
     let mut got = vec![0; n];
     let mut filled = 0;

@@ -1,0 +1,160 @@
+//! The protocol interface: how a connection's bytes become answers. The event loop drives a
+//! [`Protocol`] through it without knowing which one it is: the lesson's chunk echo
+//! ([`chunk`]) and line echo ([`line`]) today, HTTP/1.1 next, each a file of this folder.
+//!
+//! A protocol is pure: it never does I/O, never blocks, never allocates per message in steady
+//! state, and never holds more of a connection's input than its documented bound. Incomplete
+//! input is a normal state, not an error.
+
+pub mod chunk;
+pub mod line;
+
+use std::time::Instant;
+
+pub use chunk::Chunk;
+pub use line::Line;
+
+/// What the loop should do with a connection after a call into its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading and answering.
+    Continue,
+    /// Stop reading: the protocol holds input or answers it has no room for under the output
+    /// cap. The loop calls [`Protocol::on_writable`] once the output has drained below half of
+    /// it, and reads again when that returns `Continue`.
+    Pause,
+    /// The last answer is the protocol's last word (an error): stop reading, write what waits,
+    /// then close with a lingering close, so the peer reads it rather than a reset.
+    Close,
+    /// Close at once; whatever waits to be written is dropped.
+    CloseNow,
+}
+
+/// A protocol's view of one connection's answers: where it appends them, how much room is
+/// left under the connection's output cap, and the time of this turn of the loop.
+pub struct Answers<'a> {
+    out: &'a mut Vec<u8>,
+    /// `out` may grow to this length before the protocol should pause.
+    limit: usize,
+    now: Instant,
+}
+
+impl<'a> Answers<'a> {
+    /// Answers appended to `out`, of which `room` more bytes fit under the output cap.
+    pub fn new(out: &'a mut Vec<u8>, room: usize, now: Instant) -> Answers<'a> {
+        let limit = out.len().saturating_add(room);
+        Answers { out, limit, now }
+    }
+
+    #[inline]
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends `buffer` and leaves it empty. When nothing else was answered yet, the buffer
+    /// itself is handed over: a large held answer (an unterminated last line) is not copied.
+    pub fn push_owned(&mut self, buffer: &mut Vec<u8>) {
+        if self.out.is_empty() {
+            std::mem::swap(self.out, buffer);
+        } else {
+            self.out.extend_from_slice(buffer);
+        }
+        buffer.clear();
+    }
+
+    /// The output cap is reached: a protocol stops answering here and returns [`Next::Pause`]
+    /// (one message past the cap is allowed, so a message is never split).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.out.len() >= self.limit
+    }
+
+    /// Answer bytes that still fit under the output cap.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.out.len())
+    }
+
+    /// The time of this turn of the loop, for deadlines a protocol keeps itself.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Answer bytes appended so far in this turn.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+}
+
+/// A protocol the event loop drives. One value per event loop holds the rules (prefix, limits)
+/// and whatever the loop's connections share (a cached `Date`); each connection has a
+/// [`Protocol::Session`] of its own.
+pub trait Protocol {
+    /// A connection's state between calls. `Default` is a new connection's; an idle connection's
+    /// should hold no heap memory, since there may be tens of thousands of them.
+    type Session: Default;
+
+    /// How many bytes to read next when `room` answer bytes still fit under the output cap, so
+    /// answering one read overshoots the cap by at most one message.
+    fn read_len(&self, session: &Self::Session, room: usize) -> usize;
+
+    /// Answers `input`, just read from the socket.
+    fn on_read(
+        &mut self,
+        session: &mut Self::Session,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> Next;
+
+    /// The output drained below half the cap after this protocol returned [`Next::Pause`]:
+    /// answer what it held back. Also called after the loop paused reading for a client that
+    /// reads too slowly; a protocol holding nothing returns `Continue`.
+    fn on_writable(&mut self, session: &mut Self::Session, answers: &mut Answers<'_>) -> Next;
+
+    /// The peer will send no more: answer what is held (an unterminated last line). The
+    /// connection closes once the answers are written.
+    fn on_eof(&mut self, session: &mut Self::Session, answers: &mut Answers<'_>);
+
+    /// The next deadline this protocol keeps for the connection (a request head that must
+    /// complete in time), or `None`. Asked after each call; the loop calls
+    /// [`Protocol::on_deadline`] once it has passed.
+    fn deadline(&self, _session: &Self::Session) -> Option<Instant> {
+        None
+    }
+
+    /// A deadline from [`Protocol::deadline`] has passed.
+    fn on_deadline(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) -> Next {
+        Next::Continue
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Drives a protocol as the loop would, without sockets.
+    use super::*;
+
+    /// Feeds `pieces` one read each, with unlimited room, then end of input if `eof`. Returns
+    /// the answers and the first `Next` that was not `Continue`.
+    pub fn feed<P: Protocol>(protocol: &mut P, pieces: &[&[u8]], eof: bool) -> (Vec<u8>, Next) {
+        let mut session = P::Session::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in pieces {
+            let next = protocol.on_read(
+                &mut session,
+                piece,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+            if next != Next::Continue {
+                return (out, next);
+            }
+        }
+        if eof {
+            protocol.on_eof(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        }
+        (out, Next::Continue)
+    }
+}

@@ -1,0 +1,136 @@
+//! What the event loops of one server share: the stop request and the wakers that deliver it,
+//! and the count of open connections that `--max-conns` limits over all of them.
+//!
+//! Shared state is touched once per connection (accept, close) or per request, never per
+//! message, so `--workers` loops do not contend on the message path.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::Waker;
+
+/// Serving.
+pub(crate) const RUNNING: u8 = 0;
+/// Listeners closed; open connections may finish until the shutdown timeout.
+pub(crate) const DRAIN: u8 = 1;
+/// Every connection closed now.
+pub(crate) const ABORT: u8 = 2;
+
+/// At most one "server full" warning per this long for the whole process; the refusals in
+/// between are counted into the next one.
+const FULL_WARN_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub(crate) struct Group {
+    request: AtomicU8,
+    wakers: Box<[Waker]>,
+    /// Connections open over all loops: taken at accept, given back at close.
+    open: AtomicUsize,
+    /// The most ever open at once.
+    peak: AtomicUsize,
+    max_conns: usize,
+    /// When the last "server full" warning was logged, and refusals since.
+    full_warning: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Group {
+    pub(crate) fn new(wakers: Vec<Waker>, max_conns: usize) -> Group {
+        Group {
+            request: AtomicU8::new(RUNNING),
+            wakers: wakers.into(),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            max_conns,
+            full_warning: Mutex::new((None, 0)),
+        }
+    }
+
+    pub(crate) fn request(&self) -> u8 {
+        self.request.load(Ordering::Acquire)
+    }
+
+    /// Stop accepting; open connections may finish until the shutdown timeout.
+    pub(crate) fn shutdown(&self) {
+        self.raise(DRAIN);
+    }
+
+    /// Close every connection now.
+    pub(crate) fn abort(&self) {
+        self.raise(ABORT);
+    }
+
+    fn raise(&self, request: u8) {
+        self.request.fetch_max(request, Ordering::AcqRel);
+        for waker in self.wakers.iter() {
+            // A loop that already exited needs no waking.
+            let _ = waker.wake();
+        }
+    }
+
+    pub(crate) fn max_conns(&self) -> usize {
+        self.max_conns
+    }
+
+    /// Takes a place for a new connection, or `false` when `--max-conns` are open.
+    pub(crate) fn try_open(&self) -> bool {
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        if open >= self.max_conns {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.peak.fetch_max(open + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back the place of a closed connection.
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal at the limit and logs it, at most once a second for the process.
+    pub(crate) fn refused_full(&self, now: Instant) {
+        let mut guard = self
+            .full_warning
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, since) = &mut *guard;
+        *since += 1;
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= FULL_WARN_EVERY) {
+            warn!(
+                "server full: refused {since} connection(s) at the limit of {} (raise --max-conns)",
+                self.max_conns
+            );
+            *last = Some(now);
+            *since = 0;
+        }
+    }
+}
+
+/// Stops a running server from another thread, without signals.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    pub(crate) group: Arc<Group>,
+}
+
+impl ServerHandle {
+    /// Like SIGTERM: stop accepting, let open connections finish until the shutdown timeout.
+    pub fn shutdown(&self) {
+        self.group.shutdown();
+    }
+
+    /// Like a second signal: close every connection now.
+    pub fn abort(&self) {
+        self.group.abort();
+    }
+
+    /// Whether a shutdown was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.group.request() != RUNNING
+    }
+}
