@@ -5,13 +5,19 @@
 //! without a bound while it is the one expecting an answer.
 
 use std::fmt;
+use std::fs::{File, FileType};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::thread;
 use std::time::Duration;
 
 /// The lesson's message.
 pub const DEFAULT_MESSAGE: &str = "Hello? anyone is there? I am client";
+
+/// The MESSAGE that streams stdin whatever it is (a terminal included), as `cat -` reads it.
+pub const STDIN_ARG: &str = "-";
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SendArgs {
@@ -24,9 +30,29 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 
-    /// What to send. Without it, stdin is streamed when it is not a terminal, and the lesson's
-    /// message is sent otherwise.
+    /// What to send; `-` streams stdin. Without it, stdin is streamed when it is a pipe, a socket
+    /// or a file (an empty one is an empty message: nothing is sent and nothing comes back), and
+    /// the lesson's message is sent when stdin is a terminal, /dev/null or closed.
     pub message: Option<String>,
+}
+
+/// Whether stdin carries a message that ends: a pipe, a socket (as `socat EXEC:` gives) or a
+/// regular file. A terminal, /dev/null or another device, a directory, or a closed stdin carries
+/// none, so `send` without MESSAGE under systemd (stdin is /dev/null) or with stdin closed sends
+/// the lesson's message instead of an empty one.
+pub fn stdin_carries_data() -> bool {
+    // fstat(2) of fd 0 through a duplicate: std gives metadata only through an owned `File`, and
+    // the duplicate keeps this free of `unsafe`. A closed fd 0 fails the dup (std reopens a
+    // closed fd 0 on /dev/null at start anyway, which gives the same answer).
+    io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .is_ok_and(|meta| carries_data(meta.file_type()))
+}
+
+fn carries_data(kind: FileType) -> bool {
+    kind.is_fifo() || kind.is_socket() || kind.is_file()
 }
 
 /// Where the bytes to send come from.
@@ -150,5 +176,33 @@ fn finish_sending(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
         // The server may have closed first (e.g. after an error line); its answers still count.
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn carries(file: &File) -> bool {
+        carries_data(file.metadata().expect("fstat").file_type())
+    }
+
+    #[test]
+    fn pipes_and_files_carry_data_and_devices_do_not() {
+        assert!(!carries(&File::open("/dev/null").expect("open /dev/null")));
+        let exe = std::env::current_exe().expect("the test binary's path");
+        assert!(carries(&File::open(exe).expect("open a regular file")));
+        let mut child = Command::new("true")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn true");
+        let pipe = child.stdout.take().expect("stdout is piped");
+        let pipe = File::from(std::os::fd::OwnedFd::from(pipe));
+        assert!(carries(&pipe));
+        let _ = child.wait();
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let socket = File::from(std::os::fd::OwnedFd::from(socket));
+        assert!(carries(&socket));
     }
 }

@@ -1,10 +1,10 @@
 //! The command line: `serve`'s start-up errors, exit codes and environment, and `send` against a
-//! running server and a closed port.
+//! running server and a closed port, with each kind of stdin.
 
 mod common;
 
 use std::net::TcpListener;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
 use saythat::Config;
@@ -95,6 +95,43 @@ fn send_streams_stdin() {
     let output = run_to_end(saythat(&["send", "--addr", &addr]), Some(b"hi\n"), TIMEOUT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(output.stdout, answer(b"hi\n"), "{}", describe(&output));
+}
+
+/// The lesson's message, answered with the default prefix.
+const DEFAULT_ANSWER: &[u8] = b"You say that Hello? anyone is there? I am client";
+
+#[test]
+fn send_with_stdin_at_dev_null_or_closed_sends_the_lessons_message() {
+    let server = TestServer::start(&Config::loopback());
+    let addr = server.addr().to_string();
+    // As under systemd (stdin is /dev/null) ...
+    let dev_null = saythat(&["send", "--addr", &addr]);
+    // ... and under a supervisor that closed fd 0: the shell closes it before exec.
+    let mut closed = Command::new("sh");
+    closed
+        .args(["-c", r#"exec "$0" "$@" <&-"#, env!("CARGO_BIN_EXE_saythat")])
+        .args(["send", "--addr", &addr])
+        .env_remove("SAYTHAT_TIMEOUT");
+    for cmd in [dev_null, closed] {
+        // No input: run_to_end gives the child /dev/null as its stdin.
+        let output = run_to_end(cmd, None, TIMEOUT);
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        assert_eq!(output.stdout, DEFAULT_ANSWER, "{}", describe(&output));
+    }
+}
+
+#[test]
+fn send_with_an_empty_pipe_or_dash_sends_an_empty_message() {
+    let server = TestServer::start(&Config::loopback());
+    let addr = server.addr().to_string();
+    // An empty pipe is an empty message: nothing is sent, so nothing is answered.
+    let output = run_to_end(saythat(&["send", "--addr", &addr]), Some(b""), TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, b"", "{}", describe(&output));
+    // `-` streams stdin whatever it is, even /dev/null.
+    let output = run_to_end(saythat(&["send", "--addr", &addr, "-"]), None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, b"", "{}", describe(&output));
 }
 
 #[test]
