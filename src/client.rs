@@ -58,7 +58,8 @@ fn carries_data(kind: FileType) -> bool {
 /// Where the bytes to send come from.
 pub enum Input<'a> {
     Message(&'a [u8]),
-    /// Streamed as it arrives; the connection is half-closed at its end.
+    /// Streamed as it arrives; the connection is half-closed at its end. If the server closes
+    /// first, the rest is not waited for.
     Stream(Box<dyn Read + Send>),
 }
 
@@ -107,7 +108,8 @@ pub struct Received {
     pub last_byte: Option<u8>,
 }
 
-/// Sends `input` to `addr` and copies the answers to `out` until the server closes.
+/// Sends `input` to `addr` and copies the answers to `out` until the server closes, then returns
+/// at once: a stream's thread still waiting for input is detached, not joined.
 pub fn send(
     addr: SocketAddr,
     timeout: Duration,
@@ -154,8 +156,11 @@ pub fn send(
             Err(e) => return Err(fail("read", e)),
         }
     }
-    if let Some(writer) = writer {
-        match writer.join() {
+    // The server has closed, so nothing more can reach it: a stream that has not ended (e.g.
+    // `(sleep 8) | saythat send`) must not keep us waiting. Its thread, blocked reading stdin, is
+    // left behind and ends with the process. One that has finished reports how sending went.
+    match writer {
+        Some(writer) if writer.is_finished() => match writer.join() {
             Ok(result) => result.map_err(|e| fail("send to", e))?,
             Err(_) => {
                 return Err(fail(
@@ -163,7 +168,8 @@ pub fn send(
                     io::Error::other("the stdin thread panicked"),
                 ))
             }
-        }
+        },
+        _ => {}
     }
     Ok(received)
 }

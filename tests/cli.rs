@@ -3,8 +3,12 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
 use saythat::Config;
@@ -132,6 +136,67 @@ fn send_with_an_empty_pipe_or_dash_sends_an_empty_message() {
     let output = run_to_end(saythat(&["send", "--addr", &addr, "-"]), None, TIMEOUT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(output.stdout, b"", "{}", describe(&output));
+}
+
+#[test]
+fn send_exits_when_the_server_closes_although_stdin_stays_open() {
+    /// How long `send` may take to exit once the server has closed its connection.
+    const PROMPTLY: Duration = Duration::from_secs(2);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("its address").to_string();
+    // A server that answers one line and closes: it has nothing more to say, as one closing
+    // idle connections would.
+    let (closed_tx, closed_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept send's connection");
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("set a read timeout");
+        let mut line = [0u8; 3];
+        stream.read_exact(&mut line).expect("read send's line");
+        stream.write_all(b"You say that ").expect("answer");
+        stream.write_all(&line).expect("answer");
+        drop(stream);
+        let _ = closed_tx.send(Instant::now());
+    });
+
+    let mut child = saythat(&["send", "--addr", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn saythat send");
+    // Held open until the end of the test, like `(echo hi; sleep 30) | saythat send`.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(b"hi\n").expect("write send's stdin");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (out_tx, out_rx) = mpsc::channel();
+    // Stdout ends when the process exits.
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        let _ = out_tx.send(bytes);
+    });
+
+    let closed_at = closed_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the test server should get send's line and close");
+    let left = PROMPTLY.saturating_sub(closed_at.elapsed());
+    let Ok(printed) = out_rx.recv_timeout(left) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("send still ran {PROMPTLY:?} after the server closed: it waits for stdin's end");
+    };
+    let status = child.wait().expect("wait for send");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(printed, b"You say that hi\n", "stderr: {stderr}");
+    drop(stdin);
 }
 
 #[test]
