@@ -16,6 +16,10 @@ use std::time::Duration;
 /// The lesson's message.
 pub const DEFAULT_MESSAGE: &str = "Hello? anyone is there? I am client";
 
+/// The longest `--timeout`: an hour. A connect or an answer that takes longer is a hang, not a
+/// slow network, and the bound keeps every deadline computed from it far from overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 60 * 60;
+
 /// The MESSAGE that streams stdin whatever it is (a terminal included), as `cat -` reads it.
 pub const STDIN_ARG: &str = "-";
 
@@ -25,9 +29,10 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR", env = "SAYTHAT_ADDR", default_value = crate::config::DEFAULT_LISTEN)]
     pub addr: SocketAddr,
 
-    /// Seconds to wait for the connection, and for each answer once everything is sent.
+    /// Seconds to wait for the connection, and for each answer once everything is sent (1 to
+    /// 3600).
     #[arg(long, value_name = "SECS", env = "SAYTHAT_TIMEOUT", default_value_t = 5,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
 
     /// What to send; `-` streams stdin. Without it, stdin is streamed when it is a pipe, a socket

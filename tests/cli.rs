@@ -52,6 +52,92 @@ fn a_usage_error_exits_2() {
 }
 
 #[test]
+fn a_value_past_a_flags_range_is_a_usage_error_naming_the_flag_and_the_range() {
+    let huge = u64::MAX.to_string();
+    // (the flag, a value past its range, the range the message must state)
+    let serve: &[(&str, &str, &str)] = &[
+        ("--idle-timeout", "604801", "0..=604800"),
+        ("--idle-timeout", &huge, "0..=604800"),
+        ("--shutdown-timeout", "3601", "0..=3600"),
+        ("--shutdown-timeout", &huge, "0..=3600"),
+        ("--max-line", "1048577", "1..=1048576"),
+        ("--max-pending", "1073741825", "1..=1073741824"),
+        ("--max-conns", "16777217", "1..=16777216"),
+        ("--workers", "1025", "1..=1024"),
+    ];
+    let send: &[(&str, &str, &str)] = &[
+        ("--timeout", "3601", "1..=3600"),
+        ("--timeout", &huge, "1..=3600"),
+    ];
+    // A value wrongly accepted runs a server on a free port, or a send to a closed one: either
+    // fails the exit status check.
+    let serve = serve
+        .iter()
+        .map(|case| (&["serve", "--listen", "127.0.0.1:0"][..], case));
+    let send = send
+        .iter()
+        .map(|case| (&["send", "--addr", "127.0.0.1:9", "hi"][..], case));
+    for (command, &(flag, value, range)) in serve.chain(send) {
+        let args = [command, &[flag, value]].concat();
+        let output = run_to_end(saythat(&args), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}\n{}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "the usage error for {args:?} should name {flag} and {range}\n{}",
+            describe(&output)
+        );
+    }
+    // The environment is held to the same ranges.
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0"]);
+    cmd.env("SAYTHAT_IDLE_TIMEOUT", &huge);
+    let output = run_to_end(cmd, None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--idle-timeout"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn serve_and_send_work_at_the_largest_values_allowed() {
+    let mut server = ServerProcess::serve(&[
+        "--idle-timeout",
+        "604800",
+        "--shutdown-timeout",
+        "3600",
+        "--max-line",
+        "1048576",
+        "--max-pending",
+        "1073741824",
+        "--max-conns",
+        "16777216",
+    ]);
+    // The first connection sets an idle deadline, a week from now.
+    let mut client = server.connect();
+    send_expect(&mut client, b"hi", b"You say that hi");
+    let addr = server.addr().to_string();
+    let output = run_to_end(
+        saythat(&["send", "--addr", &addr, "--timeout", "3600", "hi"]),
+        None,
+        TIMEOUT,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, answer(b"hi"), "{}", describe(&output));
+    // SIGTERM sets the drain deadline, an hour from now; the client's close ends the drain.
+    server.signal("TERM");
+    server.wait_for_line("draining 1 connection(s)");
+    drop(client);
+    server.expect_exit(0, TIMEOUT);
+}
+
+#[test]
 fn the_prefix_comes_from_the_environment() {
     let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0"]);
     cmd.env("SAYTHAT_PREFIX", "> ");
