@@ -5,13 +5,23 @@
 //! without a bound while it is the one expecting an answer.
 
 use std::fmt;
+use std::fs::{File, FileType};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 use std::thread;
 use std::time::Duration;
 
 /// The lesson's message.
 pub const DEFAULT_MESSAGE: &str = "Hello? anyone is there? I am client";
+
+/// The longest `--timeout`: an hour. A connect or an answer that takes longer is a hang, not a
+/// slow network, and the bound keeps every deadline computed from it far from overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 60 * 60;
+
+/// The MESSAGE that streams stdin whatever it is (a terminal included), as `cat -` reads it.
+pub const STDIN_ARG: &str = "-";
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SendArgs {
@@ -19,20 +29,42 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR", env = "SAYTHAT_ADDR", default_value = crate::config::DEFAULT_LISTEN)]
     pub addr: SocketAddr,
 
-    /// Seconds to wait for the connection, and for each answer once everything is sent.
+    /// Seconds to wait for the connection, and for each answer once everything is sent (1 to
+    /// 3600).
     #[arg(long, value_name = "SECS", env = "SAYTHAT_TIMEOUT", default_value_t = 5,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
 
-    /// What to send. Without it, stdin is streamed when it is not a terminal, and the lesson's
-    /// message is sent otherwise.
+    /// What to send; `-` streams stdin. Without it, stdin is streamed when it is a pipe, a socket
+    /// or a file (an empty one is an empty message: nothing is sent and nothing comes back), and
+    /// the lesson's message is sent when stdin is a terminal, /dev/null or closed.
     pub message: Option<String>,
+}
+
+/// Whether stdin carries a message that ends: a pipe, a socket (as `socat EXEC:` gives) or a
+/// regular file. A terminal, /dev/null or another device, a directory, or a closed stdin carries
+/// none, so `send` without MESSAGE under systemd (stdin is /dev/null) or with stdin closed sends
+/// the lesson's message instead of an empty one.
+pub fn stdin_carries_data() -> bool {
+    // fstat(2) of fd 0 through a duplicate: std gives metadata only through an owned `File`, and
+    // the duplicate keeps this free of `unsafe`. A closed fd 0 fails the dup (std reopens a
+    // closed fd 0 on /dev/null at start anyway, which gives the same answer).
+    io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .is_ok_and(|meta| carries_data(meta.file_type()))
+}
+
+fn carries_data(kind: FileType) -> bool {
+    kind.is_fifo() || kind.is_socket() || kind.is_file()
 }
 
 /// Where the bytes to send come from.
 pub enum Input<'a> {
     Message(&'a [u8]),
-    /// Streamed as it arrives; the connection is half-closed at its end.
+    /// Streamed as it arrives; the connection is half-closed at its end. If the server closes
+    /// first, the rest is not waited for.
     Stream(Box<dyn Read + Send>),
 }
 
@@ -81,7 +113,8 @@ pub struct Received {
     pub last_byte: Option<u8>,
 }
 
-/// Sends `input` to `addr` and copies the answers to `out` until the server closes.
+/// Sends `input` to `addr` and copies the answers to `out` until the server closes, then returns
+/// at once: a stream's thread still waiting for input is detached, not joined.
 pub fn send(
     addr: SocketAddr,
     timeout: Duration,
@@ -128,8 +161,11 @@ pub fn send(
             Err(e) => return Err(fail("read", e)),
         }
     }
-    if let Some(writer) = writer {
-        match writer.join() {
+    // The server has closed, so nothing more can reach it: a stream that has not ended (e.g.
+    // `(sleep 8) | saythat send`) must not keep us waiting. Its thread, blocked reading stdin, is
+    // left behind and ends with the process. One that has finished reports how sending went.
+    match writer {
+        Some(writer) if writer.is_finished() => match writer.join() {
             Ok(result) => result.map_err(|e| fail("send to", e))?,
             Err(_) => {
                 return Err(fail(
@@ -137,7 +173,8 @@ pub fn send(
                     io::Error::other("the stdin thread panicked"),
                 ))
             }
-        }
+        },
+        _ => {}
     }
     Ok(received)
 }
@@ -150,5 +187,33 @@ fn finish_sending(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
         // The server may have closed first (e.g. after an error line); its answers still count.
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn carries(file: &File) -> bool {
+        carries_data(file.metadata().expect("fstat").file_type())
+    }
+
+    #[test]
+    fn pipes_and_files_carry_data_and_devices_do_not() {
+        assert!(!carries(&File::open("/dev/null").expect("open /dev/null")));
+        let exe = std::env::current_exe().expect("the test binary's path");
+        assert!(carries(&File::open(exe).expect("open a regular file")));
+        let mut child = Command::new("true")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn true");
+        let pipe = child.stdout.take().expect("stdout is piped");
+        let pipe = File::from(std::os::fd::OwnedFd::from(pipe));
+        assert!(carries(&pipe));
+        let _ = child.wait();
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let socket = File::from(std::os::fd::OwnedFd::from(socket));
+        assert!(carries(&socket));
     }
 }

@@ -37,6 +37,35 @@ pub const MAX_PREFIX: usize = 4096;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+// The upper bounds of the flags. A value past one is a usage error (exit 2) naming the range, so
+// a typo cannot panic the server later (`Instant + Duration` overflowed with u64::MAX seconds) or
+// let one client take the machine's memory.
+
+/// The largest `--max-line`: 1 MiB. An unterminated line is held in memory up to `max_line` bytes
+/// per connection, so the worst case is `max_conns × max_line`; a longer line is not the kind of
+/// message this protocol is for.
+pub const MAX_LINE_LIMIT: u32 = 1024 * 1024;
+/// The largest `--max-pending`: 1 GiB, 16,384 times the default. Unread answers cost up to this
+/// per connection, so the worst case is `max_conns × max_pending`; the u32's 4 GiB would let one
+/// client that never reads take a machine. The floor stays 1: the loop honours any cap (it reads
+/// at least a byte and overshoots by at most one answer), so a tiny one costs only throughput.
+pub const MAX_PENDING_LIMIT: u32 = 1024 * 1024 * 1024;
+/// The largest `--max-conns`: 16 Mi. No process holds that many descriptors (Linux's default
+/// `fs.nr_open` is 1 Mi, and each socket costs the kernel kilobytes), so more is a typo; a value
+/// above the descriptor limit is allowed, and warned about at start.
+pub const MAX_CONNS_LIMIT: u32 = 16 * 1024 * 1024;
+/// The most `--workers`: each is a thread, an epoll instance and a listening socket per address,
+/// and more than one per core does not help.
+pub const MAX_WORKERS: u32 = 1024;
+/// The longest `--idle-timeout`: one week. Each connection's deadline is now plus this, which
+/// must not overflow; a connection silent for a week is dead in every useful sense, and 0 keeps
+/// idle connections forever.
+pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
+/// The longest `--shutdown-timeout`: one hour. The drain's deadline is the signal's time plus
+/// this, which must not overflow; supervisors give up long before (systemd's default
+/// `TimeoutStopSec` is 90 s).
+pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 60 * 60;
+
 /// How the byte stream of a connection is cut into messages that each get an answer.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingKind {
@@ -64,46 +93,41 @@ pub struct Config {
     #[arg(long, value_enum, env = "SAYTHAT_FRAMING", default_value = "chunk")]
     pub framing: FramingKind,
 
-    /// Longest line in line framing, in bytes (newline included); a longer one gets an error
-    /// line and the connection is closed.
+    /// Longest line in line framing, in bytes (newline included), 1 to 1048576; a longer one gets
+    /// an error line and the connection is closed.
     #[arg(long, value_name = "N", env = "SAYTHAT_MAX_LINE", default_value_t = 8192,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LINE_LIMIT)))]
     pub max_line: u32,
 
-    /// Answer bytes a connection may have waiting to be written; at this cap the server stops
-    /// reading from it until half has drained, so a client that never reads costs at most this.
+    /// Answer bytes a connection may have waiting to be written, 1 to 1073741824 (1 GiB); at this
+    /// cap the server stops reading from it until half has drained, so a client that never reads
+    /// costs at most this.
     #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_PENDING", default_value_t = 64 * 1024,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PENDING_LIMIT)))]
     pub max_pending: u32,
 
-    /// Most connections served at once; one more is told `ERR server full` and closed.
-    /// Default: the file-descriptor limit (raised to its hard limit at start) less 64.
+    /// Most connections served at once, 1 to 16777216; one more is told `ERR server full` and
+    /// closed. Default: the file-descriptor limit (raised to its hard limit at start) less 64.
     #[arg(long, value_name = "N", env = "SAYTHAT_MAX_CONNS",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS_LIMIT)))]
     pub max_conns: Option<u32>,
 
-    /// Close connections that sent and received nothing for this many seconds (0: never).
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "SAYTHAT_IDLE_TIMEOUT",
-        default_value_t = 300
-    )]
+    /// Close connections that sent and received nothing for this many seconds (0: never), at most
+    /// 604800 (a week).
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_IDLE_TIMEOUT", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_IDLE_TIMEOUT_SECS))]
     pub idle_timeout: u64,
 
-    /// Independent event loops, each on its own thread with its own listening socket
+    /// Independent event loops, 1 to 1024, each on its own thread with its own listening socket
     /// (`SO_REUSEPORT`): the kernel spreads connections among them. One per core at most helps.
     #[arg(long, value_name = "N", env = "SAYTHAT_WORKERS", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
 
-    /// After SIGINT or SIGTERM, how long open connections may finish before they are closed.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "SAYTHAT_SHUTDOWN_TIMEOUT",
-        default_value_t = 10
-    )]
+    /// After SIGINT or SIGTERM, how many seconds open connections may finish before they are
+    /// closed, at most 3600.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
 }
 

@@ -60,9 +60,10 @@ fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>
 }
 
 fn send(args: &SendArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let input = match &args.message {
+    let input = match args.message.as_deref() {
+        Some(client::STDIN_ARG) => Input::Stream(Box::new(io::stdin())),
         Some(message) => Input::Message(message.as_bytes()),
-        None if !io::stdin().is_terminal() => Input::Stream(Box::new(io::stdin())),
+        None if client::stdin_carries_data() => Input::Stream(Box::new(io::stdin())),
         None => Input::Message(client::DEFAULT_MESSAGE.as_bytes()),
     };
     let stdout = io::stdout();

@@ -1,10 +1,14 @@
 //! The command line: `serve`'s start-up errors, exit codes and environment, and `send` against a
-//! running server and a closed port.
+//! running server and a closed port, with each kind of stdin.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
 use saythat::Config;
@@ -45,6 +49,92 @@ fn a_usage_error_exits_2() {
         "the usage error should name the flag\n{}",
         describe(&output)
     );
+}
+
+#[test]
+fn a_value_past_a_flags_range_is_a_usage_error_naming_the_flag_and_the_range() {
+    let huge = u64::MAX.to_string();
+    // (the flag, a value past its range, the range the message must state)
+    let serve: &[(&str, &str, &str)] = &[
+        ("--idle-timeout", "604801", "0..=604800"),
+        ("--idle-timeout", &huge, "0..=604800"),
+        ("--shutdown-timeout", "3601", "0..=3600"),
+        ("--shutdown-timeout", &huge, "0..=3600"),
+        ("--max-line", "1048577", "1..=1048576"),
+        ("--max-pending", "1073741825", "1..=1073741824"),
+        ("--max-conns", "16777217", "1..=16777216"),
+        ("--workers", "1025", "1..=1024"),
+    ];
+    let send: &[(&str, &str, &str)] = &[
+        ("--timeout", "3601", "1..=3600"),
+        ("--timeout", &huge, "1..=3600"),
+    ];
+    // A value wrongly accepted runs a server on a free port, or a send to a closed one: either
+    // fails the exit status check.
+    let serve = serve
+        .iter()
+        .map(|case| (&["serve", "--listen", "127.0.0.1:0"][..], case));
+    let send = send
+        .iter()
+        .map(|case| (&["send", "--addr", "127.0.0.1:9", "hi"][..], case));
+    for (command, &(flag, value, range)) in serve.chain(send) {
+        let args = [command, &[flag, value]].concat();
+        let output = run_to_end(saythat(&args), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}\n{}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "the usage error for {args:?} should name {flag} and {range}\n{}",
+            describe(&output)
+        );
+    }
+    // The environment is held to the same ranges.
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0"]);
+    cmd.env("SAYTHAT_IDLE_TIMEOUT", &huge);
+    let output = run_to_end(cmd, None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--idle-timeout"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn serve_and_send_work_at_the_largest_values_allowed() {
+    let mut server = ServerProcess::serve(&[
+        "--idle-timeout",
+        "604800",
+        "--shutdown-timeout",
+        "3600",
+        "--max-line",
+        "1048576",
+        "--max-pending",
+        "1073741824",
+        "--max-conns",
+        "16777216",
+    ]);
+    // The first connection sets an idle deadline, a week from now.
+    let mut client = server.connect();
+    send_expect(&mut client, b"hi", b"You say that hi");
+    let addr = server.addr().to_string();
+    let output = run_to_end(
+        saythat(&["send", "--addr", &addr, "--timeout", "3600", "hi"]),
+        None,
+        TIMEOUT,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, answer(b"hi"), "{}", describe(&output));
+    // SIGTERM sets the drain deadline, an hour from now; the client's close ends the drain.
+    server.signal("TERM");
+    server.wait_for_line("draining 1 connection(s)");
+    drop(client);
+    server.expect_exit(0, TIMEOUT);
 }
 
 #[test]
@@ -95,6 +185,104 @@ fn send_streams_stdin() {
     let output = run_to_end(saythat(&["send", "--addr", &addr]), Some(b"hi\n"), TIMEOUT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(output.stdout, answer(b"hi\n"), "{}", describe(&output));
+}
+
+/// The lesson's message, answered with the default prefix.
+const DEFAULT_ANSWER: &[u8] = b"You say that Hello? anyone is there? I am client";
+
+#[test]
+fn send_with_stdin_at_dev_null_or_closed_sends_the_lessons_message() {
+    let server = TestServer::start(&Config::loopback());
+    let addr = server.addr().to_string();
+    // As under systemd (stdin is /dev/null) ...
+    let dev_null = saythat(&["send", "--addr", &addr]);
+    // ... and under a supervisor that closed fd 0: the shell closes it before exec.
+    let mut closed = Command::new("sh");
+    closed
+        .args(["-c", r#"exec "$0" "$@" <&-"#, env!("CARGO_BIN_EXE_saythat")])
+        .args(["send", "--addr", &addr])
+        .env_remove("SAYTHAT_TIMEOUT");
+    for cmd in [dev_null, closed] {
+        // No input: run_to_end gives the child /dev/null as its stdin.
+        let output = run_to_end(cmd, None, TIMEOUT);
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        assert_eq!(output.stdout, DEFAULT_ANSWER, "{}", describe(&output));
+    }
+}
+
+#[test]
+fn send_with_an_empty_pipe_or_dash_sends_an_empty_message() {
+    let server = TestServer::start(&Config::loopback());
+    let addr = server.addr().to_string();
+    // An empty pipe is an empty message: nothing is sent, so nothing is answered.
+    let output = run_to_end(saythat(&["send", "--addr", &addr]), Some(b""), TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, b"", "{}", describe(&output));
+    // `-` streams stdin whatever it is, even /dev/null.
+    let output = run_to_end(saythat(&["send", "--addr", &addr, "-"]), None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(output.stdout, b"", "{}", describe(&output));
+}
+
+#[test]
+fn send_exits_when_the_server_closes_although_stdin_stays_open() {
+    /// How long `send` may take to exit once the server has closed its connection.
+    const PROMPTLY: Duration = Duration::from_secs(2);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("its address").to_string();
+    // A server that answers one line and closes: it has nothing more to say, as one closing
+    // idle connections would.
+    let (closed_tx, closed_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept send's connection");
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("set a read timeout");
+        let mut line = [0u8; 3];
+        stream.read_exact(&mut line).expect("read send's line");
+        stream.write_all(b"You say that ").expect("answer");
+        stream.write_all(&line).expect("answer");
+        drop(stream);
+        let _ = closed_tx.send(Instant::now());
+    });
+
+    let mut child = saythat(&["send", "--addr", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn saythat send");
+    // Held open until the end of the test, like `(echo hi; sleep 30) | saythat send`.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(b"hi\n").expect("write send's stdin");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let (out_tx, out_rx) = mpsc::channel();
+    // Stdout ends when the process exits.
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        let _ = out_tx.send(bytes);
+    });
+
+    let closed_at = closed_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the test server should get send's line and close");
+    let left = PROMPTLY.saturating_sub(closed_at.elapsed());
+    let Ok(printed) = out_rx.recv_timeout(left) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("send still ran {PROMPTLY:?} after the server closed: it waits for stdin's end");
+    };
+    let status = child.wait().expect("wait for send");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(printed, b"You say that hi\n", "stderr: {stderr}");
+    drop(stdin);
 }
 
 #[test]
