@@ -66,6 +66,15 @@ pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 /// `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 60 * 60;
 
+/// The largest `--max-header`: 1 MiB. A head that has not completed is held per connection, so
+/// the worst case is `max_conns × max_header`; real clients send a few hundred bytes.
+pub const MAX_HEADER_LIMIT: u32 = 1024 * 1024;
+/// The largest `--max-body`: 1 TiB. Bodies are echoed as they arrive, never held, so this bounds
+/// time and bandwidth, not memory.
+pub const MAX_BODY_LIMIT: u64 = 1 << 40;
+/// The longest `--header-timeout`: one hour, so its deadline cannot overflow.
+pub const MAX_HEADER_TIMEOUT_SECS: u64 = 60 * 60;
+
 /// How the byte stream of a connection is cut into messages that each get an answer.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingKind {
@@ -73,6 +82,8 @@ pub enum FramingKind {
     Chunk,
     /// Every `\n`-terminated line is one message.
     Line,
+    /// HTTP/1.1: every request is answered `200 OK` with the prefix and its body (or its path).
+    Http,
 }
 
 /// Configuration of one `saythat serve`.
@@ -89,7 +100,8 @@ pub struct Config {
           value_parser = parse_prefix)]
     pub prefix: String,
 
-    /// How input is cut into messages: every read (`chunk`) or every `\n`-terminated line (`line`).
+    /// How input is cut into messages: every read (`chunk`), every `\n`-terminated line
+    /// (`line`), or HTTP/1.1 requests (`http`).
     #[arg(long, value_enum, env = "SAYTHAT_FRAMING", default_value = "chunk")]
     pub framing: FramingKind,
 
@@ -98,6 +110,24 @@ pub struct Config {
     #[arg(long, value_name = "N", env = "SAYTHAT_MAX_LINE", default_value_t = 8192,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LINE_LIMIT)))]
     pub max_line: u32,
+
+    /// HTTP: longest request head (request line and header fields), 64 to 1048576 bytes; longer
+    /// is answered 431 (414 when the request line alone is).
+    #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_HEADER", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(64..=i64::from(MAX_HEADER_LIMIT)))]
+    pub max_header: u32,
+
+    /// HTTP: largest request body in bytes (like nginx's client_max_body_size), at most 1 TiB;
+    /// larger is answered 413. Bodies are echoed as they arrive, never held whole.
+    #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_BODY", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_BODY_LIMIT))]
+    pub max_body: u64,
+
+    /// HTTP: seconds a request head has, from its first byte, to complete (1 to 3600); a slower
+    /// one is answered 408 and the connection closed.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HEADER_TIMEOUT_SECS))]
+    pub header_timeout: u64,
 
     /// Answer bytes a connection may have waiting to be written, 1 to 1073741824 (1 GiB); at this
     /// cap the server stops reading from it until half has drained, so a client that never reads
@@ -140,6 +170,9 @@ impl Default for Config {
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,
+            max_header: 8192,
+            max_body: 1024 * 1024,
+            header_timeout: 10,
             max_pending: 64 * 1024,
             max_conns: None,
             idle_timeout: 300,
@@ -161,6 +194,15 @@ impl Config {
     /// `None` when idle connections are kept forever.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+
+    /// The limits of HTTP mode.
+    pub fn http_limits(&self) -> crate::framing::HttpLimits {
+        crate::framing::HttpLimits {
+            max_header: self.max_header as usize,
+            max_body: self.max_body,
+            header_timeout: Duration::from_secs(self.header_timeout),
+        }
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -18,7 +18,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::{Config, FramingKind, LISTEN_BACKLOG, RESERVED_FDS};
 use crate::event_loop::{Listener, Worker, MAX_LISTENERS, WAKER};
-use crate::framing::{Chunk, Line, Protocol};
+use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::Summary;
 
@@ -126,6 +126,14 @@ impl Server {
                     listeners,
                     group,
                     Line::new(prefix, config.max_line as usize),
+                )
+                .map(runner),
+                FramingKind::Http => Worker::new(
+                    config,
+                    poll,
+                    listeners,
+                    group,
+                    Http::new(prefix, config.http_limits()),
                 )
                 .map(runner),
             };

@@ -31,6 +31,12 @@ pub fn spawn_with(
     prefix: Vec<u8>,
     framing: FramingKind,
 ) -> std::io::Result<SocketAddr> {
+    if framing == FramingKind::Http {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the tokio peer speaks chunk and line framing; use examples/hyper_peer.rs for HTTP",
+        ));
+    }
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
@@ -56,6 +62,8 @@ pub async fn serve(listener: std::net::TcpListener, prefix: Vec<u8>, framing: Fr
         match framing {
             FramingKind::Chunk => tokio::spawn(echo_chunks(socket, prefix.clone())),
             FramingKind::Line => tokio::spawn(echo_lines(socket, prefix.clone())),
+            // Refused by spawn_with: examples/hyper_peer.rs is the HTTP peer.
+            FramingKind::Http => return,
         };
     }
 }

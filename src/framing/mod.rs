@@ -1,17 +1,19 @@
 //! The protocol interface: how a connection's bytes become answers. The event loop drives a
 //! [`Protocol`] through it without knowing which one it is: the lesson's chunk echo
-//! ([`chunk`]) and line echo ([`line`]) today, HTTP/1.1 next, each a file of this folder.
+//! ([`chunk`]), line echo ([`line`]) and HTTP/1.1 ([`http`]), each a file of this folder.
 //!
 //! A protocol is pure: it never does I/O, never blocks, never allocates per message in steady
 //! state, and never holds more of a connection's input than its documented bound. Incomplete
 //! input is a normal state, not an error.
 
 pub mod chunk;
+pub mod http;
 pub mod line;
 
 use std::time::Instant;
 
 pub use chunk::Chunk;
+pub use http::{Http, HttpLimits};
 pub use line::Line;
 
 /// What the loop should do with a connection after a call into its protocol.

@@ -1,0 +1,795 @@
+//! HTTP/1.1, the chapter the lesson builds toward: every request is answered `200 OK` with the
+//! prefix and what the client said (its body, or its path), on the same loop as the echo
+//! protocols, keep-alive and pipelined, strict about what it accepts.
+//!
+//! Heads are parsed by `httparse` straight from the bytes the loop lends; a connection holds
+//! input only for a head that has not completed (at most `--max-header` bytes) or, after a
+//! pause, the requests its answers had no room for. Bodies are never held: they are echoed as
+//! they arrive. It must never panic on any input, never allocate per request in steady state,
+//! and never answer anything after an error response.
+
+mod chunked;
+mod date;
+
+use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
+
+pub use chunked::{ChunkError, ChunkedDecoder};
+pub use date::DateCache;
+
+use super::{Answers, Next, Protocol};
+use crate::config::MAX_READ;
+
+/// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
+/// answered 431.
+pub const MAX_HEADERS: usize = 100;
+/// A held head buffer that grew past this is released once the head is answered, so one long
+/// head does not pin its memory to the connection.
+const KEEP_HELD_CAPACITY: usize = 4096;
+/// The methods `OPTIONS` lists. Every method token is answered, but these are the ones that mean
+/// something to an echo.
+const ALLOW: &[u8] = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+const TEXT: &[u8] = b"\r\nContent-Type: text/plain; charset=utf-8";
+
+/// The limits of HTTP mode, from `--max-header`, `--max-body` and `--header-timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Longest request head (request line and header fields).
+    pub max_header: usize,
+    /// Largest request body, by Content-Length or chunks.
+    pub max_body: u64,
+    /// Time a started head has to complete.
+    pub header_timeout: Duration,
+}
+
+/// The rules of HTTP mode, and the `Date` the loop's connections share.
+#[derive(Debug, Clone)]
+pub struct Http {
+    prefix: Box<[u8]>,
+    limits: HttpLimits,
+    date: DateCache,
+    /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
+    ok_head: Box<[u8]>,
+}
+
+/// A connection's HTTP state between reads. Between requests it holds no heap memory.
+#[derive(Debug, Default)]
+pub struct HttpSession {
+    /// Input not processed yet: a head that has not completed, or after a pause, the requests
+    /// whose answers had no room. It always starts at the beginning of a request.
+    held: Vec<u8>,
+    request: Request,
+    /// When the head being received started, for `--header-timeout`.
+    head_started: Option<Instant>,
+}
+
+/// The request whose body is being received.
+#[derive(Debug, Default)]
+struct Request {
+    body: Body,
+    /// The body is echoed; `false` for HEAD and OPTIONS, whose bodies are read and dropped.
+    echo: bool,
+    connection: ConnectionHeader,
+}
+
+#[derive(Debug, Default)]
+enum Body {
+    /// Between requests.
+    #[default]
+    None,
+    /// This many body bytes still to come.
+    Length(u64),
+    /// A chunked body; `started`: the answer's head is out (it waits for the first chunk, so
+    /// a first chunk that breaks a rule still gets a proper error response).
+    Chunked {
+        decoder: ChunkedDecoder,
+        started: bool,
+    },
+}
+
+/// What the answer says about the connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ConnectionHeader {
+    /// HTTP/1.1 keep-alive: nothing to say.
+    #[default]
+    Persist,
+    /// HTTP/1.0 that asked to persist: `Connection: keep-alive`.
+    KeepAlive,
+    /// `Connection: close`, and the connection closes after this answer.
+    Close,
+}
+
+/// How an answer's length is told.
+enum Length {
+    Bytes(u64),
+    Chunked,
+    /// 204: neither.
+    NoContent,
+}
+
+/// A request that gets an error response.
+struct Refusal {
+    status: &'static str,
+    reason: &'static str,
+}
+
+fn refusal(status: &'static str, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
+}
+
+const BAD_REQUEST: &str = "400 Bad Request";
+const TOO_LARGE: &str = "413 Content Too Large";
+
+impl Http {
+    pub fn new(prefix: &[u8], limits: HttpLimits) -> Http {
+        let ok_head = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
+            env!("CARGO_PKG_VERSION")
+        );
+        Http {
+            prefix: prefix.into(),
+            limits,
+            date: DateCache::default(),
+            ok_head: ok_head.into_bytes().into(),
+        }
+    }
+
+    /// Writes an answer's status line and header fields.
+    fn head(
+        &mut self,
+        answers: &mut Answers<'_>,
+        status: &str,
+        length: Length,
+        connection: ConnectionHeader,
+    ) {
+        if status.starts_with("200") {
+            answers.push(&self.ok_head);
+        } else {
+            answers.push(b"HTTP/1.1 ");
+            answers.push(status.as_bytes());
+            answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
+        }
+        answers.push(self.date.at(answers.now()));
+        match length {
+            Length::Bytes(n) => {
+                answers.push(TEXT);
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Length::Chunked => {
+                answers.push(TEXT);
+                answers.push(b"\r\nTransfer-Encoding: chunked");
+            }
+            Length::NoContent => {
+                answers.push(b"\r\nAllow: ");
+                answers.push(ALLOW);
+            }
+        }
+        match connection {
+            ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
+            ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
+            ConnectionHeader::Close => answers.push(b"\r\nConnection: close\r\n\r\n"),
+        }
+    }
+
+    /// Answers an error: one line saying what was wrong, then the connection closes.
+    fn refuse(
+        &mut self,
+        session: &mut HttpSession,
+        answers: &mut Answers<'_>,
+        refusal: Refusal,
+    ) -> Next {
+        let body_len = refusal.reason.len() as u64 + 1;
+        self.head(
+            answers,
+            refusal.status,
+            Length::Bytes(body_len),
+            ConnectionHeader::Close,
+        );
+        answers.push(refusal.reason.as_bytes());
+        answers.push(b"\n");
+        session.held = Vec::new();
+        session.request = Request::default();
+        session.head_started = None;
+        Next::Close
+    }
+
+    /// 431, or 414 when the request line alone is past the limit.
+    fn too_long(&self, head: &[u8]) -> Refusal {
+        let line_end = memchr::memchr(b'\n', &head[..head.len().min(self.limits.max_header + 1)]);
+        if line_end.is_none_or(|end| end >= self.limits.max_header) {
+            refusal(
+                "414 URI Too Long",
+                "the request line is longer than --max-header",
+            )
+        } else {
+            refusal(
+                "431 Request Header Fields Too Large",
+                "the request head is longer than --max-header",
+            )
+        }
+    }
+
+    /// Answers requests from `input`, which starts at a request boundary or inside the body of
+    /// the request in progress. Returns how much of `input` was used and what the loop should
+    /// do; unused input is a head that has not completed (`Continue`) or requests waiting for
+    /// room (`Pause`).
+    fn process(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> (usize, Next) {
+        let mut at = 0;
+        loop {
+            let request = &mut session.request;
+            match &mut request.body {
+                Body::Length(remaining) => {
+                    let take = (*remaining).min((input.len() - at) as u64) as usize;
+                    if request.echo {
+                        answers.push(&input[at..at + take]);
+                    }
+                    at += take;
+                    *remaining -= take as u64;
+                    if *remaining > 0 {
+                        return (at, Next::Continue);
+                    }
+                }
+                Body::Chunked { decoder, started } => {
+                    let echo = request.echo;
+                    let mut head_due = echo && !*started;
+                    let mut wrote_head = false;
+                    let prefix = &self.prefix;
+                    let result = {
+                        let date = &mut self.date;
+                        let ok_head = &self.ok_head;
+                        let connection = request.connection;
+                        decoder.decode(&input[at..], |data| {
+                            if !echo {
+                                return;
+                            }
+                            if head_due {
+                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                                head_due = false;
+                                wrote_head = true;
+                            }
+                            push_chunk(answers, data);
+                        })
+                    };
+                    if wrote_head {
+                        *started = true;
+                    }
+                    match result {
+                        Ok(used) => at += used,
+                        Err(e) if !*started => {
+                            let refused = match e {
+                                ChunkError::TooLarge => {
+                                    refusal(TOO_LARGE, "the chunked body is larger than --max-body")
+                                }
+                                ChunkError::Malformed(why) => refusal(BAD_REQUEST, why),
+                            };
+                            return (input.len(), self.refuse(session, answers, refused));
+                        }
+                        // The answer has started: the only honest end is to cut it short, which
+                        // every client reports as an incomplete response.
+                        Err(_) => return (input.len(), Next::Close),
+                    }
+                    let Body::Chunked { decoder, started } = &mut session.request.body else {
+                        unreachable!("the body is chunked in this arm")
+                    };
+                    if !decoder.is_done() {
+                        return (at, Next::Continue);
+                    }
+                    if echo {
+                        if !*started {
+                            let connection = session.request.connection;
+                            write_chunked_head(
+                                answers,
+                                &self.ok_head,
+                                &mut self.date,
+                                connection,
+                                &self.prefix,
+                            );
+                        }
+                        answers.push(b"0\r\n\r\n");
+                    }
+                }
+                Body::None => {
+                    if at == input.len() {
+                        return (at, Next::Continue);
+                    }
+                    if answers.is_full() {
+                        return (at, Next::Pause);
+                    }
+                    match self.start(session, &input[at..], answers) {
+                        Ok(Some(used)) => {
+                            at += used;
+                            if !matches!(session.request.body, Body::None) {
+                                continue;
+                            }
+                        }
+                        Ok(None) => return (at, Next::Continue),
+                        Err(refused) => {
+                            return (input.len(), self.refuse(session, answers, refused))
+                        }
+                    }
+                }
+            }
+            // The request is answered in full.
+            let request = std::mem::take(&mut session.request);
+            if request.connection == ConnectionHeader::Close {
+                return (input.len(), Next::Close);
+            }
+        }
+    }
+
+    /// Parses the head at the start of `input` and answers it (the body, if any, follows).
+    /// `Ok(None)`: the head is not complete yet.
+    fn start(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> Result<Option<usize>, Refusal> {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let head_len = match request.parse_with_uninit_headers(input, &mut fields) {
+            Ok(httparse::Status::Complete(len)) if len <= self.limits.max_header => len,
+            Ok(httparse::Status::Complete(_)) => return Err(self.too_long(input)),
+            Ok(httparse::Status::Partial) if input.len() > self.limits.max_header => {
+                return Err(self.too_long(input))
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(parse_error(e)),
+        };
+        let version = request.version.unwrap_or(1);
+        let method = request.method.unwrap_or("GET");
+        let target = request.path.unwrap_or("/");
+        let fields = Fields::read(request.headers)?;
+
+        if fields.hosts != 1 && (version == 1 || fields.hosts > 1) {
+            return Err(refusal(
+                BAD_REQUEST,
+                "an HTTP/1.1 request needs exactly one Host header",
+            ));
+        }
+        let expect_continue = match fields.expect {
+            Expect::None => false,
+            // HTTP/1.0 clients cannot understand 100; RFC 9110 says to ignore it from them.
+            Expect::Continue => version == 1,
+            Expect::Other => {
+                return Err(refusal(
+                    "417 Expectation Failed",
+                    "only Expect: 100-continue is understood",
+                ))
+            }
+        };
+        let connection = if fields.close || (version == 0 && !fields.keep_alive) {
+            ConnectionHeader::Close
+        } else if version == 0 {
+            ConnectionHeader::KeepAlive
+        } else {
+            ConnectionHeader::Persist
+        };
+        let chunked =
+            match fields.transfer {
+                Transfer::None => false,
+                _ if fields.length.is_some() => return Err(refusal(
+                    BAD_REQUEST,
+                    "Transfer-Encoding and Content-Length together are refused (request smuggling)",
+                )),
+                _ if version == 0 => {
+                    return Err(refusal(
+                        BAD_REQUEST,
+                        "Transfer-Encoding is not allowed in HTTP/1.0",
+                    ))
+                }
+                Transfer::ChunkedOnly => true,
+                Transfer::NotFinalChunked => {
+                    return Err(refusal(
+                        BAD_REQUEST,
+                        "Transfer-Encoding must end in a single chunked",
+                    ))
+                }
+                Transfer::OtherCodings => {
+                    return Err(refusal(
+                        "501 Not Implemented",
+                        "only the chunked transfer coding is implemented",
+                    ))
+                }
+            };
+        let length = fields.length.unwrap_or(0);
+        if length > self.limits.max_body {
+            return Err(refusal(TOO_LARGE, "the body is larger than --max-body"));
+        }
+        let has_body = chunked || length > 0;
+        let options = method == "OPTIONS";
+        let head_only = method == "HEAD";
+        if target == "*" && !options {
+            return Err(refusal(
+                BAD_REQUEST,
+                "only OPTIONS may have * as its target",
+            ));
+        }
+        let path = echo_path(target)?;
+        let decoded = decoded_len(path)?;
+
+        if expect_continue && has_body && head_len == input.len() {
+            answers.push(CONTINUE);
+        }
+        let echo = has_body && !options && !head_only;
+        if options {
+            self.head(answers, "204 No Content", Length::NoContent, connection);
+        } else if chunked {
+            if head_only {
+                self.head(answers, "200 OK", Length::Chunked, connection);
+            }
+        } else {
+            let said = if has_body { length } else { decoded as u64 };
+            let answer_len = self.prefix.len() as u64 + said;
+            self.head(answers, "200 OK", Length::Bytes(answer_len), connection);
+            if !head_only {
+                answers.push(&self.prefix);
+                if !has_body {
+                    push_decoded(answers, path);
+                }
+            }
+        }
+        session.request = Request {
+            body: if chunked {
+                Body::Chunked {
+                    decoder: ChunkedDecoder::new(self.limits.max_body),
+                    started: !echo,
+                }
+            } else if length > 0 {
+                Body::Length(length)
+            } else {
+                Body::None
+            },
+            echo,
+            connection,
+        };
+        Ok(Some(head_len))
+    }
+
+    /// Answers what `session.held` holds, keeping what is left of it in place.
+    fn answer_held(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        let mut held = std::mem::take(&mut session.held);
+        let (used, next) = self.process(session, &held, answers);
+        if next == Next::Close || next == Next::CloseNow {
+            return next;
+        }
+        held.drain(..used);
+        session.held = held;
+        self.settle(session, next, answers)
+    }
+
+    /// After a call: forgets an answered head's buffer and timer, starts the timer for a head
+    /// that has not completed.
+    fn settle(&mut self, session: &mut HttpSession, next: Next, answers: &mut Answers<'_>) -> Next {
+        match next {
+            Next::Continue if session.held.is_empty() => {
+                if session.held.capacity() > KEEP_HELD_CAPACITY {
+                    session.held = Vec::new();
+                }
+                session.head_started = None;
+            }
+            Next::Continue => {
+                if session.held.len() > self.limits.max_header {
+                    let refused = self.too_long(&session.held);
+                    return self.refuse(session, answers, refused);
+                }
+                session.head_started.get_or_insert(answers.now());
+            }
+            // The wait is ours, not the client's.
+            Next::Pause => session.head_started = None,
+            Next::Close | Next::CloseNow => {}
+        }
+        next
+    }
+}
+
+fn write_chunked_head(
+    answers: &mut Answers<'_>,
+    ok_head: &[u8],
+    date: &mut DateCache,
+    connection: ConnectionHeader,
+    prefix: &[u8],
+) {
+    answers.push(ok_head);
+    answers.push(date.at(answers.now()));
+    answers.push(TEXT);
+    answers.push(b"\r\nTransfer-Encoding: chunked");
+    match connection {
+        ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
+        ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
+        ConnectionHeader::Close => answers.push(b"\r\nConnection: close\r\n\r\n"),
+    }
+    // An empty chunk would end the answer: an empty prefix gets none.
+    if !prefix.is_empty() {
+        push_chunk(answers, prefix);
+    }
+}
+
+/// One chunk of a chunked answer.
+fn push_chunk(answers: &mut Answers<'_>, data: &[u8]) {
+    let mut size = [0u8; 18];
+    let mut at = size.len() - 2;
+    size[at..].copy_from_slice(b"\r\n");
+    let mut n = data.len();
+    loop {
+        at -= 1;
+        size[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    answers.push(&size[at..]);
+    answers.push(data);
+    answers.push(b"\r\n");
+}
+
+/// What the header fields of a request say about its framing and its connection.
+#[derive(Default)]
+struct Fields {
+    hosts: usize,
+    length: Option<u64>,
+    transfer: Transfer,
+    close: bool,
+    keep_alive: bool,
+    expect: Expect,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum Transfer {
+    #[default]
+    None,
+    /// `chunked`, once, and nothing else.
+    ChunkedOnly,
+    /// Codings whose last is not `chunked`, or `chunked` more than once.
+    NotFinalChunked,
+    /// Other codings before a final `chunked` (e.g. `gzip, chunked`).
+    OtherCodings,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum Expect {
+    #[default]
+    None,
+    Continue,
+    Other,
+}
+
+impl Fields {
+    fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
+        let mut fields = Fields::default();
+        let (mut chunked, mut codings, mut last_chunked) = (0, 0, false);
+        for header in headers {
+            let name = header.name;
+            let value = header.value;
+            if name.eq_ignore_ascii_case("host") {
+                fields.hosts += 1;
+            } else if name.eq_ignore_ascii_case("content-length") {
+                let length = parse_length(value)?;
+                if fields.length.is_some_and(|seen| seen != length) {
+                    return Err(refusal(
+                        BAD_REQUEST,
+                        "Content-Length given twice with different values",
+                    ));
+                }
+                fields.length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                for coding in list(value) {
+                    codings += 1;
+                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    chunked += usize::from(last_chunked);
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                for option in list(value) {
+                    fields.close |= option.eq_ignore_ascii_case(b"close");
+                    fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                fields.expect = if trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    Expect::Continue
+                } else {
+                    Expect::Other
+                };
+            }
+        }
+        fields.transfer = match (codings, chunked, last_chunked) {
+            (0, _, _) => Transfer::None,
+            (1, 1, true) => Transfer::ChunkedOnly,
+            (_, 1, true) => Transfer::OtherCodings,
+            _ => Transfer::NotFinalChunked,
+        };
+        Ok(fields)
+    }
+}
+
+/// `Content-Length`: digits only (no sign, no list, no spaces inside), within a u64.
+fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
+    let digits = trim(value);
+    let bad = || refusal(BAD_REQUEST, "Content-Length must be a number of bytes");
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or_else(bad)
+}
+
+/// The non-empty elements of a comma-separated field value.
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|item| !item.is_empty())
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+fn parse_error(e: httparse::Error) -> Refusal {
+    match e {
+        httparse::Error::Version => refusal(
+            "505 HTTP Version Not Supported",
+            "only HTTP/1.0 and HTTP/1.1 are supported",
+        ),
+        httparse::Error::TooManyHeaders => refusal(
+            "431 Request Header Fields Too Large",
+            "more than 100 header fields",
+        ),
+        httparse::Error::HeaderName => refusal(BAD_REQUEST, "bad header field name"),
+        httparse::Error::HeaderValue => refusal(BAD_REQUEST, "bad header field value"),
+        httparse::Error::NewLine => refusal(BAD_REQUEST, "bad line ending in the request head"),
+        httparse::Error::Token => refusal(BAD_REQUEST, "not an HTTP request"),
+        _ => refusal(BAD_REQUEST, "bad request line"),
+    }
+}
+
+/// What a request without a body said: its target's path after the leading `/`, query dropped.
+fn echo_path(target: &str) -> Result<&[u8], Refusal> {
+    let path = if let Some(path) = target.strip_prefix('/') {
+        path
+    } else if target == "*" {
+        ""
+    } else if let Some(rest) = strip_scheme(target) {
+        // absolute-form (RFC 9112 §3.2.2), which servers must accept.
+        rest.find('/').map_or("", |slash| &rest[slash + 1..])
+    } else {
+        return Err(refusal(BAD_REQUEST, "the request target must start with /"));
+    };
+    let end = path.find('?').unwrap_or(path.len());
+    Ok(&path.as_bytes()[..end])
+}
+
+fn strip_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })
+}
+
+/// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
+/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
+fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
+    let mut len = 0;
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            let pair = path
+                .get(i + 1..i + 3)
+                .filter(|p| p.iter().all(u8::is_ascii_hexdigit));
+            if pair.is_none() {
+                return Err(refusal(
+                    BAD_REQUEST,
+                    "bad percent-encoding in the request target",
+                ));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+        len += 1;
+    }
+    Ok(len)
+}
+
+/// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
+fn push_decoded(answers: &mut Answers<'_>, path: &[u8]) {
+    let mut rest = path;
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        answers.push(&rest[..at]);
+        let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+        answers.push(&[hex(rest[at + 1]) << 4 | hex(rest[at + 2])]);
+        rest = &rest[at + 3..];
+    }
+    answers.push(rest);
+}
+
+/// A head can only end where an empty line starts.
+fn has_head_end(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"\n\r\n").is_some()
+        || memchr::memmem::find(bytes, b"\n\n").is_some()
+}
+
+impl Protocol for Http {
+    type Session = HttpSession;
+
+    /// As much as the room allows: requests whose answers do not fit are held until they do.
+    fn read_len(&self, _: &HttpSession, room: usize) -> usize {
+        room.clamp(1, MAX_READ)
+    }
+
+    fn on_read(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> Next {
+        if session.held.is_empty() {
+            let (used, next) = self.process(session, input, answers);
+            if matches!(next, Next::Continue | Next::Pause) {
+                session.held.extend_from_slice(&input[used..]);
+            }
+            return self.settle(session, next, answers);
+        }
+        // Reads come only while no pause holds requests back, so what is held is the start of
+        // a head. Parsing it again only when an empty line may have arrived keeps a head sent a
+        // byte at a time from costing a parse per byte.
+        let old = session.held.len();
+        session.held.extend_from_slice(input);
+        if !has_head_end(&session.held[old.saturating_sub(3)..]) {
+            return self.settle(session, Next::Continue, answers);
+        }
+        self.answer_held(session, answers)
+    }
+
+    fn on_writable(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        if session.held.is_empty() {
+            return Next::Continue;
+        }
+        self.answer_held(session, answers)
+    }
+
+    fn on_eof(&mut self, _: &mut HttpSession, _: &mut Answers<'_>) {
+        // A request cut short by the client gets no answer: the client is gone.
+    }
+
+    fn deadline(&self, session: &HttpSession) -> Option<Instant> {
+        session
+            .head_started
+            .and_then(|started| started.checked_add(self.limits.header_timeout))
+    }
+
+    fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        if session.head_started.is_none() {
+            return Next::Continue;
+        }
+        self.refuse(
+            session,
+            answers,
+            refusal(
+                "408 Request Timeout",
+                "the request head did not complete within --header-timeout",
+            ),
+        )
+    }
+}
