@@ -793,3 +793,298 @@ impl Protocol for Http {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const P: &[u8] = b"You say that ";
+
+    fn http(max_header: usize, max_body: u64) -> Http {
+        Http::new(
+            P,
+            HttpLimits {
+                max_header,
+                max_body,
+                header_timeout: Duration::from_secs(10),
+            },
+        )
+    }
+
+    /// Replaces each Date value, which follows the wall clock, by `D`.
+    fn mask_dates(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some(at) = memchr::memmem::find(rest, b"Date: ") {
+            out.extend_from_slice(&rest[..at + 6]);
+            out.push(b'D');
+            rest = &rest[(at + 6 + date::DATE_LEN).min(rest.len())..];
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
+    /// Feeds `pieces` as reads with `room` per call, answering held requests whenever the
+    /// protocol pauses, as the loop does; checks the session's bounds after every call.
+    fn feed(http: &mut Http, pieces: &[&[u8]], room: usize) -> (Vec<u8>, Next) {
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in pieces {
+            let mut next =
+                http.on_read(&mut session, piece, &mut Answers::new(&mut out, room, now));
+            while next == Next::Pause {
+                assert!(session.held.len() <= http.limits.max_header + MAX_READ + piece.len());
+                next = http.on_writable(&mut session, &mut Answers::new(&mut out, room, now));
+            }
+            assert!(
+                session.held.len() <= http.limits.max_header,
+                "{} bytes held after a call",
+                session.held.len()
+            );
+            if next != Next::Continue {
+                return (mask_dates(&out), next);
+            }
+        }
+        http.on_eof(&mut session, &mut Answers::new(&mut out, room, now));
+        (mask_dates(&out), Next::Continue)
+    }
+
+    fn split<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(data.len())).collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            pieces.push(&data[start..cut]);
+            start = cut;
+        }
+        pieces.push(&data[start..]);
+        pieces
+    }
+
+    fn ok(body: &[u8]) -> Vec<u8> {
+        let mut answer = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/plain; \
+             charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            P.len() + body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(P);
+        answer.extend_from_slice(body);
+        answer
+    }
+
+    #[test]
+    fn answers_the_path_or_the_body() {
+        let mut http = http(8192, 1 << 20);
+        let wire = b"GET /Hello%3F%20anyone?x=1 HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        let (out, next) = feed(&mut http, &[wire], usize::MAX);
+        assert_eq!(next, Next::Continue);
+        assert_eq!(out, [ok(b"Hello? anyone"), ok(b"hello")].concat());
+    }
+
+    #[test]
+    fn a_chunked_request_is_answered_chunked() {
+        let mut http = http(8192, 1 << 20);
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     5\r\nhello\r\n0\r\n\r\n";
+        let (out, _) = feed(&mut http, &[wire], usize::MAX);
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/plain; \
+             charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nYou say that \r\n\
+             5\r\nhello\r\n0\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    #[test]
+    fn nothing_is_answered_after_an_error() {
+        let mut http = http(8192, 1 << 20);
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (out, next) = feed(&mut http, &[wire], usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert!(memchr::memmem::find(&out, b"smuggled").is_none());
+        assert_eq!(memchr::memmem::find_iter(&out, b"HTTP/1.1").count(), 1);
+    }
+
+    /// With a 4 KiB prefix, 200 pipelined GETs answer far more than the room: the requests
+    /// past it are held and answered once there is room again, all of them, in order.
+    #[test]
+    fn pipelined_answers_past_the_room_wait_for_room() {
+        let mut http = Http::new(
+            &[b'p'; 4096],
+            HttpLimits {
+                max_header: 8192,
+                max_body: 0,
+                header_timeout: Duration::from_secs(10),
+            },
+        );
+        let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let wire = request.repeat(200);
+        let mut session = HttpSession::default();
+        let now = Instant::now();
+        let mut one = Vec::new();
+        http.on_read(
+            &mut session,
+            request,
+            &mut Answers::new(&mut one, usize::MAX, now),
+        );
+        let room = 64 * 1024;
+        let mut out = Vec::new();
+        let mut next = http.on_read(&mut session, &wire, &mut Answers::new(&mut out, room, now));
+        let mut answered = out.len();
+        let mut pauses = 0;
+        while next == Next::Pause {
+            pauses += 1;
+            out.clear();
+            next = http.on_writable(&mut session, &mut Answers::new(&mut out, room, now));
+            assert!(out.len() <= room + 8192, "{} bytes in one call", out.len());
+            answered += out.len();
+        }
+        assert_eq!(next, Next::Continue);
+        assert!(pauses >= 10, "{pauses} pauses");
+        assert_eq!(answered, 200 * one.len());
+        assert!(session.held.is_empty());
+    }
+
+    /// An idle keep-alive connection holds no heap memory.
+    #[test]
+    fn nothing_is_held_between_requests() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in [&b"GET /a HTTP/1.1\r\nHo"[..], b"st: a\r\n\r\n"] {
+            http.on_read(
+                &mut session,
+                piece,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+        }
+        assert!(session.held.is_empty());
+        assert!(session.head_started.is_none());
+        assert!(matches!(session.request.body, Body::None));
+        assert_eq!(mask_dates(&out), ok(b"a"));
+    }
+
+    #[test]
+    fn a_head_that_stalls_gets_408_at_its_deadline() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        http.on_read(
+            &mut session,
+            b"GET / HTTP/1.1\r\n",
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
+        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        assert_eq!(next, Next::Close);
+        assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+    }
+
+    /// A well-formed stream of GETs, Content-Length POSTs and chunked POSTs.
+    fn requests() -> impl Strategy<Value = Vec<u8>> {
+        let one = prop_oneof![
+            "[a-z0-9%]{0,12}".prop_map(|path| {
+                let path = path.replace('%', "%25");
+                format!("GET /{path}?q=1 HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes()
+            }),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|body| {
+                let mut wire = format!(
+                    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                wire.extend_from_slice(&body);
+                wire
+            }),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..20), 0..4)
+                .prop_map(|chunks| {
+                    let mut wire =
+                        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            .to_vec();
+                    for chunk in chunks {
+                        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                        wire.extend_from_slice(&chunk);
+                        wire.extend_from_slice(b"\r\n");
+                    }
+                    wire.extend_from_slice(b"0\r\n\r\n");
+                    wire
+                }),
+        ];
+        proptest::collection::vec(one, 1..6).prop_map(|requests| requests.concat())
+    }
+
+    /// The chunks of a chunked answer depend on how the request's chunks arrived; what they
+    /// carry does not. Decodes every chunked answer to its body.
+    fn unchunk(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some(at) = memchr::memmem::find(rest, b"Transfer-Encoding: chunked\r\n\r\n") {
+            let head_end = at + b"Transfer-Encoding: chunked\r\n\r\n".len();
+            out.extend_from_slice(&rest[..head_end]);
+            let mut decoder = ChunkedDecoder::new(u64::MAX);
+            let mut body = Vec::new();
+            let used = decoder
+                .decode(&rest[head_end..], |data| body.extend_from_slice(data))
+                .expect("a chunked answer");
+            out.extend_from_slice(&body);
+            rest = &rest[head_end + used..];
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
+    proptest! {
+        /// However TCP splits valid requests, and however little room there is, the same
+        /// answers come out.
+        #[test]
+        fn answers_do_not_depend_on_splits_or_room(
+            wire in requests(),
+            cuts in proptest::collection::vec(0usize..1000, 0..8),
+            room in 1usize..400,
+        ) {
+            let mut http = http(8192, 1 << 20);
+            let (whole, next) = feed(&mut http, &[&wire], usize::MAX);
+            prop_assert_eq!(next, Next::Continue);
+            let (pieces, next) = feed(&mut http, &split(&wire, &cuts), room);
+            prop_assert_eq!(next, Next::Continue);
+            prop_assert_eq!(unchunk(&pieces), unchunk(&whole));
+        }
+
+        /// Arbitrary bytes, split anywhere: never a panic, never more held than the limits
+        /// (checked in `feed`), and an error is the last answer.
+        #[test]
+        fn arbitrary_bytes_are_handled(
+            wire in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b' '), Just(b':'), any::<u8>()], 0..600),
+            prefix in prop_oneof![Just(b"GET / HTTP/1.1\r\n".to_vec()), Just(Vec::new())],
+            cuts in proptest::collection::vec(0usize..700, 0..8),
+            room in 1usize..400,
+        ) {
+            let mut http = http(256, 100);
+            let wire = [prefix, wire].concat();
+            let (out, next) = feed(&mut http, &split(&wire, &cuts), room);
+            let error = [&b"HTTP/1.1 4"[..], b"HTTP/1.1 5"]
+                .iter()
+                .filter_map(|status| memchr::memmem::find(&out, status))
+                .min();
+            if let Some(at) = error {
+                prop_assert_eq!(next, Next::Close);
+                prop_assert!(out.ends_with(b"\n"));
+                for status in [&b"HTTP/1.1 1"[..], b"HTTP/1.1 2"] {
+                    prop_assert!(memchr::memmem::find(&out[at..], status).is_none(), "an answer after an error");
+                }
+            }
+        }
+    }
+}
