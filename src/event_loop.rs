@@ -28,8 +28,9 @@ use crate::metrics::Summary;
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
 /// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 1;
+const LISTENER_BASE: usize = usize::MAX - 2;
 
 /// Which listener a token names, if any.
 fn listener_index(token: Token) -> Option<usize> {
@@ -73,6 +74,10 @@ pub(crate) struct Worker<P: Protocol> {
     connections: Slab<Connection<P::Session>>,
     protocol: P,
     group: Arc<Group>,
+    /// SIGINT and SIGTERM, on the first loop only. Watched here rather than on a thread of
+    /// their own: a second thread would make glibc wrap every read and write in its
+    /// thread-cancellation bookkeeping (about 60 instructions per message).
+    signals: Option<signal_hook_mio::v1_0::Signals>,
     max_pending: usize,
     idle_timeout: Option<Duration>,
     shutdown_timeout: Duration,
@@ -127,6 +132,7 @@ impl<P: Protocol> Worker<P> {
             connections: Slab::new(),
             protocol,
             group,
+            signals: None,
             max_pending: config.max_pending as usize,
             idle_timeout: config.idle_timeout(),
             shutdown_timeout: config.shutdown_timeout(),
@@ -145,8 +151,22 @@ impl<P: Protocol> Worker<P> {
         })
     }
 
+    /// Makes SIGINT and SIGTERM stop every loop: the first drains, any later one aborts. This
+    /// loop then runs until every other loop has ended, so a second signal is honoured
+    /// whichever loop is still draining.
+    pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
     /// Serves until the group is stopped and every connection is done.
     pub(crate) fn run(mut self) -> io::Result<Summary> {
+        let _ended = Ended(self.group.clone());
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -162,6 +182,7 @@ impl<P: Protocol> Worker<P> {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
+                    SIGNALS => self.take_signals(),
                     token => match listener_index(token) {
                         Some(index) => self.on_listener_event(index),
                         None => self.on_event(token.0, event),
@@ -174,11 +195,27 @@ impl<P: Protocol> Worker<P> {
             // After free_dead: only then are the closed sockets' descriptors free to accept into.
             self.free_dead();
             self.resume_accepting(now);
-            if self.shutdown_step(now) {
+            // The signal watcher stays until it is the last loop running.
+            if self.shutdown_step(now) && (self.signals.is_none() || self.group.running() == 1) {
                 break;
             }
         }
         Ok(self.summary)
+    }
+
+    fn take_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        for signal in signals.pending() {
+            if self.group.request() == RUNNING {
+                info!("received signal {signal}: draining connections");
+                self.group.shutdown();
+            } else {
+                info!("received signal {signal}: closing every connection now");
+                self.group.abort();
+            }
+        }
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -667,6 +704,16 @@ impl<P: Protocol> Worker<P> {
             return true;
         }
         false
+    }
+}
+
+/// Tells the group a loop has ended, however it ends (a panic included), so the signal watcher
+/// does not wait for it.
+struct Ended(Arc<Group>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.loop_ended();
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Group {
     open: AtomicUsize,
     /// The most ever open at once.
     peak: AtomicUsize,
+    /// Loops still running; the first one, which watches the signals, waits for the others.
+    running: AtomicUsize,
     max_conns: usize,
     /// When the last "server full" warning was logged, and refusals since.
     full_warning: Mutex<(Option<Instant>, u64)>,
@@ -39,11 +41,12 @@ impl Group {
     pub(crate) fn new(wakers: Vec<Waker>, max_conns: usize) -> Group {
         Group {
             request: AtomicU8::new(RUNNING),
-            wakers: wakers.into(),
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            running: AtomicUsize::new(wakers.len()),
             max_conns,
             full_warning: Mutex::new((None, 0)),
+            wakers: wakers.into(),
         }
     }
 
@@ -66,6 +69,20 @@ impl Group {
         for waker in self.wakers.iter() {
             // A loop that already exited needs no waking.
             let _ = waker.wake();
+        }
+    }
+
+    /// Loops still running.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// A loop has ended (or panicked): the first loop, which may be waiting for the others to
+    /// stop watching the signals, is woken to see it.
+    pub(crate) fn loop_ended(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        if let Some(first) = self.wakers.first() {
+            let _ = first.wake();
         }
     }
 
@@ -127,10 +144,5 @@ impl ServerHandle {
     /// Like a second signal: close every connection now.
     pub fn abort(&self) {
         self.group.abort();
-    }
-
-    /// Whether a shutdown was requested.
-    pub fn is_stopping(&self) -> bool {
-        self.group.request() != RUNNING
     }
 }

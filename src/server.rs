@@ -14,7 +14,6 @@ use std::thread;
 use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
-use signal_hook::iterator::Signals;
 
 use crate::config::{Config, FramingKind, LISTEN_BACKLOG, RESERVED_FDS};
 use crate::event_loop::{Listener, Worker, MAX_LISTENERS, WAKER};
@@ -62,22 +61,37 @@ impl std::error::Error for ListenError {
     }
 }
 
-/// One event loop, ready to run on its own thread.
-type Runner = Box<dyn FnOnce() -> io::Result<Summary> + Send>;
+/// One event loop, ready to run on a thread; it knows its protocol, the server does not.
+trait Runner: Send {
+    fn watch_signals(&mut self) -> io::Result<()>;
+    fn run(self: Box<Self>) -> io::Result<Summary>;
+}
 
-fn runner<P: Protocol + Send + 'static>(worker: Worker<P>) -> Runner
+impl<P: Protocol + Send> Runner for Worker<P>
 where
     P::Session: Send,
 {
-    Box::new(move || worker.run())
+    fn watch_signals(&mut self) -> io::Result<()> {
+        Worker::watch_signals(self)
+    }
+
+    fn run(self: Box<Self>) -> io::Result<Summary> {
+        Worker::run(*self)
+    }
+}
+
+fn runner<P: Protocol + Send + 'static>(worker: Worker<P>) -> Box<dyn Runner>
+where
+    P::Session: Send,
+{
+    Box::new(worker)
 }
 
 /// A bound, not yet running server: one or more workers on the same addresses.
 pub struct Server {
-    workers: Vec<Runner>,
+    workers: Vec<Box<dyn Runner>>,
     addrs: Vec<SocketAddr>,
     handle: ServerHandle,
-    signals: Option<Signals>,
 }
 
 impl Server {
@@ -143,7 +157,6 @@ impl Server {
             workers,
             addrs,
             handle: ServerHandle { group },
-            signals: None,
         })
     }
 
@@ -161,13 +174,11 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts. Signals
-    /// are watched on a thread of their own until every worker has ended, so a second signal
-    /// is honoured whichever worker is still draining.
+    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts. The first
+    /// worker watches them until every worker has ended, so a second signal is honoured
+    /// whichever worker is still draining.
     pub fn watch_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        self.signals = Some(Signals::new([SIGINT, SIGTERM])?);
-        Ok(())
+        self.workers[0].watch_signals()
     }
 
     /// Serves until stopped by a [`ServerHandle`] or a signal and every connection is done; with
@@ -178,7 +189,7 @@ impl Server {
         for (i, worker) in self.workers.into_iter().enumerate() {
             let spawned = thread::Builder::new()
                 .name(format!("saythat-loop-{}", i + 1))
-                .spawn(worker);
+                .spawn(move || worker.run());
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
@@ -190,10 +201,6 @@ impl Server {
                 }
             }
         }
-        let watcher = match self.signals.take() {
-            Some(signals) => Some(watch(signals, self.handle.clone())?),
-            None => None,
-        };
         // Logged once every worker is up, so whoever waits for this line finds them all running.
         for addr in &self.addrs {
             info!("listening on {addr}");
@@ -207,7 +214,7 @@ impl Server {
         }
         let mut summary = Summary::default();
         let mut failure = None;
-        let results = std::iter::once(first()).chain(threads.into_iter().map(|thread| {
+        let results = std::iter::once(first.run()).chain(threads.into_iter().map(|thread| {
             thread
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")))
@@ -225,10 +232,6 @@ impl Server {
                 }
             }
         }
-        if let Some((signals, thread)) = watcher {
-            signals.close();
-            let _ = thread.join();
-        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -241,29 +244,6 @@ impl Server {
         );
         Ok(summary)
     }
-}
-
-/// Turns signals into the group's requests on a thread of its own: the first drains, any later
-/// one aborts. The thread ends when the returned handle is closed.
-fn watch(
-    mut signals: Signals,
-    handle: ServerHandle,
-) -> io::Result<(signal_hook::iterator::Handle, thread::JoinHandle<()>)> {
-    let control = signals.handle();
-    let thread = thread::Builder::new()
-        .name("saythat-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if handle.is_stopping() {
-                    info!("received signal {signal}: closing every connection now");
-                    handle.abort();
-                } else {
-                    info!("received signal {signal}: draining connections");
-                    handle.shutdown();
-                }
-            }
-        })?;
-    Ok((control, thread))
 }
 
 fn event_loop_error(e: io::Error) -> String {
