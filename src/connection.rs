@@ -174,26 +174,34 @@ impl<S> Connection<S> {
     /// common case: one write, no copy), and whatever the socket does not take is kept. A large
     /// remainder takes the `answers` buffer itself rather than a copy; the loop allocates a new
     /// one on its next use.
+    #[inline]
     pub fn send(&mut self, answers: &mut Vec<u8>, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        if answers.is_empty() {
-            return Ok(());
-        }
         let mut taken = 0;
         if self.pending() == 0 {
             taken = write_some(&mut self.socket, answers)?;
             self.bytes_out += taken as u64;
+            if taken == answers.len() {
+                return Ok(());
+            }
         }
+        self.keep(answers, taken, pool);
+        Ok(())
+    }
+
+    /// Keeps what the socket did not take of `answers`.
+    #[cold]
+    fn keep(&mut self, answers: &mut Vec<u8>, taken: usize, pool: &mut Vec<Vec<u8>>) {
         let rest = answers.len() - taken;
         if rest > POOL_BUFFER_MAX && self.output.buf.capacity() == 0 {
             self.output.buf = std::mem::take(answers);
             self.output.written = taken;
-        } else if rest > 0 {
+        } else {
             self.output.append(&answers[taken..], pool);
         }
-        Ok(())
     }
 
     /// Writes waiting output until the socket is full; returns the buffer once drained.
+    #[inline]
     pub fn flush(&mut self, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
         if self.pending() > 0 {
             let n = write_some(&mut self.socket, &self.output.buf[self.output.written..])?;

@@ -448,31 +448,40 @@ impl<P: Protocol> Worker<P> {
     /// Reads and answers until the socket is drained, the read budget is spent or the output is
     /// at the cap; returns what the protocol asked for.
     fn read_and_answer(&mut self, key: usize) -> io::Result<Next> {
-        let lingering = matches!(self.connections[key].phase, Phase::Lingering { .. });
+        // One slab lookup for the whole loop: the fields are borrowed apart.
+        let Worker {
+            connections,
+            protocol,
+            answers,
+            read_buf,
+            ready,
+            timers,
+            max_pending,
+            now,
+            ..
+        } = self;
+        let conn = &mut connections[key];
+        let lingering = matches!(conn.phase, Phase::Lingering { .. });
         let mut budget = READ_BUDGET;
         loop {
-            let conn = &mut self.connections[key];
-            let used = conn.pending() + self.answers.len();
-            if used >= self.max_pending {
+            let used = conn.pending() + answers.len();
+            if used >= *max_pending {
                 // Stop reading until the client reads: the kernel's buffers fill and TCP flow
                 // control slows the sender, instead of our memory growing.
                 return Ok(Next::Pause);
             }
             if budget == 0 {
-                queue(&mut self.ready, conn, key);
+                queue(ready, conn, key);
                 return Ok(Next::Continue);
             }
-            let room = self.max_pending - used;
-            let want = self
-                .protocol
-                .read_len(&conn.session, room)
-                .min(self.read_buf.len());
-            let n = match conn.read(&mut self.read_buf[..want]) {
+            let room = *max_pending - used;
+            let want = protocol.read_len(&conn.session, room).min(read_buf.len());
+            let n = match conn.read(&mut read_buf[..want]) {
                 Ok(0) => {
                     conn.input = Input::Drained;
                     if !lingering {
-                        let mut answers = Answers::new(&mut self.answers, room, self.now);
-                        self.protocol.on_eof(&mut conn.session, &mut answers);
+                        let mut answers = Answers::new(answers, room, *now);
+                        protocol.on_eof(&mut conn.session, &mut answers);
                     }
                     conn.phase = Phase::PeerDone;
                     return Ok(Next::Continue);
@@ -486,33 +495,18 @@ impl<P: Protocol> Worker<P> {
             };
             budget = budget.saturating_sub(n);
             conn.bytes_in += n as u64;
-            conn.last_active = self.now;
+            conn.last_active = *now;
             if !lingering {
-                let mut answers = Answers::new(&mut self.answers, room, self.now);
-                let next =
-                    self.protocol
-                        .on_read(&mut conn.session, &self.read_buf[..n], &mut answers);
-                self.arm_protocol_deadline(key);
+                let mut answers = Answers::new(answers, room, *now);
+                let next = protocol.on_read(&mut conn.session, &read_buf[..n], &mut answers);
+                arm_deadline(protocol, conn, timers, key);
                 if next != Next::Continue {
                     return Ok(next);
                 }
             }
-            let conn = &mut self.connections[key];
             if n < want && conn.input == Input::Ready {
                 conn.input = Input::Drained;
                 return Ok(Next::Continue);
-            }
-        }
-    }
-
-    /// Makes sure the timer heap will wake the loop by the protocol's deadline, if it has one
-    /// earlier than the connection's next timer.
-    fn arm_protocol_deadline(&mut self, key: usize) {
-        let conn = &mut self.connections[key];
-        if let Some(at) = self.protocol.deadline(&conn.session) {
-            if conn.timer_at.is_none_or(|timer| at < timer) {
-                conn.timer_at = Some(at);
-                self.timers.push(Reverse((at, key, conn.id)));
             }
         }
     }
@@ -660,7 +654,7 @@ impl<P: Protocol> Worker<P> {
             debug!("writing to {}: {e}", conn.peer());
             return self.close(key, "write failed");
         }
-        self.arm_protocol_deadline(key);
+        arm_deadline(&self.protocol, conn, &mut self.timers, key);
         self.settle(key);
     }
 
@@ -714,6 +708,22 @@ struct Ended(Arc<Group>);
 impl Drop for Ended {
     fn drop(&mut self) {
         self.0.loop_ended();
+    }
+}
+
+/// Makes sure the timer heap wakes the loop by the protocol's deadline for a connection, if it
+/// has one earlier than the connection's next timer.
+fn arm_deadline<P: Protocol>(
+    protocol: &P,
+    conn: &mut Connection<P::Session>,
+    timers: &mut BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    key: usize,
+) {
+    if let Some(at) = protocol.deadline(&conn.session) {
+        if conn.timer_at.is_none_or(|timer| at < timer) {
+            conn.timer_at = Some(at);
+            timers.push(Reverse((at, key, conn.id)));
+        }
     }
 }
 
