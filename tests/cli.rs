@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
 use saythat::Config;
@@ -157,4 +157,52 @@ fn load_exits_0_when_every_answer_is_right_and_2_on_bad_flags() {
         "{}",
         describe(&output)
     );
+}
+
+#[test]
+fn load_refuses_out_of_range_values_with_exit_2() {
+    for bad in [
+        ["--duration", "18446744073709551615"],
+        ["--rate", "1e300"],
+        ["--conns", "0"],
+        ["--conns", "100000"],
+        ["--timeout", "0"],
+    ] {
+        let argv = [&["load", "--addr", "127.0.0.1:9"][..], &bad].concat();
+        let output = run_to_end(saythat(&argv), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(bad[0]),
+            "{bad:?}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn load_with_more_conns_than_descriptors_exits_1_with_a_hint() {
+    // prlimit execs saythat with a hard limit of 64 descriptors, which load cannot raise.
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=64:64")
+        .arg(env!("CARGO_BIN_EXE_saythat"))
+        .args(["load", "--addr", "127.0.0.1:9", "--conns", "100"]);
+    let output = run_to_end(cmd, None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for part in [
+        "cannot open 100 connections",
+        "the limit is 64",
+        "lower --conns",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "stderr lacks {part:?}\n{}",
+            describe(&output)
+        );
+    }
 }

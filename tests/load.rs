@@ -286,11 +286,104 @@ fn out_of_range_values_are_refused_before_connecting() {
 }
 
 #[test]
-fn more_connections_than_file_descriptors_are_refused() {
+fn every_flag_refuses_values_that_could_overflow_or_panic() {
+    for bad in [
+        ["--duration", "18446744073709551615"],
+        ["--duration", "inf"],
+        ["--duration", "-1"],
+        ["--warmup", "1e300"],
+        ["--warmup", "-0.5"],
+        ["--timeout", "0"],
+        ["--timeout", "0.0000001"],
+        ["--timeout", "86401"],
+        ["--rate", "0"],
+        ["--rate", "1e300"],
+        ["--rate", "inf"],
+        ["--conns", "0"],
+        ["--conns", "65536"],
+        ["--conns", "4294967295"],
+        ["--size", "0"],
+        ["--size", "16777217"],
+        ["--size", "4294967296"],
+        ["--pipeline", "0"],
+        ["--pipeline", "1025"],
+        ["--threads", "0"],
+        ["--threads", "257"],
+        ["--messages", "0"],
+        ["--messages", "18446744073709551616"],
+        ["--reconnect", "0"],
+        ["--reconnect", "18446744073709551616"],
+    ] {
+        // `--flag=value`, so that a negative value is not taken for a flag.
+        let flag = format!("{}={}", bad[0], bad[1]);
+        match Cli::try_parse_from(["load", "--addr", "127.0.0.1:9", &flag]) {
+            Ok(_) => panic!("{bad:?} is accepted"),
+            // Shown on the command line as a usage error, exit 2, naming the flag.
+            Err(e) => assert!(e.to_string().contains(bad[0]), "{bad:?}: {e}"),
+        }
+    }
+    // Built in code rather than parsed, the same values are refused by `run`.
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let err = load::run(&args(addr, &["--conns", "4000000000"])).expect_err("too many");
-    assert_eq!(err.kind(), LoadErrorKind::FdLimit);
-    assert!(err.to_string().contains("the limit is"), "{err}");
+    let refused = |change: &dyn Fn(&mut LoadArgs)| {
+        let mut a = args(addr, &[]);
+        change(&mut a);
+        match load::run(&a) {
+            Err(e) => e.kind() == LoadErrorKind::InvalidArgs,
+            Ok(_) => false,
+        }
+    };
+    assert!(refused(&|a| a.conns = load::MAX_CONNS + 1));
+    assert!(refused(&|a| a.conns = u32::MAX));
+    assert!(refused(&|a| a.rate = Some(f64::MAX)));
+    assert!(refused(&|a| a.rate = Some(f64::NAN)));
+    assert!(refused(&|a| a.timeout = 1e-9));
+    assert!(refused(&|a| a.duration = f64::MAX));
+    assert!(refused(&|a| a.warmup = f64::INFINITY));
+}
+
+#[test]
+fn the_largest_values_allowed_run_without_overflowing() {
+    // Deadlines a day or more ahead; --messages ends the run at once.
+    let flags = [
+        "--duration",
+        "86400",
+        "--timeout",
+        "86400",
+        "--messages",
+        "20",
+        "--reconnect",
+        "18446744073709551615",
+    ];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (20, 0), "{report}");
+    // Every message of the schedule due at once.
+    let flags = ["--rate", "1e9", "--messages", "50", "--duration", "86400"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (50, 0), "{report}");
+    // The second message is due too far ahead to represent: only the first is sent.
+    let flags = ["--rate", "1e-300", "--conns", "1", "--duration", "0.3"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (1, 0), "{report}");
+    let flags = ["--messages", "18446744073709551615", "--duration", "0.3"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert!(report.messages > 0 && report.errors == 0, "{report}");
+    // Three days of deadlines, planned before the connect fails.
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    };
+    let flags = [
+        "--warmup",
+        "86400",
+        "--duration",
+        "86400",
+        "--timeout",
+        "86400",
+    ];
+    let err = load::run(&args(addr, &flags)).expect_err("nothing listens");
+    assert_eq!(err.kind(), LoadErrorKind::Connect, "{err}");
 }
 
 #[test]

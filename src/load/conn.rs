@@ -159,7 +159,7 @@ impl Slot {
                 Some(_) => {
                     let at = plan.intended(self.id, self.issued);
                     self.issued += 1;
-                    at.min(now)
+                    at.map_or(now, |at| at.min(now))
                 }
                 None => now,
             };

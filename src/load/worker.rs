@@ -221,8 +221,11 @@ impl Worker {
         if let Some(&(_, t)) = self.backoff.front() {
             at = at.min(t);
         }
-        if self.plan.rate.is_some() {
-            let due = self.plan.due_at(self.next_due);
+        if let Some(due) = self
+            .plan
+            .due_at(self.next_due)
+            .filter(|_| self.plan.rate.is_some())
+        {
             at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
         }
         if self.behind {
@@ -254,8 +257,10 @@ impl Worker {
                 self.next_due = self.next_due.saturating_add(skip);
                 continue;
             }
-            if self.plan.due_at(self.next_due) > now + SCHEDULE_LOOKAHEAD {
-                return;
+            // Not due yet, or never (too far ahead to represent).
+            match self.plan.due_at(self.next_due) {
+                Some(due) if due <= now + SCHEDULE_LOOKAHEAD => {}
+                _ => return,
             }
             if handed == MAX_DUE_PER_TURN {
                 self.behind = true;
