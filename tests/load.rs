@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
@@ -97,19 +98,39 @@ fn corrupting_server(s: TcpStream) {
     chunk_echo(s, PREFIX, 1024, 20)
 }
 
-/// Line framing: every `\n`-terminated line is answered by the prefix + the line.
-fn line_server(s: TcpStream) {
+/// Line framing: every `\n`-terminated line for which `answer()` says so is answered by the
+/// prefix + the line; the others are read and never answered.
+fn line_echo_while(s: TcpStream, mut answer: impl FnMut() -> bool) {
     let Ok(mut out) = s.try_clone() else { return };
     let mut lines = BufReader::new(s);
     let mut line = Vec::new();
     while let Ok(1..) = lines.read_until(b'\n', &mut line) {
-        let mut answer = PREFIX.to_vec();
-        answer.extend_from_slice(&line);
-        if out.write_all(&answer).is_err() {
-            return;
+        if answer() {
+            let mut answer = PREFIX.to_vec();
+            answer.extend_from_slice(&line);
+            if out.write_all(&answer).is_err() {
+                return;
+            }
         }
         line.clear();
     }
+}
+
+fn line_server(s: TcpStream) {
+    line_echo_while(s, || true)
+}
+
+/// Lines each connection of `freezing_line_server` answers before it stops answering.
+const ANSWERED_BEFORE_FREEZING: usize = 50;
+
+/// Answers the first lines of each connection, then reads on and answers no more: a server that
+/// freezes in the middle of a run (as under SIGSTOP, but with the connection open).
+fn freezing_line_server(s: TcpStream) {
+    let mut answered = 0;
+    line_echo_while(s, || {
+        answered += 1;
+        answered <= ANSWERED_BEFORE_FREEZING
+    })
 }
 
 /// Reads everything and never answers.
@@ -219,6 +240,52 @@ fn a_silent_server_yields_timeouts() {
         report.first_errors[0].contains("no complete answer"),
         "{report}"
     );
+}
+
+#[test]
+fn answers_missing_at_the_end_are_timeouts_and_show_in_the_latency() {
+    // Each connection keeps 4 messages in flight; the server answers 50, then none: 8 messages
+    // wait past the end of the run, longer than --timeout.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--pipeline",
+        "4",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "1",
+    ];
+    let report = run_ok(&args(serve(freezing_line_server), &flags));
+    assert_eq!(
+        report.messages,
+        2 * ANSWERED_BEFORE_FREEZING as u64,
+        "{report}"
+    );
+    assert_eq!((report.timeouts, report.errors), (2, 2), "{report}");
+    assert!(
+        report.first_errors[0].contains("no complete answer"),
+        "{report}"
+    );
+    // 8 of the 108 measured messages waited at least the timeout: more than 1%.
+    assert!(report.latency_max_us >= 1_000_000, "{report}");
+    assert!(report.latency_p99_us >= 900_000, "{report}");
+}
+
+#[test]
+fn a_silent_server_is_an_error_even_in_a_run_shorter_than_the_timeout() {
+    let flags = ["--duration", "0.3", "--timeout", "1"];
+    let started = Instant::now();
+    let report = run_ok(&args(serve(silent_server), &flags));
+    assert_eq!(report.messages, 0, "{report}");
+    assert_eq!((report.timeouts, report.errors), (4, 4), "{report}");
+    assert!(report.latency_max_us >= 1_000_000, "{report}");
+    // The run waits --timeout past its end for the answers, no longer.
+    assert!(started.elapsed() < Duration::from_secs(3), "{report}");
 }
 
 #[test]

@@ -137,8 +137,8 @@ impl Slot {
     }
 
     /// Records that the first `n` bytes of the last `fill` were written at `now`: messages whose
-    /// first byte went out are in flight from now. Returns how many of them are measured, each of
-    /// which spent one unit of `budget`.
+    /// first byte went out are in flight from now. Returns how many messages that started; the
+    /// measured ones among them each spent one unit of `budget`.
     pub(crate) fn commit(
         &mut self,
         plan: &Plan,
@@ -151,7 +151,7 @@ impl Slot {
         let take = rest.min(n);
         self.written += take as u32;
         n -= take;
-        let mut measured = 0;
+        let mut started = 0;
         while n > 0 {
             let origin = match plan.rate {
                 // Sent early (see `SCHEDULE_LOOKAHEAD`), it counts from its actual send; sent
@@ -164,8 +164,8 @@ impl Slot {
                 None => now,
             };
             let is_measured = origin >= plan.measure_start;
+            started += 1;
             if is_measured {
-                measured += 1;
                 if let Some(left) = budget {
                     *left = left.saturating_sub(1);
                 }
@@ -182,13 +182,13 @@ impl Slot {
             self.written = take as u32;
             n -= take;
         }
-        measured
+        started
     }
 
-    /// Forgets the current socket's stream, after it closed: returns how many measured messages
-    /// were still in flight and are now lost.
+    /// Forgets the current socket's stream, after it closed: returns how many messages were
+    /// still in flight and are now lost.
     pub(crate) fn reset_stream(&mut self, plan: &Plan) -> u64 {
-        let lost = self.in_flight.iter().filter(|m| m.measured).count() as u64;
+        let lost = self.in_flight.len() as u64;
         self.sock = None;
         self.phase = Phase::Waiting;
         self.writable_interest = false;

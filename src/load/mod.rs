@@ -136,7 +136,8 @@ pub struct LoadArgs {
     pub reconnect: Option<u64>,
 
     /// Seconds to wait for a connect or a complete answer; past it, it counts as an error
-    /// (connect failure or timeout) and the connection is opened again (0.001 to a day).
+    /// (connect failure or timeout) and the connection is opened again (0.001 to a day). Also the
+    /// longest wait, at the end of the run, for the answers still due.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_LOAD_TIMEOUT", default_value_t = 5.0,
           value_parser = parse_timeout)]
     pub timeout: f64,
@@ -295,10 +296,13 @@ pub(crate) struct Plan {
     pub sweep: Duration,
     /// This thread's part of `MAX_CONNECTS_IN_FLIGHT`.
     pub connects_per_thread: usize,
-    /// When the run started, the warmup ended, and the run ends.
+    /// When the run started, the warmup ended, and the run ends: no message starts after `end`.
     pub start: Instant,
     pub measure_start: Instant,
     pub end: Instant,
+    /// `end` + `timeout`: the latest the loops wait for the answers to messages sent before
+    /// `end`. Every message still in flight then has waited at least `timeout`.
+    pub wait_end: Instant,
     /// Threads send progress snapshots: stderr is a terminal to draw on.
     pub progress: bool,
 }
@@ -356,6 +360,7 @@ impl Plan {
             ));
         }
         let measure_start = later(start, warmup, "the warmup")?;
+        let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {
             addr: args.addr,
             proto: Protocol::new(args.prefix.as_bytes(), args.framing, args.size),
@@ -368,7 +373,8 @@ impl Plan {
             connects_per_thread: MAX_CONNECTS_IN_FLIGHT.div_ceil(threads as usize),
             start,
             measure_start,
-            end: later(measure_start, duration, "the measured time")?,
+            end,
+            wait_end: later(end, timeout, "the wait for the last answers")?,
             progress: io::stderr().is_terminal(),
         })
     }
@@ -380,6 +386,7 @@ impl Plan {
             start,
             measure_start: later(self.measure_start, shift, "the warmup")?,
             end: later(self.end, shift, "the measured time")?,
+            wait_end: later(self.wait_end, shift, "the wait for the last answers")?,
             ..self
         })
     }

@@ -110,12 +110,14 @@ pub struct LoadReport {
     pub messages_per_s: f64,
     /// Bytes written to the server in the measured window.
     pub sent_bytes: u64,
-    /// Bytes read from the server in the measured window.
+    /// Bytes read from the server in the measured window, and after it the answers to messages
+    /// sent in it.
     pub received_bytes: u64,
     pub sent_mib_per_s: f64,
     pub received_mib_per_s: f64,
     /// Latency of the measured messages in µs: from the actual send, or from the intended send
-    /// time with `--rate`, to the last byte of the answer.
+    /// time with `--rate`, to the last byte of the answer. A message that timed out counts with
+    /// how long it had waited, so a server that stops answering shows here too.
     pub latency_mean_us: f64,
     pub latency_p50_us: u64,
     pub latency_p90_us: u64,
@@ -127,13 +129,16 @@ pub struct LoadReport {
     pub errors: u64,
     /// Answers with a wrong or unexpected byte.
     pub wrong: u64,
-    /// Connections that waited `--timeout` for an answer; each is then reconnected.
+    /// Connections on which a message waited `--timeout` without a complete answer; each is then
+    /// reconnected. At the end of the run no message starts, and those still in flight get up to
+    /// `--timeout` more: the ones left are timeouts too.
     pub timeouts: u64,
     /// Connections the server closed or reset while answers were still due.
     pub closed_early: u64,
     /// Connect attempts that failed or timed out (each retried after a short back-off).
     pub connect_failures: u64,
-    /// Connections closed and opened again: `--reconnect` churn, and after every error.
+    /// Connections closed and opened again: `--reconnect` churn, and after every error while the
+    /// run lasts.
     pub reconnects: u64,
     /// The first few errors, each with when it happened.
     pub first_errors: Vec<String>,

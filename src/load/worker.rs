@@ -2,7 +2,8 @@
 //!
 //! The loop fits on a screen: housekeeping (connects, the `--rate` schedule, timeouts), poll, then
 //! a match on the connection's phase. It must never block, never read or write more than the
-//! messages in flight call for, and always stop by itself at the run's end.
+//! messages in flight call for, and always stop by itself: at the run's end it starts nothing
+//! more and waits at most `--timeout` for the answers still due, which are timeouts past that.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
@@ -89,8 +90,8 @@ struct Worker {
     failed_slots: usize,
     /// What is left of this thread's `--messages`.
     budget: Option<u64>,
-    /// Measured messages in flight: with `--messages`, the thread ends once the budget is spent
-    /// and these are answered or lost.
+    /// Messages in flight on this thread's connections: once the run ends, or with `--messages`
+    /// once the budget is spent, the thread ends when these are answered or lost.
     outstanding: u64,
     /// With `--rate`: the index in the whole run's schedule of the next message to hand out.
     next_due: u64,
@@ -178,7 +179,8 @@ impl Worker {
 
     fn finished(&self, now: Instant) -> bool {
         let gave_up = self.tally.conns_connected == 0 && self.failed_slots == self.slots.len();
-        now >= self.plan.end || gave_up || (self.budget == Some(0) && self.outstanding == 0)
+        let done = now >= self.plan.end || self.budget == Some(0);
+        gave_up || (done && self.outstanding == 0) || now >= self.plan.wait_end
     }
 
     /// Everything driven by time rather than readiness.
@@ -191,7 +193,8 @@ impl Worker {
             self.backoff.pop_front();
             self.ready.push_back(idx);
         }
-        while self.connecting < self.plan.connects_per_thread {
+        // Once the run has ended a new connection would carry nothing.
+        while self.connecting < self.plan.connects_per_thread && now < self.plan.end {
             let Some(idx) = self.ready.pop_front() else {
                 break;
             };
@@ -214,18 +217,19 @@ impl Worker {
     }
 
     fn next_wakeup(&self, now: Instant) -> Duration {
-        let mut at = self.plan.end.min(self.next_sweep);
+        let end = match now < self.plan.end {
+            true => self.plan.end,
+            false => self.plan.wait_end,
+        };
+        let mut at = end.min(self.next_sweep);
         if self.progress.is_some() {
             at = at.min(self.next_progress);
         }
         if let Some(&(_, t)) = self.backoff.front() {
             at = at.min(t);
         }
-        if let Some(due) = self
-            .plan
-            .due_at(self.next_due)
-            .filter(|_| self.plan.rate.is_some())
-        {
+        let due = self.plan.due_at(self.next_due);
+        if let Some(due) = due.filter(|&due| self.plan.rate.is_some() && due < self.plan.end) {
             at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
         }
         if self.behind {
@@ -257,9 +261,9 @@ impl Worker {
                 self.next_due = self.next_due.saturating_add(skip);
                 continue;
             }
-            // Not due yet, or never (too far ahead to represent).
+            // Not due yet, or never: after the run's end, or too far ahead to represent.
             match self.plan.due_at(self.next_due) {
-                Some(due) if due <= now + SCHEDULE_LOOKAHEAD => {}
+                Some(due) if due <= now + SCHEDULE_LOOKAHEAD && due < self.plan.end => {}
                 _ => return,
             }
             if handed == MAX_DUE_PER_TURN {
@@ -362,7 +366,8 @@ impl Worker {
         let Some(sock) = slot.sock.as_mut() else {
             return Ok(());
         };
-        let measuring = now >= plan.measure_start && now < plan.end;
+        // Answers read after the end are to messages sent before it.
+        let measuring = now >= plan.measure_start;
         loop {
             let n = match sock.read(&mut self.read_buf) {
                 Ok(0) => return Err(Close::Peer(None)),
@@ -387,8 +392,8 @@ impl Worker {
                 .drain(..fed.completed.min(slot.in_flight.len()))
             {
                 self.tally.answered += 1;
+                self.outstanding = self.outstanding.saturating_sub(1);
                 if m.measured {
-                    self.outstanding = self.outstanding.saturating_sub(1);
                     self.tally.messages += 1;
                     let us = now.saturating_duration_since(m.origin).as_micros();
                     self.hist
@@ -483,7 +488,7 @@ impl Worker {
         }
     }
 
-    /// Closes a connection, counts why, and queues it to be opened again.
+    /// Closes a connection, counts why, and queues it to be opened again while the run lasts.
     fn close(&mut self, idx: usize, why: Close, now: Instant) {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
@@ -497,17 +502,7 @@ impl Worker {
             }
             Close::Timeout => {
                 back_off = false;
-                self.tally.timeouts += 1;
-                if let Some(m) = slot.in_flight.front() {
-                    let what = format!(
-                        "conn {id}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",
-                        m.seq,
-                        plan.timeout,
-                        slot.checker.partial(),
-                        plan.proto.size()
-                    );
-                    self.tally.sample(at, what);
-                }
+                timed_out(&mut self.tally, &mut self.hist, slot, plan, now);
             }
             // The server may close an idle connection; only unanswered messages make it an error.
             Close::Peer(e) if unanswered > 0 => {
@@ -526,6 +521,10 @@ impl Worker {
         }
         // Dropping the socket closes it, which also takes it out of the epoll set.
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
+        // Once the run has ended it stays closed: it would carry nothing.
+        if now >= plan.end {
+            return;
+        }
         self.tally.reconnects += 1;
         if back_off {
             self.backoff.push_back((idx, now + RECONNECT_BACKOFF));
@@ -537,6 +536,11 @@ impl Worker {
     fn finish(mut self, now: Instant) -> Outcome {
         self.tally.conns_open_at_end =
             self.slots.iter().filter(|s| s.phase == Phase::Open).count() as u64;
+        // Left only when `wait_end` came: each has waited at least `--timeout`, as the sweep would
+        // have found had it come round once more.
+        for slot in self.slots.iter().filter(|s| !s.in_flight.is_empty()) {
+            timed_out(&mut self.tally, &mut self.hist, slot, &self.plan, now);
+        }
         // Dropping the slots closes every socket.
         drop(std::mem::take(&mut self.slots));
         Outcome {
@@ -545,5 +549,27 @@ impl Worker {
             ended: now.min(self.plan.end),
             connect_error: self.connect_error,
         }
+    }
+}
+
+/// Counts a connection whose oldest message waited `--timeout` without a complete answer, and
+/// records how long its measured messages have waited so far: their answers never came, but a
+/// stalled server must still show in the latency figures, at least by this much.
+fn timed_out(tally: &mut Tally, hist: &mut Histogram<u64>, slot: &Slot, plan: &Plan, now: Instant) {
+    tally.timeouts += 1;
+    if let Some(m) = slot.in_flight.front() {
+        let what = format!(
+            "conn {}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",
+            slot.id,
+            m.seq,
+            plan.timeout,
+            slot.checker.partial(),
+            plan.proto.size()
+        );
+        tally.sample(now.saturating_duration_since(plan.start), what);
+    }
+    for m in slot.in_flight.iter().filter(|m| m.measured) {
+        let us = now.saturating_duration_since(m.origin).as_micros();
+        hist.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
     }
 }
