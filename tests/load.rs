@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,13 @@ fn freezing_line_server(s: TcpStream) {
         answered += 1;
         answered <= ANSWERED_BEFORE_FREEZING
     })
+}
+
+/// Answers the first 30 lines over all its connections, then no more: a frozen server that a
+/// reconnect does not thaw. Only one test uses it.
+fn frozen_after_30_server(s: TcpStream) {
+    static ANSWERED: AtomicUsize = AtomicUsize::new(0);
+    line_echo_while(s, || ANSWERED.fetch_add(1, Ordering::Relaxed) < 30)
 }
 
 /// Reads everything and never answers.
@@ -286,6 +294,62 @@ fn a_silent_server_is_an_error_even_in_a_run_shorter_than_the_timeout() {
     assert!(report.latency_max_us >= 1_000_000, "{report}");
     // The run waits --timeout past its end for the answers, no longer.
     assert!(started.elapsed() < Duration::from_secs(3), "{report}");
+}
+
+#[test]
+fn with_a_rate_messages_due_but_never_sent_are_errors() {
+    // 100 msg/s for 0.5 s on one connection: 50 due. The first one is never answered and, with
+    // one message in flight at most, the 49 others are never sent.
+    let flags = [
+        "--rate",
+        "100",
+        "--conns",
+        "1",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "1.5",
+    ];
+    let report = run_ok(&args(serve(silent_server), &flags));
+    assert_eq!(report.messages, 0, "{report}");
+    assert_eq!(
+        (report.timeouts, report.not_sent, report.errors),
+        (1, 49, 50),
+        "{report}"
+    );
+    assert!(
+        report
+            .first_errors
+            .iter()
+            .any(|e| e.contains("49 message(s) due by the end were never sent")),
+        "{report}"
+    );
+}
+
+#[test]
+fn every_message_due_under_a_rate_is_answered_or_counted() {
+    // 200 msg/s for 0.5 s: 100 due; the server answers 30, then none even on new connections.
+    // With one message in flight per connection, each timeout loses exactly one.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--rate",
+        "200",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "0.2",
+    ];
+    let report = run_ok(&args(serve(frozen_after_30_server), &flags));
+    assert_eq!(report.messages, 30, "{report}");
+    assert!(report.timeouts > 0 && report.not_sent > 0, "{report}");
+    let lost = report.timeouts + report.closed_early + report.wrong + report.not_sent;
+    assert_eq!(report.messages + lost, 100, "{report}");
+    assert_eq!(report.errors, lost, "{report}");
 }
 
 #[test]
@@ -496,6 +560,7 @@ fn the_report_serialises_with_the_expected_keys() {
         "latency_p999_us",
         "latency_max_us",
         "errors",
+        "not_sent",
         "connect_failures",
         "conns_requested",
         "conns_connected",

@@ -400,6 +400,27 @@ impl Plan {
             .and_then(|d| self.start.checked_add(d))
     }
 
+    /// With `--rate`: the number of the first message of the run due at `at` or later, so also
+    /// how many are due before `at`. A binary search: `due_at` only grows with `i`.
+    pub(crate) fn first_due_from(&self, at: Instant) -> u64 {
+        let (mut lo, mut hi) = (0, u64::MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.due_at(mid).is_some_and(|due| due < at) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// With `--rate`: how many of the messages numbered below `i` in the run go to connection
+    /// `id` (those numbered `id`, `id + conns`, ...).
+    pub(crate) fn share_below(&self, i: u64, id: u64) -> u64 {
+        i.saturating_sub(id).div_ceil(self.conns)
+    }
+
     /// With `--rate`: when the `j`-th message of connection `id` is due. Message `i` of the run
     /// goes to connection `i % conns`, so that is message `j * conns + id`.
     pub(crate) fn intended(&self, id: u64, j: u64) -> Option<Instant> {

@@ -40,6 +40,8 @@ pub(crate) struct Tally {
     pub wrong: u64,
     pub timeouts: u64,
     pub closed_early: u64,
+    /// With `--rate`: messages due in the measured window and never sent.
+    pub not_sent: u64,
     pub connect_failures: u64,
     pub reconnects: u64,
     pub conns_connected: u64,
@@ -50,7 +52,7 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn errors(&self) -> u64 {
-        self.wrong + self.timeouts + self.closed_early
+        self.wrong + self.timeouts + self.closed_early + self.not_sent
     }
 
     /// Keeps `what` if fewer than `MAX_ERROR_SAMPLES` errors were kept so far.
@@ -69,6 +71,7 @@ impl Tally {
         self.wrong += other.wrong;
         self.timeouts += other.timeouts;
         self.closed_early += other.closed_early;
+        self.not_sent += other.not_sent;
         self.connect_failures += other.connect_failures;
         self.reconnects += other.reconnects;
         self.conns_connected += other.conns_connected;
@@ -124,8 +127,8 @@ pub struct LoadReport {
     pub latency_p99_us: u64,
     pub latency_p999_us: u64,
     pub latency_max_us: u64,
-    /// `wrong + timeouts + closed_early`, over the whole run (warmup included: a wrong answer is
-    /// never noise).
+    /// `wrong + timeouts + closed_early + not_sent`, over the whole run (warmup included: a wrong
+    /// answer is never noise).
     pub errors: u64,
     /// Answers with a wrong or unexpected byte.
     pub wrong: u64,
@@ -135,6 +138,10 @@ pub struct LoadReport {
     pub timeouts: u64,
     /// Connections the server closed or reset while answers were still due.
     pub closed_early: u64,
+    /// With `--rate` (open loop): messages due in the measured window that were never sent,
+    /// because their connection was still waiting for earlier answers (`--pipeline`), closed or
+    /// connecting. Each is an error: the schedule is the load asked for. 0 in closed loop.
+    pub not_sent: u64,
     /// Connect attempts that failed or timed out (each retried after a short back-off).
     pub connect_failures: u64,
     /// Connections closed and opened again: `--reconnect` churn, and after every error while the
@@ -194,6 +201,7 @@ impl LoadReport {
             wrong: tally.wrong,
             timeouts: tally.timeouts,
             closed_early: tally.closed_early,
+            not_sent: tally.not_sent,
             connect_failures: tally.connect_failures,
             reconnects: tally.reconnects,
             first_errors: tally
@@ -272,8 +280,8 @@ impl fmt::Display for LoadReport {
         )?;
         write!(
             f,
-            "  errors      {} ({} wrong, {} timeouts, {} closed early)",
-            self.errors, self.wrong, self.timeouts, self.closed_early
+            "  errors      {} ({} wrong, {} timeouts, {} closed early, {} not sent)",
+            self.errors, self.wrong, self.timeouts, self.closed_early, self.not_sent
         )?;
         for e in &self.first_errors {
             write!(f, "\n    {e}")?;

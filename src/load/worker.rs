@@ -533,6 +533,38 @@ impl Worker {
         }
     }
 
+    /// With `--rate`: counts the messages due in the measured window that were never sent, their
+    /// connection still waiting for answers, closed or connecting. The open loop's schedule is
+    /// the load asked for, so each is an error, unless `--messages` did not ask for it.
+    fn count_not_sent(&mut self) {
+        let plan = &*self.plan;
+        if plan.rate.is_none() {
+            return;
+        }
+        let (first, end) = (
+            plan.first_due_from(plan.measure_start),
+            plan.first_due_from(plan.end),
+        );
+        let mut not_sent: u64 = 0;
+        for slot in &self.slots {
+            // A connection sends its messages in order: those from `issued` on were never sent.
+            let from = slot.issued.max(plan.share_below(first, slot.id));
+            not_sent = not_sent.saturating_add(plan.share_below(end, slot.id).saturating_sub(from));
+        }
+        if let Some(left) = self.budget {
+            not_sent = not_sent.min(left);
+        }
+        if not_sent > 0 {
+            self.tally.not_sent += not_sent;
+            let what = format!(
+                "{not_sent} message(s) due by the end were never sent: their connections were \
+                 still waiting for answers, closed or connecting"
+            );
+            self.tally
+                .sample(plan.end.saturating_duration_since(plan.start), what);
+        }
+    }
+
     fn finish(mut self, now: Instant) -> Outcome {
         self.tally.conns_open_at_end =
             self.slots.iter().filter(|s| s.phase == Phase::Open).count() as u64;
@@ -541,6 +573,7 @@ impl Worker {
         for slot in self.slots.iter().filter(|s| !s.in_flight.is_empty()) {
             timed_out(&mut self.tally, &mut self.hist, slot, &self.plan, now);
         }
+        self.count_not_sent();
         // Dropping the slots closes every socket.
         drop(std::mem::take(&mut self.slots));
         Outcome {
