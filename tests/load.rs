@@ -565,6 +565,7 @@ fn the_report_serialises_with_the_expected_keys() {
         "conns_requested",
         "conns_connected",
         "duration_s",
+        "timeout_s",
     ] {
         assert!(json[key].is_number(), "{key} is a number in {json}");
     }

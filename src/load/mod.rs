@@ -455,7 +455,8 @@ fn ensure_fds(conns: u32) -> Result<(), LoadError> {
 /// Runs the load described by `args` against a server and reports what it measured.
 ///
 /// Errors only when the run could not happen at all (bad options, too few file descriptors, no
-/// connection ever succeeded); wrong answers are in the report (`LoadReport::wrong_answers`).
+/// connection ever succeeded); wrong or missing answers are in the report
+/// (`LoadReport::failure`).
 pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
     // More threads than connections would leave some with nothing to do.
     let threads = args.threads.min(args.conns).max(1);
@@ -529,6 +530,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
         rate: args.rate,
         conns: args.conns,
         warmup_s: args.warmup,
+        timeout_s: args.timeout,
     };
     let measured = ended.saturating_duration_since(plan.measure_start);
     Ok(LoadReport::new(facts, tally, &hist, measured))

@@ -106,6 +106,9 @@ pub struct LoadReport {
     pub conns_open_at_end: u64,
     /// Seconds before the measured window.
     pub warmup_s: f64,
+    /// `--timeout`: the longest wait for a connect or an answer, and at the end for the last
+    /// answers.
+    pub timeout_s: f64,
     /// Seconds measured (shorter than `--duration` when `--messages` ended the run).
     pub duration_s: f64,
     /// Messages sent in the measured window and answered correctly.
@@ -158,6 +161,38 @@ impl LoadReport {
         self.errors
     }
 
+    /// Why the run failed, in one line with a hint, or `None` when it passed: every answer right
+    /// and at least one measured. A run that measured nothing proves nothing, so it fails too.
+    /// `saythat load` prints this and exits 1.
+    pub fn failure(&self) -> Option<String> {
+        if self.messages == 0 {
+            let what = match self.errors {
+                0 => format!(
+                    "no message was answered in the {:.2} s measured",
+                    self.duration_s
+                ),
+                n => format!(
+                    "no message sent in the {:.2} s measured was answered right within --timeout \
+                     ({n} error(s) in the report)",
+                    self.duration_s
+                ),
+            };
+            return Some(format!(
+                "no answer was measured: {what}; is the server running and answering on {}? \
+                 raise --timeout (now {} s) if it answers slowly, or --duration if connecting \
+                 takes longer",
+                self.addr, self.timeout_s
+            ));
+        }
+        match self.errors {
+            0 => None,
+            n => Some(format!(
+                "{n} error(s): answers wrong or missing (see the errors line and the first errors \
+                 in the report)"
+            )),
+        }
+    }
+
     /// Builds the report from the merged counts and histogram of a run.
     pub(crate) fn new(
         run: RunFacts,
@@ -184,6 +219,7 @@ impl LoadReport {
             conns_connected: tally.conns_connected,
             conns_open_at_end: tally.conns_open_at_end,
             warmup_s: run.warmup_s,
+            timeout_s: run.timeout_s,
             duration_s: secs,
             messages: tally.messages,
             messages_per_s: per_s(tally.messages as f64),
@@ -223,6 +259,7 @@ pub(crate) struct RunFacts {
     pub rate: Option<f64>,
     pub conns: u32,
     pub warmup_s: f64,
+    pub timeout_s: f64,
 }
 
 /// A latency in µs, in the unit that keeps it short: `850 µs`, `1.25 ms`, `2.50 s`.
@@ -292,7 +329,50 @@ impl fmt::Display for LoadReport {
 
 #[cfg(test)]
 mod tests {
-    use super::human_us;
+    use std::time::Duration;
+
+    use super::{human_us, new_histogram, LoadReport, RunFacts, Tally};
+
+    fn report(tally: Tally) -> LoadReport {
+        let facts = RunFacts {
+            addr: "127.0.0.1:8080".to_string(),
+            framing: "chunk".to_string(),
+            size: 64,
+            pipeline: 1,
+            threads: 1,
+            rate: None,
+            conns: 1,
+            warmup_s: 0.0,
+            timeout_s: 5.0,
+        };
+        let hist = new_histogram().expect("a histogram");
+        LoadReport::new(facts, tally, &hist, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_run_fails_unless_it_measured_answers_and_no_errors() {
+        let passed = Tally {
+            messages: 5,
+            ..Tally::default()
+        };
+        assert_eq!(report(passed.clone()).failure(), None);
+        let nothing = report(Tally::default()).failure().unwrap_or_default();
+        assert_eq!(
+            nothing,
+            "no answer was measured: no message was answered in the 1.00 s measured; is the \
+             server running and answering on 127.0.0.1:8080? raise --timeout (now 5 s) if it \
+             answers slowly, or --duration if connecting takes longer"
+        );
+        let lost = Tally {
+            timeouts: 2,
+            ..Tally::default()
+        };
+        let lost = report(lost).failure().unwrap_or_default();
+        assert!(lost.starts_with("no answer was measured: no message sent in the 1.00 s measured was answered right within --timeout (2 error(s) in the report)"), "{lost}");
+        let wrong = Tally { wrong: 1, ..passed };
+        let wrong = report(wrong).failure().unwrap_or_default();
+        assert!(wrong.starts_with("1 error(s)"), "{wrong}");
+    }
 
     #[test]
     fn latencies_read_in_a_short_unit() {
