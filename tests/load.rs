@@ -158,6 +158,26 @@ fn closing_server(mut s: TcpStream) {
     let _ = s.read(&mut buf);
 }
 
+/// Closes every connection as soon as it is accepted, before any answer.
+fn hanging_up_server(s: TcpStream) {
+    drop(s)
+}
+
+/// Resets every connection as soon as it is accepted (SO_LINGER 0), before any answer.
+fn resetting_server(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s)
+}
+
+/// Line framing: answers one line, then closes the connection.
+fn one_answer_server(s: TcpStream) {
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut line = PREFIX.to_vec();
+    if let Ok(1..) = BufReader::new(s).read_until(b'\n', &mut line) {
+        let _ = out.write_all(&line);
+    }
+}
+
 /// Sends bytes nobody asked for, then echoes.
 fn garbage_server(mut s: TcpStream) {
     let _ = s.write_all(b"\x00\xffgarbage\r\n");
@@ -357,6 +377,68 @@ fn a_server_closing_early_is_counted() {
     let report = run_ok(&args(serve(closing_server), &["--conns", "2"]));
     assert!(report.closed_early > 0, "{report}");
     assert!(report.first_errors[0].contains("unanswered"), "{report}");
+}
+
+/// Runs 2 connections for 0.5 s against servers that close or reset each connection before
+/// answering anything, with `extra` flags, and checks every such close is an error.
+fn closes_before_the_first_answer_are_errors(extra: &[&str]) {
+    for server in [hanging_up_server as fn(TcpStream), resetting_server] {
+        let flags = [&["--conns", "2", "--duration", "0.5"], extra].concat();
+        let report = run_ok(&args(serve(server), &flags));
+        assert_eq!(report.messages, 0, "{report}");
+        assert_eq!(
+            (report.connect_failures, report.closed_idle),
+            (0, 0),
+            "every connect succeeded, and no connection served: {report}"
+        );
+        // Each close is reconnected, except those found after the end.
+        assert!(
+            report.closed_early >= report.reconnects.max(1)
+                && report.closed_early <= report.reconnects + 2,
+            "{report}"
+        );
+        assert_eq!(
+            report.errors,
+            report.closed_early + report.not_sent,
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn a_server_closing_before_its_first_answer_is_an_error() {
+    closes_before_the_first_answer_are_errors(&[]);
+}
+
+#[test]
+fn with_a_rate_a_server_closing_before_its_first_answer_is_an_error() {
+    // Most connections wait for a message when the server drops them.
+    closes_before_the_first_answer_are_errors(&["--rate", "10"]);
+}
+
+#[test]
+fn a_server_closing_a_connection_it_served_is_counted_but_not_an_error() {
+    // One message every 250 ms: each connection gets one answer, then is closed idle.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--rate",
+        "4",
+        "--conns",
+        "1",
+        "--duration",
+        "1",
+    ];
+    let report = run_ok(&args(serve(one_answer_server), &flags));
+    assert_eq!((report.messages, report.errors), (4, 0), "{report}");
+    assert!(
+        // The last close is reconnected unless it is found only after the end.
+        (3..=4).contains(&report.closed_idle) && report.reconnects <= report.closed_idle,
+        "{report}"
+    );
+    assert!(report.to_string().contains("closed idle by the server"));
 }
 
 #[test]
@@ -561,6 +643,7 @@ fn the_report_serialises_with_the_expected_keys() {
         "latency_max_us",
         "errors",
         "not_sent",
+        "closed_idle",
         "connect_failures",
         "conns_requested",
         "conns_connected",

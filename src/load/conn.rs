@@ -56,6 +56,9 @@ pub(crate) struct Slot {
     pub next_seq: u64,
     /// Messages started on the current socket, for `--reconnect`.
     pub started_here: u64,
+    /// An answer completed on the current socket: once it did, a close by the server with
+    /// nothing in flight ends a connection that served, rather than one it refused.
+    pub answered_here: bool,
     /// With `--rate`: messages of this connection's schedule that are due, and those started.
     pub due: u64,
     pub issued: u64,
@@ -75,6 +78,7 @@ impl Slot {
             written: 0,
             next_seq: 0,
             started_here: 0,
+            answered_here: false,
             due: 0,
             issued: 0,
             ever_connected: false,
@@ -196,6 +200,7 @@ impl Slot {
         self.in_flight.clear();
         self.written = 0;
         self.started_here = 0;
+        self.answered_here = false;
         lost
     }
 

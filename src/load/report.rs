@@ -40,6 +40,8 @@ pub(crate) struct Tally {
     pub wrong: u64,
     pub timeouts: u64,
     pub closed_early: u64,
+    /// Closes by the server with nothing lost: not errors.
+    pub closed_idle: u64,
     /// With `--rate`: messages due in the measured window and never sent.
     pub not_sent: u64,
     pub connect_failures: u64,
@@ -71,6 +73,7 @@ impl Tally {
         self.wrong += other.wrong;
         self.timeouts += other.timeouts;
         self.closed_early += other.closed_early;
+        self.closed_idle += other.closed_idle;
         self.not_sent += other.not_sent;
         self.connect_failures += other.connect_failures;
         self.reconnects += other.reconnects;
@@ -139,8 +142,15 @@ pub struct LoadReport {
     /// reconnected. At the end of the run no message starts, and those still in flight get up to
     /// `--timeout` more: the ones left are timeouts too.
     pub timeouts: u64,
-    /// Connections the server closed or reset while answers were still due.
+    /// Connections the server closed or reset while answers were still due, or before it had
+    /// answered anything on them (with `--rate`, even before a message was sent): a server or
+    /// proxy dropping connections it was given fails its clients. Each is reconnected.
     pub closed_early: u64,
+    /// Connections the server closed or reset after answering on them, with nothing in flight.
+    /// Not an error: nothing was lost, a server may close idle connections (an idle timeout, a
+    /// drain), and the messages that follow go on a new connection, so any delay shows in their
+    /// latency (and with `--rate` as `not_sent`). Each is reconnected.
+    pub closed_idle: u64,
     /// With `--rate` (open loop): messages due in the measured window that were never sent,
     /// because their connection was still waiting for earlier answers (`--pipeline`), closed or
     /// connecting. Each is an error: the schedule is the load asked for. 0 in closed loop.
@@ -237,6 +247,7 @@ impl LoadReport {
             wrong: tally.wrong,
             timeouts: tally.timeouts,
             closed_early: tally.closed_early,
+            closed_idle: tally.closed_idle,
             not_sent: tally.not_sent,
             connect_failures: tally.connect_failures,
             reconnects: tally.reconnects,
@@ -308,11 +319,12 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "  conns       {} requested, {} connected, {} open at end, {} connect failures, {} reconnects",
+            "  conns       {} requested, {} connected, {} open at end, {} connect failures, {} closed idle by the server, {} reconnects",
             self.conns_requested,
             self.conns_connected,
             self.conns_open_at_end,
             self.connect_failures,
+            self.closed_idle,
             self.reconnects
         )?;
         write!(

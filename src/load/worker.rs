@@ -127,15 +127,14 @@ pub(crate) fn run(
         for event in events.iter() {
             let idx = event.token().0;
             now = Instant::now();
+            // A short read means drained unless the event also reports the end of the stream.
+            let ending = event.is_read_closed() || event.is_error();
             match w.slots.get(idx).map(|s| s.phase) {
-                Some(Phase::Connecting { .. }) => w.on_connect_ready(poll.registry(), idx, now),
-                // A short read means drained unless the event also reports the end of the stream.
-                Some(Phase::Open) => w.on_ready(
-                    poll.registry(),
-                    idx,
-                    event.is_read_closed() || event.is_error(),
-                    now,
-                ),
+                Some(Phase::Connecting { .. }) => {
+                    let readable = event.is_readable() || ending;
+                    w.on_connect_ready(poll.registry(), idx, readable, ending, now)
+                }
+                Some(Phase::Open) => w.on_ready(poll.registry(), idx, ending, now),
                 // Closed earlier in this batch: the event was for a socket that is gone.
                 Some(Phase::Waiting) | None => {}
             }
@@ -297,8 +296,16 @@ impl Worker {
         self.connecting += 1;
     }
 
-    /// A connecting socket is ready: connected, failed, or (spuriously) neither yet.
-    fn on_connect_ready(&mut self, reg: &Registry, idx: usize, now: Instant) {
+    /// A connecting socket is ready: connected, failed, or (spuriously) neither yet. `readable`
+    /// and `ending` are what else the event reports: the server's first bytes or its close.
+    fn on_connect_ready(
+        &mut self,
+        reg: &Registry,
+        idx: usize,
+        readable: bool,
+        ending: bool,
+        now: Instant,
+    ) {
         let slot = &mut self.slots[idx];
         let Some(sock) = slot.sock.as_ref() else {
             return;
@@ -308,11 +315,17 @@ impl Worker {
             Ok(None) => sock.peer_addr().map(|_| ()),
             Ok(Some(e)) | Err(e) => Err(e),
         };
-        match outcome {
-            Ok(()) => {}
+        let closed = match outcome {
+            Ok(()) => None,
             Err(e) if e.kind() == ErrorKind::NotConnected => return,
+            // A reset (a broken pipe once a FIN came first) is only reported once the connect has
+            // succeeded, a refusal being `ConnectionRefused`: the server accepted the connection
+            // and dropped it at once, which is its close, not a connect failure.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                Some(e)
+            }
             Err(e) => return self.connect_failed(idx, &e, now),
-        }
+        };
         // Small messages must not wait for Nagle's algorithm; without it they still arrive.
         if let Err(e) = sock.set_nodelay(true) {
             log::debug!("conn {}: cannot set TCP_NODELAY: {e}", slot.id);
@@ -323,7 +336,13 @@ impl Worker {
             self.tally.conns_connected += 1;
         }
         self.connecting -= 1;
-        self.send(reg, idx, now);
+        match closed {
+            Some(e) => self.close(idx, Close::Peer(Some(e)), now),
+            // Edge-triggered: what came with the connect is not reported again, so read it now.
+            // It may be the server's close before the first message is even sent.
+            None if readable => self.on_ready(reg, idx, ending, now),
+            None => self.send(reg, idx, now),
+        }
     }
 
     fn connect_failed(&mut self, idx: usize, e: &io::Error, now: Instant) {
@@ -387,6 +406,9 @@ impl Worker {
                 slot.in_flight.len(),
                 &self.read_buf[..n],
             );
+            if fed.completed > 0 {
+                slot.answered_here = true;
+            }
             for m in slot
                 .in_flight
                 .drain(..fed.completed.min(slot.in_flight.len()))
@@ -504,19 +526,25 @@ impl Worker {
                 back_off = false;
                 timed_out(&mut self.tally, &mut self.hist, slot, plan, now);
             }
-            // The server may close an idle connection; only unanswered messages make it an error.
-            Close::Peer(e) if unanswered > 0 => {
+            // A close that loses messages, or that comes before the server answered anything on
+            // the connection (it refused to serve it: a proxy whose backend is down, a restart),
+            // fails the clients, so it is an error even with no message sent yet (`--rate`).
+            Close::Peer(e) if unanswered > 0 || !slot.answered_here => {
                 self.tally.closed_early += 1;
                 let how = match e {
                     None => "the server closed the connection".to_string(),
                     Some(e) => format!("the connection failed ({})", describe(&e)),
                 };
-                self.tally.sample(
-                    at,
-                    format!("conn {id}: {how} with {unanswered} message(s) unanswered"),
-                );
+                let when = match unanswered {
+                    0 => "before its first answer".to_string(),
+                    n => format!("with {n} message(s) unanswered"),
+                };
+                self.tally.sample(at, format!("conn {id}: {how} {when}"));
             }
-            Close::Peer(_) => {}
+            // A server may close a connection it has served once it is idle (saythat's
+            // --idle-timeout, a drain): nothing was lost and the next messages go on a new one,
+            // any delay showing in their latency. Counted, so it is seen, but not an error.
+            Close::Peer(_) => self.tally.closed_idle += 1,
             Close::Churn => back_off = false,
         }
         // Dropping the socket closes it, which also takes it out of the epoll set.
