@@ -103,7 +103,7 @@ p99 = runs["pingpong"]["latency_p99_us"]
 growth = int(rss_max) - int(rss_start)
 print(f"answers checked      {checked}")
 print(f"wrong answers        {wrong}")
-print(f"other errors         {errors - wrong} (timeouts or early closes)")
+print(f"other errors         {errors - wrong} (timeouts, early closes or messages not sent)")
 print(f"fairness p99         {p99 / 1000:.2f} ms (ping-pong at 5000 msgs/s beside the streamer)")
 print(f"streamer             {runs['streamer']['received_mib_per_s']:.1f} MiB/s answered")
 print(f"churn                {runs['churn']['reconnects']} reconnects")

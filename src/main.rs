@@ -88,11 +88,8 @@ fn load(args: &LoadArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     } else {
         println!("{report}");
     }
-    match report.wrong_answers() {
-        0 => Ok(()),
-        n => Err(
-            format!("{n} message(s) got a wrong answer or none (see the first errors above)")
-                .into(),
-        ),
+    match report.failure() {
+        None => Ok(()),
+        Some(why) => Err(why.into()),
     }
 }

@@ -5,7 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
@@ -97,19 +99,46 @@ fn corrupting_server(s: TcpStream) {
     chunk_echo(s, PREFIX, 1024, 20)
 }
 
-/// Line framing: every `\n`-terminated line is answered by the prefix + the line.
-fn line_server(s: TcpStream) {
+/// Line framing: every `\n`-terminated line for which `answer()` says so is answered by the
+/// prefix + the line; the others are read and never answered.
+fn line_echo_while(s: TcpStream, mut answer: impl FnMut() -> bool) {
     let Ok(mut out) = s.try_clone() else { return };
     let mut lines = BufReader::new(s);
     let mut line = Vec::new();
     while let Ok(1..) = lines.read_until(b'\n', &mut line) {
-        let mut answer = PREFIX.to_vec();
-        answer.extend_from_slice(&line);
-        if out.write_all(&answer).is_err() {
-            return;
+        if answer() {
+            let mut answer = PREFIX.to_vec();
+            answer.extend_from_slice(&line);
+            if out.write_all(&answer).is_err() {
+                return;
+            }
         }
         line.clear();
     }
+}
+
+fn line_server(s: TcpStream) {
+    line_echo_while(s, || true)
+}
+
+/// Lines each connection of `freezing_line_server` answers before it stops answering.
+const ANSWERED_BEFORE_FREEZING: usize = 50;
+
+/// Answers the first lines of each connection, then reads on and answers no more: a server that
+/// freezes in the middle of a run (as under SIGSTOP, but with the connection open).
+fn freezing_line_server(s: TcpStream) {
+    let mut answered = 0;
+    line_echo_while(s, || {
+        answered += 1;
+        answered <= ANSWERED_BEFORE_FREEZING
+    })
+}
+
+/// Answers the first 30 lines over all its connections, then no more: a frozen server that a
+/// reconnect does not thaw. Only one test uses it.
+fn frozen_after_30_server(s: TcpStream) {
+    static ANSWERED: AtomicUsize = AtomicUsize::new(0);
+    line_echo_while(s, || ANSWERED.fetch_add(1, Ordering::Relaxed) < 30)
 }
 
 /// Reads everything and never answers.
@@ -127,6 +156,26 @@ fn closing_server(mut s: TcpStream) {
         let _ = s.write_all(&out);
     }
     let _ = s.read(&mut buf);
+}
+
+/// Closes every connection as soon as it is accepted, before any answer.
+fn hanging_up_server(s: TcpStream) {
+    drop(s)
+}
+
+/// Resets every connection as soon as it is accepted (SO_LINGER 0), before any answer.
+fn resetting_server(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s)
+}
+
+/// Line framing: answers one line, then closes the connection.
+fn one_answer_server(s: TcpStream) {
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut line = PREFIX.to_vec();
+    if let Ok(1..) = BufReader::new(s).read_until(b'\n', &mut line) {
+        let _ = out.write_all(&line);
+    }
 }
 
 /// Sends bytes nobody asked for, then echoes.
@@ -222,10 +271,174 @@ fn a_silent_server_yields_timeouts() {
 }
 
 #[test]
+fn answers_missing_at_the_end_are_timeouts_and_show_in_the_latency() {
+    // Each connection keeps 4 messages in flight; the server answers 50, then none: 8 messages
+    // wait past the end of the run, longer than --timeout.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--pipeline",
+        "4",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "1",
+    ];
+    let report = run_ok(&args(serve(freezing_line_server), &flags));
+    assert_eq!(
+        report.messages,
+        2 * ANSWERED_BEFORE_FREEZING as u64,
+        "{report}"
+    );
+    assert_eq!((report.timeouts, report.errors), (2, 2), "{report}");
+    assert!(
+        report.first_errors[0].contains("no complete answer"),
+        "{report}"
+    );
+    // 8 of the 108 measured messages waited at least the timeout: more than 1%.
+    assert!(report.latency_max_us >= 1_000_000, "{report}");
+    assert!(report.latency_p99_us >= 900_000, "{report}");
+}
+
+#[test]
+fn a_silent_server_is_an_error_even_in_a_run_shorter_than_the_timeout() {
+    let flags = ["--duration", "0.3", "--timeout", "1"];
+    let started = Instant::now();
+    let report = run_ok(&args(serve(silent_server), &flags));
+    assert_eq!(report.messages, 0, "{report}");
+    assert_eq!((report.timeouts, report.errors), (4, 4), "{report}");
+    assert!(report.latency_max_us >= 1_000_000, "{report}");
+    // The run waits --timeout past its end for the answers, no longer.
+    assert!(started.elapsed() < Duration::from_secs(3), "{report}");
+}
+
+#[test]
+fn with_a_rate_messages_due_but_never_sent_are_errors() {
+    // 100 msg/s for 0.5 s on one connection: 50 due. The first one is never answered and, with
+    // one message in flight at most, the 49 others are never sent.
+    let flags = [
+        "--rate",
+        "100",
+        "--conns",
+        "1",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "1.5",
+    ];
+    let report = run_ok(&args(serve(silent_server), &flags));
+    assert_eq!(report.messages, 0, "{report}");
+    assert_eq!(
+        (report.timeouts, report.not_sent, report.errors),
+        (1, 49, 50),
+        "{report}"
+    );
+    assert!(
+        report
+            .first_errors
+            .iter()
+            .any(|e| e.contains("49 message(s) due by the end were never sent")),
+        "{report}"
+    );
+}
+
+#[test]
+fn every_message_due_under_a_rate_is_answered_or_counted() {
+    // 200 msg/s for 0.5 s: 100 due; the server answers 30, then none even on new connections.
+    // With one message in flight per connection, each timeout loses exactly one.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--rate",
+        "200",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "0.2",
+    ];
+    let report = run_ok(&args(serve(frozen_after_30_server), &flags));
+    assert_eq!(report.messages, 30, "{report}");
+    assert!(report.timeouts > 0 && report.not_sent > 0, "{report}");
+    let lost = report.timeouts + report.closed_early + report.wrong + report.not_sent;
+    assert_eq!(report.messages + lost, 100, "{report}");
+    assert_eq!(report.errors, lost, "{report}");
+}
+
+#[test]
 fn a_server_closing_early_is_counted() {
     let report = run_ok(&args(serve(closing_server), &["--conns", "2"]));
     assert!(report.closed_early > 0, "{report}");
     assert!(report.first_errors[0].contains("unanswered"), "{report}");
+}
+
+/// Runs 2 connections for 0.5 s against servers that close or reset each connection before
+/// answering anything, with `extra` flags, and checks every such close is an error.
+fn closes_before_the_first_answer_are_errors(extra: &[&str]) {
+    for server in [hanging_up_server as fn(TcpStream), resetting_server] {
+        let flags = [&["--conns", "2", "--duration", "0.5"], extra].concat();
+        let report = run_ok(&args(serve(server), &flags));
+        assert_eq!(report.messages, 0, "{report}");
+        assert_eq!(
+            (report.connect_failures, report.closed_idle),
+            (0, 0),
+            "every connect succeeded, and no connection served: {report}"
+        );
+        // Each close is reconnected, except those found after the end.
+        assert!(
+            report.closed_early >= report.reconnects.max(1)
+                && report.closed_early <= report.reconnects + 2,
+            "{report}"
+        );
+        assert_eq!(
+            report.errors,
+            report.closed_early + report.not_sent,
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn a_server_closing_before_its_first_answer_is_an_error() {
+    closes_before_the_first_answer_are_errors(&[]);
+}
+
+#[test]
+fn with_a_rate_a_server_closing_before_its_first_answer_is_an_error() {
+    // Most connections wait for a message when the server drops them.
+    closes_before_the_first_answer_are_errors(&["--rate", "10"]);
+}
+
+#[test]
+fn a_server_closing_a_connection_it_served_is_counted_but_not_an_error() {
+    // One message every 250 ms: each connection gets one answer, then is closed idle.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--rate",
+        "4",
+        "--conns",
+        "1",
+        "--duration",
+        "1",
+    ];
+    let report = run_ok(&args(serve(one_answer_server), &flags));
+    assert_eq!((report.messages, report.errors), (4, 0), "{report}");
+    assert!(
+        // The last close is reconnected unless it is found only after the end.
+        (3..=4).contains(&report.closed_idle) && report.reconnects <= report.closed_idle,
+        "{report}"
+    );
+    assert!(report.to_string().contains("closed idle by the server"));
 }
 
 #[test]
@@ -286,11 +499,104 @@ fn out_of_range_values_are_refused_before_connecting() {
 }
 
 #[test]
-fn more_connections_than_file_descriptors_are_refused() {
+fn every_flag_refuses_values_that_could_overflow_or_panic() {
+    for bad in [
+        ["--duration", "18446744073709551615"],
+        ["--duration", "inf"],
+        ["--duration", "-1"],
+        ["--warmup", "1e300"],
+        ["--warmup", "-0.5"],
+        ["--timeout", "0"],
+        ["--timeout", "0.0000001"],
+        ["--timeout", "86401"],
+        ["--rate", "0"],
+        ["--rate", "1e300"],
+        ["--rate", "inf"],
+        ["--conns", "0"],
+        ["--conns", "65536"],
+        ["--conns", "4294967295"],
+        ["--size", "0"],
+        ["--size", "16777217"],
+        ["--size", "4294967296"],
+        ["--pipeline", "0"],
+        ["--pipeline", "1025"],
+        ["--threads", "0"],
+        ["--threads", "257"],
+        ["--messages", "0"],
+        ["--messages", "18446744073709551616"],
+        ["--reconnect", "0"],
+        ["--reconnect", "18446744073709551616"],
+    ] {
+        // `--flag=value`, so that a negative value is not taken for a flag.
+        let flag = format!("{}={}", bad[0], bad[1]);
+        match Cli::try_parse_from(["load", "--addr", "127.0.0.1:9", &flag]) {
+            Ok(_) => panic!("{bad:?} is accepted"),
+            // Shown on the command line as a usage error, exit 2, naming the flag.
+            Err(e) => assert!(e.to_string().contains(bad[0]), "{bad:?}: {e}"),
+        }
+    }
+    // Built in code rather than parsed, the same values are refused by `run`.
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let err = load::run(&args(addr, &["--conns", "4000000000"])).expect_err("too many");
-    assert_eq!(err.kind(), LoadErrorKind::FdLimit);
-    assert!(err.to_string().contains("the limit is"), "{err}");
+    let refused = |change: &dyn Fn(&mut LoadArgs)| {
+        let mut a = args(addr, &[]);
+        change(&mut a);
+        match load::run(&a) {
+            Err(e) => e.kind() == LoadErrorKind::InvalidArgs,
+            Ok(_) => false,
+        }
+    };
+    assert!(refused(&|a| a.conns = load::MAX_CONNS + 1));
+    assert!(refused(&|a| a.conns = u32::MAX));
+    assert!(refused(&|a| a.rate = Some(f64::MAX)));
+    assert!(refused(&|a| a.rate = Some(f64::NAN)));
+    assert!(refused(&|a| a.timeout = 1e-9));
+    assert!(refused(&|a| a.duration = f64::MAX));
+    assert!(refused(&|a| a.warmup = f64::INFINITY));
+}
+
+#[test]
+fn the_largest_values_allowed_run_without_overflowing() {
+    // Deadlines a day or more ahead; --messages ends the run at once.
+    let flags = [
+        "--duration",
+        "86400",
+        "--timeout",
+        "86400",
+        "--messages",
+        "20",
+        "--reconnect",
+        "18446744073709551615",
+    ];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (20, 0), "{report}");
+    // Every message of the schedule due at once.
+    let flags = ["--rate", "1e9", "--messages", "50", "--duration", "86400"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (50, 0), "{report}");
+    // The second message is due too far ahead to represent: only the first is sent.
+    let flags = ["--rate", "1e-300", "--conns", "1", "--duration", "0.3"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert_eq!((report.messages, report.errors), (1, 0), "{report}");
+    let flags = ["--messages", "18446744073709551615", "--duration", "0.3"];
+    let report = run_ok(&args(serve(chunk_server), &flags));
+    assert!(report.messages > 0 && report.errors == 0, "{report}");
+    // Three days of deadlines, planned before the connect fails.
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    };
+    let flags = [
+        "--warmup",
+        "86400",
+        "--duration",
+        "86400",
+        "--timeout",
+        "86400",
+    ];
+    let err = load::run(&args(addr, &flags)).expect_err("nothing listens");
+    assert_eq!(err.kind(), LoadErrorKind::Connect, "{err}");
 }
 
 #[test]
@@ -336,10 +642,13 @@ fn the_report_serialises_with_the_expected_keys() {
         "latency_p999_us",
         "latency_max_us",
         "errors",
+        "not_sent",
+        "closed_idle",
         "connect_failures",
         "conns_requested",
         "conns_connected",
         "duration_s",
+        "timeout_s",
     ] {
         assert!(json[key].is_number(), "{key} is a number in {json}");
     }

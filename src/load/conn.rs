@@ -56,6 +56,9 @@ pub(crate) struct Slot {
     pub next_seq: u64,
     /// Messages started on the current socket, for `--reconnect`.
     pub started_here: u64,
+    /// An answer completed on the current socket: once it did, a close by the server with
+    /// nothing in flight ends a connection that served, rather than one it refused.
+    pub answered_here: bool,
     /// With `--rate`: messages of this connection's schedule that are due, and those started.
     pub due: u64,
     pub issued: u64,
@@ -75,6 +78,7 @@ impl Slot {
             written: 0,
             next_seq: 0,
             started_here: 0,
+            answered_here: false,
             due: 0,
             issued: 0,
             ever_connected: false,
@@ -137,8 +141,8 @@ impl Slot {
     }
 
     /// Records that the first `n` bytes of the last `fill` were written at `now`: messages whose
-    /// first byte went out are in flight from now. Returns how many of them are measured, each of
-    /// which spent one unit of `budget`.
+    /// first byte went out are in flight from now. Returns how many messages that started; the
+    /// measured ones among them each spent one unit of `budget`.
     pub(crate) fn commit(
         &mut self,
         plan: &Plan,
@@ -151,7 +155,7 @@ impl Slot {
         let take = rest.min(n);
         self.written += take as u32;
         n -= take;
-        let mut measured = 0;
+        let mut started = 0;
         while n > 0 {
             let origin = match plan.rate {
                 // Sent early (see `SCHEDULE_LOOKAHEAD`), it counts from its actual send; sent
@@ -159,13 +163,13 @@ impl Slot {
                 Some(_) => {
                     let at = plan.intended(self.id, self.issued);
                     self.issued += 1;
-                    at.min(now)
+                    at.map_or(now, |at| at.min(now))
                 }
                 None => now,
             };
             let is_measured = origin >= plan.measure_start;
+            started += 1;
             if is_measured {
-                measured += 1;
                 if let Some(left) = budget {
                     *left = left.saturating_sub(1);
                 }
@@ -182,13 +186,13 @@ impl Slot {
             self.written = take as u32;
             n -= take;
         }
-        measured
+        started
     }
 
-    /// Forgets the current socket's stream, after it closed: returns how many measured messages
-    /// were still in flight and are now lost.
+    /// Forgets the current socket's stream, after it closed: returns how many messages were
+    /// still in flight and are now lost.
     pub(crate) fn reset_stream(&mut self, plan: &Plan) -> u64 {
-        let lost = self.in_flight.iter().filter(|m| m.measured).count() as u64;
+        let lost = self.in_flight.len() as u64;
         self.sock = None;
         self.phase = Phase::Waiting;
         self.writable_interest = false;
@@ -196,6 +200,7 @@ impl Slot {
         self.in_flight.clear();
         self.written = 0;
         self.started_here = 0;
+        self.answered_here = false;
         lost
     }
 

@@ -31,14 +31,24 @@ use worker::{Share, Snapshot};
 pub const MAX_CONNECTS_IN_FLIGHT: usize = 512;
 /// Wait before a connection is opened again after its connect failed or the server closed it.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Largest `--conns`: connections to one address each need their own source port, so no more
+/// than 65,535 could ever open; the bound also caps what the connection table allocates.
+pub const MAX_CONNS: u32 = 65_535;
 /// Largest `--size`: messages are regenerated rather than stored, so this bounds time, not memory.
 pub const MAX_SIZE: u32 = 16 * 1024 * 1024;
 /// Largest `--pipeline`: the per-connection record of messages in flight grows with it.
 pub const MAX_PIPELINE: u32 = 1024;
 /// Largest `--threads`; more loops than cores only adds switching.
 pub const MAX_THREADS: u32 = 256;
-/// Longest `--duration`, `--warmup` or `--timeout` in seconds (a day): every run ends.
+/// Longest `--duration`, `--warmup` or `--timeout` in seconds (a day): every run ends, and the
+/// run's deadlines (at most three days ahead) always fit in an `Instant`.
 pub const MAX_SECONDS: f64 = 86_400.0;
+/// Shortest `--timeout` in seconds: timeouts are looked for every millisecond at best, so a
+/// shorter one could not be told apart.
+pub const MIN_TIMEOUT_SECS: f64 = 0.001;
+/// Largest `--rate` in messages/s, far beyond what one machine's loopback carries; it keeps the
+/// schedule's message numbers (rate times seconds) well inside a `u64`.
+pub const MAX_RATE: f64 = 1e9;
 /// Error descriptions kept in the report; the rest are only counted.
 pub const MAX_ERROR_SAMPLES: usize = 5;
 /// How often the live progress line is redrawn.
@@ -61,9 +71,9 @@ pub struct LoadArgs {
 
     /// Connections kept open at once (the fd limit is raised to its hard limit to allow them).
     /// Past about 14,000 to one address Linux is slower to find each a source port (19,000 took
-    /// 4.5 s on 2 cores): give --warmup that long.
+    /// 4.5 s on 2 cores): give --warmup that long. At most 65,535 (one source port each).
     #[arg(long, value_name = "N", env = "SAYTHAT_LOAD_CONNS", default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS)))]
     pub conns: u32,
 
     /// Bytes per message; in line framing the last one is the `\n`.
@@ -71,14 +81,15 @@ pub struct LoadArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SIZE)))]
     pub size: u32,
 
-    /// Seconds measured, after the warmup.
+    /// Seconds measured, after the warmup (more than 0, at most a day).
     #[arg(long, value_name = "SECS", env = "SAYTHAT_LOAD_DURATION", default_value_t = 10.0,
-          value_parser = parse_positive_secs)]
+          value_parser = parse_duration)]
     pub duration: f64,
 
-    /// Seconds of load before measuring: answers are checked but not counted in the figures.
+    /// Seconds of load before measuring: answers are checked but not counted in the figures
+    /// (at most a day).
     #[arg(long, value_name = "SECS", env = "SAYTHAT_LOAD_WARMUP", default_value_t = 2.0,
-          value_parser = parse_secs)]
+          value_parser = parse_warmup)]
     pub warmup: f64,
 
     /// Messages in flight per connection; above 1 needs line framing or an empty prefix.
@@ -101,6 +112,7 @@ pub struct LoadArgs {
 
     /// Total messages per second over all connections (open loop; latency counts from each
     /// message's intended send time). Without it, each connection sends as fast as answers come.
+    /// At most 1e9.
     #[arg(long, value_name = "MSGS_PER_S", env = "SAYTHAT_LOAD_RATE", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
@@ -124,9 +136,10 @@ pub struct LoadArgs {
     pub reconnect: Option<u64>,
 
     /// Seconds to wait for a connect or a complete answer; past it, it counts as an error
-    /// (connect failure or timeout) and the connection is opened again.
+    /// (connect failure or timeout) and the connection is opened again (0.001 to a day). Also the
+    /// longest wait, at the end of the run, for the answers still due.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_LOAD_TIMEOUT", default_value_t = 5.0,
-          value_parser = parse_positive_secs)]
+          value_parser = parse_timeout)]
     pub timeout: f64,
 }
 
@@ -189,31 +202,78 @@ impl fmt::Display for LoadError {
 
 impl Error for LoadError {}
 
-fn parse_secs(s: &str) -> Result<f64, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.0..=MAX_SECONDS).contains(&secs) {
-        return Err(format!("{s} is not between 0 and {MAX_SECONDS} seconds"));
+/// Checks a number of seconds against `min` (itself allowed unless `strict`) and `MAX_SECONDS`
+/// and converts it; NaN and infinities fail too. Shared by the flags' parsers and `Plan::new`, so
+/// a `LoadArgs` built in code meets the same bounds as the command line.
+fn secs_within(secs: f64, min: f64, strict: bool) -> Result<Duration, String> {
+    let above = if strict { secs > min } else { secs >= min };
+    let d = Duration::try_from_secs_f64(secs).ok();
+    match d {
+        Some(d) if above && secs <= MAX_SECONDS => Ok(d),
+        _ if strict => Err(format!(
+            "it must be more than {min} and at most {MAX_SECONDS} seconds"
+        )),
+        _ => Err(format!(
+            "it must be between {min} and {MAX_SECONDS} seconds"
+        )),
     }
-    Ok(secs)
 }
 
-fn parse_positive_secs(s: &str) -> Result<f64, String> {
-    let secs = parse_secs(s)?;
-    if secs == 0.0 {
-        return Err("it must be more than 0 seconds".to_string());
+fn duration_secs(secs: f64) -> Result<Duration, String> {
+    secs_within(secs, 0.0, true)
+}
+
+fn warmup_secs(secs: f64) -> Result<Duration, String> {
+    secs_within(secs, 0.0, false)
+}
+
+fn timeout_secs(secs: f64) -> Result<Duration, String> {
+    secs_within(secs, MIN_TIMEOUT_SECS, false)
+}
+
+fn check_rate(rate: f64) -> Result<f64, String> {
+    // NaN fails the comparison.
+    if rate > 0.0 && rate <= MAX_RATE {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "it must be a number of messages per second above 0 and at most {MAX_RATE}"
+        ))
     }
-    Ok(secs)
+}
+
+/// Parses a flag's number and checks it with `check`.
+fn parse_number<T>(s: &str, check: fn(f64) -> Result<T, String>) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    check(v).map(|_| v)
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    parse_number(s, duration_secs)
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    parse_number(s, warmup_secs)
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    parse_number(s, timeout_secs)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "`{s}` is not a positive number of messages per second"
-        )),
-    }
+    parse_number(s, check_rate)
+}
+
+/// `from + d`, or an error naming the time that does not fit the clock. With every time at most
+/// `MAX_SECONDS` it always fits; this keeps an `Instant` overflow from ever being a panic.
+fn later(from: Instant, d: Duration, what: &str) -> Result<Instant, LoadError> {
+    from.checked_add(d).ok_or_else(|| {
+        LoadError::invalid(
+            format!("cannot plan {what}"),
+            format!("{d:?} from now is past what this system's clock can represent"),
+            "give shorter --warmup, --duration or --timeout",
+        )
+    })
 }
 
 /// Everything the load threads share, checked and converted from `LoadArgs`; read-only.
@@ -236,10 +296,13 @@ pub(crate) struct Plan {
     pub sweep: Duration,
     /// This thread's part of `MAX_CONNECTS_IN_FLIGHT`.
     pub connects_per_thread: usize,
-    /// When the run started, the warmup ended, and the run ends.
+    /// When the run started, the warmup ended, and the run ends: no message starts after `end`.
     pub start: Instant,
     pub measure_start: Instant,
     pub end: Instant,
+    /// `end` + `timeout`: the latest the loops wait for the answers to messages sent before
+    /// `end`. Every message still in flight then has waited at least `timeout`.
+    pub wait_end: Instant,
     /// Threads send progress snapshots: stderr is a terminal to draw on.
     pub progress: bool,
 }
@@ -247,24 +310,12 @@ pub(crate) struct Plan {
 impl Plan {
     /// Checks every option before any socket is opened.
     fn new(args: &LoadArgs, threads: u32, start: Instant) -> Result<Plan, LoadError> {
-        let secs = |flag: &str, v: f64, zero_ok: bool| {
-            let ok = v.is_finite() && v <= MAX_SECONDS && (v > 0.0 || (zero_ok && v == 0.0));
-            match Duration::try_from_secs_f64(v) {
-                Ok(d) if ok => Ok(d),
-                _ => Err(LoadError::invalid(
-                    format!("invalid --{flag} {v}"),
-                    format!("it must be a number of seconds up to {MAX_SECONDS}"),
-                    if zero_ok {
-                        ""
-                    } else {
-                        "give more than 0 seconds"
-                    },
-                )),
-            }
+        let secs = |flag: &str, v: f64, check: fn(f64) -> Result<Duration, String>| {
+            check(v).map_err(|cause| LoadError::invalid(format!("invalid --{flag} {v}"), cause, ""))
         };
-        let duration = secs("duration", args.duration, false)?;
-        let warmup = secs("warmup", args.warmup, true)?;
-        let timeout = secs("timeout", args.timeout, false)?;
+        let duration = secs("duration", args.duration, duration_secs)?;
+        let warmup = secs("warmup", args.warmup, warmup_secs)?;
+        let timeout = secs("timeout", args.timeout, timeout_secs)?;
         let range = |flag: &str, v: u64, max: u64| {
             if (1..=max).contains(&v) {
                 Ok(())
@@ -276,7 +327,7 @@ impl Plan {
                 ))
             }
         };
-        range("conns", args.conns.into(), u32::MAX.into())?;
+        range("conns", args.conns.into(), MAX_CONNS.into())?;
         range("size", args.size.into(), MAX_SIZE.into())?;
         range("pipeline", args.pipeline.into(), MAX_PIPELINE.into())?;
         range("threads", args.threads.into(), MAX_THREADS.into())?;
@@ -286,12 +337,9 @@ impl Plan {
         if let Some(n) = args.reconnect {
             range("reconnect", n, u64::MAX)?;
         }
-        if let Some(rate) = args.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-            return Err(LoadError::invalid(
-                format!("invalid --rate {rate}"),
-                "it must be a positive number of messages per second",
-                "",
-            ));
+        if let Some(rate) = args.rate {
+            check_rate(rate)
+                .map_err(|cause| LoadError::invalid(format!("invalid --rate {rate}"), cause, ""))?;
         }
         if args.prefix.len() > MAX_PREFIX {
             return Err(LoadError::invalid(
@@ -311,7 +359,8 @@ impl Plan {
                 "use --framing line, an empty --prefix '', or --pipeline 1",
             ));
         }
-        let measure_start = start + warmup;
+        let measure_start = later(start, warmup, "the warmup")?;
+        let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {
             addr: args.addr,
             proto: Protocol::new(args.prefix.as_bytes(), args.framing, args.size),
@@ -324,35 +373,57 @@ impl Plan {
             connects_per_thread: MAX_CONNECTS_IN_FLIGHT.div_ceil(threads as usize),
             start,
             measure_start,
-            end: measure_start + duration,
+            end,
+            wait_end: later(end, timeout, "the wait for the last answers")?,
             progress: io::stderr().is_terminal(),
         })
     }
 
     /// The same plan with its clock started at `start`.
-    fn starting_at(self, start: Instant) -> Plan {
+    fn starting_at(self, start: Instant) -> Result<Plan, LoadError> {
         let shift = start.saturating_duration_since(self.start);
-        Plan {
+        Ok(Plan {
             start,
-            measure_start: self.measure_start + shift,
-            end: self.end + shift,
+            measure_start: later(self.measure_start, shift, "the warmup")?,
+            end: later(self.end, shift, "the measured time")?,
+            wait_end: later(self.wait_end, shift, "the wait for the last answers")?,
             ..self
-        }
+        })
     }
 
-    /// With `--rate`: when message `i` of the whole run is due, `start + i / rate`.
-    pub(crate) fn due_at(&self, i: u64) -> Instant {
+    /// With `--rate`: when message `i` of the whole run is due, `start + i / rate`; `None` when
+    /// that is too far ahead to represent, so never.
+    pub(crate) fn due_at(&self, i: u64) -> Option<Instant> {
         let rate = self.rate.unwrap_or(f64::INFINITY);
         Duration::try_from_secs_f64(i as f64 / rate)
             .ok()
             .and_then(|d| self.start.checked_add(d))
-            // Too far to represent: after the end, so never sent.
-            .unwrap_or(self.end + Duration::from_secs(1))
+    }
+
+    /// With `--rate`: the number of the first message of the run due at `at` or later, so also
+    /// how many are due before `at`. A binary search: `due_at` only grows with `i`.
+    pub(crate) fn first_due_from(&self, at: Instant) -> u64 {
+        let (mut lo, mut hi) = (0, u64::MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.due_at(mid).is_some_and(|due| due < at) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// With `--rate`: how many of the messages numbered below `i` in the run go to connection
+    /// `id` (those numbered `id`, `id + conns`, ...).
+    pub(crate) fn share_below(&self, i: u64, id: u64) -> u64 {
+        i.saturating_sub(id).div_ceil(self.conns)
     }
 
     /// With `--rate`: when the `j`-th message of connection `id` is due. Message `i` of the run
     /// goes to connection `i % conns`, so that is message `j * conns + id`.
-    pub(crate) fn intended(&self, id: u64, j: u64) -> Instant {
+    pub(crate) fn intended(&self, id: u64, j: u64) -> Option<Instant> {
         self.due_at(j.saturating_mul(self.conns).saturating_add(id))
     }
 }
@@ -384,14 +455,15 @@ fn ensure_fds(conns: u32) -> Result<(), LoadError> {
 /// Runs the load described by `args` against a server and reports what it measured.
 ///
 /// Errors only when the run could not happen at all (bad options, too few file descriptors, no
-/// connection ever succeeded); wrong answers are in the report (`LoadReport::wrong_answers`).
+/// connection ever succeeded); wrong or missing answers are in the report
+/// (`LoadReport::failure`).
 pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
     // More threads than connections would leave some with nothing to do.
     let threads = args.threads.min(args.conns).max(1);
     // Options are checked before the fd limit is touched, so a bad one fails without side effects.
     let plan = Plan::new(args, threads, Instant::now())?;
     ensure_fds(args.conns)?;
-    let plan = Arc::new(plan.starting_at(Instant::now()));
+    let plan = Arc::new(plan.starting_at(Instant::now())?);
 
     let (tx, rx) = mpsc::channel::<Snapshot>();
     let mut handles = Vec::with_capacity(threads as usize);
@@ -458,6 +530,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
         rate: args.rate,
         conns: args.conns,
         warmup_s: args.warmup,
+        timeout_s: args.timeout,
     };
     let measured = ended.saturating_duration_since(plan.measure_start);
     Ok(LoadReport::new(facts, tally, &hist, measured))

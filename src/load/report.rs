@@ -40,6 +40,10 @@ pub(crate) struct Tally {
     pub wrong: u64,
     pub timeouts: u64,
     pub closed_early: u64,
+    /// Closes by the server with nothing lost: not errors.
+    pub closed_idle: u64,
+    /// With `--rate`: messages due in the measured window and never sent.
+    pub not_sent: u64,
     pub connect_failures: u64,
     pub reconnects: u64,
     pub conns_connected: u64,
@@ -50,7 +54,7 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn errors(&self) -> u64 {
-        self.wrong + self.timeouts + self.closed_early
+        self.wrong + self.timeouts + self.closed_early + self.not_sent
     }
 
     /// Keeps `what` if fewer than `MAX_ERROR_SAMPLES` errors were kept so far.
@@ -69,6 +73,8 @@ impl Tally {
         self.wrong += other.wrong;
         self.timeouts += other.timeouts;
         self.closed_early += other.closed_early;
+        self.closed_idle += other.closed_idle;
+        self.not_sent += other.not_sent;
         self.connect_failures += other.connect_failures;
         self.reconnects += other.reconnects;
         self.conns_connected += other.conns_connected;
@@ -103,6 +109,9 @@ pub struct LoadReport {
     pub conns_open_at_end: u64,
     /// Seconds before the measured window.
     pub warmup_s: f64,
+    /// `--timeout`: the longest wait for a connect or an answer, and at the end for the last
+    /// answers.
+    pub timeout_s: f64,
     /// Seconds measured (shorter than `--duration` when `--messages` ended the run).
     pub duration_s: f64,
     /// Messages sent in the measured window and answered correctly.
@@ -110,30 +119,46 @@ pub struct LoadReport {
     pub messages_per_s: f64,
     /// Bytes written to the server in the measured window.
     pub sent_bytes: u64,
-    /// Bytes read from the server in the measured window.
+    /// Bytes read from the server in the measured window, and after it the answers to messages
+    /// sent in it.
     pub received_bytes: u64,
     pub sent_mib_per_s: f64,
     pub received_mib_per_s: f64,
     /// Latency of the measured messages in µs: from the actual send, or from the intended send
-    /// time with `--rate`, to the last byte of the answer.
+    /// time with `--rate`, to the last byte of the answer. A message that timed out counts with
+    /// how long it had waited, so a server that stops answering shows here too.
     pub latency_mean_us: f64,
     pub latency_p50_us: u64,
     pub latency_p90_us: u64,
     pub latency_p99_us: u64,
     pub latency_p999_us: u64,
     pub latency_max_us: u64,
-    /// `wrong + timeouts + closed_early`, over the whole run (warmup included: a wrong answer is
-    /// never noise).
+    /// `wrong + timeouts + closed_early + not_sent`, over the whole run (warmup included: a wrong
+    /// answer is never noise).
     pub errors: u64,
     /// Answers with a wrong or unexpected byte.
     pub wrong: u64,
-    /// Connections that waited `--timeout` for an answer; each is then reconnected.
+    /// Connections on which a message waited `--timeout` without a complete answer; each is then
+    /// reconnected. At the end of the run no message starts, and those still in flight get up to
+    /// `--timeout` more: the ones left are timeouts too.
     pub timeouts: u64,
-    /// Connections the server closed or reset while answers were still due.
+    /// Connections the server closed or reset while answers were still due, or before it had
+    /// answered anything on them (with `--rate`, even before a message was sent): a server or
+    /// proxy dropping connections it was given fails its clients. Each is reconnected.
     pub closed_early: u64,
+    /// Connections the server closed or reset after answering on them, with nothing in flight.
+    /// Not an error: nothing was lost, a server may close idle connections (an idle timeout, a
+    /// drain), and the messages that follow go on a new connection, so any delay shows in their
+    /// latency (and with `--rate` as `not_sent`). Each is reconnected.
+    pub closed_idle: u64,
+    /// With `--rate` (open loop): messages due in the measured window that were never sent,
+    /// because their connection was still waiting for earlier answers (`--pipeline`), closed or
+    /// connecting. Each is an error: the schedule is the load asked for. 0 in closed loop.
+    pub not_sent: u64,
     /// Connect attempts that failed or timed out (each retried after a short back-off).
     pub connect_failures: u64,
-    /// Connections closed and opened again: `--reconnect` churn, and after every error.
+    /// Connections closed and opened again: `--reconnect` churn, and after every error while the
+    /// run lasts.
     pub reconnects: u64,
     /// The first few errors, each with when it happened.
     pub first_errors: Vec<String>,
@@ -144,6 +169,38 @@ impl LoadReport {
     /// so `saythat load` exits 1 when this is not 0.
     pub fn wrong_answers(&self) -> u64 {
         self.errors
+    }
+
+    /// Why the run failed, in one line with a hint, or `None` when it passed: every answer right
+    /// and at least one measured. A run that measured nothing proves nothing, so it fails too.
+    /// `saythat load` prints this and exits 1.
+    pub fn failure(&self) -> Option<String> {
+        if self.messages == 0 {
+            let what = match self.errors {
+                0 => format!(
+                    "no message was answered in the {:.2} s measured",
+                    self.duration_s
+                ),
+                n => format!(
+                    "no message sent in the {:.2} s measured was answered right within --timeout \
+                     ({n} error(s) in the report)",
+                    self.duration_s
+                ),
+            };
+            return Some(format!(
+                "no answer was measured: {what}; is the server running and answering on {}? \
+                 raise --timeout (now {} s) if it answers slowly, or --duration if connecting \
+                 takes longer",
+                self.addr, self.timeout_s
+            ));
+        }
+        match self.errors {
+            0 => None,
+            n => Some(format!(
+                "{n} error(s): answers wrong or missing (see the errors line and the first errors \
+                 in the report)"
+            )),
+        }
     }
 
     /// Builds the report from the merged counts and histogram of a run.
@@ -172,6 +229,7 @@ impl LoadReport {
             conns_connected: tally.conns_connected,
             conns_open_at_end: tally.conns_open_at_end,
             warmup_s: run.warmup_s,
+            timeout_s: run.timeout_s,
             duration_s: secs,
             messages: tally.messages,
             messages_per_s: per_s(tally.messages as f64),
@@ -189,6 +247,8 @@ impl LoadReport {
             wrong: tally.wrong,
             timeouts: tally.timeouts,
             closed_early: tally.closed_early,
+            closed_idle: tally.closed_idle,
+            not_sent: tally.not_sent,
             connect_failures: tally.connect_failures,
             reconnects: tally.reconnects,
             first_errors: tally
@@ -210,6 +270,7 @@ pub(crate) struct RunFacts {
     pub rate: Option<f64>,
     pub conns: u32,
     pub warmup_s: f64,
+    pub timeout_s: f64,
 }
 
 /// A latency in µs, in the unit that keeps it short: `850 µs`, `1.25 ms`, `2.50 s`.
@@ -258,17 +319,18 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "  conns       {} requested, {} connected, {} open at end, {} connect failures, {} reconnects",
+            "  conns       {} requested, {} connected, {} open at end, {} connect failures, {} closed idle by the server, {} reconnects",
             self.conns_requested,
             self.conns_connected,
             self.conns_open_at_end,
             self.connect_failures,
+            self.closed_idle,
             self.reconnects
         )?;
         write!(
             f,
-            "  errors      {} ({} wrong, {} timeouts, {} closed early)",
-            self.errors, self.wrong, self.timeouts, self.closed_early
+            "  errors      {} ({} wrong, {} timeouts, {} closed early, {} not sent)",
+            self.errors, self.wrong, self.timeouts, self.closed_early, self.not_sent
         )?;
         for e in &self.first_errors {
             write!(f, "\n    {e}")?;
@@ -279,7 +341,50 @@ impl fmt::Display for LoadReport {
 
 #[cfg(test)]
 mod tests {
-    use super::human_us;
+    use std::time::Duration;
+
+    use super::{human_us, new_histogram, LoadReport, RunFacts, Tally};
+
+    fn report(tally: Tally) -> LoadReport {
+        let facts = RunFacts {
+            addr: "127.0.0.1:8080".to_string(),
+            framing: "chunk".to_string(),
+            size: 64,
+            pipeline: 1,
+            threads: 1,
+            rate: None,
+            conns: 1,
+            warmup_s: 0.0,
+            timeout_s: 5.0,
+        };
+        let hist = new_histogram().expect("a histogram");
+        LoadReport::new(facts, tally, &hist, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_run_fails_unless_it_measured_answers_and_no_errors() {
+        let passed = Tally {
+            messages: 5,
+            ..Tally::default()
+        };
+        assert_eq!(report(passed.clone()).failure(), None);
+        let nothing = report(Tally::default()).failure().unwrap_or_default();
+        assert_eq!(
+            nothing,
+            "no answer was measured: no message was answered in the 1.00 s measured; is the \
+             server running and answering on 127.0.0.1:8080? raise --timeout (now 5 s) if it \
+             answers slowly, or --duration if connecting takes longer"
+        );
+        let lost = Tally {
+            timeouts: 2,
+            ..Tally::default()
+        };
+        let lost = report(lost).failure().unwrap_or_default();
+        assert!(lost.starts_with("no answer was measured: no message sent in the 1.00 s measured was answered right within --timeout (2 error(s) in the report)"), "{lost}");
+        let wrong = Tally { wrong: 1, ..passed };
+        let wrong = report(wrong).failure().unwrap_or_default();
+        assert!(wrong.starts_with("1 error(s)"), "{wrong}");
+    }
 
     #[test]
     fn latencies_read_in_a_short_unit() {

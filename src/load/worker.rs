@@ -2,7 +2,8 @@
 //!
 //! The loop fits on a screen: housekeeping (connects, the `--rate` schedule, timeouts), poll, then
 //! a match on the connection's phase. It must never block, never read or write more than the
-//! messages in flight call for, and always stop by itself at the run's end.
+//! messages in flight call for, and always stop by itself: at the run's end it starts nothing
+//! more and waits at most `--timeout` for the answers still due, which are timeouts past that.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
@@ -89,8 +90,8 @@ struct Worker {
     failed_slots: usize,
     /// What is left of this thread's `--messages`.
     budget: Option<u64>,
-    /// Measured messages in flight: with `--messages`, the thread ends once the budget is spent
-    /// and these are answered or lost.
+    /// Messages in flight on this thread's connections: once the run ends, or with `--messages`
+    /// once the budget is spent, the thread ends when these are answered or lost.
     outstanding: u64,
     /// With `--rate`: the index in the whole run's schedule of the next message to hand out.
     next_due: u64,
@@ -126,15 +127,14 @@ pub(crate) fn run(
         for event in events.iter() {
             let idx = event.token().0;
             now = Instant::now();
+            // A short read means drained unless the event also reports the end of the stream.
+            let ending = event.is_read_closed() || event.is_error();
             match w.slots.get(idx).map(|s| s.phase) {
-                Some(Phase::Connecting { .. }) => w.on_connect_ready(poll.registry(), idx, now),
-                // A short read means drained unless the event also reports the end of the stream.
-                Some(Phase::Open) => w.on_ready(
-                    poll.registry(),
-                    idx,
-                    event.is_read_closed() || event.is_error(),
-                    now,
-                ),
+                Some(Phase::Connecting { .. }) => {
+                    let readable = event.is_readable() || ending;
+                    w.on_connect_ready(poll.registry(), idx, readable, ending, now)
+                }
+                Some(Phase::Open) => w.on_ready(poll.registry(), idx, ending, now),
                 // Closed earlier in this batch: the event was for a socket that is gone.
                 Some(Phase::Waiting) | None => {}
             }
@@ -178,7 +178,8 @@ impl Worker {
 
     fn finished(&self, now: Instant) -> bool {
         let gave_up = self.tally.conns_connected == 0 && self.failed_slots == self.slots.len();
-        now >= self.plan.end || gave_up || (self.budget == Some(0) && self.outstanding == 0)
+        let done = now >= self.plan.end || self.budget == Some(0);
+        gave_up || (done && self.outstanding == 0) || now >= self.plan.wait_end
     }
 
     /// Everything driven by time rather than readiness.
@@ -191,7 +192,8 @@ impl Worker {
             self.backoff.pop_front();
             self.ready.push_back(idx);
         }
-        while self.connecting < self.plan.connects_per_thread {
+        // Once the run has ended a new connection would carry nothing.
+        while self.connecting < self.plan.connects_per_thread && now < self.plan.end {
             let Some(idx) = self.ready.pop_front() else {
                 break;
             };
@@ -214,15 +216,19 @@ impl Worker {
     }
 
     fn next_wakeup(&self, now: Instant) -> Duration {
-        let mut at = self.plan.end.min(self.next_sweep);
+        let end = match now < self.plan.end {
+            true => self.plan.end,
+            false => self.plan.wait_end,
+        };
+        let mut at = end.min(self.next_sweep);
         if self.progress.is_some() {
             at = at.min(self.next_progress);
         }
         if let Some(&(_, t)) = self.backoff.front() {
             at = at.min(t);
         }
-        if self.plan.rate.is_some() {
-            let due = self.plan.due_at(self.next_due);
+        let due = self.plan.due_at(self.next_due);
+        if let Some(due) = due.filter(|&due| self.plan.rate.is_some() && due < self.plan.end) {
             at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
         }
         if self.behind {
@@ -254,8 +260,10 @@ impl Worker {
                 self.next_due = self.next_due.saturating_add(skip);
                 continue;
             }
-            if self.plan.due_at(self.next_due) > now + SCHEDULE_LOOKAHEAD {
-                return;
+            // Not due yet, or never: after the run's end, or too far ahead to represent.
+            match self.plan.due_at(self.next_due) {
+                Some(due) if due <= now + SCHEDULE_LOOKAHEAD && due < self.plan.end => {}
+                _ => return,
             }
             if handed == MAX_DUE_PER_TURN {
                 self.behind = true;
@@ -288,8 +296,16 @@ impl Worker {
         self.connecting += 1;
     }
 
-    /// A connecting socket is ready: connected, failed, or (spuriously) neither yet.
-    fn on_connect_ready(&mut self, reg: &Registry, idx: usize, now: Instant) {
+    /// A connecting socket is ready: connected, failed, or (spuriously) neither yet. `readable`
+    /// and `ending` are what else the event reports: the server's first bytes or its close.
+    fn on_connect_ready(
+        &mut self,
+        reg: &Registry,
+        idx: usize,
+        readable: bool,
+        ending: bool,
+        now: Instant,
+    ) {
         let slot = &mut self.slots[idx];
         let Some(sock) = slot.sock.as_ref() else {
             return;
@@ -299,11 +315,17 @@ impl Worker {
             Ok(None) => sock.peer_addr().map(|_| ()),
             Ok(Some(e)) | Err(e) => Err(e),
         };
-        match outcome {
-            Ok(()) => {}
+        let closed = match outcome {
+            Ok(()) => None,
             Err(e) if e.kind() == ErrorKind::NotConnected => return,
+            // A reset (a broken pipe once a FIN came first) is only reported once the connect has
+            // succeeded, a refusal being `ConnectionRefused`: the server accepted the connection
+            // and dropped it at once, which is its close, not a connect failure.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                Some(e)
+            }
             Err(e) => return self.connect_failed(idx, &e, now),
-        }
+        };
         // Small messages must not wait for Nagle's algorithm; without it they still arrive.
         if let Err(e) = sock.set_nodelay(true) {
             log::debug!("conn {}: cannot set TCP_NODELAY: {e}", slot.id);
@@ -314,7 +336,13 @@ impl Worker {
             self.tally.conns_connected += 1;
         }
         self.connecting -= 1;
-        self.send(reg, idx, now);
+        match closed {
+            Some(e) => self.close(idx, Close::Peer(Some(e)), now),
+            // Edge-triggered: what came with the connect is not reported again, so read it now.
+            // It may be the server's close before the first message is even sent.
+            None if readable => self.on_ready(reg, idx, ending, now),
+            None => self.send(reg, idx, now),
+        }
     }
 
     fn connect_failed(&mut self, idx: usize, e: &io::Error, now: Instant) {
@@ -357,7 +385,8 @@ impl Worker {
         let Some(sock) = slot.sock.as_mut() else {
             return Ok(());
         };
-        let measuring = now >= plan.measure_start && now < plan.end;
+        // Answers read after the end are to messages sent before it.
+        let measuring = now >= plan.measure_start;
         loop {
             let n = match sock.read(&mut self.read_buf) {
                 Ok(0) => return Err(Close::Peer(None)),
@@ -377,13 +406,16 @@ impl Worker {
                 slot.in_flight.len(),
                 &self.read_buf[..n],
             );
+            if fed.completed > 0 {
+                slot.answered_here = true;
+            }
             for m in slot
                 .in_flight
                 .drain(..fed.completed.min(slot.in_flight.len()))
             {
                 self.tally.answered += 1;
+                self.outstanding = self.outstanding.saturating_sub(1);
                 if m.measured {
-                    self.outstanding = self.outstanding.saturating_sub(1);
                     self.tally.messages += 1;
                     let us = now.saturating_duration_since(m.origin).as_micros();
                     self.hist
@@ -478,7 +510,7 @@ impl Worker {
         }
     }
 
-    /// Closes a connection, counts why, and queues it to be opened again.
+    /// Closes a connection, counts why, and queues it to be opened again while the run lasts.
     fn close(&mut self, idx: usize, why: Close, now: Instant) {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
@@ -492,35 +524,35 @@ impl Worker {
             }
             Close::Timeout => {
                 back_off = false;
-                self.tally.timeouts += 1;
-                if let Some(m) = slot.in_flight.front() {
-                    let what = format!(
-                        "conn {id}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",
-                        m.seq,
-                        plan.timeout,
-                        slot.checker.partial(),
-                        plan.proto.size()
-                    );
-                    self.tally.sample(at, what);
-                }
+                timed_out(&mut self.tally, &mut self.hist, slot, plan, now);
             }
-            // The server may close an idle connection; only unanswered messages make it an error.
-            Close::Peer(e) if unanswered > 0 => {
+            // A close that loses messages, or that comes before the server answered anything on
+            // the connection (it refused to serve it: a proxy whose backend is down, a restart),
+            // fails the clients, so it is an error even with no message sent yet (`--rate`).
+            Close::Peer(e) if unanswered > 0 || !slot.answered_here => {
                 self.tally.closed_early += 1;
                 let how = match e {
                     None => "the server closed the connection".to_string(),
                     Some(e) => format!("the connection failed ({})", describe(&e)),
                 };
-                self.tally.sample(
-                    at,
-                    format!("conn {id}: {how} with {unanswered} message(s) unanswered"),
-                );
+                let when = match unanswered {
+                    0 => "before its first answer".to_string(),
+                    n => format!("with {n} message(s) unanswered"),
+                };
+                self.tally.sample(at, format!("conn {id}: {how} {when}"));
             }
-            Close::Peer(_) => {}
+            // A server may close a connection it has served once it is idle (saythat's
+            // --idle-timeout, a drain): nothing was lost and the next messages go on a new one,
+            // any delay showing in their latency. Counted, so it is seen, but not an error.
+            Close::Peer(_) => self.tally.closed_idle += 1,
             Close::Churn => back_off = false,
         }
         // Dropping the socket closes it, which also takes it out of the epoll set.
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
+        // Once the run has ended it stays closed: it would carry nothing.
+        if now >= plan.end {
+            return;
+        }
         self.tally.reconnects += 1;
         if back_off {
             self.backoff.push_back((idx, now + RECONNECT_BACKOFF));
@@ -529,9 +561,47 @@ impl Worker {
         }
     }
 
+    /// With `--rate`: counts the messages due in the measured window that were never sent, their
+    /// connection still waiting for answers, closed or connecting. The open loop's schedule is
+    /// the load asked for, so each is an error, unless `--messages` did not ask for it.
+    fn count_not_sent(&mut self) {
+        let plan = &*self.plan;
+        if plan.rate.is_none() {
+            return;
+        }
+        let (first, end) = (
+            plan.first_due_from(plan.measure_start),
+            plan.first_due_from(plan.end),
+        );
+        let mut not_sent: u64 = 0;
+        for slot in &self.slots {
+            // A connection sends its messages in order: those from `issued` on were never sent.
+            let from = slot.issued.max(plan.share_below(first, slot.id));
+            not_sent = not_sent.saturating_add(plan.share_below(end, slot.id).saturating_sub(from));
+        }
+        if let Some(left) = self.budget {
+            not_sent = not_sent.min(left);
+        }
+        if not_sent > 0 {
+            self.tally.not_sent += not_sent;
+            let what = format!(
+                "{not_sent} message(s) due by the end were never sent: their connections were \
+                 still waiting for answers, closed or connecting"
+            );
+            self.tally
+                .sample(plan.end.saturating_duration_since(plan.start), what);
+        }
+    }
+
     fn finish(mut self, now: Instant) -> Outcome {
         self.tally.conns_open_at_end =
             self.slots.iter().filter(|s| s.phase == Phase::Open).count() as u64;
+        // Left only when `wait_end` came: each has waited at least `--timeout`, as the sweep would
+        // have found had it come round once more.
+        for slot in self.slots.iter().filter(|s| !s.in_flight.is_empty()) {
+            timed_out(&mut self.tally, &mut self.hist, slot, &self.plan, now);
+        }
+        self.count_not_sent();
         // Dropping the slots closes every socket.
         drop(std::mem::take(&mut self.slots));
         Outcome {
@@ -540,5 +610,27 @@ impl Worker {
             ended: now.min(self.plan.end),
             connect_error: self.connect_error,
         }
+    }
+}
+
+/// Counts a connection whose oldest message waited `--timeout` without a complete answer, and
+/// records how long its measured messages have waited so far: their answers never came, but a
+/// stalled server must still show in the latency figures, at least by this much.
+fn timed_out(tally: &mut Tally, hist: &mut Histogram<u64>, slot: &Slot, plan: &Plan, now: Instant) {
+    tally.timeouts += 1;
+    if let Some(m) = slot.in_flight.front() {
+        let what = format!(
+            "conn {}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",
+            slot.id,
+            m.seq,
+            plan.timeout,
+            slot.checker.partial(),
+            plan.proto.size()
+        );
+        tally.sample(now.saturating_duration_since(plan.start), what);
+    }
+    for m in slot.in_flight.iter().filter(|m| m.measured) {
+        let us = now.saturating_duration_since(m.origin).as_micros();
+        hist.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
     }
 }
