@@ -355,6 +355,7 @@ fn load_refuses_out_of_range_values_with_exit_2() {
         ["--conns", "0"],
         ["--conns", "100000"],
         ["--timeout", "0"],
+        ["--method", "post"],
     ] {
         let argv = [&["load", "--addr", "127.0.0.1:9"][..], &bad].concat();
         let output = run_to_end(saythat(&argv), None, TIMEOUT);

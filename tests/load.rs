@@ -1,7 +1,10 @@
 //! `saythat load` against tiny servers each test starts itself: correct, corrupting, silent ones.
 //!
-//! The real server is written elsewhere, so these std servers (a thread per connection) speak
-//! the wire protocol just well enough. Every byte goes to 127.0.0.1; each run lasts about 1 s.
+//! These std servers (a thread per connection) speak the wire protocol just well enough to be
+//! correct or wrong on purpose; HTTP mode also runs against saythat's own HTTP framing. Every
+//! byte goes to 127.0.0.1; each run lasts about 1 s.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,7 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{run_to_end, saythat, TestServer, TIMEOUT};
 use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
+use saythat::{Config, FramingKind};
 
 const PREFIX: &[u8] = b"You say that ";
 
@@ -657,4 +662,309 @@ fn the_report_serialises_with_the_expected_keys() {
     assert_eq!(json["framing"], "chunk");
     let text = report.to_string();
     assert!(text.contains("latency") && text.contains("p99.9"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// saythat serving HTTP on a free loopback port.
+fn http_server() -> TestServer {
+    TestServer::start(&Config {
+        framing: FramingKind::Http,
+        ..Config::loopback()
+    })
+}
+
+/// Runs `--messages 2000` HTTP requests of `method`, `pipeline` in flight per connection, against
+/// saythat, and checks that every one was sent once and answered right.
+fn http_against_saythat(method: &str, pipeline: &str) {
+    let server = http_server();
+    let flags = [
+        "--framing",
+        "http",
+        "--method",
+        method,
+        "--pipeline",
+        pipeline,
+        "--messages",
+        "2000",
+        "--duration",
+        "30",
+    ];
+    let report = run_ok(&args(server.addr(), &flags));
+    assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
+    assert_eq!(report.framing, "http");
+    assert_eq!(report.method.as_deref(), Some(method));
+    assert_eq!(report.conns_open_at_end, 4, "kept alive: {report}");
+    // Every request went out once, whole: its head and the 64-byte message.
+    let host = format!("Host: {}\r\n", server.addr());
+    let request = match method {
+        "get" => "GET / HTTP/1.1\r\n".len() + host.len() + 2 + 64,
+        _ => "POST / HTTP/1.1\r\nContent-Length: 64\r\n".len() + host.len() + 2 + 64,
+    };
+    assert_eq!(report.sent_bytes, 2000 * request as u64, "{report}");
+    // Every answer had at least its body: the prefix and the message.
+    assert!(
+        report.received_bytes > 2000 * (PREFIX.len() as u64 + 64),
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("http framing ({})", method.to_uppercase())),
+        "{text}"
+    );
+    assert!(text.contains("0 bad status, 0 connection close"), "{text}");
+}
+
+#[test]
+fn http_get_against_saythat_is_answered_right() {
+    http_against_saythat("get", "1");
+}
+
+#[test]
+fn http_post_against_saythat_is_answered_right() {
+    http_against_saythat("post", "1");
+}
+
+#[test]
+fn http_get_pipelined_16_against_saythat_is_answered_right() {
+    http_against_saythat("get", "16");
+}
+
+#[test]
+fn http_post_pipelined_16_against_saythat_is_answered_right() {
+    http_against_saythat("post", "16");
+}
+
+/// HTTP/1.1 just well enough for the load generator's requests: reads each request (its head,
+/// and a Content-Length body) and writes what `answer` makes of the `n`-th request's message (its
+/// body, else its path after `/`); the connection closes when `answer` says so.
+fn http_echo(s: TcpStream, mut answer: impl FnMut(usize, &[u8]) -> (Vec<u8>, bool)) {
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut input = BufReader::new(s);
+    let mut line = String::new();
+    for n in 0.. {
+        line.clear();
+        if !matches!(input.read_line(&mut line), Ok(1..)) {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+        let mut length = 0;
+        loop {
+            line.clear();
+            if !matches!(input.read_line(&mut line), Ok(1..)) {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if input.read_exact(&mut body).is_err() {
+            return;
+        }
+        let message = match length {
+            0 => path.trim_start_matches('/').as_bytes().to_vec(),
+            _ => body,
+        };
+        let (bytes, keep_open) = answer(n, &message);
+        if out.write_all(&bytes).is_err() || !keep_open {
+            return;
+        }
+    }
+}
+
+/// The right answer to `message`, with the header fields `extra` (each ending in CRLF).
+fn http_ok(message: &[u8], extra: &str) -> Vec<u8> {
+    let body = [PREFIX, message].concat();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{extra}\r\n",
+        body.len()
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+/// Answers every 20th request of a connection with its body's last byte changed to `#`.
+fn http_wrong_body_server(s: TcpStream) {
+    http_echo(s, |n, m| {
+        let mut a = http_ok(m, "");
+        if n % 20 == 19 {
+            let last = a.len() - 1;
+            a[last] = b'#';
+        }
+        (a, true)
+    })
+}
+
+/// Answers every request 500, closing the connection, as a failing server does.
+fn http_500_server(s: TcpStream) {
+    let answer = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 6\r\nConnection: close\r\n\r\nbroke\n";
+    http_echo(s, |_, _| (answer.to_vec(), false))
+}
+
+/// Answers 10 requests per connection, then writes half of the next answer and closes.
+fn http_cut_server(s: TcpStream) {
+    http_echo(s, |n, m| {
+        let mut a = http_ok(m, "");
+        if n < 10 {
+            return (a, true);
+        }
+        a.truncate(a.len() - 20);
+        (a, false)
+    })
+}
+
+/// Answers right but says `Connection: close`, and closes.
+fn http_closing_server(s: TcpStream) {
+    http_echo(s, |_, m| (http_ok(m, "Connection: close\r\n"), false))
+}
+
+/// Answers right in hyper's manner (lowercase names, its own order) but chunked, the body cut
+/// in three chunks, each written on its own.
+fn http_chunked_server(s: TcpStream) {
+    http_echo(s, |_, m| {
+        let body = [PREFIX, m].concat();
+        let mut a =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n"
+                .to_vec();
+        for piece in [&body[..5], &body[5..30], &body[30..]] {
+            a.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            a.extend_from_slice(piece);
+            a.extend_from_slice(b"\r\n");
+        }
+        a.extend_from_slice(b"0\r\n\r\n");
+        (a, true)
+    })
+}
+
+#[test]
+fn http_wrong_bodies_are_wrong_answers() {
+    let report = run_ok(&args(serve(http_wrong_body_server), &["--framing", "http"]));
+    assert!(report.messages > 0 && report.wrong > 0, "{report}");
+    assert!(
+        report.reconnects > 0,
+        "a wrong answer reopens the connection: {report}"
+    );
+    let first = &report.first_errors[0];
+    assert!(
+        first.contains("wrong answer to message 19") && first.contains("got '#'"),
+        "{first}"
+    );
+}
+
+#[test]
+fn http_answers_other_than_200_are_bad_status() {
+    let flags = ["--framing", "http", "--method", "post", "--duration", "0.5"];
+    let report = run_ok(&args(serve(http_500_server), &flags));
+    assert_eq!(report.messages, 0, "{report}");
+    assert!(report.bad_status > 0, "{report}");
+    assert_eq!(report.errors, report.bad_status, "{report}");
+    assert!(
+        report.first_errors[0].contains("status `500 Internal Server Error`"),
+        "{report}"
+    );
+    assert!(report.failure().is_some());
+}
+
+#[test]
+fn http_answers_cut_by_a_close_are_closed_early() {
+    let report = run_ok(&args(serve(http_cut_server), &["--framing", "http"]));
+    assert!(
+        report.messages >= 40,
+        "10 per connection at least: {report}"
+    );
+    assert!(report.closed_early > 0, "{report}");
+    assert_eq!(report.errors, report.closed_early, "{report}");
+    assert!(
+        report.first_errors[0].contains("1 message(s) unanswered"),
+        "{report}"
+    );
+}
+
+#[test]
+fn http_connection_close_is_an_error() {
+    let flags = ["--framing", "http", "--duration", "0.5"];
+    let report = run_ok(&args(serve(http_closing_server), &flags));
+    assert!(report.connection_close > 0, "{report}");
+    assert_eq!(report.errors, report.connection_close, "{report}");
+    assert!(
+        report.first_errors[0].contains("Connection: close"),
+        "{report}"
+    );
+}
+
+#[test]
+fn http_chunked_answers_with_lowercase_names_pass() {
+    let flags = ["--framing", "http", "--pipeline", "4", "--size", "100"];
+    let report = run_ok(&args(serve(http_chunked_server), &flags));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.errors, 0, "{report}");
+}
+
+#[test]
+fn a_method_without_http_framing_is_refused() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let err = load::run(&args(addr, &["--method", "post"])).expect_err("no method in echo");
+    assert_eq!(err.kind(), LoadErrorKind::InvalidArgs);
+    assert!(err.to_string().contains("--method post"), "{err}");
+    assert!(err.to_string().contains("--framing http"), "{err}");
+    // GET, the default, may be given with any framing.
+    let a = args(addr, &["--method", "get", "--framing", "line"]);
+    assert_ne!(
+        load::run(&a).map_err(|e| e.kind()).err(),
+        Some(LoadErrorKind::InvalidArgs)
+    );
+}
+
+/// `saythat load --framing http --json` against `addr` for 0.5 s: its exit code and report.
+fn http_load_cli(addr: SocketAddr, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let addr = addr.to_string();
+    let mut argv = vec![
+        "load",
+        "--addr",
+        &addr,
+        "--framing",
+        "http",
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--timeout",
+        "1",
+        "--json",
+    ];
+    argv.extend(extra);
+    let output = run_to_end(saythat(&argv), None, TIMEOUT);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), report, stderr)
+}
+
+#[test]
+fn http_load_on_the_command_line_exits_0_when_right_and_1_on_any_error() {
+    let server = http_server();
+    let (code, report, stderr) =
+        http_load_cli(server.addr(), &["--method", "post", "--pipeline", "16"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report["framing"], "http");
+    assert_eq!(report["method"], "post");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    assert!(report["messages"].as_u64() > Some(0), "{report}");
+
+    for (server, kind) in [
+        (http_wrong_body_server as fn(TcpStream), "wrong"),
+        (http_500_server, "bad_status"),
+        (http_cut_server, "closed_early"),
+        (http_closing_server, "connection_close"),
+    ] {
+        let (code, report, stderr) = http_load_cli(serve(server), &[]);
+        assert_eq!(code, Some(1), "{kind}: {stderr}");
+        assert!(report[kind].as_u64() > Some(0), "{kind}: {report}");
+        assert!(stderr.contains("error(s)"), "{kind}: {stderr}");
+    }
 }

@@ -1,7 +1,8 @@
 //! One load connection's state: its socket, the messages it has in flight, what it expects back.
 //!
 //! Kept small on purpose, since 19,000 of them must fit: it holds no message bytes, because a
-//! message is regenerated from its seed whenever it is written. It never does I/O itself (the
+//! message is regenerated from its seed whenever it is written (in HTTP its checker may hold the
+//! start of an answer head split across reads). It never does I/O itself (the
 //! loop in `worker.rs` does) and never has more than `--pipeline` messages in flight.
 
 use std::collections::VecDeque;
@@ -89,7 +90,7 @@ impl Slot {
     /// Bytes of the newest message in flight still to be written.
     fn unwritten(&self, plan: &Plan) -> u32 {
         match self.in_flight.back() {
-            Some(_) => plan.proto.size() - self.written,
+            Some(_) => plan.proto.wire_size() - self.written,
             None => 0,
         }
     }
@@ -120,7 +121,7 @@ impl Slot {
     /// Writes into `buf` the rest of the newest message, then up to `start` new messages, as far as
     /// `buf` goes; returns the byte count. Changes nothing: `commit` does, for what was written.
     pub(crate) fn fill(&self, plan: &Plan, start: u64, buf: &mut [u8]) -> usize {
-        let size = plan.proto.size() as usize;
+        let size = plan.proto.wire_size() as usize;
         let mut n = 0;
         if let Some(last) = self.in_flight.back() {
             let take = (self.unwritten(plan) as usize).min(buf.len());
@@ -150,7 +151,7 @@ impl Slot {
         now: Instant,
         budget: &mut Option<u64>,
     ) -> u64 {
-        let size = plan.proto.size();
+        let size = plan.proto.wire_size();
         let rest = self.unwritten(plan) as usize;
         let take = rest.min(n);
         self.written += take as u32;

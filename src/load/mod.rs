@@ -6,6 +6,7 @@
 
 mod check;
 mod conn;
+mod http;
 mod report;
 mod worker;
 
@@ -21,6 +22,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{FramingKind, DEFAULT_PREFIX, MAX_PREFIX, RESERVED_FDS};
 use check::Protocol;
+pub use http::HttpMethod;
 pub use report::LoadReport;
 use report::{human_us, new_histogram, RunFacts, Tally};
 use worker::{Share, Snapshot};
@@ -76,7 +78,8 @@ pub struct LoadArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS)))]
     pub conns: u32,
 
-    /// Bytes per message; in line framing the last one is the `\n`.
+    /// Bytes per message; in line framing the last one is the `\n`; in HTTP the request's path
+    /// (GET) or body (POST), its head not counted.
     #[arg(long, value_name = "BYTES", env = "SAYTHAT_LOAD_SIZE", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SIZE)))]
     pub size: u32,
@@ -92,12 +95,13 @@ pub struct LoadArgs {
           value_parser = parse_warmup)]
     pub warmup: f64,
 
-    /// Messages in flight per connection; above 1 needs line framing or an empty prefix.
+    /// Messages in flight per connection; above 1 needs line or http framing, or an empty prefix.
     #[arg(long, value_name = "K", env = "SAYTHAT_LOAD_PIPELINE", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE)))]
     pub pipeline: u32,
 
-    /// How the server cuts input into messages: every read (`chunk`) or every line (`line`).
+    /// How the server cuts input into messages: every read (`chunk`), every line (`line`), or
+    /// HTTP/1.1 requests (`http`), each answered `200 OK` with the prefix and the message.
     #[arg(
         long,
         value_enum,
@@ -105,6 +109,11 @@ pub struct LoadArgs {
         default_value = "chunk"
     )]
     pub framing: FramingKind,
+
+    /// With `--framing http`: send each message as the path of a GET (`GET /MESSAGE`), or as
+    /// the body of a POST.
+    #[arg(long, value_enum, env = "SAYTHAT_LOAD_METHOD", default_value = "get")]
+    pub method: HttpMethod,
 
     /// The prefix the server puts before every answer; empty for a plain echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_LOAD_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -356,14 +365,27 @@ impl Plan {
                 format!("cannot use --pipeline {}", args.pipeline),
                 "in chunk framing the server may answer several pipelined messages with one \
                  prefix, so the answers cannot be checked",
-                "use --framing line, an empty --prefix '', or --pipeline 1",
+                "use --framing line or http, an empty --prefix '', or --pipeline 1",
+            ));
+        }
+        if args.method != HttpMethod::Get && args.framing != FramingKind::Http {
+            return Err(LoadError::invalid(
+                "cannot use --method post",
+                "only HTTP requests have a method",
+                "add --framing http, or leave --method out",
             ));
         }
         let measure_start = later(start, warmup, "the warmup")?;
         let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {
             addr: args.addr,
-            proto: Protocol::new(args.prefix.as_bytes(), args.framing, args.size),
+            proto: Protocol::new(
+                args.prefix.as_bytes(),
+                args.framing,
+                args.size,
+                args.method,
+                args.addr,
+            ),
             pipeline: args.pipeline,
             rate: args.rate,
             conns: args.conns.into(),
@@ -518,12 +540,13 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
             hint: "is saythat serve running on that address?",
         });
     }
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map_or_else(String::new, |v| v.get_name().to_string())
+    };
     let facts = RunFacts {
         addr: args.addr.to_string(),
-        framing: args
-            .framing
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string()),
+        framing: name(args.framing.to_possible_value()),
+        method: (args.framing == FramingKind::Http).then(|| name(args.method.to_possible_value())),
         size: args.size,
         pipeline: args.pipeline,
         threads,

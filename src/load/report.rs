@@ -38,6 +38,10 @@ pub(crate) struct Tally {
     pub sent_bytes: u64,
     pub received_bytes: u64,
     pub wrong: u64,
+    /// HTTP: answers whose status was not `200 OK`.
+    pub bad_status: u64,
+    /// HTTP: answers saying `Connection: close`.
+    pub connection_close: u64,
     pub timeouts: u64,
     pub closed_early: u64,
     /// Closes by the server with nothing lost: not errors.
@@ -54,7 +58,12 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn errors(&self) -> u64 {
-        self.wrong + self.timeouts + self.closed_early + self.not_sent
+        self.wrong
+            + self.bad_status
+            + self.connection_close
+            + self.timeouts
+            + self.closed_early
+            + self.not_sent
     }
 
     /// Keeps `what` if fewer than `MAX_ERROR_SAMPLES` errors were kept so far.
@@ -71,6 +80,8 @@ impl Tally {
         self.sent_bytes += other.sent_bytes;
         self.received_bytes += other.received_bytes;
         self.wrong += other.wrong;
+        self.bad_status += other.bad_status;
+        self.connection_close += other.connection_close;
         self.timeouts += other.timeouts;
         self.closed_early += other.closed_early;
         self.closed_idle += other.closed_idle;
@@ -91,9 +102,11 @@ impl Tally {
 pub struct LoadReport {
     /// The server address loaded.
     pub addr: String,
-    /// `chunk` or `line`.
+    /// `chunk`, `line` or `http`.
     pub framing: String,
-    /// Bytes per message.
+    /// With `http` framing, the request method (`get` or `post`); `null` otherwise.
+    pub method: Option<String>,
+    /// Bytes per message (in HTTP the path or body, the heads not counted).
     pub size: u32,
     /// Messages in flight per connection.
     pub pipeline: u32,
@@ -117,10 +130,10 @@ pub struct LoadReport {
     /// Messages sent in the measured window and answered correctly.
     pub messages: u64,
     pub messages_per_s: f64,
-    /// Bytes written to the server in the measured window.
+    /// Bytes written to the server in the measured window (HTTP request heads included).
     pub sent_bytes: u64,
     /// Bytes read from the server in the measured window, and after it the answers to messages
-    /// sent in it.
+    /// sent in it (HTTP answer heads included).
     pub received_bytes: u64,
     pub sent_mib_per_s: f64,
     pub received_mib_per_s: f64,
@@ -133,11 +146,18 @@ pub struct LoadReport {
     pub latency_p99_us: u64,
     pub latency_p999_us: u64,
     pub latency_max_us: u64,
-    /// `wrong + timeouts + closed_early + not_sent`, over the whole run (warmup included: a wrong
-    /// answer is never noise).
+    /// `wrong + bad_status + connection_close + timeouts + closed_early + not_sent`, over the
+    /// whole run (warmup included: a wrong answer is never noise).
     pub errors: u64,
-    /// Answers with a wrong or unexpected byte.
+    /// Answers with a wrong or unexpected byte; in HTTP also answer heads that do not frame the
+    /// expected body (a malformed head or chunk, a wrong or missing Content-Length).
     pub wrong: u64,
+    /// HTTP: answers with a status other than `200 OK`; each closes its connection, which is
+    /// reconnected. 0 in the echo framings.
+    pub bad_status: u64,
+    /// HTTP: answers saying `Connection: close`, when every request asked to keep the connection
+    /// alive; each closes its connection, which is reconnected. 0 in the echo framings.
+    pub connection_close: u64,
     /// Connections on which a message waited `--timeout` without a complete answer; each is then
     /// reconnected. At the end of the run no message starts, and those still in flight get up to
     /// `--timeout` more: the ones left are timeouts too.
@@ -221,6 +241,7 @@ impl LoadReport {
         LoadReport {
             addr: run.addr,
             framing: run.framing,
+            method: run.method,
             size: run.size,
             pipeline: run.pipeline,
             threads: run.threads,
@@ -245,6 +266,8 @@ impl LoadReport {
             latency_max_us: if hist.is_empty() { 0 } else { hist.max() },
             errors: tally.errors(),
             wrong: tally.wrong,
+            bad_status: tally.bad_status,
+            connection_close: tally.connection_close,
             timeouts: tally.timeouts,
             closed_early: tally.closed_early,
             closed_idle: tally.closed_idle,
@@ -264,6 +287,7 @@ impl LoadReport {
 pub(crate) struct RunFacts {
     pub addr: String,
     pub framing: String,
+    pub method: Option<String>,
     pub size: u32,
     pub pipeline: u32,
     pub threads: u32,
@@ -288,9 +312,13 @@ impl fmt::Display for LoadReport {
             Some(rate) => format!("open loop at {rate} msg/s"),
             None => "closed loop".to_string(),
         };
+        let method = match &self.method {
+            Some(m) => format!(" ({})", m.to_uppercase()),
+            None => String::new(),
+        };
         writeln!(
             f,
-            "saythat load: {}, {} framing, {} B messages, pipeline {}, {mode}, {} thread(s)",
+            "saythat load: {}, {} framing{method}, {} B messages, pipeline {}, {mode}, {} thread(s)",
             self.addr, self.framing, self.size, self.pipeline, self.threads
         )?;
         writeln!(
@@ -327,9 +355,17 @@ impl fmt::Display for LoadReport {
             self.closed_idle,
             self.reconnects
         )?;
+        // The HTTP kinds only where they can happen, so the echo framings' line stays as it was.
+        let http = match self.method {
+            Some(_) => format!(
+                ", {} bad status, {} connection close",
+                self.bad_status, self.connection_close
+            ),
+            None => String::new(),
+        };
         write!(
             f,
-            "  errors      {} ({} wrong, {} timeouts, {} closed early, {} not sent)",
+            "  errors      {} ({} wrong{http}, {} timeouts, {} closed early, {} not sent)",
             self.errors, self.wrong, self.timeouts, self.closed_early, self.not_sent
         )?;
         for e in &self.first_errors {
@@ -349,6 +385,7 @@ mod tests {
         let facts = RunFacts {
             addr: "127.0.0.1:8080".to_string(),
             framing: "chunk".to_string(),
+            method: None,
             size: 64,
             pipeline: 1,
             threads: 1,

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use super::check::Fault;
 use super::conn::{Phase, Slot};
 use super::report::{new_histogram, Tally};
 use super::{LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
@@ -65,8 +66,9 @@ pub(crate) struct Outcome {
 
 /// Why a connection is closed (after which it is opened again while the run lasts).
 enum Close {
-    /// A wrong or unexpected byte, described: the stream is out of sync.
-    Wrong(String),
+    /// A wrong or unexpected byte (in HTTP also a status other than 200 or a `Connection:
+    /// close`), described: the stream is out of sync, or the server means to close it.
+    Wrong(Fault, String),
     /// No complete answer within `--timeout`.
     Timeout,
     /// The server closed the connection (`None`) or it failed.
@@ -422,8 +424,8 @@ impl Worker {
                         .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
                 }
             }
-            if let Some(what) = fed.error {
-                return Err(Close::Wrong(what));
+            if let Some((fault, what)) = fed.error {
+                return Err(Close::Wrong(fault, what));
             }
             // The kernel gave less than asked, so it had no more: another edge-triggered event
             // comes when more arrives. Not so for an end of stream that is already queued.
@@ -518,8 +520,12 @@ impl Worker {
         let (id, unanswered) = (slot.id, slot.in_flight.len());
         let mut back_off = true;
         match why {
-            Close::Wrong(what) => {
-                self.tally.wrong += 1;
+            Close::Wrong(fault, what) => {
+                match fault {
+                    Fault::Wrong => self.tally.wrong += 1,
+                    Fault::BadStatus => self.tally.bad_status += 1,
+                    Fault::ConnectionClose => self.tally.connection_close += 1,
+                }
                 self.tally.sample(at, what);
             }
             Close::Timeout => {
@@ -624,7 +630,7 @@ fn timed_out(tally: &mut Tally, hist: &mut Histogram<u64>, slot: &Slot, plan: &P
             slot.id,
             m.seq,
             plan.timeout,
-            slot.checker.partial(),
+            slot.checker.partial(&plan.proto),
             plan.proto.size()
         );
         tally.sample(now.saturating_duration_since(plan.start), what);

@@ -1,0 +1,835 @@
+//! HTTP/1.1 for `saythat load --framing http`: the requests it sends and the checker of the
+//! answers, pure like `check.rs`: no I/O.
+//!
+//! Unlike the echo framings, answers are framed by their heads, so the checker parses: heads with
+//! httparse straight from the bytes read (a connection holds bytes only for a head split across
+//! reads), bodies compared as they stream, never stored. It must never allocate per answer in
+//! steady state, and never pass anything but `HTTP/1.1 200 OK`, a body of exactly the prefix and
+//! the message, and a connection kept alive.
+
+use std::net::SocketAddr;
+
+use super::check::{context, escape, quote, seed, unasked, Fault, Fed, Protocol};
+
+/// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
+/// this is wrong rather than held, so a server cannot grow a connection's buffer without bound.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// Header fields parsed in one answer head (on the stack); saythat sends 4 or 5.
+const MAX_HEADERS: usize = 32;
+/// A head buffer that grew past this is released once its head is parsed, so one long head does
+/// not pin its memory to the connection; a typical split head stays well under it.
+const KEEP_HEAD_CAPACITY: usize = 1024;
+/// Hex digits in a chunk size: 16 fill a `u64`, one more could overflow.
+const MAX_CHUNK_DIGITS: u32 = 16;
+/// Head bytes quoted when a head does not parse: enough for a status line and a field or two.
+const MAX_QUOTED: usize = 64;
+
+/// The request method of `saythat load --framing http`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// `GET /MESSAGE`: the message is the path, answered `PREFIX MESSAGE`.
+    #[default]
+    Get,
+    /// `POST /` with the message as a Content-Length body, answered `PREFIX BODY`.
+    Post,
+}
+
+/// The bytes of every request before and after its payload. Requests are keep-alive HTTP/1.1
+/// (no `Connection` header), and the payload is letters and digits, so a path needs no
+/// percent-encoding.
+#[derive(Debug)]
+pub(crate) struct RequestShape {
+    pub before: Box<[u8]>,
+    pub after: Box<[u8]>,
+}
+
+impl RequestShape {
+    pub(crate) fn new(method: HttpMethod, host: SocketAddr, size: u32) -> Self {
+        let (before, after) = match method {
+            HttpMethod::Get => (
+                "GET /".to_string(),
+                format!(" HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            ),
+            HttpMethod::Post => (
+                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"),
+                String::new(),
+            ),
+        };
+        RequestShape {
+            before: before.into_bytes().into(),
+            after: after.into_bytes().into(),
+        }
+    }
+
+    /// Bytes of a request besides its payload.
+    pub(crate) fn len(&self) -> usize {
+        self.before.len() + self.after.len()
+    }
+}
+
+/// Where the checker is in the answer being received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Part {
+    /// The head: bytes held in `HttpChecker::head` if it started in an earlier read.
+    #[default]
+    Head,
+    /// A body of the Content-Length announced, which was the expected one.
+    Length,
+    /// A chunked body.
+    Chunked(Chunk),
+}
+
+/// Where a chunked body's decoder is (RFC 9112 section 7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// In the chunk size's hex digits: the value and digit count so far.
+    Size {
+        size: u64,
+        digits: u32,
+    },
+    /// In a chunk extension, ignored up to its CR.
+    Ext {
+        size: u64,
+    },
+    /// The CR of the size line came; its LF is next.
+    SizeLf {
+        size: u64,
+    },
+    /// This many data bytes of the chunk to come.
+    Data {
+        left: u64,
+    },
+    /// The chunk's data is complete: its CR and LF are next.
+    DataCr,
+    DataLf,
+    /// After the last chunk, in the trailer section: at the start of a line or inside one.
+    Trailer {
+        line_start: bool,
+    },
+    /// A trailer line's CR came: its LF ends a field (`last: false`) or the answer.
+    TrailerLf {
+        last: bool,
+    },
+}
+
+/// A wrong answer found at byte `at` of the bytes being fed.
+struct Bad {
+    fault: Fault,
+    at: usize,
+    what: String,
+}
+
+impl Bad {
+    fn wrong(at: usize, what: String) -> Self {
+        Bad {
+            fault: Fault::Wrong,
+            at,
+            what,
+        }
+    }
+}
+
+/// How a complete head says its body is framed.
+enum Framing {
+    Length,
+    Chunked,
+}
+
+/// Checks one connection's HTTP answers: every one `200 OK`, kept alive, framed by a
+/// Content-Length equal to the expected body's or chunked, its body exactly the prefix and the
+/// message.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HttpChecker {
+    /// The start of a head that did not complete in one read; empty otherwise (keeping its
+    /// capacity, so a connection allocates for it once). At most `MAX_HEAD` bytes.
+    head: Vec<u8>,
+    part: Part,
+    /// Bytes of the expected body (the prefix, then the payload) matched so far.
+    off: u64,
+    /// Bytes of this stream checked so far, to say where an error was.
+    received: u64,
+}
+
+impl HttpChecker {
+    /// Payload bytes of the answer being received matched so far.
+    pub(crate) fn partial(&self, proto: &Protocol) -> u32 {
+        let payload = self.off.saturating_sub(proto.prefix.len() as u64);
+        // `off` never passes the prefix and a `u32` payload.
+        u32::try_from(payload).unwrap_or(u32::MAX)
+    }
+
+    /// `Checker::feed` for HTTP: answers complete one after the other, however they were cut.
+    pub(crate) fn feed(
+        &mut self,
+        proto: &Protocol,
+        conn: u64,
+        mut seq: u64,
+        in_flight: usize,
+        data: &[u8],
+    ) -> Fed {
+        let mut fed = Fed::default();
+        let mut msg_seed = seed(conn, seq);
+        let mut i = 0;
+        while i < data.len() {
+            if fed.completed == in_flight {
+                fed.error = Some(unasked(conn, self.received, data, i));
+                return fed;
+            }
+            let rest = &data[i..];
+            let step = match self.part {
+                Part::Head => self.head(proto, rest),
+                Part::Length => self.length_body(proto, msg_seed, rest),
+                Part::Chunked(chunk) => self.chunked_body(proto, msg_seed, chunk, rest),
+            };
+            let (taken, done) = match step {
+                Ok(step) => step,
+                Err(bad) => {
+                    let lead = match bad.fault {
+                        Fault::Wrong => "wrong answer to",
+                        Fault::BadStatus | Fault::ConnectionClose => "answer to",
+                    };
+                    let at = self.received + bad.at as u64;
+                    let what = format!(
+                        "conn {conn}: {lead} message {seq} at answer byte {at}: {}",
+                        bad.what
+                    );
+                    fed.error = Some((bad.fault, what));
+                    return fed;
+                }
+            };
+            i += taken;
+            self.received += taken as u64;
+            if done {
+                fed.completed += 1;
+                seq = seq.wrapping_add(1);
+                msg_seed = seed(conn, seq);
+                self.part = Part::Head;
+                self.off = 0;
+            }
+        }
+        fed
+    }
+
+    /// Takes head bytes from `rest`: returns how many, and whether the answer is complete (never:
+    /// a body follows).
+    fn head(&mut self, proto: &Protocol, rest: &[u8]) -> Result<(usize, bool), Bad> {
+        let held = self.head.len();
+        let parsed = if held == 0 {
+            // The usual case: the whole head is in this read, parsed where it lies.
+            parse_head(rest, proto.body_len())
+        } else {
+            let take = rest.len().min(MAX_HEAD - held);
+            self.head.extend_from_slice(&rest[..take]);
+            parse_head(&self.head, proto.body_len())
+        };
+        let (len, framing) = match parsed {
+            Ok(Some(complete)) => complete,
+            Ok(None) => {
+                if held == 0 && rest.len() < MAX_HEAD {
+                    self.head.extend_from_slice(rest);
+                } else if held == 0 || self.head.len() == MAX_HEAD {
+                    return Err(Bad::wrong(
+                        0,
+                        format!("the head is longer than the {MAX_HEAD} bytes allowed"),
+                    ));
+                }
+                return Ok((rest.len(), false));
+            }
+            Err(bad) => return Err(bad),
+        };
+        if self.head.capacity() > KEEP_HEAD_CAPACITY {
+            self.head = Vec::new();
+        }
+        self.head.clear();
+        self.part = match framing {
+            Framing::Length => Part::Length,
+            Framing::Chunked => Part::Chunked(Chunk::Size { size: 0, digits: 0 }),
+        };
+        // The head ends inside `rest`: the held bytes never held its end.
+        Ok((len.saturating_sub(held), false))
+    }
+
+    /// Compares body bytes from `rest` with the expected body: the Content-Length was checked, so
+    /// the answer is complete exactly when all of the expected body came.
+    fn length_body(
+        &mut self,
+        proto: &Protocol,
+        msg_seed: u64,
+        rest: &[u8],
+    ) -> Result<(usize, bool), Bad> {
+        let left = proto.body_len() - self.off;
+        let run = &rest[..usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()))];
+        self.match_body(proto, msg_seed, run)?;
+        Ok((run.len(), self.off == proto.body_len()))
+    }
+
+    /// Decodes chunked body bytes from `rest`: data runs are compared with the expected body,
+    /// framing bytes are taken one at a time (a few per chunk).
+    fn chunked_body(
+        &mut self,
+        proto: &Protocol,
+        msg_seed: u64,
+        chunk: Chunk,
+        rest: &[u8],
+    ) -> Result<(usize, bool), Bad> {
+        let body_len = proto.body_len();
+        if let Chunk::Data { left } = chunk {
+            let room = left.min(body_len - self.off);
+            if room == 0 {
+                return Err(Bad::wrong(
+                    0,
+                    format!("the chunked body is longer than the {body_len} bytes expected"),
+                ));
+            }
+            let run = &rest[..usize::try_from(room).map_or(rest.len(), |r| r.min(rest.len()))];
+            self.match_body(proto, msg_seed, run)?;
+            let left = left - run.len() as u64;
+            self.part = Part::Chunked(match left {
+                0 => Chunk::DataCr,
+                left => Chunk::Data { left },
+            });
+            return Ok((run.len(), false));
+        }
+        let b = rest[0];
+        let next = match (chunk, b) {
+            (Chunk::Size { size, digits }, _) if b.is_ascii_hexdigit() => {
+                if digits == MAX_CHUNK_DIGITS {
+                    return Err(Bad::wrong(0, "a chunk size overflows 64 bits".to_string()));
+                }
+                let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                Chunk::Size {
+                    size: size << 4 | digit,
+                    digits: digits + 1,
+                }
+            }
+            (Chunk::Size { size, digits: 1.. }, b';' | b' ' | b'\t') => Chunk::Ext { size },
+            (Chunk::Size { size, digits: 1.. } | Chunk::Ext { size }, b'\r') => {
+                Chunk::SizeLf { size }
+            }
+            (Chunk::Ext { size }, _) if b != b'\n' => Chunk::Ext { size },
+            (Chunk::SizeLf { size: 0 }, b'\n') => {
+                if self.off != body_len {
+                    return Err(Bad::wrong(
+                        0,
+                        format!(
+                            "the chunked body ended after {} of the {body_len} bytes expected",
+                            self.off
+                        ),
+                    ));
+                }
+                Chunk::Trailer { line_start: true }
+            }
+            (Chunk::SizeLf { size }, b'\n') => Chunk::Data { left: size },
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::Size { size: 0, digits: 0 },
+            (Chunk::Trailer { line_start }, b'\r') => Chunk::TrailerLf { last: line_start },
+            (Chunk::Trailer { .. }, _) if b != b'\n' => Chunk::Trailer { line_start: false },
+            (Chunk::TrailerLf { last: true }, b'\n') => return Ok((1, true)),
+            (Chunk::TrailerLf { last: false }, b'\n') => Chunk::Trailer { line_start: true },
+            _ => {
+                return Err(Bad::wrong(
+                    0,
+                    format!(
+                        "malformed chunked body: got {} after \"{}\"",
+                        quote(b),
+                        context(rest, 0)
+                    ),
+                ))
+            }
+        };
+        self.part = Part::Chunked(next);
+        Ok((1, false))
+    }
+
+    /// Compares `got` with the expected body from `off` on (the prefix, then the payload) and
+    /// moves `off` past it.
+    fn match_body(&mut self, proto: &Protocol, msg_seed: u64, got: &[u8]) -> Result<(), Bad> {
+        let prefix = &proto.prefix[..];
+        let mut k = 0;
+        let mut wrong = None;
+        if let Some(want) = usize::try_from(self.off)
+            .ok()
+            .and_then(|off| prefix.get(off..))
+        {
+            let n = want.len().min(got.len());
+            match got[..n].iter().zip(want).position(|(g, w)| g != w) {
+                Some(p) => wrong = Some((p, "prefix byte", want[p])),
+                None => k = n,
+            }
+        }
+        if wrong.is_none() && k < got.len() {
+            // Past the prefix: `off + k` is at least its length, and at most a `u32` past it.
+            let from = (self.off + k as u64 - prefix.len() as u64) as u32;
+            if let Some(p) = proto.mismatch(msg_seed, from, &got[k..]) {
+                wrong = Some((k + p, "payload byte", proto.byte(msg_seed, from + p as u32)));
+            }
+        }
+        if let Some((p, what, expected)) = wrong {
+            return Err(Bad::wrong(
+                p,
+                format!(
+                    "expected body {what} {}, got {} after \"{}\"",
+                    quote(expected),
+                    quote(got[p]),
+                    context(got, p)
+                ),
+            ));
+        }
+        self.off += got.len() as u64;
+        Ok(())
+    }
+}
+
+/// Parses an answer head from the start of `buf`: `None` while it is incomplete, else its length
+/// and how its body is framed, or what is wrong with it. The body must be `body_len` bytes.
+fn parse_head(buf: &[u8], body_len: u64) -> Result<Option<(usize, Framing)>, Bad> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Complete(len)) => len,
+        Err(e) => {
+            let seen = &buf[..buf.len().min(MAX_QUOTED)];
+            return Err(Bad::wrong(
+                0,
+                format!("the head does not parse ({e}): \"{}\"", escape(seen)),
+            ));
+        }
+    };
+    let code = response.code.unwrap_or(0);
+    let reason = response.reason.unwrap_or("");
+    if code != 200 {
+        return Err(Bad {
+            fault: Fault::BadStatus,
+            at: 0,
+            what: format!("status `{code} {reason}` where `200 OK` was expected"),
+        });
+    }
+    if response.version != Some(1) || reason != "OK" {
+        let version = response.version.unwrap_or(0);
+        return Err(Bad::wrong(
+            0,
+            format!("status line `HTTP/1.{version} {code} {reason}` where `HTTP/1.1 200 OK` was expected"),
+        ));
+    }
+    let (mut length, mut chunked, mut close) = (None, None, false);
+    for h in response.headers.iter() {
+        let value = h.value.trim_ascii();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = digits(value).ok_or_else(|| {
+                Bad::wrong(
+                    0,
+                    format!("`Content-Length: {}` is not a length", escape(value)),
+                )
+            })?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Bad::wrong(0, "two different Content-Length".to_string()));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding frames the body; a later field's codings come after.
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some((last.trim_ascii().eq_ignore_ascii_case(b"chunked"), value));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close |= value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    if close {
+        return Err(Bad {
+            fault: Fault::ConnectionClose,
+            at: 0,
+            what: "`Connection: close` where the connection was to be kept alive".to_string(),
+        });
+    }
+    let framing = match (length, chunked) {
+        (Some(_), Some(_)) => {
+            return Err(Bad::wrong(
+                0,
+                "both Content-Length and Transfer-Encoding".to_string(),
+            ))
+        }
+        (Some(n), None) if n != body_len => {
+            return Err(Bad::wrong(
+                0,
+                format!("`Content-Length: {n}` where {body_len} (prefix and message) was expected"),
+            ))
+        }
+        (Some(_), None) => Framing::Length,
+        (None, Some((true, _))) => Framing::Chunked,
+        (None, Some((false, value))) => {
+            return Err(Bad::wrong(
+                0,
+                format!(
+                    "`Transfer-Encoding: {}` does not end with chunked",
+                    escape(value)
+                ),
+            ))
+        }
+        (None, None) => {
+            return Err(Bad::wrong(
+                0,
+                "neither Content-Length nor chunked: the body would end only with the connection"
+                    .to_string(),
+            ))
+        }
+    };
+    Ok(Some((len, framing)))
+}
+
+/// A decimal number of digits only, or `None` (empty, another byte, past `u64`).
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        let d = char::from(b).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FramingKind;
+
+    const PREFIX: &[u8] = b"You say that ";
+    const HOST: &str = "127.0.0.1:8080";
+
+    fn proto(method: HttpMethod, size: u32) -> Protocol {
+        let host = HOST.parse().expect("an address");
+        Protocol::new(PREFIX, FramingKind::Http, size, method, host)
+    }
+
+    /// The whole request of message `seq` on connection `conn`, filled in one go.
+    fn request(p: &Protocol, conn: u64, seq: u64) -> Vec<u8> {
+        let mut out = vec![0; p.wire_size() as usize];
+        p.fill(seed(conn, seq), 0, &mut out);
+        out
+    }
+
+    /// The body every answer to message `seq` on connection `conn` must have.
+    fn body(p: &Protocol, conn: u64, seq: u64) -> Vec<u8> {
+        [PREFIX, &p.message(seed(conn, seq))].concat()
+    }
+
+    /// saythat's answer to a keep-alive request, byte for byte as the HTTP spec gives it.
+    fn saythat_answer(body: &[u8]) -> Vec<u8> {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/0.1.0\r\nDate: Wed, 25 Nov 2026 13:30:12 GMT\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        [head.as_bytes(), body].concat()
+    }
+
+    /// hyper's answer: lowercase names, its own order, no Server.
+    fn hyper_answer(body: &[u8]) -> Vec<u8> {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+             date: Wed, 25 Nov 2026 13:30:12 GMT\r\n\r\n",
+            body.len()
+        );
+        [head.as_bytes(), body].concat()
+    }
+
+    /// A chunked answer whose body is cut at `cuts`, with a chunk extension and a trailer.
+    fn chunked_answer(body: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&body.len())) {
+            if to > from {
+                out.extend_from_slice(format!("{:X};x=y\r\n", to - from).as_bytes());
+                out.extend_from_slice(&body[from..to]);
+                out.extend_from_slice(b"\r\n");
+                from = to;
+            }
+        }
+        out.extend_from_slice(b"0\r\nx-trailer: 1\r\n\r\n");
+        out
+    }
+
+    /// A chunked answer as `chunked_answer`, without chunk extensions or trailers.
+    fn bare_chunked_answer(body: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut from = 0;
+        for &to in cuts.iter().chain(std::iter::once(&body.len())) {
+            if to > from {
+                out.extend_from_slice(format!("{:x}\r\n", to - from).as_bytes());
+                out.extend_from_slice(&body[from..to]);
+                out.extend_from_slice(b"\r\n");
+                from = to;
+            }
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    /// Feeds `stream` to a new checker in pieces of `piece` bytes, `in_flight` messages from
+    /// `seq` 0 on connection 1 awaiting answers: the answers completed and the first error.
+    fn feed_in_pieces(
+        p: &Protocol,
+        stream: &[u8],
+        piece: usize,
+        in_flight: usize,
+    ) -> (usize, Option<(Fault, String)>) {
+        let mut c = HttpChecker::default();
+        let mut done = 0;
+        for bytes in stream.chunks(piece) {
+            let fed = c.feed(p, 1, done as u64, in_flight - done, bytes);
+            done += fed.completed;
+            if fed.error.is_some() {
+                return (done, fed.error);
+            }
+        }
+        (done, None)
+    }
+
+    #[test]
+    fn get_and_post_requests_are_exact_and_fill_in_any_pieces() {
+        let get = proto(HttpMethod::Get, 20);
+        let msg = get.message(seed(1, 0));
+        assert!(
+            msg.iter().all(u8::is_ascii_alphanumeric),
+            "a path needs no escaping"
+        );
+        let expected = [
+            b"GET /",
+            &msg[..],
+            b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(request(&get, 1, 0), expected);
+
+        let post = proto(HttpMethod::Post, 20);
+        let head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 20\r\n\r\n";
+        assert_eq!(request(&post, 1, 0), [&head[..], &msg[..]].concat());
+
+        for p in [&get, &post] {
+            let whole = request(p, 1, 0);
+            for piece in 1..whole.len() {
+                let mut out = vec![0; whole.len()];
+                for (k, part) in out.chunks_mut(piece).enumerate() {
+                    p.fill(seed(1, 0), (k * piece) as u32, part);
+                }
+                assert_eq!(out, whole, "filled in pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn saythat_and_hyper_answers_pass_pipelined_and_cut_anywhere() {
+        let p = proto(HttpMethod::Get, 64);
+        for answer in [saythat_answer, hyper_answer] {
+            let stream: Vec<u8> = (0..3).flat_map(|s| answer(&body(&p, 1, s))).collect();
+            for piece in [1, 2, 7, 100, stream.len()] {
+                assert_eq!(feed_in_pieces(&p, &stream, piece, 3), (3, None));
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_answers_pass_with_extensions_and_trailers() {
+        let p = proto(HttpMethod::Post, 100);
+        let stream: Vec<u8> = (0..2)
+            .flat_map(|s| chunked_answer(&body(&p, 1, s), &[5, 13, 50]))
+            .collect();
+        for piece in [1, 3, stream.len()] {
+            assert_eq!(feed_in_pieces(&p, &stream, piece, 2), (2, None));
+        }
+    }
+
+    /// The fault and description found in answer `stream` to one message of `p`.
+    fn fault(p: &Protocol, stream: &[u8]) -> (Fault, String) {
+        let (done, error) = feed_in_pieces(p, stream, stream.len(), 1);
+        assert_eq!(done, 0);
+        error.expect("the answer is refused")
+    }
+
+    #[test]
+    fn another_status_or_a_close_is_its_own_fault() {
+        let p = proto(HttpMethod::Get, 8);
+        let err = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+        let (kind, what) = fault(&p, err);
+        assert_eq!(kind, Fault::BadStatus);
+        assert!(
+            what.contains("status `500 Internal Server Error`"),
+            "{what}"
+        );
+
+        let good = body(&p, 1, 0);
+        let closing = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nconnection: Close\r\n\r\n",
+            good.len()
+        );
+        let (kind, what) = fault(&p, &[closing.as_bytes(), &good].concat());
+        assert_eq!(kind, Fault::ConnectionClose);
+        assert!(what.contains("Connection: close"), "{what}");
+    }
+
+    #[test]
+    fn heads_that_do_not_frame_the_expected_body_are_wrong() {
+        let p = proto(HttpMethod::Get, 8);
+        let good = body(&p, 1, 0);
+        let n = good.len();
+        for (head, says) in [
+            (
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", n + 1),
+                "Content-Length",
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n".to_string(), "neither"),
+            (
+                format!("HTTP/1.0 200 OK\r\nContent-Length: {n}\r\n\r\n"),
+                "status line",
+            ),
+            (
+                format!("HTTP/1.1 200 Fine\r\nContent-Length: {n}\r\n\r\n"),
+                "status line",
+            ),
+            (
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nContent-Length: 3\r\n\r\n"),
+                "two",
+            ),
+            (
+                format!("HTTP/1.1 200 OK\r\nContent-Length: +{n}\r\n\r\n"),
+                "not a length",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".to_string(),
+                "chunked",
+            ),
+            (
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                ),
+                "both",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".to_string(),
+                "does not parse",
+            ),
+        ] {
+            let (kind, what) = fault(&p, &[head.as_bytes(), &good].concat());
+            assert_eq!(kind, Fault::Wrong, "{head:?}");
+            assert!(what.contains(says), "{head:?}: {what}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_body_byte_is_described() {
+        let p = proto(HttpMethod::Get, 16);
+        let mut stream = saythat_answer(&body(&p, 1, 0));
+        let last = stream.len() - 1;
+        stream[last] = b'#';
+        let (kind, what) = fault(&p, &stream);
+        assert_eq!(kind, Fault::Wrong);
+        assert!(
+            what.contains("conn 1") && what.contains("message 0"),
+            "{what}"
+        );
+        assert!(
+            what.contains("payload byte") && what.contains("got '#'"),
+            "{what}"
+        );
+        assert!(what.contains(&format!("answer byte {last}")), "{what}");
+    }
+
+    #[test]
+    fn chunked_bodies_of_the_wrong_length_or_framing_are_wrong() {
+        let p = proto(HttpMethod::Get, 16);
+        let good = body(&p, 1, 0);
+        let short = chunked_answer(&good[..good.len() - 1], &[]);
+        assert!(fault(&p, &short).1.contains("ended after"));
+        let long = chunked_answer(&[&good[..], b"x"].concat(), &[]);
+        assert!(fault(&p, &long).1.contains("longer than"));
+        let mut bad_crlf = chunked_answer(&good, &[]);
+        let at = bad_crlf.len() - b"\r\n0\r\nx-trailer: 1\r\n\r\n".len();
+        bad_crlf[at] = b'x';
+        assert!(fault(&p, &bad_crlf).1.contains("malformed chunked"));
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n";
+        assert!(fault(&p, huge).1.contains("overflows"));
+    }
+
+    #[test]
+    fn a_head_past_the_limit_is_wrong_however_it_arrives() {
+        let p = proto(HttpMethod::Get, 8);
+        let mut head = b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec();
+        head.resize(MAX_HEAD + 1, b'x');
+        for piece in [head.len(), 1000] {
+            let (done, error) = feed_in_pieces(&p, &head, piece, 1);
+            assert_eq!(done, 0);
+            let (kind, what) = error.expect("refused");
+            assert_eq!(kind, Fault::Wrong);
+            assert!(what.contains("longer than"), "{what}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_last_answer_are_unasked() {
+        let p = proto(HttpMethod::Get, 8);
+        let stream = [saythat_answer(&body(&p, 1, 0)), b"HTTP".to_vec()].concat();
+        let (done, error) = feed_in_pieces(&p, &stream, stream.len(), 1);
+        assert_eq!(done, 1);
+        assert!(error.expect("refused").1.contains("no message awaiting"));
+    }
+
+    #[test]
+    fn a_split_head_is_held_once_and_the_buffer_keeps_its_size() {
+        let p = proto(HttpMethod::Get, 8);
+        let mut c = HttpChecker::default();
+        let mut capacity = None;
+        for seq in 0..50 {
+            // Every answer is cut inside its head, at a different place.
+            let answer = saythat_answer(&body(&p, 1, seq));
+            let (first, second) = answer.split_at(20 + seq as usize);
+            assert_eq!(c.feed(&p, 1, seq, 1, first).completed, 0);
+            assert_eq!(c.feed(&p, 1, seq, 1, second).completed, 1);
+            assert!(c.head.is_empty());
+            assert_eq!(
+                *capacity.get_or_insert(c.head.capacity()),
+                c.head.capacity()
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Pipelined answers pass however they are cut, and changing any one byte is caught
+        /// (or leaves the answers incomplete).
+        #[test]
+        fn any_cut_passes_and_any_changed_byte_is_caught(
+            size in 1u32..300,
+            chunked in proptest::bool::ANY,
+            cuts in proptest::collection::vec(1usize..300, 0..4),
+            delivery in 1usize..500,
+            flip_at in proptest::num::usize::ANY,
+            flip_to in proptest::num::u8::ANY,
+        ) {
+            let p = proto(HttpMethod::Post, size);
+            // The bytes the checker vouches for: the status line, the length, and everything
+            // after the head but chunk extensions and trailers. Other header fields (Date,
+            // Server) may say anything.
+            let (mut stream, mut checked) = (Vec::new(), Vec::new());
+            for s in 0..3 {
+                let b = body(&p, 1, s);
+                let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < b.len()).collect();
+                cuts.sort_unstable();
+                let answer = if chunked { bare_chunked_answer(&b, &cuts) } else { saythat_answer(&b) };
+                let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                let length = answer.windows(16).position(|w| w == b"Content-Length: ");
+                let digits = length.map_or(0..0, |at| at + 16..at + 16 + b.len().to_string().len());
+                let at = stream.len();
+                checked.extend((0..15).chain(digits).chain(head_end..answer.len()).map(|k| at + k));
+                stream.extend_from_slice(&answer);
+            }
+            proptest::prop_assert_eq!(feed_in_pieces(&p, &stream, delivery, 3), (3, None));
+
+            let mut bad = stream.clone();
+            let i = checked[flip_at % checked.len()];
+            proptest::prop_assume!(bad[i] != flip_to);
+            bad[i] = flip_to;
+            let (done, error) = feed_in_pieces(&p, &bad, delivery, 3);
+            proptest::prop_assert!(error.is_some() || done < 3);
+        }
+    }
+}
