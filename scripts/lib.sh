@@ -17,15 +17,31 @@ listen_addr() {
 }
 
 # server_command NAME FRAMING: sets the array SERVER_COMMAND to the release build of NAME
-# (`saythat`, or `tokio` for the peer of examples/tokio_peer.rs) serving FRAMING on a free
-# loopback port with the default prefix.
+# serving FRAMING on a free loopback port with the default prefix: `saythat` (chunk, line or
+# http), `tokio` for the peer of examples/tokio_peer.rs (chunk or line), `hyper` for the peer of
+# examples/hyper_peer.rs (http only).
 server_command() {
   case $1 in
     saythat) SERVER_COMMAND=(./target/release/saythat serve --listen 127.0.0.1:0 --framing "$2") ;;
     tokio) SERVER_COMMAND=(./target/release/examples/tokio_peer 127.0.0.1:0 'You say that ' "$2") ;;
+    hyper)
+      [ "$2" = http ] || { echo "the hyper peer serves http only, not $2" >&2; return 1; }
+      SERVER_COMMAND=(./target/release/examples/hyper_peer 127.0.0.1:0 'You say that ') ;;
     *) echo "unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# peer_of FRAMING: the peer saythat is compared with in FRAMING: tokio for the echo framings,
+# hyper for http.
+peer_of() {
+  case $1 in
+    http) echo hyper ;;
+    *) echo tokio ;;
   esac
 }
 
 # The per-message scripts' points: framing, message size, messages in flight.
 PER_MESSAGE_POINTS=("chunk 64 1" "chunk 1024 1" "line 64 16")
+# Their HTTP points, saythat against the hyper peer: framing, size (the GET path or the POST
+# body), requests in flight, method.
+HTTP_PER_MESSAGE_POINTS=("http 64 1 get" "http 64 16 get" "http 64 1 post")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Syscalls per echoed message, counted by `strace -c -f` on the server while `saythat load` sends
 # a fixed number of messages over 50 connections: ping-pong at 64 and 1024 bytes, and line
-# framing with 16 messages in flight; saythat and the tokio peer (examples/tokio_peer.rs) alike.
-# strace slows the servers a lot: the counts, not the times, are the figure.
+# framing with 16 messages in flight, saythat and the tokio peer (examples/tokio_peer.rs) alike;
+# then HTTP (`--framing http`): keep-alive GET of a 64-byte path one and 16 in flight, and a
+# 64-byte POST, saythat and the hyper peer (examples/hyper_peer.rs) alike. strace slows the
+# servers a lot: the counts, not the times, are the figure.
 #
 #   scripts/syscalls.sh [MESSAGES]      (default 100000)
 #
@@ -13,7 +15,7 @@ source scripts/lib.sh
 messages=${1:-100000}
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
 
-cargo build --release --quiet --bin saythat --example tokio_peer
+cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer
 bin=./target/release/saythat
 work=$(mktemp -d)
 server=
@@ -21,9 +23,15 @@ cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# count SERVER FRAMING SIZE PIPELINE: one server, one traced load run; prints a result line.
+# count SERVER FRAMING SIZE PIPELINE [METHOD]: one server, one traced load run; prints a result
+# line. METHOD (get or post) is for http framing only.
 count() {
-  local name=$1 framing=$2 size=$3 pipeline=$4
+  local name=$1 framing=$2 size=$3 pipeline=$4 method=${5:-}
+  local case="$framing $size B x$pipeline" how=()
+  if [ -n "$method" ]; then
+    case="$framing ${method^^} $size B x$pipeline"
+    how=(--method "$method")
+  fi
   server_command "$name" "$framing"
   "${SERVER_COMMAND[@]}" 2>"$work/server.log" &
   server=$!
@@ -33,10 +41,10 @@ count() {
   local tracer=$!
   sleep 0.5 # strace attaches asynchronously
   "$bin" load --addr "$addr" --conns 50 --size "$size" --framing "$framing" --pipeline "$pipeline" \
-    --messages "$messages" --duration 300 --warmup 0 --timeout 30 --json >"$work/load.json"
+    "${how[@]}" --messages "$messages" --duration 300 --warmup 0 --timeout 30 --json >"$work/load.json"
   kill -INT "$tracer"; wait "$tracer" || true
   kill "$server"; wait "$server" 2>/dev/null || true; server=
-  python3 - "$name" "$framing $size B x$pipeline" "$work/strace.txt" "$work/load.json" <<'PY'
+  python3 - "$name" "$case" "$work/strace.txt" "$work/load.json" <<'PY'
 import json, sys
 name, case, trace, report = sys.argv[1:]
 calls = {}
@@ -52,8 +60,8 @@ PY
 }
 
 echo "syscalls per message, strace over $messages messages, 50 connections:"
-for point in "${PER_MESSAGE_POINTS[@]}"; do
-  for server_name in saythat tokio; do
+for point in "${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}"; do
+  for server_name in saythat "$(peer_of "${point%% *}")"; do
     # shellcheck disable=SC2086
     count "$server_name" $point
   done
