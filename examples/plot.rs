@@ -1,5 +1,5 @@
-//! Draws the load-test sweep of `scripts/loadtest.sh` as one SVG with two panels, messages/s and
-//! p99 latency against connections, one line per (server, scenario):
+//! Draws the load-test sweep of `scripts/loadtest.sh` as one SVG with two panels, messages/s (or
+//! requests/s) and p99 latency against connections, one line per (server, scenario):
 //!
 //!     cargo run --release --example plot -- results/loadtest.csv results/loadtest.svg [MACHINE]
 //!
@@ -21,7 +21,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 const USAGE: &str = "usage: plot RESULTS.csv OUT.svg [MACHINE]";
 /// Size of the whole picture in pixels: two panels side by side and a legend, under a title.
 const SIZE: (u32, u32) = (1500, 640);
-/// Width of the legend column right of the panels, in pixels: room for `saythat line x16`.
+/// Width of the legend column right of the panels, in pixels: room for `saythat line x16` and
+/// `hyper POST 64B`.
 const LEGEND_WIDTH: u32 = 190;
 /// One colour per scenario, in the order the scenarios first appear (cycled past the end).
 const PALETTE: [RGBColor; 6] = [
@@ -34,6 +35,28 @@ const PALETTE: [RGBColor; 6] = [
 ];
 /// Columns the plot reads; the CSV may have others, in any order.
 const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"];
+/// What the scenarios of `scripts/loadtest.sh` are, for the subtitle; others go by their name.
+const SCENARIOS: [(&str, &str); 6] = [
+    (
+        "64B",
+        "64B, 1024B: chunk ping-pong, one in flight per connection.",
+    ),
+    (
+        "1024B",
+        "64B, 1024B: chunk ping-pong, one in flight per connection.",
+    ),
+    ("line x16", "line x16: 64-byte lines, 16 in flight."),
+    ("GET", "GET: keep-alive HTTP GET of a 64-byte path."),
+    ("GET x16", "GET x16: 16 pipelined."),
+    ("POST 64B", "POST 64B: a 64-byte body."),
+];
+/// Characters in one line of the subtitle: at 16 px, about what the picture's width holds.
+const SUBTITLE_CHARS: usize = 150;
+/// The words for a peer in the title; others go by their name.
+const PEERS: [(&str, &str); 2] = [
+    ("tokio", "a minimal tokio server"),
+    ("hyper", "a minimal hyper server"),
+];
 
 /// One measured point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,20 +251,22 @@ fn err(e: impl Display) -> String {
 fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
     let root = SVGBackend::new(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (top, rest) = root.split_vertically(70);
+    let lines = subtitle(all);
+    let (top, rest) = root.split_vertically(48 + 22 * lines.len() as u32);
     top.draw(&Text::new(
-        format!("saythat vs a minimal tokio server, loopback, closed loop: {machine}"),
+        title(all, machine),
         (20, 12),
         ("sans-serif", 24).into_font().style(FontStyle::Bold),
     ))
     .map_err(err)?;
-    top.draw(&Text::new(
-        "64B, 1024B: chunk framing, one message in flight per connection.  line x16: 64-byte \
-         lines, 16 in flight per connection.  Every answer checked.",
-        (20, 44),
-        ("sans-serif", 16).into_font(),
-    ))
-    .map_err(err)?;
+    for (i, line) in lines.iter().enumerate() {
+        top.draw(&Text::new(
+            line.as_str(),
+            (20, 44 + 22 * i as i32),
+            ("sans-serif", 16).into_font(),
+        ))
+        .map_err(err)?;
+    }
 
     let conns: BTreeSet<u64> = all
         .iter()
@@ -281,6 +306,57 @@ fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
     draw_legend(&legend, all, &look)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// "saythat vs a minimal tokio server and a minimal hyper server, loopback, closed loop: MACHINE":
+/// the servers other than the first are its peers.
+fn title(all: &[Series], machine: &str) -> String {
+    let servers = first_seen(all.iter().map(|s| s.server.as_str()));
+    let peers: Vec<&str> = servers
+        .iter()
+        .skip(1)
+        .map(|&p| {
+            PEERS
+                .iter()
+                .find(|(n, _)| *n == p)
+                .map_or(p, |(_, words)| words)
+        })
+        .collect();
+    let first = servers.first().copied().unwrap_or("saythat");
+    match peers.is_empty() {
+        true => format!("{first}, loopback, closed loop: {machine}"),
+        false => format!(
+            "{first} vs {}, loopback, closed loop: {machine}",
+            peers.join(" and ")
+        ),
+    }
+}
+
+/// What each scenario drawn is, once each, in the order they first appear, in lines of at most
+/// `SUBTITLE_CHARS` (unless one description is longer).
+fn subtitle(all: &[Series]) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for scenario in first_seen(all.iter().map(|s| s.scenario.as_str())) {
+        let said = SCENARIOS
+            .iter()
+            .find(|(n, _)| *n == scenario)
+            .map_or_else(|| scenario.to_string(), |(_, words)| words.to_string());
+        if !parts.contains(&said) {
+            parts.push(said);
+        }
+    }
+    parts.push("Every answer checked.".to_string());
+    let mut lines: Vec<String> = Vec::new();
+    for part in parts {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 2 + part.chars().count() <= SUBTITLE_CHARS => {
+                line.push_str("  ");
+                line.push_str(&part);
+            }
+            _ => lines.push(part),
+        }
+    }
+    lines
 }
 
 /// A range for a log axis holding every positive value, with a margin either side.
@@ -483,6 +559,44 @@ mod tests {
         assert!(parse(&nan).unwrap_err().contains("msgs_per_s `fast`"));
         let zero = format!("{HEADER}\nsaythat,64B,0,64,1,1,20,40");
         assert!(parse(&zero).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn http_scenarios_with_one_point_each_are_drawn_and_described() {
+        let csv = format!(
+            "{HEADER},framing\n\
+             saythat,64B,10,64,1,1000,20,40,chunk\n\
+             tokio,64B,10,64,1,900,20,40,chunk\n\
+             saythat,GET,50,64,1,500,20,40,http\n\
+             hyper,GET,50,64,1,400,20,40,http\n\
+             saythat,GET,1000,64,1,600,20,40,http\n\
+             saythat,GET x16,50,64,16,5000,20,40,http\n\
+             hyper,POST 64B,50,64,1,300,20,40,http\n"
+        );
+        let all = series(&parse(&csv).unwrap());
+        assert_eq!(all.len(), 6);
+        assert_eq!(
+            title(&all, "M"),
+            "saythat vs a minimal tokio server and a minimal hyper server, loopback, closed \
+             loop: M"
+        );
+        let lines = subtitle(&all);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.len() <= SUBTITLE_CHARS), "{lines:?}");
+        let sub = lines.join("  ");
+        for part in [
+            "64B, 1024B: chunk",
+            "GET: keep-alive",
+            "GET x16: 16",
+            "POST 64B: a",
+        ] {
+            assert!(sub.contains(part), "{sub}");
+        }
+        let svg = std::env::temp_dir().join(format!("plot-test-{}.svg", std::process::id()));
+        draw(&all, &svg, "M").unwrap();
+        let drawn = std::fs::read_to_string(&svg).unwrap();
+        let _ = std::fs::remove_file(&svg);
+        assert!(drawn.contains("hyper POST 64B") && drawn.contains("saythat GET x16"));
     }
 
     #[test]

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Load-test sweep: saythat against a minimal tokio server (examples/tokio_peer.rs) over loopback,
-# every answer checked byte for byte by `saythat load`.
+# Load-test sweep: saythat against minimal peers over loopback, a tokio server
+# (examples/tokio_peer.rs) for the echo framings and a hyper server (examples/hyper_peer.rs) for
+# HTTP, every answer checked byte for byte by `saythat load`.
 #
 #   scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
+#                       [--only echo|http]
 #
-# Points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk ping-pong (one
-# message in flight per connection), and 64 B lines with 16 in flight (`--framing line`). saythat
-# and the peer take turns point by point, so machine noise hits both alike. With 2 cores or more
-# the server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
+# Echo points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk
+# ping-pong (one message in flight per connection), and 64 B lines with 16 in flight
+# (`--framing line`). HTTP points (`--framing http`): keep-alive GET of a 64-byte path at 50 and
+# 1000 connections, 16 pipelined GETs per connection at 50, and a 64-byte POST at 50. saythat and
+# the peer take turns point by point, so machine noise hits both alike. With 2 cores or more the
+# server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
 # (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
-# divided by the messages measured.
+# divided by the messages (requests, in HTTP) measured.
 #
 # Writes DIR/loadtest.csv, DIR/loadtest.svg (examples/plot.rs), DIR/points/*.json (every load
-# report) and DIR/logs/; prints a table with the saythat/tokio ratios. Exits 1 if any point had an
-# error (a wrong, late or missing answer) or a server died, 2 on a bad option. Loopback only; every
-# run is bounded (default: about 2 minutes of load plus the build) and both servers are stopped on
-# exit, Ctrl-C included.
+# report) and DIR/logs/; prints a table per kind of point with the saythat/peer ratios. Exits 1 if
+# any point had an error (a wrong, late or missing answer; in HTTP also a status other than 200 or
+# a `Connection: close`) or a server died, 2 on a bad option. Loopback only; every run is bounded
+# (default: about 2 minutes of load plus the build; `--quick` about 50 s) and the servers are
+# stopped on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -23,11 +28,13 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
+                           [--only echo|http]
   --duration SECS  measured seconds per point (default 3)
   --warmup SECS    seconds of load before measuring, per point (default 1)
   --quick          --duration 1 --warmup 0.5
   --out DIR        where results go (default results/)
-  --no-peer        measure saythat only, without the tokio peer
+  --no-peer        measure saythat only, without the tokio and hyper peers
+  --only KIND      only the echo points (chunk and line framing) or only the HTTP points
 EOF
 }
 
@@ -35,14 +42,16 @@ duration=3
 warmup=1
 out=results
 peer=1
+only=
 while [ $# -gt 0 ]; do
   case $1 in
-    --duration | --warmup | --out)
+    --duration | --warmup | --out | --only)
       [ $# -ge 2 ] || { echo "loadtest: $1 needs a value" >&2; usage >&2; exit 2; }
       case $1 in
         --duration) duration=$2 ;;
         --warmup) warmup=$2 ;;
         --out) out=$2 ;;
+        --only) only=$2 ;;
       esac
       shift 2 ;;
     --quick) duration=1 warmup=0.5; shift ;;
@@ -58,28 +67,66 @@ awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' || {
   echo "loadtest: --duration must be more than 0 and at most 600 seconds" >&2; exit 2; }
 awk -v w="$warmup" 'BEGIN { exit !(w <= 600) }' || {
   echo "loadtest: --warmup must be at most 600 seconds" >&2; exit 2; }
+case $only in
+  '' | echo | http) ;;
+  *) echo "loadtest: --only takes echo or http" >&2; usage >&2; exit 2 ;;
+esac
 
-conns_list=(1 10 100 1000)
-# name, framing, bytes per message, messages in flight per connection
-scenarios=("64B chunk 64 1" "1024B chunk 1024 1" "line_x16 line 64 16")
+# name, framing, bytes per message (in HTTP the path or body), messages in flight per connection,
+# HTTP method (- for the echo framings), then the connection counts. A `_` in a name is a space
+# in the table and the chart.
+echo_scenarios=(
+  "64B chunk 64 1 - 1 10 100 1000"
+  "1024B chunk 1024 1 - 1 10 100 1000"
+  "line_x16 line 64 16 - 1 10 100 1000"
+)
+http_scenarios=(
+  "GET http 64 1 get 50 1000"
+  "GET_x16 http 64 16 get 50"
+  "POST_64B http 64 1 post 50"
+)
+case $only in
+  echo) scenarios=("${echo_scenarios[@]}") ;;
+  http) scenarios=("${http_scenarios[@]}") ;;
+  *) scenarios=("${echo_scenarios[@]}" "${http_scenarios[@]}") ;;
+esac
 prefix='You say that '
-servers=(saythat)
-[ "$peer" = 1 ] && servers+=(tokio)
+# The framings the scenarios use, each served by saythat and (unless --no-peer) its peer.
+framings=()
+for scenario in "${scenarios[@]}"; do
+  read -r _ framing _ <<<"$scenario"
+  [[ " ${framings[*]} " == *" $framing "* ]] || framings+=("$framing")
+done
+# servers_for FRAMING: the servers measured in FRAMING, saythat first.
+servers_for() {
+  if [ "$peer" = 1 ]; then echo "saythat $(peer_of "$1")"; else echo saythat; fi
+}
 
 started=$SECONDS
 echo "loadtest: building (release)"
-cargo build --release --quiet --bin saythat --example tokio_peer --example plot
+cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
+  --example plot
 target=$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin=$target/release/saythat
-peer_bin=$target/release/examples/tokio_peer
+tokio_bin=$target/release/examples/tokio_peer
+hyper_bin=$target/release/examples/hyper_peer
 plot_bin=$target/release/examples/plot
 built=$SECONDS
 
 # 1000 connections need more descriptors than the usual soft limit of 1024; both servers and the
 # load generator inherit this.
 ulimit -n "$(ulimit -Hn)"
-max_conns=${conns_list[-1]}
+max_conns=1
+points=0
+for scenario in "${scenarios[@]}"; do
+  read -r _ framing _ _ _ conns_list <<<"$scenario"
+  read -ra servers <<<"$(servers_for "$framing")"
+  for conns in $conns_list; do
+    [ "$conns" -gt "$max_conns" ] && max_conns=$conns
+    points=$((points + ${#servers[@]}))
+  done
+done
 fds=$(ulimit -n)
 if [ "$fds" != unlimited ] && [ "$fds" -lt $((max_conns + 200)) ]; then
   echo "loadtest: $max_conns connections need about $((max_conns + 200)) descriptors and the" \
@@ -133,12 +180,15 @@ start() {
   addr[$key]=$a
 }
 
-start saythat:chunk "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing chunk
-start saythat:line "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing line
-if [ "$peer" = 1 ]; then
-  start tokio:chunk "$peer_bin" 127.0.0.1:0 "$prefix" chunk
-  start tokio:line "$peer_bin" 127.0.0.1:0 "$prefix" line
-fi
+for framing in "${framings[@]}"; do
+  start "saythat:$framing" "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing "$framing"
+  if [ "$peer" = 1 ]; then
+    case $framing in
+      http) start "hyper:$framing" "$hyper_bin" 127.0.0.1:0 "$prefix" ;;
+      *) start "tokio:$framing" "$tokio_bin" 127.0.0.1:0 "$prefix" "$framing" ;;
+    esac
+  fi
+done
 
 # utime and stime of a process in clock ticks: fields 14 and 15 of /proc/PID/stat, counted after
 # the `(comm)` field, which may hold spaces.
@@ -160,13 +210,16 @@ others_snapshot() {
 failed=0
 others_snapshot "$out/logs/others.0"
 sweep_start=$SECONDS
-points=$(( ${#scenarios[@]} * ${#conns_list[@]} * ${#servers[@]} ))
 echo "loadtest: $points points of ${warmup}s warmup + ${duration}s measured; $machine"
-echo "server,scenario,conns,size,pipeline,msgs_per_s,p50_us,p99_us,p999_us,errors,cpu_user_us_per_msg,cpu_sys_us_per_msg,cpu_us_per_msg" >"$csv"
+# `framing` is last so the columns before it keep their places.
+echo "server,scenario,conns,size,pipeline,msgs_per_s,p50_us,p99_us,p999_us,errors,cpu_user_us_per_msg,cpu_sys_us_per_msg,cpu_us_per_msg,framing" >"$csv"
 for scenario in "${scenarios[@]}"; do
-  read -r name framing size pipeline <<<"$scenario"
-  label=${name/_/ }
-  for conns in "${conns_list[@]}"; do
+  read -r name framing size pipeline method conns_list <<<"$scenario"
+  label=${name//_/ }
+  how=()
+  [ "$method" != - ] && how=(--method "$method")
+  read -ra servers <<<"$(servers_for "$framing")"
+  for conns in $conns_list; do
     for server in "${servers[@]}"; do
       key=$server:$framing
       p=${pid[$key]}
@@ -177,7 +230,7 @@ for scenario in "${scenarios[@]}"; do
       sampler=$!
       rc=0
       "${on_load[@]}" "$bin" load --addr "${addr[$key]}" --conns "$conns" --size "$size" \
-        --framing "$framing" --pipeline "$pipeline" --prefix "$prefix" \
+        --framing "$framing" "${how[@]}" --pipeline "$pipeline" --prefix "$prefix" \
         --duration "$duration" --warmup "$warmup" --json >"$json" 2>"$json.err" || rc=$?
       wait "$sampler" || true
       [ -s "$json.err" ] || rm -f "$json.err"
@@ -211,7 +264,7 @@ for scenario in "${scenarios[@]}"; do
           if (n == 0) { print ",,"; exit }
           u = (u1 - u0) * 1e6 / hz / n; s = (s1 - s0) * 1e6 / hz / n
           printf "%.3f,%.3f,%.3f", u, s, u + s }')
-      echo "$server,$label,$conns,$size,$pipeline,$msgs,$p50,$p99,$p999,$errors,$row" >>"$csv"
+      echo "$server,$label,$conns,$size,$pipeline,$msgs,$p50,$p99,$p999,$errors,$row,$framing" >>"$csv"
       printf '  %-8s %-9s %5s conns  %9.0f msgs/s  p50 %6s us  p99 %6s us  cpu %s us/msg\n' \
         "$server" "$label" "$conns" "$msgs" "$p50" "$p99" "${row##*,}"
     done
@@ -229,39 +282,49 @@ other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" 
     o = o < 0 ? 0 : o / hz; share = secs > 0 ? 100 * o / secs / cores : 0
     printf "%.1f CPU-s, %.0f%% of the machine", o, share }' "$out/logs/others.0" "$out/logs/others.1")
 
-# The table: one line per point, saythat beside the peer, with their ratios.
-echo
-awk -F, '
-  NR == 1 { next }
-  {
-    k = $2 SUBSEP $3
-    if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-    msgs[$1, k] = $6; p50[$1, k] = $7; p99[$1, k] = $8
-    cpu[$1, k] = $13; errors[$1, k] = $10
-    split_cpu[$1, k] = $13 == "" ? "-" : sprintf("%.2f+%.2f", $11, $12)
-  }
-  function side(s, k) {
-    if (!((s, k) in msgs)) return sprintf("%9s %6s %7s %12s", "-", "-", "-", "-")
-    return sprintf("%9.0f %6d %7d %12s", msgs[s, k], p50[s, k], p99[s, k], split_cpu[s, k])
-  }
-  function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
-  END {
-    printf "%-9s %5s | %-38s | %-38s | %s\n", "", "", "saythat", "tokio", "saythat / tokio"
-    printf "%-9s %5s | %9s %6s %7s %12s | %9s %6s %7s %12s | %6s %8s\n", "scenario", "conns",
-      "msgs/s", "p50us", "p99us", "cpu usr+sys", "msgs/s", "p50us", "p99us", "cpu usr+sys",
-      "msgs/s", "cpu/msg"
-    for (i = 1; i <= n; i++) {
-      k = order[i]; split(k, part, SUBSEP)
-      bad = ""
-      if (errors["saythat", k] + 0 > 0) bad = bad sprintf("  saythat: %d errors", errors["saythat", k])
-      if (errors["tokio", k] + 0 > 0) bad = bad sprintf("  tokio: %d errors", errors["tokio", k])
-      printf "%-9s %5s | %s | %s | %6s %8s%s\n", part[1], part[2], side("saythat", k),
-        side("tokio", k), ratio(msgs["saythat", k], msgs["tokio", k]),
-        ratio(cpu["saythat", k], cpu["tokio", k]), bad
+# table KIND PEER RATE WHAT SHORT: the table of the KIND points (echo: chunk and line framing;
+# http), one line per point, saythat beside PEER, with their ratios; RATE names the throughput
+# column, WHAT one unit of it, SHORT its abbreviation. Prints nothing when the sweep had no such
+# point.
+table() {
+  awk -F, -v kind="$1" -v peer="$2" -v rate="$3" -v what="$4" -v short="$5" '
+    NR == 1 { next }
+    (kind == "http") != ($14 == "http") { next }
+    {
+      k = $2 SUBSEP $3
+      if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+      msgs[$1, k] = $6; p50[$1, k] = $7; p99[$1, k] = $8
+      cpu[$1, k] = $13; errors[$1, k] = $10
+      split_cpu[$1, k] = $13 == "" ? "-" : sprintf("%.2f+%.2f", $11, $12)
     }
-    print "(latencies and CPU in microseconds; cpu: the server process'"'"'s user+system CPU time per"
-    print " measured message; ratios above 1 mean saythat answered more, or used more CPU per message)"
-  }' "$csv"
+    function side(s, k) {
+      if (!((s, k) in msgs)) return sprintf("%9s %6s %7s %12s", "-", "-", "-", "-")
+      return sprintf("%9.0f %6d %7d %12s", msgs[s, k], p50[s, k], p99[s, k], split_cpu[s, k])
+    }
+    function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    END {
+      if (n == 0) exit
+      print ""
+      printf "%-9s %5s | %-38s | %-38s | %s\n", "", "", "saythat", peer, "saythat / " peer
+      printf "%-9s %5s | %9s %6s %7s %12s | %9s %6s %7s %12s | %6s %8s\n", "scenario", "conns",
+        rate, "p50us", "p99us", "cpu usr+sys", rate, "p50us", "p99us", "cpu usr+sys",
+        rate, "cpu/" short
+      for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, part, SUBSEP)
+        bad = ""
+        if (errors["saythat", k] + 0 > 0) bad = bad sprintf("  saythat: %d errors", errors["saythat", k])
+        if (errors[peer, k] + 0 > 0) bad = bad sprintf("  %s: %d errors", peer, errors[peer, k])
+        printf "%-9s %5s | %s | %s | %6s %8s%s\n", part[1], part[2], side("saythat", k),
+          side(peer, k), ratio(msgs["saythat", k], msgs[peer, k]),
+          ratio(cpu["saythat", k], cpu[peer, k]), bad
+      }
+      print "(latencies and CPU in microseconds; cpu: the server process'"'"'s user+system CPU time per"
+      print " measured " what "; ratios above 1 mean saythat answered more, or used more CPU per " what ")"
+    }' "$csv"
+}
+table echo tokio msgs/s message msg
+table http hyper req/s request req
+echo
 
 "$plot_bin" "$csv" "$svg" "$machine"
 echo "loadtest: $csv, $svg; build $((built - started)) s, sweep $((swept - built)) s," \
