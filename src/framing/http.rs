@@ -59,33 +59,50 @@ pub struct HttpSession {
     /// Input not processed yet: a head that has not completed, or after a pause, the requests
     /// whose answers had no room. It always starts at the beginning of a request.
     held: Vec<u8>,
-    request: Request,
-    /// When the head being received started, for `--header-timeout`.
-    head_started: Option<Instant>,
-}
-
-/// The request whose body is being received.
-#[derive(Debug, Default)]
-struct Request {
+    /// What the next bytes are.
     body: Body,
-    /// The body is echoed; `false` for HEAD and OPTIONS, whose bodies are read and dropped.
+    /// The request's body is echoed; `false` for HEAD and OPTIONS, whose bodies are read and
+    /// dropped.
     echo: bool,
+    /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
+    /// that breaks a rule still gets a proper error response.
+    started: bool,
     connection: ConnectionHeader,
 }
 
-#[derive(Debug, Default)]
+/// What the next bytes of a connection are. Small, since every connection has one: the
+/// decoder is 24 bytes.
+#[derive(Debug)]
 enum Body {
-    /// Between requests.
-    #[default]
-    None,
+    /// A request head; since when one has been arriving, for `--header-timeout`.
+    Head(Option<Instant>),
     /// This many body bytes still to come.
     Length(u64),
-    /// A chunked body; `started`: the answer's head is out (it waits for the first chunk, so
-    /// a first chunk that breaks a rule still gets a proper error response).
-    Chunked {
-        decoder: ChunkedDecoder,
-        started: bool,
-    },
+    Chunked(ChunkedDecoder),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Head(None)
+    }
+}
+
+impl HttpSession {
+    /// When the head being received started arriving, if one is.
+    fn head_started(&self) -> Option<Instant> {
+        match self.body {
+            Body::Head(started) => started,
+            _ => None,
+        }
+    }
+
+    /// Ready for the next request.
+    fn end_request(&mut self) {
+        self.body = Body::Head(None);
+        self.echo = false;
+        self.started = false;
+        self.connection = ConnectionHeader::Persist;
+    }
 }
 
 /// What the answer says about the connection.
@@ -190,8 +207,7 @@ impl Http {
         answers.push(refusal.reason.as_bytes());
         answers.push(b"\n");
         session.held = Vec::new();
-        session.request = Request::default();
-        session.head_started = None;
+        session.end_request();
         Next::Close
     }
 
@@ -223,11 +239,10 @@ impl Http {
     ) -> (usize, Next) {
         let mut at = 0;
         loop {
-            let request = &mut session.request;
-            match &mut request.body {
+            match &mut session.body {
                 Body::Length(remaining) => {
                     let take = (*remaining).min((input.len() - at) as u64) as usize;
-                    if request.echo {
+                    if session.echo {
                         answers.push(&input[at..at + take]);
                     }
                     at += take;
@@ -236,33 +251,26 @@ impl Http {
                         return (at, Next::Continue);
                     }
                 }
-                Body::Chunked { decoder, started } => {
-                    let echo = request.echo;
-                    let mut head_due = echo && !*started;
-                    let mut wrote_head = false;
-                    let prefix = &self.prefix;
-                    let result = {
-                        let date = &mut self.date;
-                        let ok_head = &self.ok_head;
-                        let connection = request.connection;
-                        decoder.decode(&input[at..], |data| {
-                            if !echo {
-                                return;
-                            }
+                Body::Chunked(decoder) => {
+                    let (echo, connection) = (session.echo, session.connection);
+                    let mut head_due = echo && !session.started;
+                    let (prefix, ok_head, date) = (&self.prefix, &self.ok_head, &mut self.date);
+                    let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
+                        if echo {
                             if head_due {
                                 write_chunked_head(answers, ok_head, date, connection, prefix);
                                 head_due = false;
-                                wrote_head = true;
                             }
                             push_chunk(answers, data);
-                        })
-                    };
-                    if wrote_head {
-                        *started = true;
+                        }
+                    });
+                    let done = decoder.is_done();
+                    if echo && !head_due {
+                        session.started = true;
                     }
                     match result {
                         Ok(used) => at += used,
-                        Err(e) if !*started => {
+                        Err(e) if !session.started => {
                             let refused = match e {
                                 ChunkError::TooLarge => {
                                     refusal(TOO_LARGE, "the chunked body is larger than --max-body")
@@ -275,27 +283,17 @@ impl Http {
                         // every client reports as an incomplete response.
                         Err(_) => return (input.len(), Next::Close),
                     }
-                    let Body::Chunked { decoder, started } = &mut session.request.body else {
-                        unreachable!("the body is chunked in this arm")
-                    };
-                    if !decoder.is_done() {
+                    if !done {
                         return (at, Next::Continue);
                     }
                     if echo {
-                        if !*started {
-                            let connection = session.request.connection;
-                            write_chunked_head(
-                                answers,
-                                &self.ok_head,
-                                &mut self.date,
-                                connection,
-                                &self.prefix,
-                            );
+                        if !session.started {
+                            write_chunked_head(answers, ok_head, date, connection, prefix);
                         }
                         answers.push(b"0\r\n\r\n");
                     }
                 }
-                Body::None => {
+                Body::Head(_) => {
                     if at == input.len() {
                         return (at, Next::Continue);
                     }
@@ -305,7 +303,7 @@ impl Http {
                     match self.start(session, &input[at..], answers) {
                         Ok(Some(used)) => {
                             at += used;
-                            if !matches!(session.request.body, Body::None) {
+                            if !matches!(session.body, Body::Head(_)) {
                                 continue;
                             }
                         }
@@ -317,8 +315,9 @@ impl Http {
                 }
             }
             // The request is answered in full.
-            let request = std::mem::take(&mut session.request);
-            if request.connection == ConnectionHeader::Close {
+            let close = session.connection == ConnectionHeader::Close;
+            session.end_request();
+            if close {
                 return (input.len(), Next::Close);
             }
         }
@@ -436,20 +435,16 @@ impl Http {
                 }
             }
         }
-        session.request = Request {
-            body: if chunked {
-                Body::Chunked {
-                    decoder: ChunkedDecoder::new(self.limits.max_body),
-                    started: !echo,
-                }
-            } else if length > 0 {
-                Body::Length(length)
-            } else {
-                Body::None
-            },
-            echo,
-            connection,
+        session.body = if chunked {
+            Body::Chunked(ChunkedDecoder::new())
+        } else if length > 0 {
+            Body::Length(length)
+        } else {
+            Body::Head(None)
         };
+        session.echo = echo;
+        session.started = !echo;
+        session.connection = connection;
         Ok(Some(head_len))
     }
 
@@ -473,17 +468,25 @@ impl Http {
                 if session.held.capacity() > KEEP_HELD_CAPACITY {
                     session.held = Vec::new();
                 }
-                session.head_started = None;
+                if let Body::Head(started) = &mut session.body {
+                    *started = None;
+                }
             }
             Next::Continue => {
                 if session.held.len() > self.limits.max_header {
                     let refused = self.too_long(&session.held);
                     return self.refuse(session, answers, refused);
                 }
-                session.head_started.get_or_insert(answers.now());
+                if let Body::Head(started) = &mut session.body {
+                    started.get_or_insert(answers.now());
+                }
             }
             // The wait is ours, not the client's.
-            Next::Pause => session.head_started = None,
+            Next::Pause => {
+                if let Body::Head(started) = &mut session.body {
+                    *started = None;
+                }
+            }
             Next::Close | Next::CloseNow => {}
         }
         next
@@ -775,12 +778,12 @@ impl Protocol for Http {
 
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         session
-            .head_started
+            .head_started()
             .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if session.head_started.is_none() {
+        if session.head_started().is_none() {
             return Next::Continue;
         }
         self.refuse(
@@ -969,8 +972,7 @@ mod tests {
             );
         }
         assert!(session.held.is_empty());
-        assert!(session.head_started.is_none());
-        assert!(matches!(session.request.body, Body::None));
+        assert!(matches!(session.body, Body::Head(None)));
         assert_eq!(mask_dates(&out), ok(b"a"));
     }
 
@@ -1032,10 +1034,12 @@ mod tests {
         while let Some(at) = memchr::memmem::find(rest, b"Transfer-Encoding: chunked\r\n\r\n") {
             let head_end = at + b"Transfer-Encoding: chunked\r\n\r\n".len();
             out.extend_from_slice(&rest[..head_end]);
-            let mut decoder = ChunkedDecoder::new(u64::MAX);
+            let mut decoder = ChunkedDecoder::new();
             let mut body = Vec::new();
             let used = decoder
-                .decode(&rest[head_end..], |data| body.extend_from_slice(data))
+                .decode(&rest[head_end..], u64::MAX, |data| {
+                    body.extend_from_slice(data)
+                })
                 .expect("a chunked answer");
             out.extend_from_slice(&body);
             rest = &rest[head_end + used..];
