@@ -66,6 +66,20 @@ fn get_query_string_is_dropped() {
 }
 
 #[test]
+fn percent_decoding_takes_either_case_and_nothing_else() {
+    let server = start_http();
+    let mut client = server.connect();
+    // Either case of hex; `+` is not a space outside forms; `%2F` is a slash; any byte value.
+    exchange(
+        &mut client,
+        &get("/%3f%3F%41+b"),
+        &ok(b"You say that ??A+b"),
+    );
+    exchange(&mut client, &get("/a%2Fb/c"), &ok(b"You say that a/b/c"));
+    exchange(&mut client, &get("/%00%ff"), &ok(b"You say that \0\xff"));
+}
+
+#[test]
 fn every_answer_carries_the_exact_header_bytes() {
     let server = start_http();
     let mut client = server.connect();

@@ -252,3 +252,177 @@ fn pipelines_far_past_the_output_cap_are_answered_in_order() {
         .expect("send the pipeline");
     exchange(&mut client, &get("/done"), &ok(b"You say that done"));
 }
+
+/// `n` mixed requests (GET, POST, chunked POST of one-byte chunks) and their exact answers.
+fn mixed_pipeline(n: usize, tag: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut requests = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let said = format!("{tag} {i}");
+        match i % 3 {
+            0 => {
+                requests.extend_from_slice(&post(said.as_bytes()));
+                expected.extend_from_slice(&ok(format!("You say that {said}").as_bytes()));
+            }
+            1 => {
+                requests.extend_from_slice(
+                    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                requests.extend_from_slice(&chunked(said.as_bytes(), &[1]));
+                expected.extend_from_slice(&chunked_head(Conn::Persist));
+                expected.extend_from_slice(b"d\r\nYou say that \r\n");
+                expected.extend_from_slice(&chunked(said.as_bytes(), &[1]));
+            }
+            _ => {
+                requests.extend_from_slice(&get(&format!("/{}", said.replace(' ', "%20"))));
+                expected.extend_from_slice(&ok(format!("You say that {said}").as_bytes()));
+            }
+        }
+    }
+    (requests, expected)
+}
+
+#[test]
+fn an_output_cap_of_one_byte_still_answers_everything() {
+    // --max-pending 1: every read is one byte or a little more, every answer overshoots the cap.
+    let server = TestServer::start(&Config {
+        max_pending: 1,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let (requests, expected) = mixed_pipeline(300, "tiny cap");
+    let mut writer = client.try_clone().expect("clone the stream");
+    let sender = thread::spawn(move || writer.write_all(&requests));
+    expect_answer(&mut client, &expected);
+    sender
+        .join()
+        .expect("the writer")
+        .expect("send the pipeline");
+    let body = vec![b'q'; 100_000];
+    let mut writer = client.try_clone().expect("clone the stream");
+    let request = post(&body);
+    let sender = thread::spawn(move || writer.write_all(&request));
+    expect_answer(&mut client, &ok(&[PREFIX, &body].concat()));
+    sender.join().expect("the writer").expect("send the body");
+}
+
+#[test]
+fn a_half_closed_client_gets_every_pipelined_answer_then_eof() {
+    // The client sends a long pipeline and shuts down its write side at once: every request is
+    // still answered, past the output cap, and then the server closes.
+    let server = TestServer::start(&Config {
+        max_pending: 4096,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let (requests, expected) = mixed_pipeline(600, "half closed");
+    let mut writer = client.try_clone().expect("clone the stream");
+    let sender = thread::spawn(move || {
+        writer.write_all(&requests)?;
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    let got = common::read_to_eof(&mut client);
+    sender
+        .join()
+        .expect("the writer")
+        .expect("send the pipeline");
+    assert_eq!(count_answers(&got), 600, "answers before EOF");
+    assert_answers(&got, &expected);
+}
+
+#[test]
+fn a_16_mib_chunked_body_of_large_chunks_is_echoed() {
+    const LEN: usize = 16 << 20;
+    let server = TestServer::start(&Config {
+        max_body: LEN as u64,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let block = block();
+    let body: Vec<u8> = block.iter().copied().cycle().take(LEN).collect();
+    // Chunks larger than a read, and a last one that ends exactly at --max-body.
+    let wire = [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        &chunked(&body, &[1 << 20, 12_345, 3 << 20]),
+    ]
+    .concat();
+    let mut writer = client.try_clone().expect("clone the stream");
+    let sender = thread::spawn(move || writer.write_all(&wire));
+    let response = read_response(&mut client, false);
+    sender.join().expect("the writer").expect("send the body");
+    assert_eq!(response.head, chunked_head(Conn::Persist));
+    assert!(response.body.len() == PREFIX.len() + LEN && response.body[PREFIX.len()..] == body[..]);
+    exchange(&mut client, &get("/after"), &ok(b"You say that after"));
+}
+
+#[test]
+fn a_refusal_held_behind_the_output_cap_comes_after_every_answer() {
+    // The bad request is read while the answers before it wait for room: it is refused in its
+    // turn, after all of them, and nothing after it is answered.
+    let server = TestServer::start(&Config {
+        max_pending: 4096,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let (mut requests, expected) = mixed_pipeline(600, "before the error");
+    requests.extend_from_slice(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+    requests.extend_from_slice(SMUGGLED);
+    let mut writer = client.try_clone().expect("clone the stream");
+    let sender = thread::spawn(move || writer.write_all(&requests));
+    let got = common::read_to_eof(&mut client);
+    sender
+        .join()
+        .expect("the writer")
+        .expect("send the pipeline");
+    assert!(got.len() > expected.len(), "only {} bytes", got.len());
+    assert_answers(&got[..expected.len()], &expected);
+    let rest = mask_dates(&got[expected.len()..]);
+    let head = error_head("505 HTTP Version Not Supported", 0);
+    let fixed = head.len() - "0\r\nConnection: close\r\n\r\n".len();
+    assert!(
+        rest.starts_with(&head[..fixed]) && count_answers(&rest) == 1,
+        "after the answers: \"{}\"",
+        show(&rest)
+    );
+    assert!(!contains(&got, b"smuggled"));
+}
+
+#[test]
+fn the_binary_takes_its_http_limits_from_its_flags() {
+    let server = ServerProcess::serve(&http_args(&[
+        "--max-header",
+        "256",
+        "--max-body",
+        "16",
+        "--header-timeout",
+        "1",
+    ]));
+    let mut client = server.connect();
+    exchange(
+        &mut client,
+        &post(b"exactly 16 bytes"),
+        &ok(b"You say that exactly 16 bytes"),
+    );
+
+    let mut client = server.connect();
+    common::send(&mut client, &post(b"seventeen bytes!!"));
+    expect_refusal(&mut client, "413 Content Too Large");
+
+    let mut client = server.connect();
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "x".repeat(256)
+    );
+    common::send(&mut client, long.as_bytes());
+    expect_refusal(&mut client, "431 Request Header Fields Too Large");
+
+    let mut client = server.connect();
+    let started = Instant::now();
+    common::send(&mut client, b"GET / HTTP/1.1\r\n");
+    expect_refusal(&mut client, "408 Request Timeout");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "408 after {after:?} (--header-timeout 1)"
+    );
+}
