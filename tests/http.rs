@@ -1,5 +1,5 @@
 //! HTTP mode, the answers and the connection semantics of the wire contract
-//! (notes/http-spec.md): the lesson's two examples, HEAD, OPTIONS, the exact header bytes,
+//! (the README's HTTP mode section): the lesson's two examples, HEAD, OPTIONS, the exact header bytes,
 //! keep-alive and close, HTTP/1.0, pipelining, a request dribbled a byte at a time, chunked
 //! bodies, 100-continue and the idle timeout, all over real loopback sockets and byte for byte
 //! (only the `Date` value is masked, after its format is checked).

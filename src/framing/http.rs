@@ -61,13 +61,24 @@ pub struct HttpSession {
     held: Vec<u8>,
     /// What the next bytes are.
     body: Body,
-    /// The request's body is echoed; `false` for HEAD and OPTIONS, whose bodies are read and
-    /// dropped.
-    echo: bool,
+    /// What the request is answered with.
+    reply: Reply,
     /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
     /// that breaks a rule still gets a proper error response.
     started: bool,
     connection: ConnectionHeader,
+}
+
+/// What a request is answered with.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// The prefix and the body, or the path.
+    #[default]
+    Echo,
+    /// HEAD: the echo's head, no body; a request body is read and dropped.
+    HeadOnly,
+    /// OPTIONS: 204 with `Allow`; a request body is read and dropped.
+    Options,
 }
 
 /// What the next bytes of a connection are. Small, since every connection has one: the
@@ -99,7 +110,7 @@ impl HttpSession {
     /// Ready for the next request.
     fn end_request(&mut self) {
         self.body = Body::Head(None);
-        self.echo = false;
+        self.reply = Reply::Echo;
         self.started = false;
         self.connection = ConnectionHeader::Persist;
     }
@@ -242,7 +253,7 @@ impl Http {
             match &mut session.body {
                 Body::Length(remaining) => {
                     let take = (*remaining).min((input.len() - at) as u64) as usize;
-                    if session.echo {
+                    if session.reply == Reply::Echo {
                         answers.push(&input[at..at + take]);
                     }
                     at += take;
@@ -252,7 +263,11 @@ impl Http {
                     }
                 }
                 Body::Chunked(decoder) => {
-                    let (echo, connection) = (session.echo, session.connection);
+                    let (reply, connection) = (session.reply, session.connection);
+                    let echo = reply == Reply::Echo;
+                    // Answers of this call may be withdrawn: an error found further on in the
+                    // same read still gets a proper error response instead of a cut-short 200.
+                    let (mark, was_started) = (answers.len(), session.started);
                     let mut head_due = echo && !session.started;
                     let (prefix, ok_head, date) = (&self.prefix, &self.ok_head, &mut self.date);
                     let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
@@ -270,7 +285,8 @@ impl Http {
                     }
                     match result {
                         Ok(used) => at += used,
-                        Err(e) if !session.started => {
+                        Err(e) if !was_started => {
+                            answers.truncate(mark);
                             let refused = match e {
                                 ChunkError::TooLarge => {
                                     refusal(TOO_LARGE, "the chunked body is larger than --max-body")
@@ -279,18 +295,28 @@ impl Http {
                             };
                             return (input.len(), self.refuse(session, answers, refused));
                         }
-                        // The answer has started: the only honest end is to cut it short, which
-                        // every client reports as an incomplete response.
+                        // The answer went out in an earlier write: the only honest end is to cut
+                        // it short, which every client reports as an incomplete response.
                         Err(_) => return (input.len(), Next::Close),
                     }
                     if !done {
                         return (at, Next::Continue);
                     }
-                    if echo {
-                        if !session.started {
-                            write_chunked_head(answers, ok_head, date, connection, prefix);
+                    // HEAD's and OPTIONS' answers wait for the whole body too, so a malformed
+                    // one is refused rather than answered.
+                    match reply {
+                        Reply::Echo => {
+                            if !session.started {
+                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                            }
+                            answers.push(b"0\r\n\r\n");
                         }
-                        answers.push(b"0\r\n\r\n");
+                        Reply::HeadOnly => {
+                            self.head(answers, "200 OK", Length::Chunked, connection)
+                        }
+                        Reply::Options => {
+                            self.head(answers, "204 No Content", Length::NoContent, connection)
+                        }
                     }
                 }
                 Body::Head(_) => {
@@ -417,13 +443,17 @@ impl Http {
         if expect_continue && has_body && head_len == input.len() {
             answers.push(CONTINUE);
         }
-        let echo = has_body && !options && !head_only;
-        if options {
+        let reply = if options {
+            Reply::Options
+        } else if head_only {
+            Reply::HeadOnly
+        } else {
+            Reply::Echo
+        };
+        if chunked {
+            // Answered as the chunks arrive (echo) or once they all have.
+        } else if options {
             self.head(answers, "204 No Content", Length::NoContent, connection);
-        } else if chunked {
-            if head_only {
-                self.head(answers, "200 OK", Length::Chunked, connection);
-            }
         } else {
             let said = if has_body { length } else { decoded as u64 };
             let answer_len = self.prefix.len() as u64 + said;
@@ -442,8 +472,8 @@ impl Http {
         } else {
             Body::Head(None)
         };
-        session.echo = echo;
-        session.started = !echo;
+        session.reply = reply;
+        session.started = false;
         session.connection = connection;
         Ok(Some(head_len))
     }
@@ -568,7 +598,7 @@ enum Expect {
 impl Fields {
     fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
         let mut fields = Fields::default();
-        let (mut chunked, mut codings, mut last_chunked) = (0, 0, false);
+        let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
         for header in headers {
             let name = header.name;
             let value = header.value;
@@ -584,6 +614,7 @@ impl Fields {
                 }
                 fields.length = Some(length);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                fields_seen += 1;
                 for coding in list(value) {
                     codings += 1;
                     last_chunked = coding.eq_ignore_ascii_case(b"chunked");
@@ -595,15 +626,18 @@ impl Fields {
                     fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
             } else if name.eq_ignore_ascii_case("expect") {
-                fields.expect = if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                    Expect::Continue
-                } else {
-                    Expect::Other
-                };
+                // One expectation not understood is enough for 417, whatever else is asked.
+                if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    fields.expect = Expect::Other;
+                } else if fields.expect == Expect::None {
+                    fields.expect = Expect::Continue;
+                }
             }
         }
         fields.transfer = match (codings, chunked, last_chunked) {
-            (0, _, _) => Transfer::None,
+            // An empty Transfer-Encoding is still one: ignoring it would frame the body by a
+            // Content-Length that a proxy in front may have read differently.
+            (0, _, _) if fields_seen == 0 => Transfer::None,
             (1, 1, true) => Transfer::ChunkedOnly,
             (_, 1, true) => Transfer::OtherCodings,
             _ => Transfer::NotFinalChunked,

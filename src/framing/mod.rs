@@ -81,6 +81,12 @@ impl<'a> Answers<'a> {
         self.now
     }
 
+    /// Withdraws the answers appended after the first `len` bytes: a protocol that finds an
+    /// error further on in the same input answers the error instead of a cut-short answer.
+    pub fn truncate(&mut self, len: usize) {
+        self.out.truncate(len);
+    }
+
     /// Answer bytes appended so far in this turn.
     pub fn len(&self) -> usize {
         self.out.len()

@@ -1,5 +1,5 @@
 //! HTTP helpers for the black-box tests of `--framing http`: the exact bytes of the answers the
-//! wire contract (notes/http-spec.md) promises, with each `Date` value checked and masked, a
+//! wire contract (the README's HTTP mode section) promises, with each `Date` value checked and masked, a
 //! reader for one response at a time, and a strict decoder of chunked answers.
 //!
 //! Expected answers are built from the contract, never from the server's code, so a change of
