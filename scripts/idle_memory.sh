@@ -2,20 +2,32 @@
 # Server memory per idle connection: starts a release `saythat serve` (or, with --peer, the tokio
 # peer of examples/tokio_peer.rs) on a free loopback port, opens N connections (default 10000) that
 # each send one message and check its answer, then hold still; prints the server's RSS growth per
-# connection and its open descriptors.
+# connection and its open descriptors. With --framing http each connection makes one keep-alive
+# GET and holds the connection open, as an idle HTTP client does between requests.
 #
-#   scripts/idle_memory.sh [--peer] [CONNECTIONS]
+#   scripts/idle_memory.sh [--peer] [--framing chunk|line|http] [CONNECTIONS]
 #
 # Loopback only; bounded (it closes everything and stops the server when done, or on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 server=saythat
-if [ "${1:-}" = --peer ]; then
-  server=tokio
-  shift
-fi
-server_command "$server" chunk
+framing=chunk
+while [ $# -gt 0 ]; do
+  case $1 in
+    --peer) server=tokio; shift ;;
+    --framing)
+      [ $# -ge 2 ] || { echo "idle_memory: --framing needs chunk, line or http" >&2; exit 2; }
+      framing=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+case $framing in
+  chunk | line) ;;
+  http) [ "$server" = saythat ] || { echo "idle_memory: the tokio peer speaks no HTTP" >&2; exit 2; } ;;
+  *) echo "idle_memory: unknown framing $framing; give chunk, line or http" >&2; exit 2 ;;
+esac
+server_command "$server" "$framing"
 conns=${1:-10000}
 
 cargo build --release --quiet --bin saythat --example tokio_peer
@@ -26,10 +38,10 @@ server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 addr=$(listen_addr "$log")
 
-python3 - "$addr" "$conns" "$server" <<'PY'
+python3 - "$addr" "$conns" "$server" "$framing" <<'PY'
 import resource, socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
-conns, pid = int(sys.argv[2]), int(sys.argv[3])
+conns, pid, framing = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 
 def rss_kib():
@@ -40,15 +52,22 @@ def fds():
     import os
     return len(os.listdir(f"/proc/{pid}/fd"))
 
-# Warm the server's one-off allocations (event buffer, pools) before the baseline.
-warm = socket.create_connection((host, int(port)))
-warm.sendall(b"warm"); warm.recv(64); warm.close()
-time.sleep(0.2)
-base = rss_kib()
-sockets, wrong = [], 0
-for i in range(conns):
-    s = socket.create_connection((host, int(port)))
-    message = b"hello %d" % i
+def exchange(s, i):
+    """Sends message i; true if its answer came back right."""
+    message = b"hello%d" % i
+    if framing == "http":
+        s.sendall(b"GET /" + message + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
+        expected = b"You say that " + message
+        got = b""
+        while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < len(expected):
+            chunk = s.recv(1024)
+            if not chunk:
+                return False
+            got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        return head.startswith(b"HTTP/1.1 200 OK\r\n") and body == expected
+    if framing == "line":
+        message += b"\n"
     s.sendall(message)
     expected = b"You say that " + message
     got = b""
@@ -57,10 +76,21 @@ for i in range(conns):
         if not chunk:
             break
         got += chunk
-    wrong += got != expected
+    return got == expected
+
+# Warm the server's one-off allocations (event buffer, pools) before the baseline.
+warm = socket.create_connection((host, int(port)))
+exchange(warm, 0); warm.close()
+time.sleep(0.2)
+base = rss_kib()
+sockets, wrong = [], 0
+for i in range(conns):
+    s = socket.create_connection((host, int(port)))
+    wrong += not exchange(s, i)
     sockets.append(s)
 time.sleep(0.5)
 held = rss_kib()
+print(f"framing                 {framing}")
 print(f"connections held        {conns}")
 print(f"wrong answers           {wrong}")
 print(f"server RSS before       {base} KiB")

@@ -33,9 +33,10 @@ pub enum Phase {
     PeerDone,
     /// We decided to close (an error answer): flush, then linger.
     Closing,
-    /// Our FIN is sent; drain what the peer still sends until it closes or the linger ends, so
-    /// our last answer is read rather than lost to a reset.
-    Lingering { until: Instant },
+    /// Our FIN is sent; drain what the peer still sends until it closes or `LINGER` has passed
+    /// since `last_active` (stamped on entry, and not by the reads that follow), so our last
+    /// answer is read rather than lost to a reset.
+    Lingering,
     /// Closed; the slot is freed at the end of this turn of the loop, so no event still queued in
     /// this turn's batch can reach a newer connection that reuses it.
     Dead,
@@ -56,22 +57,23 @@ pub enum Input {
     ReadyUntilWouldBlock,
 }
 
-/// Answers not yet written: `buf[written..]`. Empty and capacity-free unless output waits.
+/// Answers not yet written: `buf[written..]`. A connection has one only while output waits,
+/// lent from the loop's pool, so an idle connection pays a pointer for it.
 #[derive(Debug, Default)]
-struct Output {
+pub struct Output {
     buf: Vec<u8>,
     written: usize,
 }
+
+/// Drained output buffers kept by the loop for the next connection whose socket fills up.
+pub type Pool = Vec<Box<Output>>;
 
 impl Output {
     fn pending(&self) -> usize {
         self.buf.len() - self.written
     }
 
-    fn append(&mut self, bytes: &[u8], pool: &mut Vec<Vec<u8>>) {
-        if self.buf.capacity() == 0 {
-            self.buf = pool.pop().unwrap_or_default();
-        }
+    fn append(&mut self, bytes: &[u8]) {
         // Reuse the written front before growing: behind a reader that keeps up only partly,
         // `written` never returns to zero by itself, and the buffer would keep every byte ever
         // sent. Compacting only when the buffer would otherwise grow moves each byte at most
@@ -82,15 +84,14 @@ impl Output {
         }
         self.buf.extend_from_slice(bytes);
     }
+}
 
-    /// Gives the drained buffer back to the pool, or frees it if it grew large.
-    fn release(&mut self, pool: &mut Vec<Vec<u8>>) {
-        let mut buf = std::mem::take(&mut self.buf);
-        self.written = 0;
-        if buf.capacity() <= POOL_BUFFER_MAX && pool.len() < POOL_LIMIT {
-            buf.clear();
-            pool.push(buf);
-        }
+/// Gives a drained output back to the pool, or frees it if it grew large.
+fn release(mut output: Box<Output>, pool: &mut Pool) {
+    if output.buf.capacity() <= POOL_BUFFER_MAX && pool.len() < POOL_LIMIT {
+        output.buf.clear();
+        output.written = 0;
+        pool.push(output);
     }
 }
 
@@ -110,7 +111,7 @@ pub struct Connection<S> {
     pub last_active: Instant,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    output: Output,
+    output: Option<Box<Output>>,
     /// The protocol's state for this connection.
     pub session: S,
 }
@@ -131,7 +132,7 @@ impl<S: Default> Connection<S> {
             last_active: now,
             bytes_in: 0,
             bytes_out: 0,
-            output: Output::default(),
+            output: None,
             session: S::default(),
         }
     }
@@ -140,12 +141,12 @@ impl<S: Default> Connection<S> {
 impl<S> Connection<S> {
     /// Answer bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.output.pending()
+        self.output.as_ref().map_or(0, |output| output.pending())
     }
 
     /// Whether the connection reads from its socket in this phase.
     pub fn reading(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Lingering { .. })
+        matches!(self.phase, Phase::Open | Phase::Lingering)
     }
 
     /// The interest that matches the state. WRITABLE only while output waits: an always-writable
@@ -175,7 +176,7 @@ impl<S> Connection<S> {
     /// remainder takes the `answers` buffer itself rather than a copy; the loop allocates a new
     /// one on its next use.
     #[inline]
-    pub fn send(&mut self, answers: &mut Vec<u8>, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
+    pub fn send(&mut self, answers: &mut Vec<u8>, pool: &mut Pool) -> io::Result<()> {
         let mut taken = 0;
         if self.pending() == 0 {
             taken = write_some(&mut self.socket, answers)?;
@@ -190,26 +191,33 @@ impl<S> Connection<S> {
 
     /// Keeps what the socket did not take of `answers`.
     #[cold]
-    fn keep(&mut self, answers: &mut Vec<u8>, taken: usize, pool: &mut Vec<Vec<u8>>) {
-        let rest = answers.len() - taken;
-        if rest > POOL_BUFFER_MAX && self.output.buf.capacity() == 0 {
-            self.output.buf = std::mem::take(answers);
-            self.output.written = taken;
+    fn keep(&mut self, answers: &mut Vec<u8>, taken: usize, pool: &mut Pool) {
+        let output = self
+            .output
+            .get_or_insert_with(|| pool.pop().unwrap_or_default());
+        if answers.len() - taken > POOL_BUFFER_MAX && output.buf.capacity() == 0 {
+            output.buf = std::mem::take(answers);
+            output.written = taken;
         } else {
-            self.output.append(&answers[taken..], pool);
+            output.append(&answers[taken..]);
         }
     }
 
     /// Writes waiting output until the socket is full; returns the buffer once drained.
     #[inline]
-    pub fn flush(&mut self, pool: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        if self.pending() > 0 {
-            let n = write_some(&mut self.socket, &self.output.buf[self.output.written..])?;
-            self.output.written += n;
+    pub fn flush(&mut self, pool: &mut Pool) -> io::Result<()> {
+        let Some(output) = self.output.as_mut() else {
+            return Ok(());
+        };
+        if output.pending() > 0 {
+            let n = write_some(&mut self.socket, &output.buf[output.written..])?;
+            output.written += n;
             self.bytes_out += n as u64;
         }
-        if self.pending() == 0 && self.output.buf.capacity() > 0 {
-            self.output.release(pool);
+        if output.pending() == 0 {
+            if let Some(output) = self.output.take() {
+                release(output, pool);
+            }
         }
         Ok(())
     }
@@ -260,11 +268,10 @@ mod tests {
     #[test]
     fn output_stays_bounded_behind_a_partial_reader() {
         let mut output = Output::default();
-        let mut pool = Vec::new();
         let chunk = vec![7u8; 4096];
         let mut most_pending = 0;
         for _ in 0..10_000 {
-            output.append(&chunk, &mut pool);
+            output.append(&chunk);
             // The reader takes a bit less than was sent, until about 64 KiB wait.
             let take = if output.pending() > 64 * 1024 {
                 4096
@@ -297,7 +304,7 @@ mod tests {
             Connection::new(TcpStream::from_std(socket), 0, Instant::now());
         let mut answers = vec![b'x'; 4 * POOL_BUFFER_MAX];
         let at = answers.as_ptr();
-        let mut pool = Vec::new();
+        let mut pool = Pool::new();
         conn.send(&mut answers, &mut pool).unwrap();
         assert!(
             conn.pending() > POOL_BUFFER_MAX,
@@ -305,7 +312,7 @@ mod tests {
             conn.bytes_out
         );
         assert_eq!(
-            conn.output.buf.as_ptr(),
+            conn.output.as_ref().expect("output waits").buf.as_ptr(),
             at,
             "the answers buffer became the output"
         );
@@ -314,15 +321,15 @@ mod tests {
 
     #[test]
     fn large_buffers_are_not_pooled() {
-        let mut pool = Vec::new();
-        let mut output = Output::default();
-        output.append(&vec![0; POOL_BUFFER_MAX + 1], &mut pool);
-        output.written = output.buf.len();
-        output.release(&mut pool);
+        let mut pool = Pool::new();
+        let mut output = Box::<Output>::default();
+        output.append(&vec![0; POOL_BUFFER_MAX + 1]);
+        release(output, &mut pool);
         assert!(pool.is_empty());
-        output.append(&[0; 100], &mut pool);
-        output.written = 100;
-        output.release(&mut pool);
+        let mut output = Box::<Output>::default();
+        output.append(&[0; 100]);
+        release(output, &mut pool);
         assert_eq!(pool.len(), 1);
+        assert!(pool[0].buf.is_empty() && pool[0].written == 0);
     }
 }

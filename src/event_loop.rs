@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
-use crate::connection::{Connection, Input, Phase, READ_INTEREST};
+use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::{Group, ABORT, RUNNING};
 use crate::metrics::Summary;
@@ -86,7 +86,7 @@ pub(crate) struct Worker<P: Protocol> {
     /// Answers to one connection's reads of this turn, written with one syscall.
     answers: Vec<u8>,
     /// Output buffers lent to connections whose socket is full.
-    pool: Vec<Vec<u8>>,
+    pool: Pool,
     /// Tokens whose readiness was not used up this turn (read budget, accept budget, a protocol
     /// with answers held back); they are served next turn without waiting, because
     /// edge-triggered epoll will not report them again.
@@ -137,7 +137,7 @@ impl<P: Protocol> Worker<P> {
             idle_timeout: config.idle_timeout(),
             shutdown_timeout: config.shutdown_timeout(),
             answers: Vec::new(),
-            pool: Vec::new(),
+            pool: Pool::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             dead: Vec::new(),
@@ -461,7 +461,7 @@ impl<P: Protocol> Worker<P> {
             ..
         } = self;
         let conn = &mut connections[key];
-        let lingering = matches!(conn.phase, Phase::Lingering { .. });
+        let lingering = conn.phase == Phase::Lingering;
         let mut budget = READ_BUDGET;
         loop {
             let used = conn.pending() + answers.len();
@@ -495,8 +495,8 @@ impl<P: Protocol> Worker<P> {
             };
             budget = budget.saturating_sub(n);
             conn.bytes_in += n as u64;
-            conn.last_active = *now;
             if !lingering {
+                conn.last_active = *now;
                 let mut answers = Answers::new(answers, room, *now);
                 let next = protocol.on_read(&mut conn.session, &read_buf[..n], &mut answers);
                 arm_deadline(protocol, conn, timers, key);
@@ -520,8 +520,9 @@ impl<P: Protocol> Worker<P> {
             Phase::PeerDone if drained => return self.close(key, "closed by peer"),
             Phase::Closing if drained => {
                 conn.shutdown_write();
+                conn.last_active = self.now;
                 let until = self.now + LINGER;
-                conn.phase = Phase::Lingering { until };
+                conn.phase = Phase::Lingering;
                 // Whatever already waits in the socket is read away next turn.
                 conn.input = Input::ReadyUntilWouldBlock;
                 queue(&mut self.ready, conn, key);
@@ -608,10 +609,7 @@ impl<P: Protocol> Worker<P> {
                 continue;
             }
             conn.timer_at = None;
-            let linger_end = match conn.phase {
-                Phase::Lingering { until } => Some(until),
-                _ => None,
-            };
+            let linger_end = (conn.phase == Phase::Lingering).then(|| conn.last_active + LINGER);
             let idle_end = self
                 .idle_timeout
                 .and_then(|idle| conn.last_active.checked_add(idle));

@@ -1,5 +1,6 @@
 //! Zero heap allocations per message in steady state: a counting global allocator (dhat's, so no
-//! unsafe code here) watches the whole process while clients echo 10,000 messages after warm-up.
+//! unsafe code here) watches the whole process while clients echo 10,000 messages after warm-up,
+//! in every framing: chunk, line, and HTTP (keep-alive GETs, 16 pipelined GETs, 64-byte POSTs).
 //!
 //! One test per file: the allocator counts every thread of this test binary.
 
@@ -7,7 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::http::{date_offsets, get, mask_dates, ok, post, DATE_LEN};
 use common::*;
 use saythat::{Config, FramingKind};
 
@@ -15,11 +18,14 @@ use saythat::{Config, FramingKind};
 static COUNTING: dhat::Alloc = dhat::Alloc;
 
 /// Sends `rounds` batches on every stream, then reads every answer, into buffers allocated up
-/// front so the client side allocates nothing while counted.
+/// front so the client side allocates nothing while counted. The `Date` values of HTTP answers
+/// (at `dates`) change each second: they are copied from `expected` before comparing (their
+/// format is checked on the warm-up's answers).
 fn echo(
     streams: &mut [TcpStream],
     batch: &[u8],
     expected: &[u8],
+    dates: &[usize],
     rounds: usize,
     answer: &mut [u8],
 ) {
@@ -29,6 +35,9 @@ fn echo(
         }
         for stream in streams.iter_mut() {
             stream.read_exact(answer).expect("read the answers");
+            for &at in dates {
+                answer[at..at + DATE_LEN].copy_from_slice(&expected[at..at + DATE_LEN]);
+            }
             assert!(answer == expected, "wrong answer: {}", show(answer));
         }
     }
@@ -37,29 +46,90 @@ fn echo(
 #[test]
 fn steady_state_echo_allocates_nothing() {
     let _profiler = dhat::Profiler::builder().testing().build();
+    let said = [b'p'; 64];
+    let http_post = post(&said);
+    let http_answer = ok(&[PREFIX, &said].concat());
     let cases = [
-        (FramingKind::Chunk, &b"ping, 64 bytes or so"[..], 1),
-        (FramingKind::Line, &b"a line\n"[..], 16),
+        (
+            "chunk",
+            FramingKind::Chunk,
+            answer(b"ping, 64 bytes or so"),
+            &b"ping, 64 bytes or so"[..],
+            1,
+        ),
+        (
+            "line",
+            FramingKind::Line,
+            answer(b"a line\n"),
+            b"a line\n",
+            16,
+        ),
+        (
+            "HTTP keep-alive GET",
+            FramingKind::Http,
+            ok(b"You say that ping"),
+            &get("/ping")[..],
+            1,
+        ),
+        (
+            "HTTP 16 pipelined GETs",
+            FramingKind::Http,
+            ok(b"You say that ping"),
+            &get("/ping")[..],
+            16,
+        ),
+        (
+            "HTTP 64-byte POST",
+            FramingKind::Http,
+            http_answer.clone(),
+            &http_post[..],
+            1,
+        ),
+        (
+            "HTTP 16 pipelined 64-byte POSTs",
+            FramingKind::Http,
+            http_answer,
+            &http_post[..],
+            16,
+        ),
     ];
-    for (framing, message, depth) in cases {
+    for (label, framing, one_answer, message, depth) in cases {
         let server = TestServer::start(&Config {
             framing,
             ..Config::loopback()
         });
         let mut streams: Vec<TcpStream> = (0..10).map(|_| server.connect()).collect();
         let batch = message.repeat(depth);
-        let expected = answer(message).repeat(depth);
+        let expected = one_answer.repeat(depth);
+        let dates = date_offsets(&expected);
         let mut got = vec![0; expected.len()];
         // Warm-up: the loop's event list, answer buffer and slab reach their working size.
-        echo(&mut streams, &batch, &expected, 200, &mut got);
+        for stream in streams.iter_mut() {
+            stream.write_all(&batch).expect("send");
+            stream.read_exact(&mut got).expect("read the answers");
+            assert!(mask_dates(&got) == expected, "{label}: {}", show(&got));
+        }
+        echo(&mut streams, &batch, &expected, &dates, 200, &mut got);
         let before = dhat::HeapStats::get().total_blocks;
-        let rounds = 10_000 / (streams.len() * depth) + 1;
-        echo(&mut streams, &batch, &expected, rounds, &mut got);
+        let mut rounds = 10_000 / (streams.len() * depth) + 1;
+        echo(&mut streams, &batch, &expected, &dates, rounds, &mut got);
+        // HTTP answers carry a Date cached per second: go on until the wall clock has turned a
+        // second while counted, so its refresh is counted too.
+        let second = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        let first_second = second();
+        while framing == FramingKind::Http && second() == first_second {
+            echo(&mut streams, &batch, &expected, &dates, 10, &mut got);
+            rounds += 10;
+        }
         let grown = dhat::HeapStats::get().total_blocks - before;
         let messages = rounds * streams.len() * depth;
         assert_eq!(
             grown, 0,
-            "{framing:?} framing: {grown} allocations while echoing {messages} messages"
+            "{label} ({framing:?} framing): {grown} allocations while echoing {messages} messages"
         );
         drop(streams);
         server.abort();

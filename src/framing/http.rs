@@ -59,33 +59,61 @@ pub struct HttpSession {
     /// Input not processed yet: a head that has not completed, or after a pause, the requests
     /// whose answers had no room. It always starts at the beginning of a request.
     held: Vec<u8>,
-    request: Request,
-    /// When the head being received started, for `--header-timeout`.
-    head_started: Option<Instant>,
-}
-
-/// The request whose body is being received.
-#[derive(Debug, Default)]
-struct Request {
+    /// What the next bytes are.
     body: Body,
-    /// The body is echoed; `false` for HEAD and OPTIONS, whose bodies are read and dropped.
-    echo: bool,
+    /// What the request is answered with.
+    reply: Reply,
+    /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
+    /// that breaks a rule still gets a proper error response.
+    started: bool,
     connection: ConnectionHeader,
 }
 
-#[derive(Debug, Default)]
-enum Body {
-    /// Between requests.
+/// What a request is answered with.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// The prefix and the body, or the path.
     #[default]
-    None,
+    Echo,
+    /// HEAD: the echo's head, no body; a request body is read and dropped.
+    HeadOnly,
+    /// OPTIONS: 204 with `Allow`; a request body is read and dropped.
+    Options,
+}
+
+/// What the next bytes of a connection are. Small, since every connection has one: the
+/// decoder is 24 bytes.
+#[derive(Debug)]
+enum Body {
+    /// A request head; since when one has been arriving, for `--header-timeout`.
+    Head(Option<Instant>),
     /// This many body bytes still to come.
     Length(u64),
-    /// A chunked body; `started`: the answer's head is out (it waits for the first chunk, so
-    /// a first chunk that breaks a rule still gets a proper error response).
-    Chunked {
-        decoder: ChunkedDecoder,
-        started: bool,
-    },
+    Chunked(ChunkedDecoder),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Head(None)
+    }
+}
+
+impl HttpSession {
+    /// When the head being received started arriving, if one is.
+    fn head_started(&self) -> Option<Instant> {
+        match self.body {
+            Body::Head(started) => started,
+            _ => None,
+        }
+    }
+
+    /// Ready for the next request.
+    fn end_request(&mut self) {
+        self.body = Body::Head(None);
+        self.reply = Reply::Echo;
+        self.started = false;
+        self.connection = ConnectionHeader::Persist;
+    }
 }
 
 /// What the answer says about the connection.
@@ -190,8 +218,7 @@ impl Http {
         answers.push(refusal.reason.as_bytes());
         answers.push(b"\n");
         session.held = Vec::new();
-        session.request = Request::default();
-        session.head_started = None;
+        session.end_request();
         Next::Close
     }
 
@@ -223,11 +250,10 @@ impl Http {
     ) -> (usize, Next) {
         let mut at = 0;
         loop {
-            let request = &mut session.request;
-            match &mut request.body {
+            match &mut session.body {
                 Body::Length(remaining) => {
                     let take = (*remaining).min((input.len() - at) as u64) as usize;
-                    if request.echo {
+                    if session.reply == Reply::Echo {
                         answers.push(&input[at..at + take]);
                     }
                     at += take;
@@ -236,33 +262,31 @@ impl Http {
                         return (at, Next::Continue);
                     }
                 }
-                Body::Chunked { decoder, started } => {
-                    let echo = request.echo;
-                    let mut head_due = echo && !*started;
-                    let mut wrote_head = false;
-                    let prefix = &self.prefix;
-                    let result = {
-                        let date = &mut self.date;
-                        let ok_head = &self.ok_head;
-                        let connection = request.connection;
-                        decoder.decode(&input[at..], |data| {
-                            if !echo {
-                                return;
-                            }
+                Body::Chunked(decoder) => {
+                    let (reply, connection) = (session.reply, session.connection);
+                    let echo = reply == Reply::Echo;
+                    // Answers of this call may be withdrawn: an error found further on in the
+                    // same read still gets a proper error response instead of a cut-short 200.
+                    let (mark, was_started) = (answers.len(), session.started);
+                    let mut head_due = echo && !session.started;
+                    let (prefix, ok_head, date) = (&self.prefix, &self.ok_head, &mut self.date);
+                    let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
+                        if echo {
                             if head_due {
                                 write_chunked_head(answers, ok_head, date, connection, prefix);
                                 head_due = false;
-                                wrote_head = true;
                             }
                             push_chunk(answers, data);
-                        })
-                    };
-                    if wrote_head {
-                        *started = true;
+                        }
+                    });
+                    let done = decoder.is_done();
+                    if echo && !head_due {
+                        session.started = true;
                     }
                     match result {
                         Ok(used) => at += used,
-                        Err(e) if !*started => {
+                        Err(e) if !was_started => {
+                            answers.truncate(mark);
                             let refused = match e {
                                 ChunkError::TooLarge => {
                                     refusal(TOO_LARGE, "the chunked body is larger than --max-body")
@@ -271,31 +295,31 @@ impl Http {
                             };
                             return (input.len(), self.refuse(session, answers, refused));
                         }
-                        // The answer has started: the only honest end is to cut it short, which
-                        // every client reports as an incomplete response.
+                        // The answer went out in an earlier write: the only honest end is to cut
+                        // it short, which every client reports as an incomplete response.
                         Err(_) => return (input.len(), Next::Close),
                     }
-                    let Body::Chunked { decoder, started } = &mut session.request.body else {
-                        unreachable!("the body is chunked in this arm")
-                    };
-                    if !decoder.is_done() {
+                    if !done {
                         return (at, Next::Continue);
                     }
-                    if echo {
-                        if !*started {
-                            let connection = session.request.connection;
-                            write_chunked_head(
-                                answers,
-                                &self.ok_head,
-                                &mut self.date,
-                                connection,
-                                &self.prefix,
-                            );
+                    // HEAD's and OPTIONS' answers wait for the whole body too, so a malformed
+                    // one is refused rather than answered.
+                    match reply {
+                        Reply::Echo => {
+                            if !session.started {
+                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                            }
+                            answers.push(b"0\r\n\r\n");
                         }
-                        answers.push(b"0\r\n\r\n");
+                        Reply::HeadOnly => {
+                            self.head(answers, "200 OK", Length::Chunked, connection)
+                        }
+                        Reply::Options => {
+                            self.head(answers, "204 No Content", Length::NoContent, connection)
+                        }
                     }
                 }
-                Body::None => {
+                Body::Head(_) => {
                     if at == input.len() {
                         return (at, Next::Continue);
                     }
@@ -305,7 +329,7 @@ impl Http {
                     match self.start(session, &input[at..], answers) {
                         Ok(Some(used)) => {
                             at += used;
-                            if !matches!(session.request.body, Body::None) {
+                            if !matches!(session.body, Body::Head(_)) {
                                 continue;
                             }
                         }
@@ -317,8 +341,9 @@ impl Http {
                 }
             }
             // The request is answered in full.
-            let request = std::mem::take(&mut session.request);
-            if request.connection == ConnectionHeader::Close {
+            let close = session.connection == ConnectionHeader::Close;
+            session.end_request();
+            if close {
                 return (input.len(), Next::Close);
             }
         }
@@ -418,13 +443,17 @@ impl Http {
         if expect_continue && has_body && head_len == input.len() {
             answers.push(CONTINUE);
         }
-        let echo = has_body && !options && !head_only;
-        if options {
+        let reply = if options {
+            Reply::Options
+        } else if head_only {
+            Reply::HeadOnly
+        } else {
+            Reply::Echo
+        };
+        if chunked {
+            // Answered as the chunks arrive (echo) or once they all have.
+        } else if options {
             self.head(answers, "204 No Content", Length::NoContent, connection);
-        } else if chunked {
-            if head_only {
-                self.head(answers, "200 OK", Length::Chunked, connection);
-            }
         } else {
             let said = if has_body { length } else { decoded as u64 };
             let answer_len = self.prefix.len() as u64 + said;
@@ -436,20 +465,16 @@ impl Http {
                 }
             }
         }
-        session.request = Request {
-            body: if chunked {
-                Body::Chunked {
-                    decoder: ChunkedDecoder::new(self.limits.max_body),
-                    started: !echo,
-                }
-            } else if length > 0 {
-                Body::Length(length)
-            } else {
-                Body::None
-            },
-            echo,
-            connection,
+        session.body = if chunked {
+            Body::Chunked(ChunkedDecoder::new())
+        } else if length > 0 {
+            Body::Length(length)
+        } else {
+            Body::Head(None)
         };
+        session.reply = reply;
+        session.started = false;
+        session.connection = connection;
         Ok(Some(head_len))
     }
 
@@ -473,17 +498,25 @@ impl Http {
                 if session.held.capacity() > KEEP_HELD_CAPACITY {
                     session.held = Vec::new();
                 }
-                session.head_started = None;
+                if let Body::Head(started) = &mut session.body {
+                    *started = None;
+                }
             }
             Next::Continue => {
                 if session.held.len() > self.limits.max_header {
                     let refused = self.too_long(&session.held);
                     return self.refuse(session, answers, refused);
                 }
-                session.head_started.get_or_insert(answers.now());
+                if let Body::Head(started) = &mut session.body {
+                    started.get_or_insert(answers.now());
+                }
             }
             // The wait is ours, not the client's.
-            Next::Pause => session.head_started = None,
+            Next::Pause => {
+                if let Body::Head(started) = &mut session.body {
+                    *started = None;
+                }
+            }
             Next::Close | Next::CloseNow => {}
         }
         next
@@ -565,7 +598,7 @@ enum Expect {
 impl Fields {
     fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
         let mut fields = Fields::default();
-        let (mut chunked, mut codings, mut last_chunked) = (0, 0, false);
+        let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
         for header in headers {
             let name = header.name;
             let value = header.value;
@@ -581,6 +614,7 @@ impl Fields {
                 }
                 fields.length = Some(length);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                fields_seen += 1;
                 for coding in list(value) {
                     codings += 1;
                     last_chunked = coding.eq_ignore_ascii_case(b"chunked");
@@ -592,15 +626,18 @@ impl Fields {
                     fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
             } else if name.eq_ignore_ascii_case("expect") {
-                fields.expect = if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                    Expect::Continue
-                } else {
-                    Expect::Other
-                };
+                // One expectation not understood is enough for 417, whatever else is asked.
+                if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    fields.expect = Expect::Other;
+                } else if fields.expect == Expect::None {
+                    fields.expect = Expect::Continue;
+                }
             }
         }
         fields.transfer = match (codings, chunked, last_chunked) {
-            (0, _, _) => Transfer::None,
+            // An empty Transfer-Encoding is still one: ignoring it would frame the body by a
+            // Content-Length that a proxy in front may have read differently.
+            (0, _, _) if fields_seen == 0 => Transfer::None,
             (1, 1, true) => Transfer::ChunkedOnly,
             (_, 1, true) => Transfer::OtherCodings,
             _ => Transfer::NotFinalChunked,
@@ -775,12 +812,12 @@ impl Protocol for Http {
 
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         session
-            .head_started
+            .head_started()
             .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if session.head_started.is_none() {
+        if session.head_started().is_none() {
             return Next::Continue;
         }
         self.refuse(
@@ -969,8 +1006,7 @@ mod tests {
             );
         }
         assert!(session.held.is_empty());
-        assert!(session.head_started.is_none());
-        assert!(matches!(session.request.body, Body::None));
+        assert!(matches!(session.body, Body::Head(None)));
         assert_eq!(mask_dates(&out), ok(b"a"));
     }
 
@@ -1032,10 +1068,12 @@ mod tests {
         while let Some(at) = memchr::memmem::find(rest, b"Transfer-Encoding: chunked\r\n\r\n") {
             let head_end = at + b"Transfer-Encoding: chunked\r\n\r\n".len();
             out.extend_from_slice(&rest[..head_end]);
-            let mut decoder = ChunkedDecoder::new(u64::MAX);
+            let mut decoder = ChunkedDecoder::new();
             let mut body = Vec::new();
             let used = decoder
-                .decode(&rest[head_end..], |data| body.extend_from_slice(data))
+                .decode(&rest[head_end..], u64::MAX, |data| {
+                    body.extend_from_slice(data)
+                })
                 .expect("a chunked answer");
             out.extend_from_slice(&body);
             rest = &rest[head_end + used..];

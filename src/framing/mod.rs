@@ -1,6 +1,6 @@
 //! The protocol interface: how a connection's bytes become answers. The event loop drives a
 //! [`Protocol`] through it without knowing which one it is: the lesson's chunk echo
-//! ([`chunk`]), line echo ([`line`]) and HTTP/1.1 ([`http`]), each a file of this folder.
+//! ([`chunk`]), line echo ([`line`](mod@line)) and HTTP/1.1 ([`http`]), each a file of this folder.
 //!
 //! A protocol is pure: it never does I/O, never blocks, never allocates per message in steady
 //! state, and never holds more of a connection's input than its documented bound. Incomplete
@@ -79,6 +79,12 @@ impl<'a> Answers<'a> {
     /// The time of this turn of the loop, for deadlines a protocol keeps itself.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Withdraws the answers appended after the first `len` bytes: a protocol that finds an
+    /// error further on in the same input answers the error instead of a cut-short answer.
+    pub fn truncate(&mut self, len: usize) {
+        self.out.truncate(len);
     }
 
     /// Answer bytes appended so far in this turn.

@@ -11,6 +11,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::error::Error;
 use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -44,6 +46,9 @@ const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_PREFIX",
     "SAYTHAT_FRAMING",
     "SAYTHAT_MAX_LINE",
+    "SAYTHAT_MAX_HEADER",
+    "SAYTHAT_MAX_BODY",
+    "SAYTHAT_HEADER_TIMEOUT",
     "SAYTHAT_MAX_PENDING",
     "SAYTHAT_MAX_CONNS",
     "SAYTHAT_IDLE_TIMEOUT",

@@ -32,10 +32,8 @@ enum State {
     Extension,
     /// CR of a size line seen; LF must follow.
     SizeLf,
-    /// Inside chunk data, `remaining` bytes to go.
-    Data {
-        remaining: u64,
-    },
+    /// Inside chunk data, `size` bytes to go.
+    Data,
     /// After a chunk's data: CR, then LF.
     DataCr,
     DataLf,
@@ -50,28 +48,32 @@ enum State {
     Done,
 }
 
-/// Decodes one chunked body.
+/// Decodes one chunked body. Small (24 bytes): every HTTP connection has room for one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkedDecoder {
     state: State,
-    /// The chunk whose size line is being read.
-    size: u64,
     /// Bytes of the current size line, or of all trailers so far.
     line: u32,
-    /// Data bytes of all chunks so far, checked against `max_body`.
+    /// The size being read from a size line, then the bytes of the chunk's data still to come.
+    size: u64,
+    /// Data bytes of all chunks so far, checked against the body limit.
     total: u64,
-    max_body: u64,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            line: 0,
+            size: 0,
+            total: 0,
+        }
+    }
 }
 
 impl ChunkedDecoder {
-    pub fn new(max_body: u64) -> ChunkedDecoder {
-        ChunkedDecoder {
-            state: State::Size { digits: 0 },
-            size: 0,
-            line: 0,
-            total: 0,
-            max_body,
-        }
+    pub fn new() -> ChunkedDecoder {
+        ChunkedDecoder::default()
     }
 
     /// The whole body, trailers and final CRLF included, has been decoded.
@@ -85,20 +87,21 @@ impl ChunkedDecoder {
     pub fn decode<'a>(
         &mut self,
         input: &'a [u8],
+        max_body: u64,
         mut data: impl FnMut(&'a [u8]),
     ) -> Result<usize, ChunkError> {
         let mut at = 0;
         while at < input.len() {
             let byte = input[at];
             match self.state {
-                State::Data { remaining } => {
-                    let take = remaining.min((input.len() - at) as u64) as usize;
+                State::Data => {
+                    let take = self.size.min((input.len() - at) as u64) as usize;
                     data(&input[at..at + take]);
                     at += take;
-                    self.state = match remaining - take as u64 {
-                        0 => State::DataCr,
-                        left => State::Data { remaining: left },
-                    };
+                    self.size -= take as u64;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
                     continue;
                 }
                 State::Done => return Ok(at),
@@ -138,15 +141,14 @@ impl ChunkedDecoder {
                         return Err(ChunkError::Malformed("a chunk size line must end in CRLF"));
                     }
                     self.total = self.total.saturating_add(self.size);
-                    if self.total > self.max_body {
+                    if self.total > max_body {
                         return Err(ChunkError::TooLarge);
                     }
                     self.line = 0;
                     self.state = match self.size {
                         0 => State::TrailerStart,
-                        size => State::Data { remaining: size },
+                        _ => State::Data,
                     };
-                    self.size = 0;
                 }
                 State::DataCr => {
                     if byte != b'\r' {
@@ -159,6 +161,7 @@ impl ChunkedDecoder {
                         return Err(ChunkError::Malformed("chunk data must end in CRLF"));
                     }
                     self.state = State::Size { digits: 0 };
+                    self.size = 0;
                 }
                 State::TrailerStart => {
                     self.state = match byte {
@@ -224,11 +227,11 @@ mod tests {
 
     /// Decodes `pieces` one after another; returns the body and the bytes left after it.
     fn decode(pieces: &[&[u8]], max_body: u64) -> Result<(Vec<u8>, Vec<u8>, bool), ChunkError> {
-        let mut decoder = ChunkedDecoder::new(max_body);
+        let mut decoder = ChunkedDecoder::new();
         let mut body = Vec::new();
         let mut rest = Vec::new();
         for piece in pieces {
-            let used = decoder.decode(piece, |data| body.extend_from_slice(data))?;
+            let used = decoder.decode(piece, max_body, |data| body.extend_from_slice(data))?;
             rest.extend_from_slice(&piece[used..]);
         }
         Ok((body, rest, decoder.is_done()))
@@ -317,8 +320,8 @@ mod tests {
         /// Arbitrary bytes never panic the decoder, and it never claims more than it was given.
         #[test]
         fn arbitrary_bytes_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let mut decoder = ChunkedDecoder::new(1000);
-            if let Ok(used) = decoder.decode(&bytes, |_| {}) {
+            let mut decoder = ChunkedDecoder::new();
+            if let Ok(used) = decoder.decode(&bytes, 1000, |_| {}) {
                 prop_assert!(used <= bytes.len());
             }
         }

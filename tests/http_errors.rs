@@ -1,0 +1,665 @@
+//! HTTP mode, the refusals: every row of the error table of the wire contract
+//! (the HTTP mode section of the README), one test per input. Each request is followed in the same write by a
+//! complete second request, `GET /smuggled`, which must never be answered: the server answers
+//! exactly one error (status line, the usual fields, `Connection: close`, a one-line body), then
+//! closes cleanly (a lingering close: the client reads EOF, not a reset), and still serves the
+//! next connection.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::*;
+use common::{read_exact_timeout, read_to_eof, send, show, TestServer, PREFIX};
+use saythat::Config;
+
+const BAD: &str = "400 Bad Request";
+const HEAD_TOO_LONG: &str = "431 Request Header Fields Too Large";
+const TOO_LARGE: &str = "413 Content Too Large";
+const VERSION: &str = "505 HTTP Version Not Supported";
+
+fn small_body_limit() -> Config {
+    Config {
+        max_body: 16,
+        ..http_config()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes: 431, 414, 413
+
+#[test]
+fn head_longer_than_max_header_is_431() {
+    // Complete, in one write, but 9 KiB of fields under the default 8 KiB limit.
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    refused(request.as_bytes(), HEAD_TOO_LONG);
+}
+
+#[test]
+fn head_that_never_ends_is_431_once_past_max_header() {
+    let server = TestServer::start(&Config {
+        max_header: 1024,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    send(&mut client, b"GET / HTTP/1.1\r\nHost: a\r\n");
+    // Field after field, never the empty line: refused once the head passes 1024 bytes.
+    for i in 0..40 {
+        let field = format!("X-Field-{i}: {}\r\n", "v".repeat(30));
+        if !write_unless_closed(&mut client, field.as_bytes()) {
+            break;
+        }
+    }
+    expect_refusal(&mut client, HEAD_TOO_LONG);
+}
+
+/// Writes `bytes`; `false` if the server has already closed the connection (its refusal then
+/// waits to be read). Any other failure fails the test.
+#[track_caller]
+fn write_unless_closed(stream: &mut std::net::TcpStream, bytes: &[u8]) -> bool {
+    use std::io::{ErrorKind, Write};
+    match stream.write_all(bytes) {
+        Ok(()) => true,
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => false,
+        Err(e) => panic!("cannot send \"{}\": {e}", show(bytes)),
+    }
+}
+
+#[test]
+fn a_large_max_header_admits_heads_longer_than_one_read() {
+    // 40 KiB of fields and a 30 KiB request line: each head takes several reads to arrive.
+    let server = TestServer::start(&Config {
+        max_header: 65536,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let fields = format!(
+        "GET /big%20head HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "f".repeat(40 * 1024)
+    );
+    exchange(
+        &mut client,
+        fields.as_bytes(),
+        &ok(b"You say that big head"),
+    );
+    let path = "p".repeat(30 * 1024);
+    exchange(
+        &mut client,
+        &get(&format!("/{path}")),
+        &ok(format!("You say that {path}").as_bytes()),
+    );
+    exchange(&mut client, &get("/small"), &ok(b"You say that small"));
+}
+
+#[test]
+fn a_hundred_header_fields_are_accepted() {
+    let server = start_http();
+    let mut client = server.connect();
+    let mut request = String::from("GET /fields HTTP/1.1\r\nHost: a\r\n");
+    for i in 1..100 {
+        request.push_str(&format!("X-{i}: v\r\n"));
+    }
+    request.push_str("\r\n");
+    exchange(&mut client, request.as_bytes(), &ok(b"You say that fields"));
+}
+
+#[test]
+fn more_than_a_hundred_header_fields_are_431() {
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 1..=100 {
+        request.push_str(&format!("X-{i}: v\r\n"));
+    }
+    request.push_str("\r\n");
+    refused(request.as_bytes(), HEAD_TOO_LONG);
+}
+
+#[test]
+fn request_line_longer_than_max_header_is_414() {
+    let request = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+    refused(request.as_bytes(), "414 URI Too Long");
+}
+
+#[test]
+fn request_line_still_arriving_past_max_header_is_414() {
+    // No request may follow here: it would continue the request line.
+    let server = start_http();
+    let mut client = server.connect();
+    send(&mut client, format!("GET /{}", "a".repeat(9000)).as_bytes());
+    expect_refusal(&mut client, "414 URI Too Long");
+}
+
+#[test]
+fn content_length_over_max_body_is_413() {
+    refused_with(
+        &small_body_limit(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n",
+        TOO_LARGE,
+    );
+}
+
+#[test]
+fn content_length_at_max_body_is_accepted() {
+    let server = TestServer::start(&small_body_limit());
+    let mut client = server.connect();
+    exchange(
+        &mut client,
+        &post(b"exactly 16 bytes"),
+        &ok(b"You say that exactly 16 bytes"),
+    );
+}
+
+#[test]
+fn chunked_body_whose_first_chunk_passes_max_body_is_413() {
+    refused_with(
+        &small_body_limit(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n",
+        TOO_LARGE,
+    );
+}
+
+#[test]
+fn chunked_body_that_passes_max_body_in_the_same_read_is_413() {
+    // Nothing has gone out yet when the second chunk passes the limit: the answer begun for the
+    // first chunk is withdrawn and the client gets a proper 413.
+    refused_with(
+        &small_body_limit(),
+        &[
+            &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"a\r\n0123456789\r\n",
+            b"a\r\n0123456789\r\n0\r\n\r\n",
+        ]
+        .concat(),
+        TOO_LARGE,
+    );
+}
+
+#[test]
+fn chunked_body_that_passes_max_body_after_its_answer_started_is_cut_short() {
+    // The answer went out with the first chunk, so no error response can follow: the answer
+    // must end without its last chunk (every client reports that), and nothing else is answered.
+    let server = TestServer::start(&small_body_limit());
+    let mut client = server.connect();
+    let head = chunked_head(Conn::Persist);
+    send(
+        &mut client,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n",
+    );
+    // The head, the prefix's chunk and the first chunk's echo.
+    let first = read_exact_timeout(&mut client, head.len() + 3 + PREFIX.len() + 2 + 3 + 10 + 2);
+    assert_answers(&first[..head.len()], &head);
+    send(
+        &mut client,
+        &[&b"a\r\n0123456789\r\n0\r\n\r\n"[..], SMUGGLED].concat(),
+    );
+    let rest = read_to_eof(&mut client);
+    let got = [&first[..], &rest[..]].concat();
+    let body = &got[head.len()..];
+    assert!(
+        decode_chunked(body).is_err(),
+        "the answer must not end like a complete one: \"{}\"",
+        show(body)
+    );
+    assert!(
+        count_answers(&got) == 1 && !contains(&got, b"smuggled"),
+        "\"{}\"",
+        show(&got)
+    );
+    assert!(
+        !contains(body, b"0123456789\r\n0123456789"),
+        "more than --max-body was echoed: \"{}\"",
+        show(body)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content-Length and Transfer-Encoding: 400, 501, and no smuggling
+
+#[test]
+fn content_length_not_digits_is_400() {
+    for value in ["abc", "+5", "-1", "5 5", "0x5", "", "5;"] {
+        let request = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\nhello");
+        let reason = refused(request.as_bytes(), BAD);
+        assert!(!reason.is_empty(), "Content-Length: {value:?}");
+    }
+}
+
+#[test]
+fn content_length_overflow_is_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\nhello",
+        BAD,
+    );
+}
+
+#[test]
+fn content_length_twice_with_different_values_is_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        BAD,
+    );
+}
+
+#[test]
+fn content_length_twice_with_the_same_value_is_accepted() {
+    let server = start_http();
+    let mut client = server.connect();
+    exchange(
+        &mut client,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        &ok(b"You say that hello"),
+    );
+}
+
+#[test]
+fn content_length_list_form_is_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        BAD,
+    );
+}
+
+#[test]
+fn content_length_and_transfer_encoding_together_are_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        BAD,
+    );
+    // In the other order.
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn transfer_encoding_chunked_then_identity_is_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn transfer_encoding_whose_final_coding_is_not_chunked_is_400() {
+    for value in [
+        "gzip",
+        "identity",
+        "chunked, chunked",
+        "chunked\r\nTransfer-Encoding: gzip",
+    ] {
+        let request =
+            format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {value}\r\n\r\n0\r\n\r\n");
+        refused(request.as_bytes(), BAD);
+    }
+}
+
+#[test]
+fn transfer_encoding_gzip_then_chunked_is_501() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "501 Not Implemented",
+    );
+}
+
+#[test]
+fn transfer_encoding_in_http10_is_400() {
+    refused(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        BAD,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed chunked framing: 400
+
+fn chunked_request(body: &[u8]) -> Vec<u8> {
+    [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        body,
+    ]
+    .concat()
+}
+
+#[test]
+fn chunk_size_not_hex_is_400() {
+    refused(&chunked_request(b"zz\r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_size_overflow_is_400() {
+    refused(
+        &chunked_request(b"ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        BAD,
+    );
+}
+
+#[test]
+fn chunk_size_of_u64_max_is_413() {
+    // Sixteen hex digits fit a u64, and are far past --max-body.
+    refused(
+        &chunked_request(b"ffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        TOO_LARGE,
+    );
+}
+
+#[test]
+fn chunk_data_without_its_crlf_is_400() {
+    // All in one write: the server has the whole malformed body before it answers anything.
+    refused(&chunked_request(b"5\r\nhelloXX0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_extension_longer_than_1024_bytes_is_400() {
+    let body = format!("1;ext={}\r\na\r\n0\r\n\r\n", "e".repeat(1100));
+    refused(&chunked_request(body.as_bytes()), BAD);
+}
+
+#[test]
+fn trailers_longer_than_8192_bytes_are_400() {
+    let body = format!("0\r\nX-Trailer: {}\r\n\r\n", "t".repeat(9000));
+    refused(&chunked_request(body.as_bytes()), BAD);
+}
+
+#[test]
+fn chunk_size_line_ending_in_bare_lf_is_400() {
+    refused(&chunked_request(b"5\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host and header syntax: 400
+
+#[test]
+fn http11_without_host_is_400() {
+    refused(b"GET / HTTP/1.1\r\n\r\n", BAD);
+}
+
+#[test]
+fn two_host_headers_are_400() {
+    refused(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", BAD);
+}
+
+#[test]
+fn http10_with_two_host_headers_is_400() {
+    refused(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", BAD);
+}
+
+#[test]
+fn space_before_colon_is_400() {
+    refused(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", BAD);
+}
+
+#[test]
+fn obs_fold_is_400() {
+    refused(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn bare_cr_in_a_value_is_400() {
+    refused(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", BAD);
+}
+
+#[test]
+fn bare_cr_as_a_line_end_is_400() {
+    refused(b"GET / HTTP/1.1\rHost: a\r\n\r\n", BAD);
+}
+
+#[test]
+fn nul_in_a_value_is_400() {
+    refused(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", BAD);
+}
+
+#[test]
+fn control_byte_in_a_value_is_400() {
+    refused(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", BAD);
+}
+
+#[test]
+fn target_not_starting_with_a_slash_is_400() {
+    refused(b"GET hi HTTP/1.1\r\nHost: a\r\n\r\n", BAD);
+}
+
+#[test]
+fn star_target_for_get_is_400() {
+    refused(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", BAD);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions and not HTTP: 505, 400
+
+#[test]
+fn http2_preface_is_505() {
+    refused(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", VERSION);
+}
+
+#[test]
+fn http12_is_505() {
+    refused(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", VERSION);
+}
+
+#[test]
+fn tls_client_hello_is_400() {
+    // The first bytes of a TLS 1.2/1.3 ClientHello: a handshake record, then the hello.
+    let hello: &[u8] = &[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x8a, 0x1f, 0x3c, 0x00,
+        0x52, 0x97, 0x11, 0xe2, 0x5b, 0x6d, 0x0a, 0x0d, 0x0a, 0x0d, 0x0a,
+    ];
+    refused(hello, BAD);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expect, percent-encoding, the header timeout
+
+#[test]
+fn unknown_expectation_is_417() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\nContent-Length: 5\r\n\r\nhello",
+        "417 Expectation Failed",
+    );
+}
+
+#[test]
+fn bad_percent_encoding_is_400() {
+    for target in ["/a%zz", "/a%2", "/%", "/%G0"] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        refused(request.as_bytes(), BAD);
+    }
+}
+
+#[test]
+fn head_not_complete_within_the_header_timeout_is_408() {
+    let server = TestServer::start(&Config {
+        header_timeout: 1,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let started = Instant::now();
+    send(&mut client, b"GET /slow HTTP/1.1\r\nHo");
+    expect_refusal(&mut client, "408 Request Timeout");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "408 after {after:?} (header timeout 1 s)"
+    );
+}
+
+#[test]
+fn header_timeout_counts_from_the_first_byte_of_the_head() {
+    // Bytes keep coming, but the head does not complete: trickling does not extend the deadline.
+    let server = TestServer::start(&Config {
+        header_timeout: 1,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let started = Instant::now();
+    send(&mut client, b"GET / HTTP/1.1\r\n");
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let line = format!("X-{i}: v\r\n");
+        if !write_unless_closed(&mut client, line.as_bytes()) {
+            break;
+        }
+        i += 1;
+        // Waiting up to 100 ms for the answer paces the trickle, and ends it once the 408 is in.
+        client
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("set a timeout");
+        if client.peek(&mut [0u8; 1]).is_ok() {
+            break;
+        }
+    }
+    client
+        .set_read_timeout(Some(common::TIMEOUT))
+        .expect("set a timeout");
+    expect_refusal(&mut client, "408 Request Timeout");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_millis(2500),
+        "408 after {after:?} of trickling (header timeout 1 s)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edges around the table
+
+#[test]
+fn empty_transfer_encoding_is_400() {
+    // A Transfer-Encoding field without a coding has no final chunked: not a request to read
+    // as bodiless (another server in front may read the field differently).
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n0\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn empty_transfer_encoding_with_content_length_is_400() {
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: ,\r\n\r\nhello",
+        BAD,
+    );
+}
+
+#[test]
+fn an_error_after_answered_pipelined_requests_ends_the_pipeline() {
+    let server = start_http();
+    let mut client = server.connect();
+    let request = [
+        &get("/first")[..],
+        &post(b"second"),
+        b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        SMUGGLED,
+    ]
+    .concat();
+    send(&mut client, &request);
+    let got = read_to_eof(&mut client);
+    let answered = [&ok(b"You say that first")[..], &ok(b"You say that second")].concat();
+    assert!(got.len() > answered.len(), "\"{}\"", show(&got));
+    assert_answers(&got[..answered.len()], &answered);
+    let rest = mask_dates(&got[answered.len()..]);
+    let head = error_head(VERSION, rest.len() - error_head(VERSION, 0).len() - 1);
+    assert!(
+        rest.starts_with(&head) && !contains(&got, b"smuggled"),
+        "\"{}\"",
+        show(&got)
+    );
+    assert_eq!(count_answers(&got), 3);
+}
+
+#[test]
+fn a_refused_body_still_being_sent_is_drained_so_the_client_reads_the_refusal() {
+    // The client sends a 1 MiB body after a head the server refuses (413): the lingering close
+    // reads it away, so the client's writes succeed and it reads the 413 and EOF, not a reset.
+    let server = TestServer::start(&small_body_limit());
+    let mut client = server.connect();
+    let mut writer = client.try_clone().expect("clone the stream");
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n")?;
+        writer.write_all(&vec![b'b'; 1 << 20])
+    });
+    expect_refusal(&mut client, TOO_LARGE);
+    sender
+        .join()
+        .expect("the writer")
+        .expect("the whole body was taken while the server lingered");
+}
+
+#[test]
+fn expect_100_continue_over_max_body_is_413_without_100() {
+    refused_with(
+        &small_body_limit(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 17\r\n\r\n",
+        TOO_LARGE,
+    );
+}
+
+#[test]
+fn head_of_exactly_max_header_bytes_is_accepted_and_one_more_is_431() {
+    let config = Config {
+        max_header: 256,
+        ..http_config()
+    };
+    let head = |len: usize| {
+        let start = "GET /edge HTTP/1.1\r\nHost: a\r\nX-Pad: ";
+        let pad = len - start.len() - "\r\n\r\n".len();
+        format!("{start}{}\r\n\r\n", "p".repeat(pad))
+    };
+    let server = TestServer::start(&config);
+    let mut client = server.connect();
+    let exact = head(256);
+    assert_eq!(exact.len(), 256);
+    exchange(&mut client, exact.as_bytes(), &ok(b"You say that edge"));
+    // Split just before its end: held, then completed.
+    send(&mut client, &exact.as_bytes()[..255]);
+    exchange(&mut client, b"\n", &ok(b"You say that edge"));
+    refused_with(&config, head(257).as_bytes(), HEAD_TOO_LONG);
+}
+
+#[test]
+fn options_with_a_malformed_chunked_body_is_400() {
+    refused(
+        b"OPTIONS / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn head_with_a_malformed_chunked_body_is_400() {
+    refused(
+        b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+        BAD,
+    );
+}
+
+#[test]
+fn malformed_chunk_after_a_good_one_in_the_same_write_is_400() {
+    refused(&chunked_request(b"5\r\nhello\r\nzz\r\n\r\n"), BAD);
+}
+
+#[test]
+fn an_unknown_expectation_beside_100_continue_is_417() {
+    // Every expectation must be met; a second Expect field must not hide the first.
+    refused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+        "417 Expectation Failed",
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_gets_no_408() {
+    // The header timeout runs from a head's first byte: between requests nothing is due.
+    let server = TestServer::start(&Config {
+        header_timeout: 1,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    exchange(&mut client, &get("/one"), &ok(b"You say that one"));
+    common::expect_silence(&mut client, Duration::from_millis(1500));
+    exchange(&mut client, &get("/two"), &ok(b"You say that two"));
+}
