@@ -712,8 +712,9 @@ fn echo_path(target: &str) -> Result<&[u8], Refusal> {
     } else {
         return Err(refusal(BAD_REQUEST, "the request target must start with /"));
     };
-    let end = path.find('?').unwrap_or(path.len());
-    Ok(&path.as_bytes()[..end])
+    let path = path.as_bytes();
+    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
+    Ok(&path[..end])
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
@@ -727,26 +728,19 @@ fn strip_scheme(target: &str) -> Option<&str> {
 /// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
 /// `percent-encoding` crate passes such bytes through, which hides a client's bug).
 fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
-    let mut len = 0;
-    let mut i = 0;
-    while i < path.len() {
-        if path[i] == b'%' {
-            let pair = path
-                .get(i + 1..i + 3)
-                .filter(|p| p.iter().all(u8::is_ascii_hexdigit));
-            if pair.is_none() {
-                return Err(refusal(
-                    BAD_REQUEST,
-                    "bad percent-encoding in the request target",
-                ));
-            }
-            i += 3;
-        } else {
-            i += 1;
+    let mut escapes = 0;
+    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
+    for at in memchr::memchr_iter(b'%', path) {
+        let pair = path.get(at + 1..at + 3);
+        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(refusal(
+                BAD_REQUEST,
+                "bad percent-encoding in the request target",
+            ));
         }
-        len += 1;
+        escapes += 1;
     }
-    Ok(len)
+    Ok(path.len() - 2 * escapes)
 }
 
 /// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
