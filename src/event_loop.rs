@@ -23,7 +23,7 @@ use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_REA
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::{Group, ABORT, RUNNING};
-use crate::metrics::Summary;
+use crate::metrics::{AcceptError, CloseReason, Counters};
 
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
 /// `usize`, far above any slab key.
@@ -106,7 +106,8 @@ pub(crate) struct Worker<P: Protocol> {
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
     drain_deadline: Option<Instant>,
-    summary: Summary,
+    /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
+    counters: Counters,
 }
 
 impl<P: Protocol> Worker<P> {
@@ -147,7 +148,7 @@ impl<P: Protocol> Worker<P> {
             out_of_fds: false,
             now: Instant::now(),
             drain_deadline: None,
-            summary: Summary::default(),
+            counters: Counters::default(),
         })
     }
 
@@ -164,8 +165,8 @@ impl<P: Protocol> Worker<P> {
         Ok(())
     }
 
-    /// Serves until the group is stopped and every connection is done.
-    pub(crate) fn run(mut self) -> io::Result<Summary> {
+    /// Serves until the group is stopped and every connection is done; returns what it counted.
+    pub(crate) fn run(mut self) -> io::Result<Counters> {
         let _ended = Ended(self.group.clone());
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
@@ -200,7 +201,8 @@ impl<P: Protocol> Worker<P> {
                 break;
             }
         }
-        Ok(self.summary)
+        self.counters.open = self.open as u64;
+        Ok(self.counters)
     }
 
     fn take_signals(&mut self) {
@@ -258,8 +260,16 @@ impl<P: Protocol> Worker<P> {
                     }
                     return;
                 }
-                Err(e) if is_transient_accept_error(&e) => debug!("accept: {e}"),
+                Err(e) if is_transient_accept_error(&e) => {
+                    self.counters.accept_errors[AcceptError::Other as usize] += 1;
+                    debug!("accept: {e}");
+                }
                 Err(e) => {
+                    let kind = match e.raw_os_error() {
+                        Some(24 /* EMFILE */) | Some(23 /* ENFILE */) => AcceptError::Emfile,
+                        _ => AcceptError::Other,
+                    };
+                    self.counters.accept_errors[kind as usize] += 1;
                     // Out of file descriptors (EMFILE/ENFILE) or memory: the pending connection
                     // stays in the backlog and epoll would report it again at once, so stop
                     // accepting for a moment instead of spinning.
@@ -325,12 +335,12 @@ impl<P: Protocol> Worker<P> {
         }
         entry.insert(conn);
         self.open += 1;
-        self.summary.accepted += 1;
+        self.counters.accepted += 1;
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
     fn reject_full(&mut self, mut socket: TcpStream) {
-        self.summary.rejected_full += 1;
+        self.counters.refused_full += 1;
         self.group.refused_full(self.now);
         let line = format!(
             "ERR server full (max {} connections)\n",
@@ -391,13 +401,13 @@ impl<P: Protocol> Worker<P> {
     /// connection's phase and poll interest in line.
     fn drive(&mut self, key: usize) {
         let conn = &mut self.connections[key];
-        let before = conn.bytes_out;
-        if let Err(e) = conn.flush(&mut self.pool) {
-            debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
-        }
-        if conn.bytes_out != before {
-            conn.last_active = self.now;
+        match conn.flush(&mut self.pool, &mut self.counters) {
+            Ok(0) => {}
+            Ok(_) => conn.last_active = self.now,
+            Err(e) => {
+                debug!("writing to {}: {e}", conn.peer());
+                return self.close(key, CloseReason::of_io_error(&e));
+            }
         }
         self.answers.clear();
         let mut next = Next::Continue;
@@ -416,7 +426,7 @@ impl<P: Protocol> Worker<P> {
                 Ok(next) => next,
                 Err(e) => {
                     debug!("reading from {}: {e}", self.connections[key].peer());
-                    return self.close(key, "read failed");
+                    return self.close(key, CloseReason::of_io_error(&e));
                 }
             };
         }
@@ -426,6 +436,7 @@ impl<P: Protocol> Worker<P> {
             Next::Pause => {
                 if conn.phase == Phase::Open {
                     conn.phase = Phase::Paused;
+                    self.counters.pauses += 1;
                 }
             }
             Next::Close => {
@@ -433,11 +444,14 @@ impl<P: Protocol> Worker<P> {
                     conn.phase = Phase::Closing;
                 }
             }
-            Next::CloseNow => return self.close(key, "closed by the protocol"),
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         if self.answers.capacity() > ANSWERS_KEEP {
             self.answers = Vec::new();
@@ -458,6 +472,7 @@ impl<P: Protocol> Worker<P> {
             timers,
             max_pending,
             now,
+            counters,
             ..
         } = self;
         let conn = &mut connections[key];
@@ -479,10 +494,12 @@ impl<P: Protocol> Worker<P> {
             let n = match conn.read(&mut read_buf[..want]) {
                 Ok(0) => {
                     conn.input = Input::Drained;
-                    if !lingering {
-                        let mut answers = Answers::new(answers, room, *now);
-                        protocol.on_eof(&mut conn.session, &mut answers);
+                    if lingering {
+                        // The peer read our last word and closed: the linger is over.
+                        return Ok(Next::CloseNow);
                     }
+                    let mut answers = Answers::new(answers, room, *now);
+                    protocol.on_eof(&mut conn.session, &mut answers);
                     conn.phase = Phase::PeerDone;
                     return Ok(Next::Continue);
                 }
@@ -494,7 +511,7 @@ impl<P: Protocol> Worker<P> {
                 Err(e) => return Err(e),
             };
             budget = budget.saturating_sub(n);
-            conn.bytes_in += n as u64;
+            counters.bytes_in += n as u64;
             if !lingering {
                 conn.last_active = *now;
                 let mut answers = Answers::new(answers, room, *now);
@@ -517,7 +534,7 @@ impl<P: Protocol> Worker<P> {
         let conn = &mut self.connections[key];
         let drained = conn.pending() == 0;
         match conn.phase {
-            Phase::PeerDone if drained => return self.close(key, "closed by peer"),
+            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
             Phase::Closing if drained => {
                 conn.shutdown_write();
                 conn.last_active = self.now;
@@ -545,25 +562,26 @@ impl<P: Protocol> Worker<P> {
                 .reregister(&mut conn.socket, Token(key), interest)
             {
                 debug!("reregistering {}: {e}", conn.peer());
-                return self.close(key, "reregister failed");
+                return self.close(key, CloseReason::Error);
             }
             conn.registered = interest;
         }
     }
 
-    fn close(&mut self, key: usize, why: &str) {
+    /// Closes a connection for `why`; after the protocol's last word (an error answer), the
+    /// protocol's reason stands, however the linger ends, unless the shutdown cut it.
+    fn close(&mut self, key: usize, why: CloseReason) {
         let conn = &mut self.connections[key];
-        if conn.phase == Phase::Dead {
-            return;
-        }
-        debug!(
-            "closed {} ({why}): {} bytes in, {} bytes out",
-            conn.peer(),
-            conn.bytes_in,
-            conn.bytes_out
-        );
-        self.summary.bytes_in += conn.bytes_in;
-        self.summary.bytes_out += conn.bytes_out;
+        let reason = match conn.phase {
+            Phase::Dead => return,
+            Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
+                self.protocol.close_reason(&conn.session)
+            }
+            _ => why,
+        };
+        debug!("closed {} ({})", conn.peer(), reason.label());
+        self.counters.close(reason);
+        self.counters.pending -= conn.pending() as u64;
         conn.phase = Phase::Dead;
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.dead.push(key);
@@ -615,10 +633,10 @@ impl<P: Protocol> Worker<P> {
                 .and_then(|idle| conn.last_active.checked_add(idle));
             let protocol_end = self.protocol.deadline(&conn.session);
             if linger_end.is_some_and(|until| until <= now) {
-                self.close(key, "linger over");
+                // Whatever the reason, close() keeps the protocol's.
+                self.close(key, CloseReason::Client);
             } else if idle_end.is_some_and(|end| end <= now) {
-                self.summary.closed_idle += 1;
-                self.close(key, "idle timeout");
+                self.close(key, CloseReason::Idle);
             } else if protocol_end.is_some_and(|end| end <= now) {
                 self.on_protocol_deadline(key);
             } else if let Some(next) = [linger_end, idle_end, protocol_end]
@@ -643,14 +661,20 @@ impl<P: Protocol> Worker<P> {
             &mut Answers::new(&mut self.answers, room, self.now),
         );
         match next {
-            Next::CloseNow => return self.close(key, "protocol deadline"),
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
             Next::Close => conn.phase = Phase::Closing,
-            Next::Pause if conn.phase == Phase::Open => conn.phase = Phase::Paused,
+            Next::Pause if conn.phase == Phase::Open => {
+                conn.phase = Phase::Paused;
+                self.counters.pauses += 1;
+            }
             Next::Pause | Next::Continue => {}
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         arm_deadline(&self.protocol, conn, &mut self.timers, key);
         self.settle(key);
@@ -688,8 +712,7 @@ impl<P: Protocol> Worker<P> {
             let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
             for key in keys {
                 if self.connections[key].phase != Phase::Dead {
-                    self.summary.cut_at_shutdown += 1;
-                    self.close(key, "shutdown");
+                    self.close(key, CloseReason::Shutdown);
                 }
             }
             self.free_dead();

@@ -19,7 +19,7 @@ use crate::config::{Config, FramingKind, LISTEN_BACKLOG, RESERVED_FDS};
 use crate::event_loop::{Listener, Worker, MAX_LISTENERS, WAKER};
 use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
-use crate::metrics::Summary;
+use crate::metrics::{Counters, Summary};
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl std::error::Error for ListenError {
 /// One event loop, ready to run on a thread; it knows its protocol, the server does not.
 trait Runner: Send {
     fn watch_signals(&mut self) -> io::Result<()>;
-    fn run(self: Box<Self>) -> io::Result<Summary>;
+    fn run(self: Box<Self>) -> io::Result<Counters>;
 }
 
 impl<P: Protocol + Send> Runner for Worker<P>
@@ -75,7 +75,7 @@ where
         Worker::watch_signals(self)
     }
 
-    fn run(self: Box<Self>) -> io::Result<Summary> {
+    fn run(self: Box<Self>) -> io::Result<Counters> {
         Worker::run(*self)
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
 
-use super::{Answers, Next, Protocol};
+use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
 /// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
@@ -51,6 +51,8 @@ pub struct Http {
     date: DateCache,
     /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
     ok_head: Box<[u8]>,
+    /// Responses answered, by status.
+    counts: ProtocolCounts,
 }
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
@@ -68,6 +70,9 @@ pub struct HttpSession {
     /// that breaks a rule still gets a proper error response.
     started: bool,
     connection: ConnectionHeader,
+    /// The connection ends on an error: a refusal, or a body that broke its framing after the
+    /// answer had started. For the metrics' close reason; never reset.
+    failed: bool,
 }
 
 /// What the next bytes of a connection are. Small, since every connection has one: the
@@ -149,6 +154,7 @@ impl Http {
             limits,
             date: DateCache::default(),
             ok_head: ok_head.into_bytes().into(),
+            counts: ProtocolCounts::default(),
         }
     }
 
@@ -161,8 +167,11 @@ impl Http {
         connection: ConnectionHeader,
     ) {
         if status.starts_with("200") {
+            self.counts.response(200);
             answers.push(&self.ok_head);
         } else {
+            let code = status.get(..3).and_then(|code| code.parse().ok());
+            self.counts.response(code.unwrap_or(0));
             answers.push(b"HTTP/1.1 ");
             answers.push(status.as_bytes());
             answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
@@ -206,6 +215,7 @@ impl Http {
         );
         answers.push(refusal.reason.as_bytes());
         answers.push(b"\n");
+        session.failed = true;
         session.held = Vec::new();
         session.end_request();
         Next::Close
@@ -254,11 +264,18 @@ impl Http {
                 Body::Chunked(decoder) => {
                     let (echo, connection) = (session.echo, session.connection);
                     let mut head_due = echo && !session.started;
-                    let (prefix, ok_head, date) = (&self.prefix, &self.ok_head, &mut self.date);
+                    let (prefix, ok_head, date, counts) = (
+                        &self.prefix,
+                        &self.ok_head,
+                        &mut self.date,
+                        &mut self.counts,
+                    );
                     let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
                         if echo {
                             if head_due {
-                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                                write_chunked_head(
+                                    answers, ok_head, date, counts, connection, prefix,
+                                );
                                 head_due = false;
                             }
                             push_chunk(answers, data);
@@ -281,14 +298,17 @@ impl Http {
                         }
                         // The answer has started: the only honest end is to cut it short, which
                         // every client reports as an incomplete response.
-                        Err(_) => return (input.len(), Next::Close),
+                        Err(_) => {
+                            session.failed = true;
+                            return (input.len(), Next::Close);
+                        }
                     }
                     if !done {
                         return (at, Next::Continue);
                     }
                     if echo {
                         if !session.started {
-                            write_chunked_head(answers, ok_head, date, connection, prefix);
+                            write_chunked_head(answers, ok_head, date, counts, connection, prefix);
                         }
                         answers.push(b"0\r\n\r\n");
                     }
@@ -497,9 +517,11 @@ fn write_chunked_head(
     answers: &mut Answers<'_>,
     ok_head: &[u8],
     date: &mut DateCache,
+    counts: &mut ProtocolCounts,
     connection: ConnectionHeader,
     prefix: &[u8],
 ) {
+    counts.response(200);
     answers.push(ok_head);
     answers.push(date.at(answers.now()));
     answers.push(TEXT);
@@ -795,6 +817,18 @@ impl Protocol for Http {
             ),
         )
     }
+
+    fn counts(&self) -> &ProtocolCounts {
+        &self.counts
+    }
+
+    fn close_reason(&self, session: &HttpSession) -> CloseReason {
+        if session.failed {
+            CloseReason::HttpError
+        } else {
+            CloseReason::Client
+        }
+    }
 }
 
 #[cfg(test)]
@@ -903,6 +937,42 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    /// Every response is counted by status, and a refusal makes the close an HTTP error.
+    #[test]
+    fn responses_are_counted_and_a_refusal_is_an_error() {
+        let mut http = http(8192, 1 << 20);
+        let wire = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n\
+                     OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let next = http.on_read(
+            &mut session,
+            wire,
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(next, Next::Continue);
+        assert_eq!(http.close_reason(&session), CloseReason::Client);
+        let next = http.on_read(
+            &mut session,
+            b"GET / HTTP/1.1\r\n\r\n",
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(next, Next::Close);
+        assert_eq!(http.close_reason(&session), CloseReason::HttpError);
+        let counts = http.counts();
+        assert_eq!(
+            (
+                counts.messages,
+                counts.responses(200),
+                counts.responses(204),
+                counts.responses(400)
+            ),
+            (4, 2, 1, 1)
+        );
     }
 
     #[test]
