@@ -43,9 +43,46 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
-/// The rules of HTTP mode, and the `Date` the loop's connections share.
+/// What answers a valid request in place of the echo: another endpoint served with this
+/// framing's parser, limits and refusals (the admin endpoint of `--metrics-listen`). [`Echo`]
+/// routes nothing, so every request is echoed.
+pub trait Route {
+    /// The answer to `method` on `path` (the target's path after its `/`, query dropped, not
+    /// percent-decoded), or `None` to echo the request. A routed request's body is read and
+    /// dropped.
+    fn route(&mut self, method: &str, path: &[u8]) -> Option<Routed>;
+
+    /// Writes the body of the answer [`Route::route`] just gave (not for HEAD).
+    fn body(&mut self, answers: &mut Answers<'_>);
+}
+
+/// An answer chosen by a [`Route`]: its status, type and length; the body follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// The status line's code and reason, e.g. `404 Not Found`.
+    pub status: &'static str,
+    pub content_type: &'static str,
+    /// Bytes of the body.
+    pub len: usize,
+}
+
+/// HTTP mode's own answers: every request echoed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Route for Echo {
+    #[inline(always)]
+    fn route(&mut self, _: &str, _: &[u8]) -> Option<Routed> {
+        None
+    }
+
+    fn body(&mut self, _: &mut Answers<'_>) {}
+}
+
+/// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
+/// requests it routes, the rest are echoed.
 #[derive(Debug, Clone)]
-pub struct Http {
+pub struct Http<R = Echo> {
     prefix: Box<[u8]>,
     limits: HttpLimits,
     date: DateCache,
@@ -53,6 +90,7 @@ pub struct Http {
     ok_head: Box<[u8]>,
     /// Responses answered, by status.
     counts: ProtocolCounts,
+    route: R,
 }
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
@@ -125,6 +163,8 @@ enum ConnectionHeader {
 /// How an answer's length is told.
 enum Length {
     Bytes(u64),
+    /// A routed answer's: its own `Content-Type`, and its length.
+    Typed(&'static str, u64),
     Chunked,
     /// 204: neither.
     NoContent,
@@ -145,6 +185,13 @@ const TOO_LARGE: &str = "413 Content Too Large";
 
 impl Http {
     pub fn new(prefix: &[u8], limits: HttpLimits) -> Http {
+        Http::with_route(prefix, limits, Echo)
+    }
+}
+
+impl<R: Route> Http<R> {
+    /// HTTP mode whose requests `route` may answer in place of the echo.
+    pub fn with_route(prefix: &[u8], limits: HttpLimits, route: R) -> Http<R> {
         let ok_head = format!(
             "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
             env!("CARGO_PKG_VERSION")
@@ -155,6 +202,7 @@ impl Http {
             date: DateCache::default(),
             ok_head: ok_head.into_bytes().into(),
             counts: ProtocolCounts::default(),
+            route,
         }
     }
 
@@ -178,6 +226,12 @@ impl Http {
         }
         answers.push(self.date.at(answers.now()));
         match length {
+            Length::Typed(content_type, n) => {
+                answers.push(b"\r\nContent-Type: ");
+                answers.push(content_type.as_bytes());
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
             Length::Bytes(n) => {
                 answers.push(TEXT);
                 answers.push(b"\r\nContent-Length: ");
@@ -437,8 +491,15 @@ impl Http {
         if expect_continue && has_body && head_len == input.len() {
             answers.push(CONTINUE);
         }
-        let echo = has_body && !options && !head_only;
-        if options {
+        let routed = self.route.route(method, path);
+        let echo = has_body && !options && !head_only && routed.is_none();
+        if let Some(routed) = routed {
+            let length = Length::Typed(routed.content_type, routed.len as u64);
+            self.head(answers, routed.status, length, connection);
+            if !head_only {
+                self.route.body(answers);
+            }
+        } else if options {
             self.head(answers, "204 No Content", Length::NoContent, connection);
         } else if chunked {
             if head_only {
@@ -755,7 +816,7 @@ fn has_head_end(bytes: &[u8]) -> bool {
         || memchr::memmem::find(bytes, b"\n\n").is_some()
 }
 
-impl Protocol for Http {
+impl<R: Route> Protocol for Http<R> {
     type Session = HttpSession;
 
     /// As much as the room allows: requests whose answers do not fit are held until they do.
@@ -937,6 +998,61 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    /// Answers `/hi` itself; the rest is echoed.
+    #[derive(Debug, Clone)]
+    struct Hi;
+
+    impl Route for Hi {
+        fn route(&mut self, _: &str, path: &[u8]) -> Option<Routed> {
+            (path == b"hi").then_some(Routed {
+                status: "404 Not Found",
+                content_type: "text/x",
+                len: 3,
+            })
+        }
+
+        fn body(&mut self, answers: &mut Answers<'_>) {
+            answers.push(b"hi\n");
+        }
+    }
+
+    /// A routed request gets the route's answer (no body for HEAD), its body is read and
+    /// dropped, and the requests around it are answered as always.
+    #[test]
+    fn a_route_answers_in_place_of_the_echo() {
+        let mut http = Http::with_route(P, http(8192, 1 << 20).limits, Hi);
+        let wire = b"GET /hi?x HTTP/1.1\r\nHost: a\r\n\r\n\
+                     HEAD /hi HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST /hi HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody\
+                     GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let next = http.on_read(
+            &mut session,
+            wire,
+            &mut Answers::new(&mut out, usize::MAX, Instant::now()),
+        );
+        assert_eq!(next, Next::Continue);
+        let routed = format!(
+            "HTTP/1.1 404 Not Found\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/x\r\n\
+             Content-Length: 3\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let expected = [
+            routed.as_bytes(),
+            b"hi\n",
+            routed.as_bytes(),
+            routed.as_bytes(),
+            b"hi\n",
+            &ok(b"a"),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&mask_dates(&out)),
+            String::from_utf8_lossy(&expected)
+        );
     }
 
     /// Every response is counted by status, and a refusal makes the close an HTTP error.
