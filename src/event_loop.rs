@@ -29,15 +29,18 @@ use crate::metrics::{AcceptError, CloseReason, Counters};
 /// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// The poll of the side loop (the admin endpoint's) has events.
+const SIDE: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
+const LISTENER_BASE: usize = usize::MAX - 3;
 
 /// Which listener a token names, if any.
 fn listener_index(token: Token) -> Option<usize> {
     let index = LISTENER_BASE.checked_sub(token.0)?;
     (index < MAX_LISTENERS).then_some(index)
 }
-/// At most this many `--listen` addresses, so listener tokens never meet slab keys.
+/// At most this many listeners per loop (`--listen`, or `--metrics-listen` for the admin
+/// endpoint's), so listener tokens never meet slab keys.
 pub const MAX_LISTENERS: usize = 64;
 /// Events taken from one `epoll_wait`.
 const EVENT_CAPACITY: usize = 1024;
@@ -108,6 +111,12 @@ pub(crate) struct Worker<P: Protocol> {
     drain_deadline: Option<Instant>,
     /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
     counters: Counters,
+    /// This loop's slot in the group's published metrics, when `--metrics-listen` is on.
+    publish_to: Option<usize>,
+    /// A loop of its own that this one drives (the admin endpoint's, on the first worker), and
+    /// whether its poll reported events this turn.
+    side: Option<Box<dyn Side>>,
+    side_woke: bool,
 }
 
 impl<P: Protocol> Worker<P> {
@@ -149,7 +158,26 @@ impl<P: Protocol> Worker<P> {
             now: Instant::now(),
             drain_deadline: None,
             counters: Counters::default(),
+            publish_to: None,
+            side: None,
+            side_woke: false,
         })
+    }
+
+    /// Publishes this loop's counters, once per turn, into slot `index` of the group's.
+    pub(crate) fn publish_as(&mut self, index: usize) {
+        self.publish_to = Some(index);
+    }
+
+    /// Drives `side` from this loop's turns: its poll is watched by this one's, so it needs no
+    /// thread, and its connections never meet this loop's on the message path.
+    pub(crate) fn drive_side(&mut self, side: Box<dyn Side>) -> io::Result<()> {
+        let fd = side.poll_fd();
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), SIDE, Interest::READABLE)?;
+        self.side = Some(side);
+        Ok(())
     }
 
     /// Makes SIGINT and SIGTERM stop every loop: the first drains, any later one aborts. This
@@ -179,30 +207,51 @@ impl<P: Protocol> Worker<P> {
                 self.group.abort();
                 return Err(e);
             }
-            self.now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    SIGNALS => self.take_signals(),
-                    token => match listener_index(token) {
-                        Some(index) => self.on_listener_event(index),
-                        None => self.on_event(token.0, event),
-                    },
+            self.turn(&events);
+            if let Some(side) = self.side.as_mut() {
+                if std::mem::take(&mut self.side_woke) || side.due(self.now) {
+                    side.turn();
                 }
             }
-            self.serve_ready();
-            let now = self.now;
-            self.expire_timers(now);
-            // After free_dead: only then are the closed sockets' descriptors free to accept into.
-            self.free_dead();
-            self.resume_accepting(now);
+            let done = self.shutdown_step(self.now);
+            self.publish();
             // The signal watcher stays until it is the last loop running.
-            if self.shutdown_step(now) && (self.signals.is_none() || self.group.running() == 1) {
+            if done && (self.signals.is_none() || self.group.running() == 1) {
                 break;
             }
         }
         self.counters.open = self.open as u64;
         Ok(self.counters)
+    }
+
+    /// One turn's work after a poll: its events, what was left over, due timers, freed slots.
+    fn turn(&mut self, events: &Events) {
+        self.now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                SIGNALS => self.take_signals(),
+                SIDE => self.side_woke = true,
+                token => match listener_index(token) {
+                    Some(index) => self.on_listener_event(index),
+                    None => self.on_event(token.0, event),
+                },
+            }
+        }
+        self.serve_ready();
+        let now = self.now;
+        self.expire_timers(now);
+        // After free_dead: only then are the closed sockets' descriptors free to accept into.
+        self.free_dead();
+        self.resume_accepting(now);
+    }
+
+    /// Makes this turn's counts visible to a scrape: once per turn, never per message.
+    fn publish(&mut self) {
+        if let Some(slot) = self.publish_to.and_then(|i| self.group.published.get(i)) {
+            self.counters.open = self.open as u64;
+            slot.store(&self.counters, self.protocol.counts());
+        }
     }
 
     fn take_signals(&mut self) {
@@ -221,16 +270,26 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.side.as_ref().is_some_and(|side| side.due(now)) {
             return Some(Duration::ZERO);
         }
-        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until, self.drain_deadline]
+        let side = self.side.as_ref().and_then(|side| side.deadline());
+        [self.deadline(), side]
             .into_iter()
             .flatten()
             .min()
             // Rounded up: epoll counts whole milliseconds, and waking early would spin.
             .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    /// When this loop must wake without an event: its first timer, the end of an accept pause
+    /// or of the drain.
+    fn deadline(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        [timer, self.accept_paused_until, self.drain_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_listener_event(&mut self, index: usize) {
@@ -719,6 +778,74 @@ impl<P: Protocol> Worker<P> {
             return true;
         }
         false
+    }
+}
+
+/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's, on
+/// the first worker. Its poll is registered in the driving loop's, which gives it a turn when
+/// that poll has events or its deadline has come.
+pub(crate) trait Side: Send {
+    /// The descriptor of its poll, for the driving loop to watch.
+    fn poll_fd(&self) -> std::os::fd::RawFd;
+    /// It has work now: connections left on its ready list, or more events than one turn took.
+    fn due(&self, now: Instant) -> bool;
+    /// When it must have a turn without an event (a timer).
+    fn deadline(&self) -> Option<Instant>;
+    /// One turn: its events, taken without waiting, then its leftovers and timers.
+    fn turn(&mut self);
+}
+
+/// A [`Worker`] run as a [`Side`]: its own connections, listeners, limits and timers, on the
+/// driving loop's thread. It never stops by itself; it ends when the driving loop does.
+pub(crate) struct SideLoop<P: Protocol> {
+    worker: Worker<P>,
+    events: Events,
+    /// The last turn took a full batch: more events may wait, and an edge-triggered poll will
+    /// not report them again.
+    more: bool,
+}
+
+impl<P: Protocol> SideLoop<P> {
+    pub(crate) fn new(worker: Worker<P>) -> SideLoop<P> {
+        SideLoop {
+            worker,
+            events: Events::with_capacity(EVENT_CAPACITY),
+            more: false,
+        }
+    }
+}
+
+impl<P: Protocol + Send> Side for SideLoop<P>
+where
+    P::Session: Send,
+{
+    fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.worker.poll.as_raw_fd()
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.more
+            || !self.worker.ready.is_empty()
+            || self.worker.deadline().is_some_and(|at| at <= now)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.worker.deadline()
+    }
+
+    fn turn(&mut self) {
+        if let Err(e) = self
+            .worker
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+        {
+            // Interrupted, or a failure that the next turn reports again: nothing is lost.
+            debug!("polling the side loop: {e}");
+            return;
+        }
+        self.more = self.events.iter().count() >= EVENT_CAPACITY;
+        self.worker.turn(&self.events);
     }
 }
 

@@ -41,6 +41,7 @@ pub const PREFIX: &[u8] = b"You say that ";
 /// environment cannot change what a test sees.
 const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_LISTEN",
+    "SAYTHAT_METRICS_LISTEN",
     "SAYTHAT_PREFIX",
     "SAYTHAT_FRAMING",
     "SAYTHAT_MAX_LINE",
