@@ -208,13 +208,14 @@ impl<P: Protocol> Worker<P> {
                 return Err(e);
             }
             self.turn(&events);
+            let done = self.shutdown_step(self.now);
+            // Before the side loop's turn: a scrape it answers sees all this loop did before.
+            self.publish();
             if let Some(side) = self.side.as_mut() {
                 if std::mem::take(&mut self.side_woke) || side.due(self.now) {
                     side.turn();
                 }
             }
-            let done = self.shutdown_step(self.now);
-            self.publish();
             // The signal watcher stays until it is the last loop running.
             if done && (self.signals.is_none() || self.group.running() == 1) {
                 break;

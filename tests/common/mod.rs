@@ -75,6 +75,8 @@ pub struct TestServer {
     pub handle: ServerHandle,
     /// The connection limit the server resolved (`Server::max_conns()`).
     pub max_conns: usize,
+    /// The `--metrics-listen` addresses, port 0 resolved (`Server::metrics_addrs()`).
+    pub metrics: Vec<SocketAddr>,
     done: Receiver<io::Result<Summary>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -96,6 +98,7 @@ impl TestServer {
         let addrs = server.local_addrs();
         let handle = server.handle();
         let max_conns = server.max_conns();
+        let metrics = server.metrics_addrs();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("saythat-server".into())
@@ -106,6 +109,7 @@ impl TestServer {
             addrs,
             handle,
             max_conns,
+            metrics,
             done,
             thread: Some(thread),
         })
@@ -612,6 +616,19 @@ impl ServerProcess {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the `metrics on http://ADDR/metrics` line (`--metrics-listen`), which
+    /// the server logs after its `listening on` lines.
+    #[track_caller]
+    pub fn metrics_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("metrics on http://");
+        let text = line.split("metrics on http://").nth(1).unwrap_or_default();
+        let text = text.trim().trim_end_matches("/metrics");
+        match text.parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
+        }
     }
 
     pub fn pid(&self) -> u32 {
