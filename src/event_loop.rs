@@ -113,10 +113,15 @@ pub(crate) struct Worker<P: Protocol> {
     counters: Counters,
     /// This loop's slot in the group's published metrics, when `--metrics-listen` is on.
     publish_to: Option<usize>,
-    /// A loop of its own that this one drives (the admin endpoint's, on the first worker), and
-    /// whether its poll reported events this turn.
+    /// A counter that changes per connection rather than per message (accepts, refusals,
+    /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
+    cold_changed: bool,
+    /// A loop of its own that this one drives (the admin endpoint's, on the first worker),
+    /// whether its poll reported events this turn, and when it needs a turn without one (known
+    /// after each of its turns, since only its turns change it).
     side: Option<Box<dyn Side>>,
     side_woke: bool,
+    side_at: Option<Instant>,
 }
 
 impl<P: Protocol> Worker<P> {
@@ -159,8 +164,10 @@ impl<P: Protocol> Worker<P> {
             drain_deadline: None,
             counters: Counters::default(),
             publish_to: None,
+            cold_changed: true,
             side: None,
             side_woke: false,
+            side_at: None,
         })
     }
 
@@ -212,8 +219,10 @@ impl<P: Protocol> Worker<P> {
             // Before the side loop's turn: a scrape it answers sees all this loop did before.
             self.publish();
             if let Some(side) = self.side.as_mut() {
-                if std::mem::take(&mut self.side_woke) || side.due(self.now) {
+                let due = self.side_at.is_some_and(|at| at <= self.now);
+                if std::mem::take(&mut self.side_woke) || due {
                     side.turn();
+                    self.side_at = side.next();
                 }
             }
             // The signal watcher stays until it is the last loop running.
@@ -226,6 +235,7 @@ impl<P: Protocol> Worker<P> {
     }
 
     /// One turn's work after a poll: its events, what was left over, due timers, freed slots.
+    #[inline]
     fn turn(&mut self, events: &Events) {
         self.now = Instant::now();
         for event in events.iter() {
@@ -251,7 +261,10 @@ impl<P: Protocol> Worker<P> {
     fn publish(&mut self) {
         if let Some(slot) = self.publish_to.and_then(|i| self.group.published.get(i)) {
             self.counters.open = self.open as u64;
-            slot.store(&self.counters, self.protocol.counts());
+            slot.store_hot(&self.counters, self.protocol.counts());
+            if std::mem::take(&mut self.cold_changed) {
+                slot.store_cold(&self.counters);
+            }
         }
     }
 
@@ -271,11 +284,10 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || self.side.as_ref().is_some_and(|side| side.due(now)) {
+        if !self.ready.is_empty() || self.side_at.is_some_and(|at| at <= now) {
             return Some(Duration::ZERO);
         }
-        let side = self.side.as_ref().and_then(|side| side.deadline());
-        [self.deadline(), side]
+        [self.deadline(), self.side_at]
             .into_iter()
             .flatten()
             .min()
@@ -322,6 +334,7 @@ impl<P: Protocol> Worker<P> {
                 }
                 Err(e) if is_transient_accept_error(&e) => {
                     self.counters.accept_errors[AcceptError::Other as usize] += 1;
+                    self.cold_changed = true;
                     debug!("accept: {e}");
                 }
                 Err(e) => {
@@ -330,6 +343,7 @@ impl<P: Protocol> Worker<P> {
                         _ => AcceptError::Other,
                     };
                     self.counters.accept_errors[kind as usize] += 1;
+                    self.cold_changed = true;
                     // Out of file descriptors (EMFILE/ENFILE) or memory: the pending connection
                     // stays in the backlog and epoll would report it again at once, so stop
                     // accepting for a moment instead of spinning.
@@ -396,11 +410,13 @@ impl<P: Protocol> Worker<P> {
         entry.insert(conn);
         self.open += 1;
         self.counters.accepted += 1;
+        self.cold_changed = true;
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
     fn reject_full(&mut self, mut socket: TcpStream) {
         self.counters.refused_full += 1;
+        self.cold_changed = true;
         self.group.refused_full(self.now);
         let line = format!(
             "ERR server full (max {} connections)\n",
@@ -497,6 +513,7 @@ impl<P: Protocol> Worker<P> {
                 if conn.phase == Phase::Open {
                     conn.phase = Phase::Paused;
                     self.counters.pauses += 1;
+                    self.cold_changed = true;
                 }
             }
             Next::Close => {
@@ -641,6 +658,7 @@ impl<P: Protocol> Worker<P> {
         };
         debug!("closed {} ({})", conn.peer(), reason.label());
         self.counters.close(reason);
+        self.cold_changed = true;
         self.counters.pending -= conn.pending() as u64;
         conn.phase = Phase::Dead;
         let _ = self.poll.registry().deregister(&mut conn.socket);
@@ -729,6 +747,7 @@ impl<P: Protocol> Worker<P> {
             Next::Pause if conn.phase == Phase::Open => {
                 conn.phase = Phase::Paused;
                 self.counters.pauses += 1;
+                self.cold_changed = true;
             }
             Next::Pause | Next::Continue => {}
         }
@@ -788,10 +807,10 @@ impl<P: Protocol> Worker<P> {
 pub(crate) trait Side: Send {
     /// The descriptor of its poll, for the driving loop to watch.
     fn poll_fd(&self) -> std::os::fd::RawFd;
-    /// It has work now: connections left on its ready list, or more events than one turn took.
-    fn due(&self, now: Instant) -> bool;
-    /// When it must have a turn without an event (a timer).
-    fn deadline(&self) -> Option<Instant>;
+    /// When it must have a turn without an event: the time of its last turn if it has work
+    /// left (connections on its ready list, more events than one turn took), else its first
+    /// timer.
+    fn next(&self) -> Option<Instant>;
     /// One turn: its events, taken without waiting, then its leftovers and timers.
     fn turn(&mut self);
 }
@@ -825,14 +844,12 @@ where
         self.worker.poll.as_raw_fd()
     }
 
-    fn due(&self, now: Instant) -> bool {
-        self.more
-            || !self.worker.ready.is_empty()
-            || self.worker.deadline().is_some_and(|at| at <= now)
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.worker.deadline()
+    fn next(&self) -> Option<Instant> {
+        if self.more || !self.worker.ready.is_empty() {
+            Some(self.worker.now)
+        } else {
+            self.worker.deadline()
+        }
     }
 
     fn turn(&mut self) {

@@ -203,16 +203,17 @@ pub struct Published {
 impl Published {
     /// Stores this loop's current values. Called by the owning loop only.
     pub fn store(&self, counters: &Counters, protocol: &ProtocolCounts) {
+        self.store_hot(counters, protocol);
+        self.store_cold(counters);
+    }
+
+    /// Stores the values that change per message (and the open count). The owning loop only.
+    pub fn store_hot(&self, counters: &Counters, protocol: &ProtocolCounts) {
         let c = counters;
         self.open.store(c.open, Relaxed);
-        self.accepted.store(c.accepted, Relaxed);
-        self.refused_full.store(c.refused_full, Relaxed);
-        store_each(&self.closed, &c.closed);
         self.bytes_in.store(c.bytes_in, Relaxed);
         self.bytes_out.store(c.bytes_out, Relaxed);
         self.pending.store(c.pending, Relaxed);
-        self.pauses.store(c.pauses, Relaxed);
-        store_each(&self.accept_errors, &c.accept_errors);
         self.messages.store(protocol.messages, Relaxed);
         // Only a protocol that answered statuses has any to store.
         for (i, &(code, count)) in protocol.responses.iter().enumerate() {
@@ -222,6 +223,17 @@ impl Published {
             self.codes[i].store(u64::from(code), Relaxed);
             self.responses[i].store(count, Relaxed);
         }
+    }
+
+    /// Stores the values that change per connection: accepts, refusals, closes, pauses, accept
+    /// errors. The owning loop only, when one of them changed.
+    pub fn store_cold(&self, counters: &Counters) {
+        let c = counters;
+        self.accepted.store(c.accepted, Relaxed);
+        self.refused_full.store(c.refused_full, Relaxed);
+        store_each(&self.closed, &c.closed);
+        self.pauses.store(c.pauses, Relaxed);
+        store_each(&self.accept_errors, &c.accept_errors);
     }
 
     /// The values last stored.
