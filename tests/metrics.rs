@@ -330,8 +330,8 @@ fn has_ended(mut c: &TcpStream) -> bool {
     }
 }
 
-/// SIGTERM with a client still connected: /healthz says 503 at once, the echo listener is
-/// closed, the metrics listener keeps answering through the drain, and the process exits once
+/// The binary stays single-threaded. SIGTERM with a client still connected: /healthz says 503
+/// at once, the echo listener is closed, the metrics listener keeps answering through the drain, and the process exits once
 /// the client leaves.
 #[test]
 fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
@@ -339,6 +339,12 @@ fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
     let metrics = server.metrics_addr();
     let mut client = server.connect();
     roundtrip(&mut client, b"before");
+    // One thread with one worker, the endpoint included: a second would make glibc add its
+    // cancellation bookkeeping to every recv and send.
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .map(|tasks| tasks.count())
+        .unwrap_or(1);
+    assert_eq!(threads, 1, "threads of saythat serve --metrics-listen");
     let ok = get(metrics, "/healthz");
     assert_eq!(
         (ok.status.as_str(), ok.body.as_str()),
