@@ -368,3 +368,25 @@ fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
     server.expect_exit(0, TIMEOUT);
     expect_refused(metrics);
 }
+
+/// A metrics address that cannot be bound fails the start with the same message as a `--listen`
+/// one, naming the flag to change.
+#[test]
+fn a_metrics_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap();
+    let error = match TestServer::try_start(&Config {
+        metrics_listen: vec![addr],
+        ..Config::loopback()
+    }) {
+        Ok(_) => panic!("a server started on {addr}, which is taken"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        error,
+        format!(
+            "cannot listen on {addr}: address already in use (is another server running? choose \
+             another address with --metrics-listen)"
+        )
+    );
+}
