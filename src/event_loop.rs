@@ -5,6 +5,10 @@
 //! [`Protocol`] and writes the answers; it never knows which protocol that is. It must never
 //! block, never busy-loop (not even out of file descriptors), and never let one client starve
 //! the others or grow memory without bound.
+//!
+//! With `--metrics-listen`, the first loop also drives a [`Side`] loop, the admin endpoint's: a
+//! second `Worker` on a poll of its own, which this loop's poll watches and whose turns it runs
+//! after its own. Same thread, and nothing of it on the echo's message path.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
