@@ -34,6 +34,11 @@ pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// The longest `--prefix`: the answers to one read are bounded by its size times the prefix length.
 pub const MAX_PREFIX: usize = 4096;
+/// Connections the admin endpoint (`--metrics-listen`) serves at once: a Prometheus server or
+/// two, a load balancer's health checks, a person with curl. More are refused at accept, so a
+/// flood of them cannot take the descriptors the echo connections need; they fit in
+/// `RESERVED_FDS`' margin.
+pub const MAX_ADMIN_CONNS: usize = 32;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
@@ -94,6 +99,17 @@ pub struct Config {
     #[arg(long = "listen", value_name = "ADDR", env = "SAYTHAT_LISTEN", value_delimiter = ',',
           default_value = DEFAULT_LISTEN)]
     pub listen: Vec<SocketAddr>,
+
+    /// Serve Prometheus metrics (`GET /metrics`) and a health check (`GET /healthz`, 503 once a
+    /// shutdown starts) over HTTP/1.1 on this address, whatever the framing; repeat for several.
+    /// Off unless given. It has no authentication: keep it on loopback or a trusted network.
+    #[arg(
+        long = "metrics-listen",
+        value_name = "ADDR",
+        env = "SAYTHAT_METRICS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub metrics_listen: Vec<SocketAddr>,
 
     /// Bytes put before every answer. Empty makes saythat a plain RFC 862 echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_PREFIX", default_value = DEFAULT_PREFIX,
@@ -167,6 +183,7 @@ impl Default for Config {
             listen: vec![DEFAULT_LISTEN
                 .parse()
                 .expect("DEFAULT_LISTEN is an address")],
+            metrics_listen: Vec::new(),
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,

@@ -13,6 +13,8 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::Interest;
 
+use crate::metrics::Counters;
+
 /// Output buffers up to this capacity go back to the pool when drained; larger ones, grown
 /// behind a slow reader under a large `--max-pending`, are freed, so an idle server returns to
 /// its baseline memory.
@@ -109,8 +111,6 @@ pub struct Connection<S> {
     /// Earliest deadline this connection has in the loop's timer heap.
     pub timer_at: Option<Instant>,
     pub last_active: Instant,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
     output: Option<Box<Output>>,
     /// The protocol's state for this connection.
     pub session: S,
@@ -130,8 +130,6 @@ impl<S: Default> Connection<S> {
             registered: READ_INTEREST,
             timer_at: None,
             last_active: now,
-            bytes_in: 0,
-            bytes_out: 0,
             output: None,
             session: S::default(),
         }
@@ -174,17 +172,23 @@ impl<S> Connection<S> {
     /// Sends the loop's `answers`: written straight to the socket when nothing else waits (the
     /// common case: one write, no copy), and whatever the socket does not take is kept. A large
     /// remainder takes the `answers` buffer itself rather than a copy; the loop allocates a new
-    /// one on its next use.
+    /// one on its next use. Bytes written and kept are counted into `counters`.
     #[inline]
-    pub fn send(&mut self, answers: &mut Vec<u8>, pool: &mut Pool) -> io::Result<()> {
+    pub fn send(
+        &mut self,
+        answers: &mut Vec<u8>,
+        pool: &mut Pool,
+        counters: &mut Counters,
+    ) -> io::Result<()> {
         let mut taken = 0;
         if self.pending() == 0 {
             taken = write_some(&mut self.socket, answers)?;
-            self.bytes_out += taken as u64;
+            counters.bytes_out += taken as u64;
             if taken == answers.len() {
                 return Ok(());
             }
         }
+        counters.pending += (answers.len() - taken) as u64;
         self.keep(answers, taken, pool);
         Ok(())
     }
@@ -203,23 +207,26 @@ impl<S> Connection<S> {
         }
     }
 
-    /// Writes waiting output until the socket is full; returns the buffer once drained.
+    /// Writes waiting output until the socket is full, and returns the buffer once drained;
+    /// gives the bytes written (counted into `counters` too).
     #[inline]
-    pub fn flush(&mut self, pool: &mut Pool) -> io::Result<()> {
+    pub fn flush(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
         let Some(output) = self.output.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut n = 0;
         if output.pending() > 0 {
-            let n = write_some(&mut self.socket, &output.buf[output.written..])?;
+            n = write_some(&mut self.socket, &output.buf[output.written..])?;
             output.written += n;
-            self.bytes_out += n as u64;
+            counters.bytes_out += n as u64;
+            counters.pending -= n as u64;
         }
         if output.pending() == 0 {
             if let Some(output) = self.output.take() {
                 release(output, pool);
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Sends our FIN, keeping the socket open to drain what the peer still sends.
@@ -305,12 +312,14 @@ mod tests {
         let mut answers = vec![b'x'; 4 * POOL_BUFFER_MAX];
         let at = answers.as_ptr();
         let mut pool = Pool::new();
-        conn.send(&mut answers, &mut pool).unwrap();
+        let mut counters = Counters::default();
+        conn.send(&mut answers, &mut pool, &mut counters).unwrap();
         assert!(
             conn.pending() > POOL_BUFFER_MAX,
             "the socket took {} bytes",
-            conn.bytes_out
+            counters.bytes_out
         );
+        assert_eq!(counters.pending, conn.pending() as u64);
         assert_eq!(
             conn.output.as_ref().expect("output waits").buf.as_ptr(),
             at,

@@ -5,6 +5,10 @@
 //! [`Protocol`] and writes the answers; it never knows which protocol that is. It must never
 //! block, never busy-loop (not even out of file descriptors), and never let one client starve
 //! the others or grow memory without bound.
+//!
+//! With `--metrics-listen`, the first loop also drives a [`Side`] loop, the admin endpoint's: a
+//! second `Worker` on a poll of its own, which this loop's poll watches and whose turns it runs
+//! after its own. Same thread, and nothing of it on the echo's message path.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -23,21 +27,24 @@ use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_REA
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::{Group, ABORT, RUNNING};
-use crate::metrics::Summary;
+use crate::metrics::{AcceptError, CloseReason, Counters};
 
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
 /// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// The poll of the side loop (the admin endpoint's) has events.
+const SIDE: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE - i`.
-const LISTENER_BASE: usize = usize::MAX - 2;
+const LISTENER_BASE: usize = usize::MAX - 3;
 
 /// Which listener a token names, if any.
 fn listener_index(token: Token) -> Option<usize> {
     let index = LISTENER_BASE.checked_sub(token.0)?;
     (index < MAX_LISTENERS).then_some(index)
 }
-/// At most this many `--listen` addresses, so listener tokens never meet slab keys.
+/// At most this many listeners per loop (`--listen`, or `--metrics-listen` for the admin
+/// endpoint's), so listener tokens never meet slab keys.
 pub const MAX_LISTENERS: usize = 64;
 /// Events taken from one `epoll_wait`.
 const EVENT_CAPACITY: usize = 1024;
@@ -106,7 +113,19 @@ pub(crate) struct Worker<P: Protocol> {
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
     drain_deadline: Option<Instant>,
-    summary: Summary,
+    /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
+    counters: Counters,
+    /// This loop's slot in the group's published metrics, when `--metrics-listen` is on.
+    publish_to: Option<usize>,
+    /// A counter that changes per connection rather than per message (accepts, refusals,
+    /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
+    cold_changed: bool,
+    /// A loop of its own that this one drives (the admin endpoint's, on the first worker),
+    /// whether its poll reported events this turn, and when it needs a turn without one (known
+    /// after each of its turns, since only its turns change it).
+    side: Option<Box<dyn Side>>,
+    side_woke: bool,
+    side_at: Option<Instant>,
 }
 
 impl<P: Protocol> Worker<P> {
@@ -147,8 +166,29 @@ impl<P: Protocol> Worker<P> {
             out_of_fds: false,
             now: Instant::now(),
             drain_deadline: None,
-            summary: Summary::default(),
+            counters: Counters::default(),
+            publish_to: None,
+            cold_changed: true,
+            side: None,
+            side_woke: false,
+            side_at: None,
         })
+    }
+
+    /// Publishes this loop's counters, once per turn, into slot `index` of the group's.
+    pub(crate) fn publish_as(&mut self, index: usize) {
+        self.publish_to = Some(index);
+    }
+
+    /// Drives `side` from this loop's turns: its poll is watched by this one's, so it needs no
+    /// thread, and its connections never meet this loop's on the message path.
+    pub(crate) fn drive_side(&mut self, side: Box<dyn Side>) -> io::Result<()> {
+        let fd = side.poll_fd();
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), SIDE, Interest::READABLE)?;
+        self.side = Some(side);
+        Ok(())
     }
 
     /// Makes SIGINT and SIGTERM stop every loop: the first drains, any later one aborts. This
@@ -164,8 +204,8 @@ impl<P: Protocol> Worker<P> {
         Ok(())
     }
 
-    /// Serves until the group is stopped and every connection is done.
-    pub(crate) fn run(mut self) -> io::Result<Summary> {
+    /// Serves until the group is stopped and every connection is done; returns what it counted.
+    pub(crate) fn run(mut self) -> io::Result<Counters> {
         let _ended = Ended(self.group.clone());
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
@@ -178,29 +218,58 @@ impl<P: Protocol> Worker<P> {
                 self.group.abort();
                 return Err(e);
             }
-            self.now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    SIGNALS => self.take_signals(),
-                    token => match listener_index(token) {
-                        Some(index) => self.on_listener_event(index),
-                        None => self.on_event(token.0, event),
-                    },
+            self.turn(&events);
+            let done = self.shutdown_step(self.now);
+            // Before the side loop's turn: a scrape it answers sees all this loop did before.
+            self.publish();
+            if let Some(side) = self.side.as_mut() {
+                let due = self.side_at.is_some_and(|at| at <= self.now);
+                if std::mem::take(&mut self.side_woke) || due {
+                    side.turn();
+                    self.side_at = side.next();
                 }
             }
-            self.serve_ready();
-            let now = self.now;
-            self.expire_timers(now);
-            // After free_dead: only then are the closed sockets' descriptors free to accept into.
-            self.free_dead();
-            self.resume_accepting(now);
             // The signal watcher stays until it is the last loop running.
-            if self.shutdown_step(now) && (self.signals.is_none() || self.group.running() == 1) {
+            if done && (self.signals.is_none() || self.group.running() == 1) {
                 break;
             }
         }
-        Ok(self.summary)
+        self.counters.open = self.open as u64;
+        Ok(self.counters)
+    }
+
+    /// One turn's work after a poll: its events, what was left over, due timers, freed slots.
+    #[inline]
+    fn turn(&mut self, events: &Events) {
+        self.now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                SIGNALS => self.take_signals(),
+                SIDE => self.side_woke = true,
+                token => match listener_index(token) {
+                    Some(index) => self.on_listener_event(index),
+                    None => self.on_event(token.0, event),
+                },
+            }
+        }
+        self.serve_ready();
+        let now = self.now;
+        self.expire_timers(now);
+        // After free_dead: only then are the closed sockets' descriptors free to accept into.
+        self.free_dead();
+        self.resume_accepting(now);
+    }
+
+    /// Makes this turn's counts visible to a scrape: once per turn, never per message.
+    fn publish(&mut self) {
+        if let Some(slot) = self.publish_to.and_then(|i| self.group.published.get(i)) {
+            self.counters.open = self.open as u64;
+            slot.store_hot(&self.counters, self.protocol.counts());
+            if std::mem::take(&mut self.cold_changed) {
+                slot.store_cold(&self.counters);
+            }
+        }
     }
 
     fn take_signals(&mut self) {
@@ -219,16 +288,25 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.side_at.is_some_and(|at| at <= now) {
             return Some(Duration::ZERO);
         }
-        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until, self.drain_deadline]
+        [self.deadline(), self.side_at]
             .into_iter()
             .flatten()
             .min()
             // Rounded up: epoll counts whole milliseconds, and waking early would spin.
             .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    /// When this loop must wake without an event: its first timer, the end of an accept pause
+    /// or of the drain.
+    fn deadline(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        [timer, self.accept_paused_until, self.drain_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_listener_event(&mut self, index: usize) {
@@ -258,8 +336,18 @@ impl<P: Protocol> Worker<P> {
                     }
                     return;
                 }
-                Err(e) if is_transient_accept_error(&e) => debug!("accept: {e}"),
+                Err(e) if is_transient_accept_error(&e) => {
+                    self.counters.accept_errors[AcceptError::Other as usize] += 1;
+                    self.cold_changed = true;
+                    debug!("accept: {e}");
+                }
                 Err(e) => {
+                    let kind = match e.raw_os_error() {
+                        Some(24 /* EMFILE */) | Some(23 /* ENFILE */) => AcceptError::Emfile,
+                        _ => AcceptError::Other,
+                    };
+                    self.counters.accept_errors[kind as usize] += 1;
+                    self.cold_changed = true;
                     // Out of file descriptors (EMFILE/ENFILE) or memory: the pending connection
                     // stays in the backlog and epoll would report it again at once, so stop
                     // accepting for a moment instead of spinning.
@@ -325,12 +413,14 @@ impl<P: Protocol> Worker<P> {
         }
         entry.insert(conn);
         self.open += 1;
-        self.summary.accepted += 1;
+        self.counters.accepted += 1;
+        self.cold_changed = true;
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
     fn reject_full(&mut self, mut socket: TcpStream) {
-        self.summary.rejected_full += 1;
+        self.counters.refused_full += 1;
+        self.cold_changed = true;
         self.group.refused_full(self.now);
         let line = format!(
             "ERR server full (max {} connections)\n",
@@ -391,13 +481,13 @@ impl<P: Protocol> Worker<P> {
     /// connection's phase and poll interest in line.
     fn drive(&mut self, key: usize) {
         let conn = &mut self.connections[key];
-        let before = conn.bytes_out;
-        if let Err(e) = conn.flush(&mut self.pool) {
-            debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
-        }
-        if conn.bytes_out != before {
-            conn.last_active = self.now;
+        match conn.flush(&mut self.pool, &mut self.counters) {
+            Ok(0) => {}
+            Ok(_) => conn.last_active = self.now,
+            Err(e) => {
+                debug!("writing to {}: {e}", conn.peer());
+                return self.close(key, CloseReason::of_io_error(&e));
+            }
         }
         self.answers.clear();
         let mut next = Next::Continue;
@@ -416,7 +506,7 @@ impl<P: Protocol> Worker<P> {
                 Ok(next) => next,
                 Err(e) => {
                     debug!("reading from {}: {e}", self.connections[key].peer());
-                    return self.close(key, "read failed");
+                    return self.close(key, CloseReason::of_io_error(&e));
                 }
             };
         }
@@ -426,6 +516,8 @@ impl<P: Protocol> Worker<P> {
             Next::Pause => {
                 if conn.phase == Phase::Open {
                     conn.phase = Phase::Paused;
+                    self.counters.pauses += 1;
+                    self.cold_changed = true;
                 }
             }
             Next::Close => {
@@ -433,11 +525,14 @@ impl<P: Protocol> Worker<P> {
                     conn.phase = Phase::Closing;
                 }
             }
-            Next::CloseNow => return self.close(key, "closed by the protocol"),
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         if self.answers.capacity() > ANSWERS_KEEP {
             self.answers = Vec::new();
@@ -458,6 +553,7 @@ impl<P: Protocol> Worker<P> {
             timers,
             max_pending,
             now,
+            counters,
             ..
         } = self;
         let conn = &mut connections[key];
@@ -479,10 +575,12 @@ impl<P: Protocol> Worker<P> {
             let n = match conn.read(&mut read_buf[..want]) {
                 Ok(0) => {
                     conn.input = Input::Drained;
-                    if !lingering {
-                        let mut answers = Answers::new(answers, room, *now);
-                        protocol.on_eof(&mut conn.session, &mut answers);
+                    if lingering {
+                        // The peer read our last word and closed: the linger is over.
+                        return Ok(Next::CloseNow);
                     }
+                    let mut answers = Answers::new(answers, room, *now);
+                    protocol.on_eof(&mut conn.session, &mut answers);
                     conn.phase = Phase::PeerDone;
                     return Ok(Next::Continue);
                 }
@@ -494,7 +592,7 @@ impl<P: Protocol> Worker<P> {
                 Err(e) => return Err(e),
             };
             budget = budget.saturating_sub(n);
-            conn.bytes_in += n as u64;
+            counters.bytes_in += n as u64;
             if !lingering {
                 conn.last_active = *now;
                 let mut answers = Answers::new(answers, room, *now);
@@ -517,7 +615,7 @@ impl<P: Protocol> Worker<P> {
         let conn = &mut self.connections[key];
         let drained = conn.pending() == 0;
         match conn.phase {
-            Phase::PeerDone if drained => return self.close(key, "closed by peer"),
+            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
             Phase::Closing if drained => {
                 conn.shutdown_write();
                 conn.last_active = self.now;
@@ -545,25 +643,27 @@ impl<P: Protocol> Worker<P> {
                 .reregister(&mut conn.socket, Token(key), interest)
             {
                 debug!("reregistering {}: {e}", conn.peer());
-                return self.close(key, "reregister failed");
+                return self.close(key, CloseReason::Error);
             }
             conn.registered = interest;
         }
     }
 
-    fn close(&mut self, key: usize, why: &str) {
+    /// Closes a connection for `why`; after the protocol's last word (an error answer), the
+    /// protocol's reason stands, however the linger ends, unless the shutdown cut it.
+    fn close(&mut self, key: usize, why: CloseReason) {
         let conn = &mut self.connections[key];
-        if conn.phase == Phase::Dead {
-            return;
-        }
-        debug!(
-            "closed {} ({why}): {} bytes in, {} bytes out",
-            conn.peer(),
-            conn.bytes_in,
-            conn.bytes_out
-        );
-        self.summary.bytes_in += conn.bytes_in;
-        self.summary.bytes_out += conn.bytes_out;
+        let reason = match conn.phase {
+            Phase::Dead => return,
+            Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
+                self.protocol.close_reason(&conn.session)
+            }
+            _ => why,
+        };
+        debug!("closed {} ({})", conn.peer(), reason.label());
+        self.counters.close(reason);
+        self.cold_changed = true;
+        self.counters.pending -= conn.pending() as u64;
         conn.phase = Phase::Dead;
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.dead.push(key);
@@ -615,10 +715,10 @@ impl<P: Protocol> Worker<P> {
                 .and_then(|idle| conn.last_active.checked_add(idle));
             let protocol_end = self.protocol.deadline(&conn.session);
             if linger_end.is_some_and(|until| until <= now) {
-                self.close(key, "linger over");
+                // Whatever the reason, close() keeps the protocol's.
+                self.close(key, CloseReason::Client);
             } else if idle_end.is_some_and(|end| end <= now) {
-                self.summary.closed_idle += 1;
-                self.close(key, "idle timeout");
+                self.close(key, CloseReason::Idle);
             } else if protocol_end.is_some_and(|end| end <= now) {
                 self.on_protocol_deadline(key);
             } else if let Some(next) = [linger_end, idle_end, protocol_end]
@@ -643,14 +743,21 @@ impl<P: Protocol> Worker<P> {
             &mut Answers::new(&mut self.answers, room, self.now),
         );
         match next {
-            Next::CloseNow => return self.close(key, "protocol deadline"),
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
             Next::Close => conn.phase = Phase::Closing,
-            Next::Pause if conn.phase == Phase::Open => conn.phase = Phase::Paused,
+            Next::Pause if conn.phase == Phase::Open => {
+                conn.phase = Phase::Paused;
+                self.counters.pauses += 1;
+                self.cold_changed = true;
+            }
             Next::Pause | Next::Continue => {}
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool) {
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, "write failed");
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         arm_deadline(&self.protocol, conn, &mut self.timers, key);
         self.settle(key);
@@ -688,14 +795,79 @@ impl<P: Protocol> Worker<P> {
             let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
             for key in keys {
                 if self.connections[key].phase != Phase::Dead {
-                    self.summary.cut_at_shutdown += 1;
-                    self.close(key, "shutdown");
+                    self.close(key, CloseReason::Shutdown);
                 }
             }
             self.free_dead();
             return true;
         }
         false
+    }
+}
+
+/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's, on
+/// the first worker. Its poll is registered in the driving loop's, which gives it a turn when
+/// that poll has events or its deadline has come.
+pub(crate) trait Side: Send {
+    /// The descriptor of its poll, for the driving loop to watch.
+    fn poll_fd(&self) -> std::os::fd::RawFd;
+    /// When it must have a turn without an event: the time of its last turn if it has work
+    /// left (connections on its ready list, more events than one turn took), else its first
+    /// timer.
+    fn next(&self) -> Option<Instant>;
+    /// One turn: its events, taken without waiting, then its leftovers and timers.
+    fn turn(&mut self);
+}
+
+/// A [`Worker`] run as a [`Side`]: its own connections, listeners, limits and timers, on the
+/// driving loop's thread. It never stops by itself; it ends when the driving loop does.
+pub(crate) struct SideLoop<P: Protocol> {
+    worker: Worker<P>,
+    events: Events,
+    /// The last turn took a full batch: more events may wait, and an edge-triggered poll will
+    /// not report them again.
+    more: bool,
+}
+
+impl<P: Protocol> SideLoop<P> {
+    pub(crate) fn new(worker: Worker<P>) -> SideLoop<P> {
+        SideLoop {
+            worker,
+            events: Events::with_capacity(EVENT_CAPACITY),
+            more: false,
+        }
+    }
+}
+
+impl<P: Protocol + Send> Side for SideLoop<P>
+where
+    P::Session: Send,
+{
+    fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.worker.poll.as_raw_fd()
+    }
+
+    fn next(&self) -> Option<Instant> {
+        if self.more || !self.worker.ready.is_empty() {
+            Some(self.worker.now)
+        } else {
+            self.worker.deadline()
+        }
+    }
+
+    fn turn(&mut self) {
+        if let Err(e) = self
+            .worker
+            .poll
+            .poll(&mut self.events, Some(Duration::ZERO))
+        {
+            // Interrupted, or a failure that the next turn reports again: nothing is lost.
+            debug!("polling the side loop: {e}");
+            return;
+        }
+        self.more = self.events.iter().count() >= EVENT_CAPACITY;
+        self.worker.turn(&self.events);
     }
 }
 

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use log::warn;
 use mio::Waker;
 
+use crate::metrics::Published;
+
 /// Serving.
 pub(crate) const RUNNING: u8 = 0;
 /// Listeners closed; open connections may finish until the shutdown timeout.
@@ -33,8 +35,13 @@ pub(crate) struct Group {
     /// Loops still running; the first one, which watches the signals, waits for the others.
     running: AtomicUsize,
     max_conns: usize,
+    /// What to say when full: which limit, and what to do about it.
+    full_hint: &'static str,
     /// When the last "server full" warning was logged, and refusals since.
     full_warning: Mutex<(Option<Instant>, u64)>,
+    /// Each loop's counters, published by that loop once per turn when `--metrics-listen` is
+    /// on, summed by a scrape.
+    pub(crate) published: Box<[Published]>,
 }
 
 impl Group {
@@ -45,8 +52,19 @@ impl Group {
             peak: AtomicUsize::new(0),
             running: AtomicUsize::new(wakers.len()),
             max_conns,
+            full_hint: "server full: refused {since} connection(s) at the limit of {max} (raise --max-conns)",
             full_warning: Mutex::new((None, 0)),
+            published: wakers.iter().map(|_| Published::default()).collect(),
             wakers: wakers.into(),
+        }
+    }
+
+    /// The group of the admin endpoint's loop (`--metrics-listen`): no other loop, its own
+    /// connection limit, never stopped (it ends with the loop that drives it).
+    pub(crate) fn admin(max_conns: usize) -> Group {
+        Group {
+            full_hint: "metrics endpoint full: refused {since} connection(s) at its limit of {max}",
+            ..Group::new(Vec::new(), max_conns)
         }
     }
 
@@ -119,10 +137,8 @@ impl Group {
         let (last, since) = &mut *guard;
         *since += 1;
         if last.is_none_or(|at| now.saturating_duration_since(at) >= FULL_WARN_EVERY) {
-            warn!(
-                "server full: refused {since} connection(s) at the limit of {} (raise --max-conns)",
-                self.max_conns
-            );
+            let message = self.full_hint.replace("{since}", &since.to_string());
+            warn!("{}", message.replace("{max}", &self.max_conns.to_string()));
             *last = Some(now);
             *since = 0;
         }

@@ -9,11 +9,15 @@
 //! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no protocol.
 //! - `group`: what the loops of one server share: the stop request ([`ServerHandle`]) and the
 //!   open-connection count.
-//! - [`metrics`]: what a server did ([`Summary`]).
+//! - [`metrics`]: what each loop counts, published once per turn, summed for a scrape and for
+//!   the exit [`Summary`].
+//! - `admin`: `--metrics-listen`, `/metrics` and `/healthz` on the first loop, through the HTTP
+//!   framing's parser.
 //! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
+mod admin;
 pub mod client;
 pub mod config;
 mod connection;

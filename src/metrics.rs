@@ -1,7 +1,325 @@
-//! What a server did: each event loop counts into its own [`Summary`] (no shared writes on the
-//! message path), and the server adds them up at exit.
+//! What a server did and is doing: each event loop counts into plain [`Counters`] it owns (no
+//! shared writes, no atomics on the message path), its protocol counts the messages it answers
+//! ([`ProtocolCounts`]), and once per turn of its loop, when `--metrics-listen` is on, the loop
+//! publishes both into its own [`Published`] slot. A scrape adds the slots up ([`Snapshot`]);
+//! the exit [`Summary`] is made from the same counters.
 //!
-//! It only counts; it must never do I/O or hold a lock on the message path.
+//! It only counts; it must never do I/O, lock, or write a value another thread also writes.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a connection ended, as `saythat_connections_closed_total{reason}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed (or asked to close, e.g. `Connection: close`), and every answer was
+    /// written.
+    Client,
+    /// Silent for `--idle-timeout`.
+    Idle,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    Reset,
+    /// Any other I/O error.
+    Error,
+    /// Still open when the shutdown timeout ran out, or at a second signal.
+    Shutdown,
+    /// Line framing: a line longer than `--max-line` got its error line.
+    LineTooLong,
+    /// HTTP: a request got an error response (4xx/5xx) and the connection closed after it.
+    HttpError,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::Client,
+        CloseReason::Idle,
+        CloseReason::Reset,
+        CloseReason::Error,
+        CloseReason::Shutdown,
+        CloseReason::LineTooLong,
+        CloseReason::HttpError,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Client => "client",
+            CloseReason::Idle => "idle",
+            CloseReason::Reset => "reset",
+            CloseReason::Error => "error",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::LineTooLong => "line_too_long",
+            CloseReason::HttpError => "http_error",
+        }
+    }
+
+    /// The reason of a failed read or write: a reset by the peer, or an error of ours.
+    pub fn of_io_error(e: &std::io::Error) -> CloseReason {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match e.kind() {
+            ConnectionReset | BrokenPipe | ConnectionAborted => CloseReason::Reset,
+            _ => CloseReason::Error,
+        }
+    }
+}
+
+/// Why `accept` failed, as `saythat_accept_errors_total{kind}` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// Out of file descriptors (EMFILE, ENFILE): accepting pauses until one is free.
+    Emfile,
+    /// Anything else (an aborted connection, out of memory).
+    Other,
+}
+
+impl AcceptError {
+    pub const ALL: [AcceptError; 2] = [AcceptError::Emfile, AcceptError::Other];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AcceptError::Emfile => "emfile",
+            AcceptError::Other => "other",
+        }
+    }
+}
+
+/// What one event loop counts about its connections. Plain integers, written by that loop only;
+/// [`Published`] is how other threads see them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections open now.
+    pub open: u64,
+    pub accepted: u64,
+    /// Connections refused at `--max-conns`.
+    pub refused_full: u64,
+    /// Connections closed, by [`CloseReason`] (indexed by its discriminant).
+    pub closed: [u64; CloseReason::ALL.len()],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Answer bytes waiting to be written now.
+    pub pending: u64,
+    /// Times a connection stopped being read because its answers or its protocol waited for
+    /// the client to read (output at `--max-pending`).
+    pub pauses: u64,
+    /// Failed accepts, by [`AcceptError`].
+    pub accept_errors: [u64; AcceptError::ALL.len()],
+}
+
+impl Counters {
+    #[inline]
+    pub fn close(&mut self, reason: CloseReason) {
+        self.closed[reason as usize] += 1;
+    }
+
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        self.closed[reason as usize]
+    }
+
+    fn add(&mut self, other: &Counters) {
+        self.open += other.open;
+        self.accepted += other.accepted;
+        self.refused_full += other.refused_full;
+        add_each(&mut self.closed, &other.closed);
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.pending += other.pending;
+        self.pauses += other.pauses;
+        add_each(&mut self.accept_errors, &other.accept_errors);
+    }
+}
+
+fn add_each(into: &mut [u64], from: &[u64]) {
+    for (into, from) in into.iter_mut().zip(from) {
+        *into += from;
+    }
+}
+
+/// HTTP status codes one loop tells apart; a loop that answered more distinct codes than this
+/// (none of saythat's protocols does) counts the rest under the last one.
+pub const STATUS_SLOTS: usize = 16;
+
+/// What a protocol counts itself, since only it knows where messages end: one per loop, in the
+/// protocol's rules, written only by that loop.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProtocolCounts {
+    /// Answers: chunks, lines, HTTP responses (error responses included, `100 Continue` not).
+    pub messages: u64,
+    /// HTTP responses by status code: `(code, count)`, codes in the order first answered, a
+    /// code of 0 marking the free slots.
+    pub responses: [(u16, u64); STATUS_SLOTS],
+}
+
+impl ProtocolCounts {
+    /// One more answer.
+    #[inline]
+    pub fn message(&mut self) {
+        self.messages += 1;
+    }
+
+    /// One more HTTP response (and answer) with status `code`.
+    pub fn response(&mut self, code: u16) {
+        self.messages += 1;
+        let last = STATUS_SLOTS - 1;
+        let slot = (0..last)
+            .find(|&i| self.responses[i].0 == code || self.responses[i].0 == 0)
+            .unwrap_or(last);
+        let (slot_code, count) = &mut self.responses[slot];
+        if *slot_code == 0 {
+            *slot_code = code;
+        }
+        *count += 1;
+    }
+
+    /// Uncounts a response counted by `response` and then withdrawn before it was sent.
+    pub fn withdraw(&mut self, code: u16) {
+        self.messages = self.messages.saturating_sub(1);
+        if let Some((_, count)) = self.responses.iter_mut().find(|(slot, _)| *slot == code) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// The count of responses with status `code`.
+    pub fn responses(&self, code: u16) -> u64 {
+        self.responses
+            .iter()
+            .filter(|(c, _)| *c == code)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// One loop's counters as other threads see them: relaxed atomics, each stored by that loop
+/// only (a store, never a read-modify-write), once per turn. Aligned to its own cache lines, so
+/// loops publishing side by side do not slow each other.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Published {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    refused_full: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    pending: AtomicU64,
+    pauses: AtomicU64,
+    accept_errors: [AtomicU64; AcceptError::ALL.len()],
+    messages: AtomicU64,
+    /// The status codes of `responses`, slot by slot (0: a free slot).
+    codes: [AtomicU64; STATUS_SLOTS],
+    responses: [AtomicU64; STATUS_SLOTS],
+}
+
+impl Published {
+    /// Stores this loop's current values. Called by the owning loop only.
+    pub fn store(&self, counters: &Counters, protocol: &ProtocolCounts) {
+        self.store_hot(counters, protocol);
+        self.store_cold(counters);
+    }
+
+    /// Stores the values that change per message (and the open count). The owning loop only.
+    pub fn store_hot(&self, counters: &Counters, protocol: &ProtocolCounts) {
+        let c = counters;
+        self.open.store(c.open, Relaxed);
+        self.bytes_in.store(c.bytes_in, Relaxed);
+        self.bytes_out.store(c.bytes_out, Relaxed);
+        self.pending.store(c.pending, Relaxed);
+        self.messages.store(protocol.messages, Relaxed);
+        // Only a protocol that answered statuses has any to store.
+        for (i, &(code, count)) in protocol.responses.iter().enumerate() {
+            if code == 0 {
+                break;
+            }
+            self.codes[i].store(u64::from(code), Relaxed);
+            self.responses[i].store(count, Relaxed);
+        }
+    }
+
+    /// Stores the values that change per connection: accepts, refusals, closes, pauses, accept
+    /// errors. The owning loop only, when one of them changed.
+    pub fn store_cold(&self, counters: &Counters) {
+        let c = counters;
+        self.accepted.store(c.accepted, Relaxed);
+        self.refused_full.store(c.refused_full, Relaxed);
+        store_each(&self.closed, &c.closed);
+        self.pauses.store(c.pauses, Relaxed);
+        store_each(&self.accept_errors, &c.accept_errors);
+    }
+
+    /// The values last stored.
+    pub fn load(&self) -> (Counters, ProtocolCounts) {
+        let counters = Counters {
+            open: self.open.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            refused_full: self.refused_full.load(Relaxed),
+            closed: load_each(&self.closed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            pending: self.pending.load(Relaxed),
+            pauses: self.pauses.load(Relaxed),
+            accept_errors: load_each(&self.accept_errors),
+        };
+        let mut protocol = ProtocolCounts {
+            messages: self.messages.load(Relaxed),
+            ..ProtocolCounts::default()
+        };
+        for (slot, (code, count)) in protocol
+            .responses
+            .iter_mut()
+            .zip(self.codes.iter().zip(&self.responses))
+        {
+            // A code stored before its count: a count read with a code of 0 is skipped.
+            *slot = (code.load(Relaxed) as u16, count.load(Relaxed));
+        }
+        (counters, protocol)
+    }
+}
+
+fn store_each(into: &[AtomicU64], from: &[u64]) {
+    for (into, &from) in into.iter().zip(from) {
+        into.store(from, Relaxed);
+    }
+}
+
+fn load_each<const N: usize>(from: &[AtomicU64; N]) -> [u64; N] {
+    std::array::from_fn(|i| from[i].load(Relaxed))
+}
+
+/// Every loop's published values, added up for a scrape; open connections are kept per loop.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub total: Counters,
+    pub protocol: ProtocolCounts,
+    /// Open connections of each loop, in worker order.
+    pub open_per_worker: Vec<u64>,
+}
+
+impl Snapshot {
+    pub fn of(loops: &[Published]) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for published in loops {
+            let (counters, protocol) = published.load();
+            snapshot.total.add(&counters);
+            snapshot.open_per_worker.push(counters.open);
+            snapshot.protocol.messages += protocol.messages;
+            for (code, count) in protocol.responses {
+                if code != 0 {
+                    add_response(&mut snapshot.protocol, code, count);
+                }
+            }
+        }
+        snapshot
+    }
+}
+
+fn add_response(counts: &mut ProtocolCounts, code: u16, count: u64) {
+    match counts
+        .responses
+        .iter_mut()
+        .find(|(c, _)| *c == code || *c == 0)
+    {
+        Some(slot) => *slot = (code, slot.1 + count),
+        None => counts.responses[STATUS_SLOTS - 1].1 += count,
+    }
+}
 
 /// What a server did, logged at exit and returned by [`crate::Server::run`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,14 +336,74 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Adds another loop's counts; the peak is the server's own and is set by the caller.
-    pub(crate) fn add(&mut self, other: &Summary) {
-        self.accepted += other.accepted;
-        self.rejected_full += other.rejected_full;
-        self.closed_idle += other.closed_idle;
-        self.cut_at_shutdown += other.cut_at_shutdown;
-        self.peak_connections = self.peak_connections.max(other.peak_connections);
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
+    /// Adds a loop's counts; the peak is the server's own and is set by the caller.
+    pub(crate) fn add(&mut self, counters: &Counters) {
+        self.accepted += counters.accepted;
+        self.rejected_full += counters.refused_full;
+        self.closed_idle += counters.closed(CloseReason::Idle);
+        self.cut_at_shutdown += counters.closed(CloseReason::Shutdown);
+        self.bytes_in += counters.bytes_in;
+        self.bytes_out += counters.bytes_out;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_counted_by_code() {
+        let mut counts = ProtocolCounts::default();
+        for code in [200, 200, 404, 200, 400] {
+            counts.response(code);
+        }
+        assert_eq!(counts.messages, 5);
+        assert_eq!(counts.responses(200), 3);
+        assert_eq!(counts.responses(404), 1);
+        assert_eq!(counts.responses(400), 1);
+        assert_eq!(counts.responses(503), 0);
+    }
+
+    #[test]
+    fn more_codes_than_slots_are_kept_in_the_last() {
+        let mut counts = ProtocolCounts::default();
+        for code in 100..100 + STATUS_SLOTS as u16 + 3 {
+            counts.response(code);
+        }
+        let total: u64 = counts.responses.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, STATUS_SLOTS as u64 + 3);
+    }
+
+    #[test]
+    fn a_snapshot_adds_every_loop() {
+        let loops = [Published::default(), Published::default()];
+        let mut a = Counters {
+            open: 2,
+            accepted: 5,
+            bytes_in: 100,
+            ..Counters::default()
+        };
+        a.close(CloseReason::Idle);
+        let mut pa = ProtocolCounts::default();
+        pa.response(200);
+        pa.response(400);
+        loops[0].store(&a, &pa);
+        let b = Counters {
+            open: 1,
+            accepted: 1,
+            bytes_in: 10,
+            ..Counters::default()
+        };
+        let mut pb = ProtocolCounts::default();
+        pb.response(400);
+        loops[1].store(&b, &pb);
+        let snapshot = Snapshot::of(&loops);
+        assert_eq!(snapshot.open_per_worker, [2, 1]);
+        assert_eq!(snapshot.total.accepted, 6);
+        assert_eq!(snapshot.total.bytes_in, 110);
+        assert_eq!(snapshot.total.closed(CloseReason::Idle), 1);
+        assert_eq!(snapshot.protocol.messages, 3);
+        assert_eq!(snapshot.protocol.responses(400), 2);
+        assert_eq!(snapshot.protocol.responses(200), 1);
     }
 }

@@ -15,27 +15,31 @@ use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
-use crate::config::{Config, FramingKind, LISTEN_BACKLOG, RESERVED_FDS};
-use crate::event_loop::{Listener, Worker, MAX_LISTENERS, WAKER};
+use crate::admin::Endpoint;
+use crate::config::{Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, RESERVED_FDS};
+use crate::event_loop::{Listener, SideLoop, Worker, MAX_LISTENERS, WAKER};
 use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
-use crate::metrics::Summary;
+use crate::metrics::{Counters, Summary};
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
 pub struct ListenError {
     pub addr: SocketAddr,
     pub source: io::Error,
+    /// The flag that gave the address: `--listen` or `--metrics-listen`.
+    pub flag: &'static str,
 }
 
 impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = self.flag;
         let hint = match self.source.kind() {
             io::ErrorKind::AddrInUse => {
-                "address already in use (is another server running? choose another address with --listen)"
+                &format!("address already in use (is another server running? choose another address with {flag})")
             }
             io::ErrorKind::PermissionDenied => {
-                "permission denied (ports below 1024 need privileges; choose a port above 1024 with --listen)"
+                &format!("permission denied (ports below 1024 need privileges; choose a port above 1024 with {flag})")
             }
             io::ErrorKind::AddrNotAvailable => {
                 "address not available (it is not an address of this machine; try 127.0.0.1 or [::1])"
@@ -45,7 +49,7 @@ impl fmt::Display for ListenError {
         if hint.is_empty() {
             write!(
                 f,
-                "cannot listen on {}: {} (check the address given to --listen)",
+                "cannot listen on {}: {} (check the address given to {flag})",
                 self.addr,
                 crate::describe(&self.source)
             )
@@ -64,7 +68,7 @@ impl std::error::Error for ListenError {
 /// One event loop, ready to run on a thread; it knows its protocol, the server does not.
 trait Runner: Send {
     fn watch_signals(&mut self) -> io::Result<()>;
-    fn run(self: Box<Self>) -> io::Result<Summary>;
+    fn run(self: Box<Self>) -> io::Result<Counters>;
 }
 
 impl<P: Protocol + Send> Runner for Worker<P>
@@ -75,7 +79,7 @@ where
         Worker::watch_signals(self)
     }
 
-    fn run(self: Box<Self>) -> io::Result<Summary> {
+    fn run(self: Box<Self>) -> io::Result<Counters> {
         Worker::run(*self)
     }
 }
@@ -91,7 +95,17 @@ where
 pub struct Server {
     workers: Vec<Box<dyn Runner>>,
     addrs: Vec<SocketAddr>,
+    /// The `--metrics-listen` addresses bound (port 0 resolved), served by the first worker.
+    metrics_addrs: Vec<SocketAddr>,
     handle: ServerHandle,
+}
+
+/// What becomes one worker: its poll, its echo listeners, and for the first with
+/// `--metrics-listen` the admin listeners.
+struct Bound {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    admin: Option<Vec<Listener>>,
 }
 
 impl Server {
@@ -100,6 +114,9 @@ impl Server {
     pub fn bind(config: &Config) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         if config.listen.is_empty() || config.listen.len() > MAX_LISTENERS {
             return Err(format!("give between 1 and {MAX_LISTENERS} --listen addresses").into());
+        }
+        if config.metrics_listen.len() > MAX_LISTENERS {
+            return Err(format!("give at most {MAX_LISTENERS} --metrics-listen addresses").into());
         }
         let count = config.workers.max(1) as usize;
         let shared = count > 1;
@@ -112,6 +129,7 @@ impl Server {
                 let socket = listen(*addr, shared).map_err(|source| ListenError {
                     addr: *addr,
                     source,
+                    flag: "--listen",
                 })?;
                 // Port 0 is resolved by the first worker; the others join the port it got.
                 *addr = socket.local_addr()?;
@@ -119,43 +137,64 @@ impl Server {
             }
             let poll = Poll::new().map_err(event_loop_error)?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(event_loop_error)?;
-            bound.push((poll, waker, listeners));
+            bound.push((
+                Bound {
+                    poll,
+                    listeners,
+                    admin: None,
+                },
+                waker,
+            ));
         }
-        let (rest, wakers): (Vec<_>, Vec<_>) = bound
-            .into_iter()
-            .map(|(poll, waker, listeners)| ((poll, listeners), waker))
-            .unzip();
+        // The admin endpoint is served by the first worker only, on sockets of its own.
+        let mut metrics_addrs = Vec::with_capacity(config.metrics_listen.len());
+        if !config.metrics_listen.is_empty() {
+            let mut admin = Vec::with_capacity(config.metrics_listen.len());
+            for &addr in &config.metrics_listen {
+                let socket = listen(addr, false).map_err(|source| ListenError {
+                    addr,
+                    source,
+                    flag: "--metrics-listen",
+                })?;
+                let addr = socket.local_addr()?;
+                metrics_addrs.push(addr);
+                admin.push(Listener::new(socket, addr));
+            }
+            bound[0].0.admin = Some(admin);
+        }
+        let (rest, wakers): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
         let group = Arc::new(Group::new(wakers, max_conns));
         let mut workers = Vec::with_capacity(count);
-        for (poll, listeners) in rest {
-            let group = group.clone();
+        for (index, bound) in rest.into_iter().enumerate() {
             let prefix = config.prefix.as_bytes();
+            let publish = !config.metrics_listen.is_empty();
             let worker = match config.framing {
                 FramingKind::Chunk => {
-                    Worker::new(config, poll, listeners, group, Chunk::new(prefix)).map(runner)
+                    worker(config, bound, &group, Chunk::new(prefix), index, publish)
                 }
-                FramingKind::Line => Worker::new(
+                FramingKind::Line => worker(
                     config,
-                    poll,
-                    listeners,
-                    group,
+                    bound,
+                    &group,
                     Line::new(prefix, config.max_line as usize),
-                )
-                .map(runner),
-                FramingKind::Http => Worker::new(
+                    index,
+                    publish,
+                ),
+                FramingKind::Http => worker(
                     config,
-                    poll,
-                    listeners,
-                    group,
+                    bound,
+                    &group,
                     Http::new(prefix, config.http_limits()),
-                )
-                .map(runner),
+                    index,
+                    publish,
+                ),
             };
             workers.push(worker.map_err(event_loop_error)?);
         }
         Ok(Server {
             workers,
             addrs,
+            metrics_addrs,
             handle: ServerHandle { group },
         })
     }
@@ -163,6 +202,11 @@ impl Server {
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// The `--metrics-listen` addresses actually bound (port 0 resolved); empty when off.
+    pub fn metrics_addrs(&self) -> Vec<SocketAddr> {
+        self.metrics_addrs.clone()
     }
 
     /// The connection limit in force, over all workers.
@@ -205,6 +249,9 @@ impl Server {
         for addr in &self.addrs {
             info!("listening on {addr}");
         }
+        for addr in &self.metrics_addrs {
+            info!("metrics on http://{addr}/metrics");
+        }
         if !threads.is_empty() {
             info!(
                 "{} workers, {} connections at most",
@@ -221,9 +268,9 @@ impl Server {
         }));
         for (i, result) in results.enumerate() {
             match result {
-                Ok(part) => {
-                    debug!("worker {i}: {part:?}");
-                    summary.add(&part);
+                Ok(counters) => {
+                    debug!("worker {i}: {counters:?}");
+                    summary.add(&counters);
                 }
                 Err(e) => {
                     // A failed loop has stopped the others already; a panicked one is only seen here.
@@ -244,6 +291,49 @@ impl Server {
         );
         Ok(summary)
     }
+}
+
+/// Worker `index`, serving `protocol` on its listeners, and for the first with
+/// `--metrics-listen` driving the admin endpoint's loop too (on its own poll, watched by this
+/// worker's, so the echo's message path never meets it); every worker publishes its counters
+/// when `publish`.
+fn worker<P>(
+    config: &Config,
+    bound: Bound,
+    group: &Arc<Group>,
+    protocol: P,
+    index: usize,
+    publish: bool,
+) -> io::Result<Box<dyn Runner>>
+where
+    P: Protocol + Send + 'static,
+    P::Session: Send,
+{
+    let Bound {
+        poll,
+        listeners,
+        admin,
+    } = bound;
+    let group = group.clone();
+    let Some(admin) = admin else {
+        let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
+        if publish {
+            worker.publish_as(index);
+        }
+        return Ok(runner(worker));
+    };
+    let endpoint = Endpoint::new(group.clone(), config.framing);
+    let admin = Worker::new(
+        config,
+        Poll::new()?,
+        admin,
+        Arc::new(Group::admin(MAX_ADMIN_CONNS)),
+        Http::with_route(b"", config.http_limits(), endpoint),
+    )?;
+    let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
+    worker.drive_side(Box::new(SideLoop::new(admin)))?;
+    worker.publish_as(index);
+    Ok(runner(worker))
 }
 
 fn event_loop_error(e: io::Error) -> String {

@@ -1,13 +1,14 @@
 //! Zero heap allocations per message in steady state: a counting global allocator (dhat's, so no
 //! unsafe code here) watches the whole process while clients echo 10,000 messages after warm-up,
-//! in every framing: chunk, line, and HTTP (keep-alive GETs, 16 pipelined GETs, 64-byte POSTs).
+//! in every framing: chunk, line, and HTTP (keep-alive GETs, 16 pipelined GETs, 64-byte POSTs),
+//! with `--metrics-listen` off and on (its loop publishes every turn, and was scraped).
 //!
 //! One test per file: the allocator counts every thread of this test binary.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::http::{date_offsets, get, mask_dates, ok, post, DATE_LEN};
@@ -93,11 +94,26 @@ fn steady_state_echo_allocates_nothing() {
             16,
         ),
     ];
-    for (label, framing, one_answer, message, depth) in cases {
+    let metrics = [vec![], vec![SocketAddr::from(([127, 0, 0, 1], 0))]];
+    for ((label, framing, one_answer, message, depth), metrics_listen) in metrics
+        .iter()
+        .flat_map(|m| cases.iter().map(move |case| (case.clone(), m.clone())))
+    {
         let server = TestServer::start(&Config {
             framing,
+            metrics_listen,
             ..Config::loopback()
         });
+        // A scrape before the count: the endpoint's buffers exist, as in a server being watched.
+        for addr in &server.metrics {
+            let mut scrape = connect(*addr);
+            scrape
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .expect("scrape");
+            let mut text = Vec::new();
+            scrape.read_to_end(&mut text).expect("scrape");
+            assert!(text.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        }
         let mut streams: Vec<TcpStream> = (0..10).map(|_| server.connect()).collect();
         let batch = message.repeat(depth);
         let expected = one_answer.repeat(depth);
@@ -128,8 +144,15 @@ fn steady_state_echo_allocates_nothing() {
         let grown = dhat::HeapStats::get().total_blocks - before;
         let messages = rounds * streams.len() * depth;
         assert_eq!(
-            grown, 0,
-            "{label} ({framing:?} framing): {grown} allocations while echoing {messages} messages"
+            grown,
+            0,
+            "{label} ({framing:?} framing), metrics {}: {grown} allocations while echoing \
+             {messages} messages",
+            if server.metrics.is_empty() {
+                "off"
+            } else {
+                "on"
+            }
         );
         drop(streams);
         server.abort();

@@ -4,19 +4,21 @@
 //! It keeps nothing between reads, so a connection's session is empty; it must never answer a
 //! chunk differently from how the lesson's `recv(1024)` loop would have read it.
 
-use super::{Answers, Next, Protocol};
+use super::{Answers, Next, Protocol, ProtocolCounts};
 use crate::config::{MAX_READ, READ_SIZE};
 
 /// The rules of chunk echo, shared by a loop's connections.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     prefix: Box<[u8]>,
+    counts: ProtocolCounts,
 }
 
 impl Chunk {
     pub fn new(prefix: &[u8]) -> Chunk {
         Chunk {
             prefix: prefix.into(),
+            counts: ProtocolCounts::default(),
         }
     }
 }
@@ -33,6 +35,7 @@ impl Protocol for Chunk {
     fn on_read(&mut self, _: &mut (), input: &[u8], answers: &mut Answers<'_>) -> Next {
         // One read syscall may take several chunks; each is answered exactly as if it had been
         // a read of its own.
+        self.counts.messages += input.len().div_ceil(READ_SIZE) as u64;
         for chunk in input.chunks(READ_SIZE) {
             answers.push(&self.prefix);
             answers.push(chunk);
@@ -45,6 +48,10 @@ impl Protocol for Chunk {
     }
 
     fn on_eof(&mut self, _: &mut (), _: &mut Answers<'_>) {}
+
+    fn counts(&self) -> &ProtocolCounts {
+        &self.counts
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +66,13 @@ mod tests {
     fn prefixes_each_read_verbatim() {
         let (out, _) = feed(&mut Chunk::new(P), &[b"a\0\xff", b"You say that "], true);
         assert_eq!(out, b"You say that a\0\xffYou say that You say that ");
+    }
+
+    #[test]
+    fn counts_a_message_per_chunk() {
+        let mut chunk = Chunk::new(P);
+        feed(&mut chunk, &[b"a", &[b'x'; 2 * READ_SIZE + 1]], true);
+        assert_eq!(chunk.counts().messages, 4);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
 
-use super::{Answers, Next, Protocol};
+use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
 /// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
@@ -43,14 +43,54 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
-/// The rules of HTTP mode, and the `Date` the loop's connections share.
+/// What answers a valid request in place of the echo: another endpoint served with this
+/// framing's parser, limits and refusals (the admin endpoint of `--metrics-listen`). [`Echo`]
+/// routes nothing, so every request is echoed.
+pub trait Route {
+    /// The answer to `method` on `path` (the target's path after its `/`, query dropped, not
+    /// percent-decoded), or `None` to echo the request. A routed request's body is read and
+    /// dropped.
+    fn route(&mut self, method: &str, path: &[u8]) -> Option<Routed>;
+
+    /// Writes the body of the answer [`Route::route`] just gave (not for HEAD).
+    fn body(&mut self, answers: &mut Answers<'_>);
+}
+
+/// An answer chosen by a [`Route`]: its status, type and length; the body follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    /// The status line's code and reason, e.g. `404 Not Found`.
+    pub status: &'static str,
+    pub content_type: &'static str,
+    /// Bytes of the body.
+    pub len: usize,
+}
+
+/// HTTP mode's own answers: every request echoed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Route for Echo {
+    #[inline(always)]
+    fn route(&mut self, _: &str, _: &[u8]) -> Option<Routed> {
+        None
+    }
+
+    fn body(&mut self, _: &mut Answers<'_>) {}
+}
+
+/// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
+/// requests it routes, the rest are echoed.
 #[derive(Debug, Clone)]
-pub struct Http {
+pub struct Http<R = Echo> {
     prefix: Box<[u8]>,
     limits: HttpLimits,
     date: DateCache,
     /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
     ok_head: Box<[u8]>,
+    /// Responses answered, by status.
+    counts: ProtocolCounts,
+    route: R,
 }
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
@@ -67,6 +107,9 @@ pub struct HttpSession {
     /// that breaks a rule still gets a proper error response.
     started: bool,
     connection: ConnectionHeader,
+    /// The connection ends on an error: a refusal, or a body that broke its framing after the
+    /// answer had started. For the metrics' close reason; never reset.
+    failed: bool,
 }
 
 /// What a request is answered with.
@@ -79,6 +122,8 @@ enum Reply {
     HeadOnly,
     /// OPTIONS: 204 with `Allow`; a request body is read and dropped.
     Options,
+    /// Answered by the route, at once; a request body is read and dropped.
+    Routed,
 }
 
 /// What the next bytes of a connection are. Small, since every connection has one: the
@@ -131,6 +176,8 @@ enum ConnectionHeader {
 /// How an answer's length is told.
 enum Length {
     Bytes(u64),
+    /// A routed answer's: its own `Content-Type`, and its length.
+    Typed(&'static str, u64),
     Chunked,
     /// 204: neither.
     NoContent,
@@ -151,6 +198,13 @@ const TOO_LARGE: &str = "413 Content Too Large";
 
 impl Http {
     pub fn new(prefix: &[u8], limits: HttpLimits) -> Http {
+        Http::with_route(prefix, limits, Echo)
+    }
+}
+
+impl<R: Route> Http<R> {
+    /// HTTP mode whose requests `route` may answer in place of the echo.
+    pub fn with_route(prefix: &[u8], limits: HttpLimits, route: R) -> Http<R> {
         let ok_head = format!(
             "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
             env!("CARGO_PKG_VERSION")
@@ -160,6 +214,8 @@ impl Http {
             limits,
             date: DateCache::default(),
             ok_head: ok_head.into_bytes().into(),
+            counts: ProtocolCounts::default(),
+            route,
         }
     }
 
@@ -172,14 +228,23 @@ impl Http {
         connection: ConnectionHeader,
     ) {
         if status.starts_with("200") {
+            self.counts.response(200);
             answers.push(&self.ok_head);
         } else {
+            let code = status.get(..3).and_then(|code| code.parse().ok());
+            self.counts.response(code.unwrap_or(0));
             answers.push(b"HTTP/1.1 ");
             answers.push(status.as_bytes());
             answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
         }
         answers.push(self.date.at(answers.now()));
         match length {
+            Length::Typed(content_type, n) => {
+                answers.push(b"\r\nContent-Type: ");
+                answers.push(content_type.as_bytes());
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
             Length::Bytes(n) => {
                 answers.push(TEXT);
                 answers.push(b"\r\nContent-Length: ");
@@ -217,6 +282,7 @@ impl Http {
         );
         answers.push(refusal.reason.as_bytes());
         answers.push(b"\n");
+        session.failed = true;
         session.held = Vec::new();
         session.end_request();
         Next::Close
@@ -269,11 +335,18 @@ impl Http {
                     // same read still gets a proper error response instead of a cut-short 200.
                     let (mark, was_started) = (answers.len(), session.started);
                     let mut head_due = echo && !session.started;
-                    let (prefix, ok_head, date) = (&self.prefix, &self.ok_head, &mut self.date);
+                    let (prefix, ok_head, date, counts) = (
+                        &self.prefix,
+                        &self.ok_head,
+                        &mut self.date,
+                        &mut self.counts,
+                    );
                     let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
                         if echo {
                             if head_due {
-                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                                write_chunked_head(
+                                    answers, ok_head, date, counts, connection, prefix,
+                                );
                                 head_due = false;
                             }
                             push_chunk(answers, data);
@@ -286,6 +359,10 @@ impl Http {
                     match result {
                         Ok(used) => at += used,
                         Err(e) if !was_started => {
+                            if session.started {
+                                // The 200 begun in this call is withdrawn, and uncounted.
+                                self.counts.withdraw(200);
+                            }
                             answers.truncate(mark);
                             let refused = match e {
                                 ChunkError::TooLarge => {
@@ -297,7 +374,10 @@ impl Http {
                         }
                         // The answer went out in an earlier write: the only honest end is to cut
                         // it short, which every client reports as an incomplete response.
-                        Err(_) => return (input.len(), Next::Close),
+                        Err(_) => {
+                            session.failed = true;
+                            return (input.len(), Next::Close);
+                        }
                     }
                     if !done {
                         return (at, Next::Continue);
@@ -307,7 +387,9 @@ impl Http {
                     match reply {
                         Reply::Echo => {
                             if !session.started {
-                                write_chunked_head(answers, ok_head, date, connection, prefix);
+                                write_chunked_head(
+                                    answers, ok_head, date, counts, connection, prefix,
+                                );
                             }
                             answers.push(b"0\r\n\r\n");
                         }
@@ -317,6 +399,7 @@ impl Http {
                         Reply::Options => {
                             self.head(answers, "204 No Content", Length::NoContent, connection)
                         }
+                        Reply::Routed => {}
                     }
                 }
                 Body::Head(_) => {
@@ -443,14 +526,23 @@ impl Http {
         if expect_continue && has_body && head_len == input.len() {
             answers.push(CONTINUE);
         }
-        let reply = if options {
+        let routed = self.route.route(method, path);
+        let reply = if routed.is_some() {
+            Reply::Routed
+        } else if options {
             Reply::Options
         } else if head_only {
             Reply::HeadOnly
         } else {
             Reply::Echo
         };
-        if chunked {
+        if let Some(routed) = routed {
+            let length = Length::Typed(routed.content_type, routed.len as u64);
+            self.head(answers, routed.status, length, connection);
+            if !head_only {
+                self.route.body(answers);
+            }
+        } else if chunked {
             // Answered as the chunks arrive (echo) or once they all have.
         } else if options {
             self.head(answers, "204 No Content", Length::NoContent, connection);
@@ -473,7 +565,8 @@ impl Http {
             Body::Head(None)
         };
         session.reply = reply;
-        session.started = false;
+        // A routed answer is out already: a bad body after it can only cut the connection.
+        session.started = reply == Reply::Routed;
         session.connection = connection;
         Ok(Some(head_len))
     }
@@ -527,9 +620,11 @@ fn write_chunked_head(
     answers: &mut Answers<'_>,
     ok_head: &[u8],
     date: &mut DateCache,
+    counts: &mut ProtocolCounts,
     connection: ConnectionHeader,
     prefix: &[u8],
 ) {
+    counts.response(200);
     answers.push(ok_head);
     answers.push(date.at(answers.now()));
     answers.push(TEXT);
@@ -761,7 +856,7 @@ fn has_head_end(bytes: &[u8]) -> bool {
         || memchr::memmem::find(bytes, b"\n\n").is_some()
 }
 
-impl Protocol for Http {
+impl<R: Route> Protocol for Http<R> {
     type Session = HttpSession;
 
     /// As much as the room allows: requests whose answers do not fit are held until they do.
@@ -822,6 +917,18 @@ impl Protocol for Http {
                 "the request head did not complete within --header-timeout",
             ),
         )
+    }
+
+    fn counts(&self) -> &ProtocolCounts {
+        &self.counts
+    }
+
+    fn close_reason(&self, session: &HttpSession) -> CloseReason {
+        if session.failed {
+            CloseReason::HttpError
+        } else {
+            CloseReason::Client
+        }
     }
 }
 
@@ -931,6 +1038,97 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    /// Answers `/hi` itself; the rest is echoed.
+    #[derive(Debug, Clone)]
+    struct Hi;
+
+    impl Route for Hi {
+        fn route(&mut self, _: &str, path: &[u8]) -> Option<Routed> {
+            (path == b"hi").then_some(Routed {
+                status: "404 Not Found",
+                content_type: "text/x",
+                len: 3,
+            })
+        }
+
+        fn body(&mut self, answers: &mut Answers<'_>) {
+            answers.push(b"hi\n");
+        }
+    }
+
+    /// A routed request gets the route's answer (no body for HEAD), its body is read and
+    /// dropped, and the requests around it are answered as always.
+    #[test]
+    fn a_route_answers_in_place_of_the_echo() {
+        let mut http = Http::with_route(P, http(8192, 1 << 20).limits, Hi);
+        let wire = b"GET /hi?x HTTP/1.1\r\nHost: a\r\n\r\n\
+                     HEAD /hi HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST /hi HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody\
+                     GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let next = http.on_read(
+            &mut session,
+            wire,
+            &mut Answers::new(&mut out, usize::MAX, Instant::now()),
+        );
+        assert_eq!(next, Next::Continue);
+        let routed = format!(
+            "HTTP/1.1 404 Not Found\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/x\r\n\
+             Content-Length: 3\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let expected = [
+            routed.as_bytes(),
+            b"hi\n",
+            routed.as_bytes(),
+            routed.as_bytes(),
+            b"hi\n",
+            &ok(b"a"),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&mask_dates(&out)),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+
+    /// Every response is counted by status, and a refusal makes the close an HTTP error.
+    #[test]
+    fn responses_are_counted_and_a_refusal_is_an_error() {
+        let mut http = http(8192, 1 << 20);
+        let wire = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n\
+                     OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let next = http.on_read(
+            &mut session,
+            wire,
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(next, Next::Continue);
+        assert_eq!(http.close_reason(&session), CloseReason::Client);
+        let next = http.on_read(
+            &mut session,
+            b"GET / HTTP/1.1\r\n\r\n",
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(next, Next::Close);
+        assert_eq!(http.close_reason(&session), CloseReason::HttpError);
+        let counts = http.counts();
+        assert_eq!(
+            (
+                counts.messages,
+                counts.responses(200),
+                counts.responses(204),
+                counts.responses(400)
+            ),
+            (4, 2, 1, 1)
+        );
     }
 
     #[test]

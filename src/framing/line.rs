@@ -6,7 +6,7 @@
 //! take its answers past the output cap, the rest of one read until the client catches up. It
 //! must never hold more than that, and never answer a line differently however TCP splits it.
 
-use super::{Answers, Next, Protocol};
+use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
 /// A held line whose buffer grew past this is released once answered, so one long line does
@@ -19,6 +19,7 @@ pub struct Line {
     prefix: Box<[u8]>,
     max_line: usize,
     too_long: Box<[u8]>,
+    counts: ProtocolCounts,
 }
 
 /// A line connection's input not answered yet. Empty, holding no heap memory, for a connection
@@ -49,25 +50,32 @@ impl Line {
             too_long: format!("ERR line too long (max {max_line} bytes)\n")
                 .into_bytes()
                 .into(),
+            counts: ProtocolCounts::default(),
         }
     }
 
     /// Answers the whole lines at the start of `input`, until the output cap.
-    fn answer_lines(&self, input: &[u8], answers: &mut Answers<'_>) -> Progress {
+    fn answer_lines(&mut self, input: &[u8], answers: &mut Answers<'_>) -> Progress {
         let mut rest = input;
-        while let Some(end) = memchr::memchr(b'\n', rest) {
+        let mut lines = 0;
+        let progress = loop {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                break Progress::Done(input.len() - rest.len());
+            };
             if answers.is_full() {
-                return Progress::Full(input.len() - rest.len());
+                break Progress::Full(input.len() - rest.len());
             }
             let (line, tail) = rest.split_at(end + 1);
             if line.len() > self.max_line {
-                return Progress::TooLong;
+                break Progress::TooLong;
             }
             answers.push(&self.prefix);
             answers.push(line);
+            lines += 1;
             rest = tail;
-        }
-        Progress::Done(input.len() - rest.len())
+        };
+        self.counts.messages += lines;
+        progress
     }
 
     /// Keeps `rest`, not answered yet, behind the prefix.
@@ -125,6 +133,7 @@ impl Protocol for Line {
             }
             answers.push(&session.held);
             answers.push(&input[..=end]);
+            self.counts.message();
             release(&mut session.held);
             input = &input[end + 1..];
         }
@@ -175,8 +184,18 @@ impl Protocol for Line {
     fn on_eof(&mut self, session: &mut LineSession, answers: &mut Answers<'_>) {
         if !session.held.is_empty() {
             answers.push_owned(&mut session.held);
+            self.counts.message();
             release(&mut session.held);
         }
+    }
+
+    fn counts(&self) -> &ProtocolCounts {
+        &self.counts
+    }
+
+    /// The only line this protocol refuses is one too long.
+    fn close_reason(&self, _: &LineSession) -> CloseReason {
+        CloseReason::LineTooLong
     }
 }
 
@@ -198,6 +217,14 @@ mod tests {
             out,
             b"You say that hello\nYou say that world\nYou say that tail"
         );
+    }
+
+    /// Every answered line is a message, however it was split, the tail at EOF included.
+    #[test]
+    fn counts_a_message_per_answered_line() {
+        let mut line = Line::new(P, 8192);
+        feed(&mut line, &[b"a\nb", b"c\nd\ne\n", b"tail"], true);
+        assert_eq!(line.counts().messages, 5);
     }
 
     #[test]

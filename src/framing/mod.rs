@@ -12,6 +12,7 @@ pub mod line;
 
 use std::time::Instant;
 
+pub use crate::metrics::{CloseReason, ProtocolCounts};
 pub use chunk::Chunk;
 pub use http::{Http, HttpLimits};
 pub use line::Line;
@@ -136,6 +137,18 @@ pub trait Protocol {
     /// A deadline from [`Protocol::deadline`] has passed.
     fn on_deadline(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) -> Next {
         Next::Continue
+    }
+
+    /// What this protocol counted over the loop's connections: the messages it answered (only
+    /// it knows where they end) and, for HTTP, the responses by status. Read once per turn of
+    /// the loop, so counting costs the message path an increment.
+    fn counts(&self) -> &ProtocolCounts;
+
+    /// Why a connection ended after this protocol closed it ([`Next::Close`] or
+    /// [`Next::CloseNow`]), however the close that followed went: an error answer, or the
+    /// client's own request to close.
+    fn close_reason(&self, _session: &Self::Session) -> CloseReason {
+        CloseReason::Client
     }
 }
 

@@ -43,6 +43,7 @@ pub const PREFIX: &[u8] = b"You say that ";
 /// environment cannot change what a test sees.
 const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_LISTEN",
+    "SAYTHAT_METRICS_LISTEN",
     "SAYTHAT_PREFIX",
     "SAYTHAT_FRAMING",
     "SAYTHAT_MAX_LINE",
@@ -79,6 +80,8 @@ pub struct TestServer {
     pub handle: ServerHandle,
     /// The connection limit the server resolved (`Server::max_conns()`).
     pub max_conns: usize,
+    /// The `--metrics-listen` addresses, port 0 resolved (`Server::metrics_addrs()`).
+    pub metrics: Vec<SocketAddr>,
     done: Receiver<io::Result<Summary>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -100,6 +103,7 @@ impl TestServer {
         let addrs = server.local_addrs();
         let handle = server.handle();
         let max_conns = server.max_conns();
+        let metrics = server.metrics_addrs();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("saythat-server".into())
@@ -110,6 +114,7 @@ impl TestServer {
             addrs,
             handle,
             max_conns,
+            metrics,
             done,
             thread: Some(thread),
         })
@@ -616,6 +621,19 @@ impl ServerProcess {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the `metrics on http://ADDR/metrics` line (`--metrics-listen`), which
+    /// the server logs after its `listening on` lines.
+    #[track_caller]
+    pub fn metrics_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("metrics on http://");
+        let text = line.split("metrics on http://").nth(1).unwrap_or_default();
+        let text = text.trim().trim_end_matches("/metrics");
+        match text.parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,392 @@
+//! `--metrics-listen`: `/metrics` counts exactly what a known workload did (connections,
+//! messages, bytes each way, a refusal when full, an idle close, closes by reason, HTTP
+//! statuses); `/healthz` says 503 from the moment a drain starts while the metrics listener
+//! keeps answering until the process exits; the endpoint is as strict as the HTTP framing (bad
+//! requests, slowloris, 404) and a crowd of its connections does not disturb the echo.
+//!
+//! Scrapes are plain `std::net` HTTP/1.1 requests. A loop publishes its counters at the end of
+//! every turn, before the endpoint's turn, so a scrape sent after a client saw an answer counts
+//! that answer: the exact checks need no waiting (one worker).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use saythat::{Config, FramingKind};
+
+/// The answer to one request on a new connection: status line, head, body.
+struct Response {
+    status: String,
+    head: String,
+    body: String,
+}
+
+/// Sends `request` on a new connection and reads the answer to the end (`Connection: close`
+/// requests, or an error that closes).
+#[track_caller]
+fn request(addr: SocketAddr, request: &str) -> Response {
+    let mut stream = connect(addr);
+    send(&mut stream, request.as_bytes());
+    let raw = String::from_utf8(read_to_eof(&mut stream)).expect("UTF-8");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    Response {
+        status: head.lines().next().unwrap_or_default().to_string(),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[track_caller]
+fn get(addr: SocketAddr, path: &str) -> Response {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: saythat\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Every sample of a scrape: `name{labels}` to its value.
+#[track_caller]
+fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let response = get(addr, "/metrics");
+    assert_eq!(response.status, "HTTP/1.1 200 OK", "{}", response.head);
+    assert!(
+        response
+            .head
+            .contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+        "{}",
+        response.head
+    );
+    response
+        .body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let value = value.parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            (series.to_string(), value)
+        })
+        .collect()
+}
+
+/// The value of `series` in `samples`, failing with the scrape when absent.
+#[track_caller]
+fn value(samples: &HashMap<String, f64>, series: &str) -> u64 {
+    match samples.get(series) {
+        Some(&v) => v as u64,
+        None => panic!("no {series} in the scrape: {samples:#?}"),
+    }
+}
+
+fn closed(samples: &HashMap<String, f64>, reason: &str) -> u64 {
+    value(
+        samples,
+        &format!("saythat_connections_closed_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+fn metrics_config() -> Config {
+    Config {
+        metrics_listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        ..Config::loopback()
+    }
+}
+
+/// N connections, M messages each, then one refused when full: every counter moved by exactly
+/// that, and by the closes once the clients leave.
+#[test]
+fn a_scrape_counts_exactly_what_was_done() {
+    const N: usize = 3;
+    const M: usize = 5;
+    let server = TestServer::start(&Config {
+        max_conns: Some(N as u32),
+        ..metrics_config()
+    });
+    let metrics = server.metrics[0];
+    let before = scrape(metrics);
+    assert_eq!(value(&before, "saythat_connections_accepted_total"), 0);
+    assert_eq!(value(&before, "saythat_connections_open{worker=\"0\"}"), 0);
+
+    let mut clients: Vec<TcpStream> = (0..N).map(|_| server.connect()).collect();
+    let (mut sent, mut answered) = (0, 0);
+    for round in 0..M {
+        for (i, client) in clients.iter_mut().enumerate() {
+            // A round trip each: every read is one message.
+            let message = format!("message {round} of client {i}").repeat(round + 1);
+            roundtrip(client, message.as_bytes());
+            sent += message.len();
+            answered += PREFIX.len() + message.len();
+        }
+    }
+    let mut refused = server.connect();
+    expect_bytes_then_eof(&mut refused, b"ERR server full (max 3 connections)\n");
+
+    let during = scrape(metrics);
+    for (series, expected) in [
+        ("saythat_connections_open{worker=\"0\"}", N),
+        ("saythat_connections_accepted_total", N),
+        ("saythat_connections_refused_total{reason=\"full\"}", 1),
+        ("saythat_messages_total", N * M),
+        ("saythat_bytes_received_total", sent),
+        ("saythat_bytes_sent_total", answered),
+        ("saythat_pending_bytes", 0),
+        ("saythat_accept_errors_total{kind=\"emfile\"}", 0),
+    ] {
+        assert_eq!(value(&during, series), expected as u64, "{series}");
+    }
+    for reason in ["client", "idle", "reset", "error", "shutdown"] {
+        assert_eq!(closed(&during, reason), 0, "closed for {reason}");
+    }
+    let build = format!(
+        "saythat_build_info{{version=\"{}\",framing=\"chunk\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&during, &build), 1);
+    assert!(value(&during, "process_open_fds") >= (N + 3) as u64);
+    assert!(value(&during, "process_resident_memory_bytes") > 0);
+    assert!(during.contains_key("process_cpu_seconds_total"));
+    assert!(value(&during, "process_start_time_seconds") > 1_600_000_000);
+
+    drop(clients);
+    let after = wait_for(TIMEOUT, "the clients' closes counted", || {
+        let samples = scrape(metrics);
+        (closed(&samples, "client") == N as u64).then_some(samples)
+    });
+    assert_eq!(value(&after, "saythat_connections_open{worker=\"0\"}"), 0);
+    assert_eq!(value(&after, "saythat_messages_total"), (N * M) as u64);
+    // Its own scrapes are not echo traffic.
+    assert_eq!(
+        value(&after, "saythat_connections_accepted_total"),
+        N as u64
+    );
+
+    let summary = server.shutdown();
+    assert_eq!(summary.bytes_in, sent as u64, "the exit summary agrees");
+    assert_eq!(summary.bytes_out, answered as u64);
+    assert_eq!(summary.rejected_full, 1);
+}
+
+/// A connection silent for `--idle-timeout` is counted as an idle close, and messages are
+/// counted per line in line framing, the too-long one closing as `line_too_long`.
+#[test]
+fn idle_and_line_too_long_closes_have_their_reasons() {
+    let server = TestServer::start(&Config {
+        idle_timeout: 1,
+        framing: FramingKind::Line,
+        max_line: 16,
+        ..metrics_config()
+    });
+    let metrics = server.metrics[0];
+    let mut idle = server.connect();
+    send_expect(
+        &mut idle,
+        b"one\ntwo\n",
+        b"You say that one\nYou say that two\n",
+    );
+    expect_eof(&mut idle);
+    let samples = scrape(metrics);
+    assert_eq!(closed(&samples, "idle"), 1);
+    assert_eq!(value(&samples, "saythat_messages_total"), 2);
+
+    let mut long = server.connect();
+    send(&mut long, b"short\nthis line is far too long\n");
+    expect_bytes_then_eof(
+        &mut long,
+        b"You say that short\nERR line too long (max 16 bytes)\n",
+    );
+    drop(long);
+    let samples = wait_for(TIMEOUT, "the refused line's close counted", || {
+        let samples = scrape(metrics);
+        (closed(&samples, "line_too_long") == 1).then_some(samples)
+    });
+    assert_eq!(value(&samples, "saythat_messages_total"), 3);
+    assert_eq!(closed(&samples, "client"), 0);
+    assert_eq!(closed(&samples, "idle"), 1);
+}
+
+/// HTTP mode: responses by status, and a refused request closes as `http_error` while one that
+/// asked to close closes as `client`.
+#[test]
+fn http_responses_are_counted_by_status() {
+    let server = TestServer::start(&Config {
+        framing: FramingKind::Http,
+        ..metrics_config()
+    });
+    let metrics = server.metrics[0];
+    for path in ["/a", "/b"] {
+        assert_eq!(get(server.addr(), path).status, "HTTP/1.1 200 OK");
+    }
+    let bad = request(server.addr(), "GET /x HTTP/1.1\r\n\r\n");
+    assert_eq!(bad.status, "HTTP/1.1 400 Bad Request");
+    let samples = wait_for(TIMEOUT, "the three closes counted", || {
+        let samples = scrape(metrics);
+        (closed(&samples, "client") + closed(&samples, "http_error") == 3).then_some(samples)
+    });
+    assert_eq!(
+        value(&samples, "saythat_http_responses_total{code=\"200\"}"),
+        2
+    );
+    assert_eq!(
+        value(&samples, "saythat_http_responses_total{code=\"400\"}"),
+        1
+    );
+    assert_eq!(value(&samples, "saythat_messages_total"), 3);
+    assert_eq!(closed(&samples, "http_error"), 1);
+    assert_eq!(closed(&samples, "client"), 2);
+}
+
+/// The endpoint is as strict as the HTTP framing: HEAD has no body, anything else is 404, bad
+/// input gets the framing's refusals, a stalled head 408; and a crowd of its connections past
+/// its limit does not disturb the echo, which is answered all the while.
+#[test]
+fn the_endpoint_is_strict_and_a_crowd_of_it_does_not_disturb_the_echo() {
+    let server = TestServer::start(&Config {
+        header_timeout: 1,
+        ..metrics_config()
+    });
+    let metrics = server.metrics[0];
+    let head = request(
+        metrics,
+        "HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(head.status, "HTTP/1.1 200 OK");
+    assert!(head.body.is_empty(), "a body for HEAD: {:?}", head.body);
+    let ok = get(metrics, "/healthz");
+    assert_eq!(
+        (ok.status.as_str(), ok.body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    for path in ["/", "/metrics/x", "/nope"] {
+        let response = get(metrics, path);
+        assert_eq!(response.status, "HTTP/1.1 404 Not Found", "{path}");
+        assert_eq!(response.body, "not found\n");
+    }
+    let post = request(
+        metrics,
+        "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(post.status, "HTTP/1.1 404 Not Found");
+    for (wire, status) in [
+        ("GET /metrics HTTP/1.1\r\n\r\n", "400 Bad Request"),
+        (
+            "GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n",
+            "505 HTTP Version Not Supported",
+        ),
+        ("hello\r\n\r\n", "400 Bad Request"),
+    ] {
+        let response = request(metrics, wire);
+        assert_eq!(response.status, format!("HTTP/1.1 {status}"), "{wire:?}");
+        assert!(response.head.contains("\r\nConnection: close"), "{wire:?}");
+    }
+    // Slowloris: a head that does not complete within --header-timeout.
+    let mut slow = connect(metrics);
+    send(&mut slow, b"GET /metrics HTTP/1.1\r\nHost: a\r\n");
+    let answer = String::from_utf8(read_to_eof(&mut slow)).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer:?}"
+    );
+
+    // A crowd on the metrics listener, past its limit of 32, each sending half a head.
+    let mut echo = server.connect();
+    let mut crowd = Vec::new();
+    for i in 0..300 {
+        if let Ok(mut c) = try_connect(metrics) {
+            let _ = std::io::Write::write_all(&mut c, b"GET /metrics HTTP/1.1\r\n");
+            crowd.push(c);
+        }
+        if i % 10 == 0 {
+            roundtrip(&mut echo, format!("still here {i}").as_bytes());
+        }
+    }
+    // Those past the limit were closed at once (after a line saying why); the rest wait for
+    // their heads, or got 408 already.
+    let ended = crowd.iter().filter(|c| has_ended(c)).count();
+    assert!(ended >= 300 - 32, "only {ended} of 300 were closed");
+    roundtrip(&mut echo, b"and after the crowd");
+    drop(crowd);
+    let samples = wait_for(TIMEOUT, "the endpoint answers again", || {
+        try_connect(metrics).ok().map(|_| scrape(metrics))
+    });
+    assert_eq!(value(&samples, "saythat_connections_accepted_total"), 1);
+    assert_eq!(value(&samples, "saythat_messages_total"), 31);
+}
+
+/// Whether the server has answered or closed `c` (a read returns at once), rather than left it
+/// waiting.
+fn has_ended(mut c: &TcpStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 256];
+    match c.read(&mut buf) {
+        // An answer (the refusal's line, a 408) or the end of the stream.
+        Ok(_n) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// The binary stays single-threaded. SIGTERM with a client still connected: /healthz says 503
+/// at once, the echo listener is closed, the metrics listener keeps answering through the drain, and the process exits once
+/// the client leaves.
+#[test]
+fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
+    let mut server = ServerProcess::serve(&["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let mut client = server.connect();
+    roundtrip(&mut client, b"before");
+    // One thread with one worker, the endpoint included: a second would make glibc add its
+    // cancellation bookkeeping to every recv and send.
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .map(|tasks| tasks.count())
+        .unwrap_or(1);
+    assert_eq!(threads, 1, "threads of saythat serve --metrics-listen");
+    let ok = get(metrics, "/healthz");
+    assert_eq!(
+        (ok.status.as_str(), ok.body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+
+    server.signal("TERM");
+    server.wait_for_line("draining 1 connection(s)");
+    let draining = get(metrics, "/healthz");
+    assert_eq!(draining.status, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(draining.body, "draining\n");
+    expect_refused(server.addr());
+    // The draining connection is still served and counted, and so are the scrapes.
+    roundtrip(&mut client, b"during");
+    for _ in 0..3 {
+        let samples = scrape(metrics);
+        assert_eq!(value(&samples, "saythat_connections_open{worker=\"0\"}"), 1);
+        assert_eq!(value(&samples, "saythat_messages_total"), 2);
+    }
+    drop(client);
+    server.expect_exit(0, TIMEOUT);
+    expect_refused(metrics);
+}
+
+/// A metrics address that cannot be bound fails the start with the same message as a `--listen`
+/// one, naming the flag to change.
+#[test]
+fn a_metrics_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap();
+    let error = match TestServer::try_start(&Config {
+        metrics_listen: vec![addr],
+        ..Config::loopback()
+    }) {
+        Ok(_) => panic!("a server started on {addr}, which is taken"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        error,
+        format!(
+            "cannot listen on {addr}: address already in use (is another server running? choose \
+             another address with --metrics-listen)"
+        )
+    );
+}
