@@ -170,6 +170,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
 
+    /// Set `SO_REUSEPORT` on the listening sockets even with one worker, so a new saythat can
+    /// start on the same address before this one stops (a hand-over with no refused client).
+    /// Every process sharing the port needs it, and must run as the same user.
+    #[arg(long, env = "SAYTHAT_REUSE_PORT",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub reuse_port: bool,
+
     /// After SIGINT or SIGTERM, how many seconds open connections may finish before they are
     /// closed, at most 3600.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
@@ -194,6 +201,7 @@ impl Default for Config {
             max_conns: None,
             idle_timeout: 300,
             workers: 1,
+            reuse_port: false,
             shutdown_timeout: 10,
         }
     }

@@ -119,7 +119,8 @@ impl Server {
             return Err(format!("give at most {MAX_LISTENERS} --metrics-listen addresses").into());
         }
         let count = config.workers.max(1) as usize;
-        let shared = count > 1;
+        // One socket per worker needs SO_REUSEPORT; --reuse-port also lets another process join.
+        let shared = count > 1 || config.reuse_port;
         let max_conns = connection_limit(config.max_conns);
         let mut addrs = config.listen.clone();
         let mut bound = Vec::with_capacity(count);
@@ -344,8 +345,8 @@ fn event_loop_error(e: io::Error) -> String {
 }
 
 /// A non-blocking listening socket with our backlog; IPv6 sockets take IPv6 only, so
-/// `[::]:8080` and `0.0.0.0:8080` can both be given. `shared` sockets (one per worker) use
-/// `SO_REUSEPORT`, and the kernel spreads new connections among them.
+/// `[::]:8080` and `0.0.0.0:8080` can both be given. `shared` sockets (one per worker, or
+/// `--reuse-port`) use `SO_REUSEPORT`, and the kernel spreads new connections among them.
 pub(crate) fn listen(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
