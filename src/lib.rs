@@ -14,6 +14,7 @@
 //! - `admin`: `--metrics-listen`, `/metrics` and `/healthz` on the first loop, through the HTTP
 //!   framing's parser.
 //! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
+//! - [`systemd`]: socket activation (serve on the sockets systemd passes); no libsystemd.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
@@ -27,6 +28,7 @@ mod group;
 pub mod load;
 pub mod metrics;
 pub mod server;
+pub mod systemd;
 
 pub use config::{Config, FramingKind};
 pub use group::ServerHandle;

@@ -4,9 +4,12 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use log::{info, warn};
 use saythat::client::{self, Input, SendArgs};
 use saythat::load::{LoadArgs, LoadError, LoadErrorKind};
+use saythat::systemd::{self, ActivationError};
 use saythat::{Config, Server};
 
 /// A prefixed-echo TCP daemon: every message is answered by `You say that ` and the message.
@@ -28,10 +31,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
-        Command::Serve(config) => serve(&config),
+        Command::Serve(config) => {
+            // Only an address the user gave conflicts with inherited sockets, not the default.
+            let listen_given = matches
+                .subcommand_matches("serve")
+                .and_then(|serve| serve.value_source("listen"))
+                .is_some_and(|source| source != ValueSource::DefaultValue);
+            serve(&config, listen_given)
+        }
         Command::Send(args) => send(&args),
         Command::Load(args) => load(&args),
     };
@@ -42,14 +53,39 @@ fn main() -> ExitCode {
             // Bad flag combinations are usage errors, like the ones clap finds itself.
             let usage = e
                 .downcast_ref::<LoadError>()
-                .is_some_and(|e| e.kind() == LoadErrorKind::InvalidArgs);
+                .is_some_and(|e| e.kind() == LoadErrorKind::InvalidArgs)
+                || e.downcast_ref::<ActivationError>()
+                    .is_some_and(ActivationError::is_usage);
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
 
-fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut server = Server::bind(config)?;
+/// Serves on the sockets systemd passed (socket activation), else on `--listen`.
+fn serve(
+    config: &Config,
+    listen_given: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Before any thread starts: it unsets LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES.
+    let inherited = systemd::take_listeners()?;
+    systemd::check_listen_flag(&inherited, listen_given)?;
+    let mut server = if inherited.is_empty() {
+        Server::bind(config)?
+    } else {
+        for socket in &inherited {
+            info!(
+                "socket activation: serving fd {} ({}), bound to {}",
+                socket.fd, socket.name, socket.addr
+            );
+        }
+        if config.reuse_port {
+            warn!(
+                "--reuse-port does not apply to sockets passed by the service manager (set \
+                 ReusePort= in the .socket unit)"
+            );
+        }
+        Server::with_listeners(config, inherited.into_iter().map(|s| s.listener).collect())?
+    };
     server
         .watch_signals()
         .map_err(|e| format!("cannot watch SIGINT and SIGTERM: {e}"))?;

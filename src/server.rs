@@ -115,15 +115,11 @@ impl Server {
         if config.listen.is_empty() || config.listen.len() > MAX_LISTENERS {
             return Err(format!("give between 1 and {MAX_LISTENERS} --listen addresses").into());
         }
-        if config.metrics_listen.len() > MAX_LISTENERS {
-            return Err(format!("give at most {MAX_LISTENERS} --metrics-listen addresses").into());
-        }
         let count = config.workers.max(1) as usize;
         // One socket per worker needs SO_REUSEPORT; --reuse-port also lets another process join.
         let shared = count > 1 || config.reuse_port;
-        let max_conns = connection_limit(config.max_conns);
         let mut addrs = config.listen.clone();
-        let mut bound = Vec::with_capacity(count);
+        let mut sets = Vec::with_capacity(count);
         for _ in 0..count {
             let mut listeners = Vec::with_capacity(addrs.len());
             for addr in addrs.iter_mut() {
@@ -136,6 +132,61 @@ impl Server {
                 *addr = socket.local_addr()?;
                 listeners.push(Listener::new(socket, *addr));
             }
+            sets.push(listeners);
+        }
+        Server::start(config, sets, addrs)
+    }
+
+    /// Serves on listening sockets made elsewhere (the service manager's, a test's) instead of
+    /// binding `--listen`: every worker serves every socket, each through its own duplicate
+    /// (with `--workers N`, a new connection wakes every loop and one accept wins). Stopping
+    /// closes only those duplicates and the sockets given: a copy kept elsewhere (systemd's)
+    /// still listens, and holds the clients that connect in the meantime for the next process.
+    pub fn with_listeners(
+        config: &Config,
+        sockets: Vec<std::net::TcpListener>,
+    ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
+        if sockets.is_empty() || sockets.len() > MAX_LISTENERS {
+            return Err(format!("give between 1 and {MAX_LISTENERS} listening sockets").into());
+        }
+        let count = config.workers.max(1) as usize;
+        let mut addrs = Vec::with_capacity(sockets.len());
+        for socket in &sockets {
+            socket.set_nonblocking(true)?;
+            addrs.push(socket.local_addr()?);
+        }
+        let mut sets = Vec::with_capacity(count);
+        for _ in 1..count {
+            let mut listeners = Vec::with_capacity(sockets.len());
+            for (socket, &addr) in sockets.iter().zip(&addrs) {
+                let copy = socket
+                    .try_clone()
+                    .map_err(|e| format!("cannot duplicate the socket of {addr}: {e}"))?;
+                listeners.push(Listener::new(TcpListener::from_std(copy), addr));
+            }
+            sets.push(listeners);
+        }
+        // The first worker serves the sockets themselves, so one worker uses no duplicate.
+        let originals = sockets.into_iter().zip(&addrs);
+        let originals =
+            originals.map(|(socket, &addr)| Listener::new(TcpListener::from_std(socket), addr));
+        sets.insert(0, originals.collect());
+        Server::start(config, sets, addrs)
+    }
+
+    /// Starts a worker on each set of listeners (one set per worker, the same addresses).
+    fn start(
+        config: &Config,
+        sets: Vec<Vec<Listener>>,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
+        if config.metrics_listen.len() > MAX_LISTENERS {
+            return Err(format!("give at most {MAX_LISTENERS} --metrics-listen addresses").into());
+        }
+        let count = sets.len();
+        let max_conns = connection_limit(config.max_conns);
+        let mut bound = Vec::with_capacity(count);
+        for listeners in sets {
             let poll = Poll::new().map_err(event_loop_error)?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(event_loop_error)?;
             bound.push((

@@ -1,9 +1,19 @@
-//! Running in production, through the binary: the hand-over of a port with `--reuse-port`.
+//! Running in production, through the binary: systemd socket activation (through
+//! `systemd-socket-activate` where it is installed, and everywhere through `sh`, which passes a
+//! socket the test made as fd 3), and the hand-over of a port with `--reuse-port`. No systemd
+//! is needed.
+//!
+//! Passing a socket as fd 3 without `unsafe` (no `pre_exec`, no `dup2` here): the socket is the
+//! child's stdin, and `sh -c 'exec 3<&0 0</dev/null; export LISTEN_PID=$$ ...; exec saythat'`
+//! moves it to fd 3 and execs saythat, so `$$` (the shell's pid) is the server's pid.
 
 mod common;
 
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -33,6 +43,306 @@ fn stop_and_count_served(server: &mut ServerProcess) -> u64 {
         }
         None => panic!("no connection count in {line:?}"),
     }
+}
+
+/// A listening socket on a free loopback port, as a `.socket` unit holds one.
+fn listening_socket() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket activation
+
+/// Moves stdin to fd 3, sets the activation variables for the shell's own pid (which `exec`
+/// keeps) and execs the program named by `$0` with the arguments after it.
+const PASS_STDIN_AS_FD3: &str = r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=echo; exec "$0" "$@""#;
+
+/// `saythat ARGS...` given `socket` as fd 3, as systemd starts it; not waited for.
+fn spawn_activated(socket: impl Into<OwnedFd>, args: &[&str]) -> ServerProcess {
+    let cmd = saythat_under(&["sh", "-c", PASS_STDIN_AS_FD3], args);
+    ServerProcess::spawn(cmd, Stdio::from(socket.into()))
+}
+
+/// `saythat serve ARGS...` serving a copy of `listener` (the test keeps its own, as systemd
+/// does), once it says it listens.
+#[track_caller]
+fn serve_activated(listener: &TcpListener, args: &[&str]) -> ServerProcess {
+    let copy = listener.try_clone().expect("duplicate the listener");
+    let mut server = spawn_activated(copy, &[&["serve"], args].concat());
+    server.wait_for_line("socket activation: serving fd 3 (echo)");
+    let addr = server.wait_listening();
+    assert_eq!(addr, listener.local_addr().unwrap(), "the address served");
+    server
+}
+
+/// The `flags:` of a descriptor of a process, from /proc/PID/fdinfo (octal).
+fn fd_flags(pid: u32, fd: u32) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fdinfo/{fd}: {e}"));
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .unwrap_or_else(|| panic!("no flags in /proc/{pid}/fdinfo/{fd}: {info}"));
+    u32::from_str_radix(flags.trim(), 8).expect("octal flags")
+}
+
+/// From Linux's `<asm-generic/fcntl.h>`: /proc shows the descriptor's flags with these bits.
+const O_NONBLOCK: u32 = 0o4000;
+const O_CLOEXEC: u32 = 0o2000000;
+
+/// A client that connected before saythat started is answered once it runs: the socket
+/// listened all along. saythat serves fd 3 itself (no rebinding), non-blocking and close-on-exec.
+#[test]
+fn a_socket_passed_as_fd_3_is_served_without_binding() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let mut early = connect(addr);
+    send(&mut early, b"before saythat ran");
+
+    let mut server = serve_activated(&listener, &["--shutdown-timeout", "60"]);
+    expect_bytes(&mut early, &answer(b"before saythat ran"));
+    roundtrip(&mut connect(addr), b"a second client");
+
+    let flags = fd_flags(server.pid(), 3);
+    assert!(flags & O_NONBLOCK != 0, "fd 3 is blocking: flags {flags:o}");
+    assert!(
+        flags & O_CLOEXEC != 0,
+        "fd 3 is not close-on-exec: flags {flags:o}"
+    );
+
+    server.signal("TERM");
+    server.wait_for_line("draining 1 connection(s)");
+    drop(early);
+    server.expect_exit(0, PROMPTLY);
+}
+
+/// At SIGTERM saythat closes only its copy of the socket: the service manager's still listens,
+/// so a client that connects during the drain is not refused but waits in the backlog, and the
+/// next process answers it. The client already open is served to the end meanwhile.
+#[test]
+fn at_sigterm_a_new_client_waits_in_the_socket_for_the_next_process() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let mut first = serve_activated(&listener, &["--shutdown-timeout", "60"]);
+    let mut open = connect(addr);
+    roundtrip(&mut open, b"before the restart");
+
+    first.signal("TERM");
+    first.wait_for_line("draining 1 connection(s)");
+    let mut waiting = connect(addr);
+    send(&mut waiting, b"during the restart");
+    expect_silence(&mut waiting, Duration::from_millis(200));
+    roundtrip(&mut open, b"still served while draining");
+    drop(open);
+    first.expect_exit(0, PROMPTLY);
+    assert_eq!(
+        first.count_lines("served 1 connection(s)"),
+        1,
+        "{}",
+        first.stderr()
+    );
+
+    let mut second = serve_activated(&listener, &[]);
+    expect_bytes(&mut waiting, &answer(b"during the restart"));
+    drop(waiting);
+    assert_eq!(stop_and_count_served(&mut second), 1);
+}
+
+/// With `--workers 2` both loops serve the one inherited socket (each its own duplicate).
+#[test]
+fn every_worker_serves_the_inherited_socket() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let mut server = serve_activated(&listener, &["--workers", "2"]);
+    const CLIENTS: u64 = 100;
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(addr)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        roundtrip(client, format!("client {i}").as_bytes());
+    }
+    drop(clients);
+    assert_eq!(stop_and_count_served(&mut server), CLIENTS);
+}
+
+/// The `.socket` unit says where saythat listens: an address given as well, by flag or
+/// environment, is a usage error naming the passed socket, not a second listener.
+#[test]
+fn an_explicit_listen_beside_an_inherited_socket_is_a_usage_error() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let by_flag = spawn_activated(
+        listener.try_clone().unwrap(),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    let by_env = {
+        let mut cmd = saythat_under(&["sh", "-c", PASS_STDIN_AS_FD3], &["serve"]);
+        cmd.env("SAYTHAT_LISTEN", "127.0.0.1:0");
+        let copy = listener.try_clone().unwrap();
+        ServerProcess::spawn(cmd, Stdio::from(OwnedFd::from(copy)))
+    };
+    for mut server in [by_flag, by_env] {
+        server.expect_exit(2, TIMEOUT);
+        let expected = format!(
+            "error: --listen (or SAYTHAT_LISTEN) cannot be given with sockets passed by the \
+             service manager ({addr}): the .socket unit says where saythat listens; remove one \
+             of the two"
+        );
+        assert_eq!(server.count_lines(&expected), 1, "{}", server.stderr());
+    }
+}
+
+/// What is passed as fd 3 must be a listening TCP socket; anything else is refused at start
+/// (exit 1) with a line naming the descriptor, its name and what is wrong.
+#[test]
+fn a_passed_descriptor_that_is_not_a_listening_tcp_socket_is_refused() {
+    use socket2::{Domain, Socket, Type};
+    let bound_only = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    bound_only
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let cases: Vec<(OwnedFd, &str)> = vec![
+        (bound_only.into(), "it is not listening"),
+        (
+            UdpSocket::bind("127.0.0.1:0").unwrap().into(),
+            "fd 3 is not a valid tcp socket",
+        ),
+        (
+            std::fs::File::open("/dev/null").unwrap().into(),
+            "fd 3 is not a socket",
+        ),
+    ];
+    for (fd, why) in cases {
+        let mut server = spawn_activated(fd, &["serve"]);
+        server.expect_exit(1, TIMEOUT);
+        let expected = format!("error: cannot serve on the socket passed as fd 3 (echo): {why}");
+        assert_eq!(server.count_lines(&expected), 1, "{}", server.stderr());
+    }
+}
+
+/// Variables meant for another process (`LISTEN_PID` is not saythat's) are not followed:
+/// saythat binds `--listen` as usual.
+#[test]
+fn sockets_passed_to_another_pid_are_ignored() {
+    let listener = listening_socket();
+    let script = r#"exec 3<&0 0</dev/null; export LISTEN_PID=1 LISTEN_FDS=1; exec "$0" "$@""#;
+    let cmd = saythat_under(&["sh", "-c", script], &["serve", "--listen", "127.0.0.1:0"]);
+    let copy = listener.try_clone().unwrap();
+    let mut server = ServerProcess::spawn(cmd, Stdio::from(OwnedFd::from(copy)));
+    let addr = server.wait_listening();
+    assert_ne!(addr, listener.local_addr().unwrap(), "{}", server.stderr());
+    roundtrip(&mut connect(addr), b"bound by saythat");
+    assert_eq!(
+        server.count_lines("socket activation"),
+        0,
+        "{}",
+        server.stderr()
+    );
+}
+
+/// Set in the child process of the next test, which runs the test after it alone.
+const CHILD: &str = "SAYTHAT_TEST_TAKE_LISTENERS";
+
+/// saythat unsets `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` once it has the sockets. A
+/// process cannot see another's current environment (/proc/PID/environ keeps the one it was
+/// started with), so this test runs its own binary under the fd-3 wrapper, where
+/// `take_listeners_child` calls the library function and reports what it took and what is left.
+#[test]
+fn the_activation_variables_are_unset_once_the_sockets_are_taken() {
+    let listener = listening_socket();
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(PASS_STDIN_AS_FD3).arg(&exe);
+    cmd.args([
+        "--exact",
+        "take_listeners_child",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    cmd.env(CHILD, "1")
+        .stdin(Stdio::from(OwnedFd::from(listener.try_clone().unwrap())));
+    let output = run_bounded(cmd);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected = format!(
+        "taken: fd 3 (echo) {} left: []",
+        listener.local_addr().unwrap()
+    );
+    assert!(
+        output.status.success() && stdout.contains(&expected),
+        "no {expected:?} printed; {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn take_listeners_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let taken = saythat::systemd::take_listeners().expect("take the passed socket");
+    let left: Vec<&str> = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
+        .into_iter()
+        .filter(|var| std::env::var_os(var).is_some())
+        .collect();
+    for socket in &taken {
+        println!(
+            "taken: fd {} ({}) {} left: {left:?}",
+            socket.fd, socket.name, socket.addr
+        );
+    }
+}
+
+/// Runs `cmd` to its end, at most `TIMEOUT`.
+fn run_bounded(mut cmd: Command) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not end within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Where `systemd-socket-activate` is installed, if it is.
+fn socket_activate() -> Option<&'static str> {
+    [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+}
+
+/// systemd's own tool listens, execs saythat at the first connection with `LISTEN_FDS`,
+/// `LISTEN_PID` and `LISTEN_FDNAMES` set, and saythat answers that connection and the next.
+#[test]
+fn systemd_socket_activate_starts_saythat_on_its_socket() {
+    let Some(tool) = socket_activate() else {
+        eprintln!("skipped: systemd-socket-activate is not installed (apt-get install systemd)");
+        return;
+    };
+    // A free port: bound, then dropped for the tool to bind.
+    let addr = listening_socket().local_addr().unwrap();
+    let listen = addr.to_string();
+    let cmd = saythat_under(
+        &[tool, "--listen", &listen, "--fdname=echo"],
+        &["serve", "--workers", "2"],
+    );
+    let mut server = ServerProcess::spawn(cmd, Stdio::null());
+    server.wait_for_line(&format!("Listening on {listen}"));
+    // The tool execs saythat at the first connection; it waits in the backlog meanwhile.
+    let mut first = connect(addr);
+    send(&mut first, b"first");
+    let line = server.wait_for_line("socket activation: serving fd 3 (echo)");
+    assert!(line.ends_with(&format!("bound to {listen}")), "{line}");
+    assert_eq!(server.wait_listening(), addr);
+    expect_bytes(&mut first, &answer(b"first"));
+    roundtrip(&mut connect(addr), b"second");
+    drop(first);
+    assert_eq!(stop_and_count_served(&mut server), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

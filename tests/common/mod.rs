@@ -60,6 +60,15 @@ const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_TIMEOUT",
 ];
 
+/// The variables of systemd's socket activation and readiness protocols, removed too, so a suite
+/// run under systemd does not hand its sockets or its notifications to the servers it starts.
+const SYSTEMD_VARS: &[&str] = &[
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
 /// `bytes` as escaped ASCII, for failure messages.
 pub fn show(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
@@ -523,7 +532,7 @@ pub fn saythat(args: &[&str]) -> Command {
 
 /// `saythat ARGS...` run by `wrapper` (e.g. `prlimit --nofile=64:64`), which must exec it, so
 /// the child's pid is the server's.
-fn saythat_under(wrapper: &[&str], args: &[&str]) -> Command {
+pub fn saythat_under(wrapper: &[&str], args: &[&str]) -> Command {
     let binary = env!("CARGO_BIN_EXE_saythat");
     let mut cmd = match wrapper.split_first() {
         Some((program, rest)) => {
@@ -534,7 +543,7 @@ fn saythat_under(wrapper: &[&str], args: &[&str]) -> Command {
         None => Command::new(binary),
     };
     cmd.args(args).env("RUST_LOG", "info");
-    for var in SAYTHAT_VARS {
+    for var in SAYTHAT_VARS.iter().chain(SYSTEMD_VARS) {
         cmd.env_remove(var);
     }
     cmd
@@ -576,8 +585,17 @@ impl ServerProcess {
     /// Spawns `cmd` (a `saythat serve ...` listening on port 0) and waits for its first
     /// `listening on ADDR` line.
     #[track_caller]
-    pub fn start(mut cmd: Command) -> ServerProcess {
-        cmd.stdin(Stdio::null())
+    pub fn start(cmd: Command) -> ServerProcess {
+        let mut server = ServerProcess::spawn(cmd, Stdio::null());
+        server.wait_listening();
+        server
+    }
+
+    /// Spawns `cmd` with `stdin` (e.g. a socket to pass on), collecting its stderr, without
+    /// waiting for anything: `wait_listening` then reads the address.
+    #[track_caller]
+    pub fn spawn(mut cmd: Command, stdin: Stdio) -> ServerProcess {
+        cmd.stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
@@ -601,23 +619,28 @@ impl ServerProcess {
             lock.lock().unwrap().ended = true;
             changed.notify_all();
         });
-        let mut server = ServerProcess {
+        ServerProcess {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             child,
             stderr,
             scanned: 0,
-        };
-        let line = server.wait_for_line("listening on ");
+        }
+    }
+
+    /// Waits for the next `listening on ADDR` line and takes ADDR as the server's address.
+    #[track_caller]
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("listening on ");
         let text = line
             .split("listening on ")
             .nth(1)
             .unwrap_or_default()
             .trim();
-        server.addr = match text.parse() {
+        self.addr = match text.parse() {
             Ok(addr) => addr,
             Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
         };
-        server
+        self.addr
     }
 
     pub fn addr(&self) -> SocketAddr {
