@@ -28,6 +28,7 @@ use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::{Group, ABORT, RUNNING};
 use crate::metrics::{AcceptError, CloseReason, Counters};
+use crate::systemd::DrainNotices;
 
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
 /// `usize`, far above any slab key.
@@ -85,6 +86,8 @@ pub(crate) struct Worker<P: Protocol> {
     /// their own: a second thread would make glibc wrap every read and write in its
     /// thread-cancellation bookkeeping (about 60 instructions per message).
     signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// What systemd is told during a drain (`$NOTIFY_SOCKET`), on the first loop only.
+    systemd: Option<DrainNotices>,
     max_pending: usize,
     idle_timeout: Option<Duration>,
     shutdown_timeout: Duration,
@@ -152,6 +155,7 @@ impl<P: Protocol> Worker<P> {
             protocol,
             group,
             signals: None,
+            systemd: None,
             max_pending: config.max_pending as usize,
             idle_timeout: config.idle_timeout(),
             shutdown_timeout: config.shutdown_timeout(),
@@ -202,6 +206,12 @@ impl<P: Protocol> Worker<P> {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// Tells systemd `STOPPING=1` at the first signal and extends its stop timeout while the
+    /// drain goes on; for the loop that watches the signals.
+    pub(crate) fn notify_systemd(&mut self, notices: DrainNotices) {
+        self.systemd = Some(notices);
     }
 
     /// Serves until the group is stopped and every connection is done; returns what it counted.
@@ -291,7 +301,8 @@ impl<P: Protocol> Worker<P> {
         if !self.ready.is_empty() || self.side_at.is_some_and(|at| at <= now) {
             return Some(Duration::ZERO);
         }
-        [self.deadline(), self.side_at]
+        let notice = self.systemd.as_ref().and_then(DrainNotices::due);
+        [self.deadline(), self.side_at, notice]
             .into_iter()
             .flatten()
             .min()
@@ -787,6 +798,9 @@ impl<P: Protocol> Worker<P> {
                     self.open, self.shutdown_timeout
                 );
             }
+        }
+        if let Some(notices) = self.systemd.as_mut() {
+            notices.draining(now, self.group.open());
         }
         if self.open == 0 {
             return true;

@@ -124,6 +124,11 @@ impl Group {
         self.open.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Connections open now, over all loops.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
     pub(crate) fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }

@@ -14,7 +14,8 @@
 //! - `admin`: `--metrics-listen`, `/metrics` and `/healthz` on the first loop, through the HTTP
 //!   framing's parser.
 //! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
-//! - [`systemd`]: socket activation (serve on the sockets systemd passes); no libsystemd.
+//! - [`systemd`]: socket activation (serve on the sockets systemd passes) and readiness
+//!   notification (`READY=1`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC`); no libsystemd.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 

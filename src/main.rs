@@ -61,7 +61,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves on the sockets systemd passed (socket activation), else on `--listen`.
+/// Serves on the sockets systemd passed (socket activation), else on `--listen`; tells systemd
+/// when it is ready and when it stops if `$NOTIFY_SOCKET` is set.
 fn serve(
     config: &Config,
     listen_given: bool,
@@ -86,6 +87,9 @@ fn serve(
         }
         Server::with_listeners(config, inherited.into_iter().map(|s| s.listener).collect())?
     };
+    if let Some(notifier) = systemd::Notifier::from_env() {
+        server.notify_systemd(notifier);
+    }
     server
         .watch_signals()
         .map_err(|e| format!("cannot watch SIGINT and SIGTERM: {e}"))?;

@@ -21,6 +21,7 @@ use crate::event_loop::{Listener, SideLoop, Worker, MAX_LISTENERS, WAKER};
 use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};
+use crate::systemd::{DrainNotices, Notifier};
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -68,6 +69,7 @@ impl std::error::Error for ListenError {
 /// One event loop, ready to run on a thread; it knows its protocol, the server does not.
 trait Runner: Send {
     fn watch_signals(&mut self) -> io::Result<()>;
+    fn notify_systemd(&mut self, notices: DrainNotices);
     fn run(self: Box<Self>) -> io::Result<Counters>;
 }
 
@@ -77,6 +79,10 @@ where
 {
     fn watch_signals(&mut self) -> io::Result<()> {
         Worker::watch_signals(self)
+    }
+
+    fn notify_systemd(&mut self, notices: DrainNotices) {
+        Worker::notify_systemd(self, notices)
     }
 
     fn run(self: Box<Self>) -> io::Result<Counters> {
@@ -98,6 +104,8 @@ pub struct Server {
     /// The `--metrics-listen` addresses bound (port 0 resolved), served by the first worker.
     metrics_addrs: Vec<SocketAddr>,
     handle: ServerHandle,
+    /// Told `READY=1` once every loop runs, when saythat runs under systemd.
+    notifier: Option<Notifier>,
 }
 
 /// What becomes one worker: its poll, its echo listeners, and for the first with
@@ -248,6 +256,7 @@ impl Server {
             addrs,
             metrics_addrs,
             handle: ServerHandle { group },
+            notifier: None,
         })
     }
 
@@ -277,6 +286,13 @@ impl Server {
         self.workers[0].watch_signals()
     }
 
+    /// Tells systemd (`$NOTIFY_SOCKET`) `READY=1` once every worker runs, `STOPPING=1` at the
+    /// first signal, and extends its stop timeout while the drain goes on.
+    pub fn notify_systemd(&mut self, notifier: Notifier) {
+        self.workers[0].notify_systemd(DrainNotices::new(notifier.clone()));
+        self.notifier = Some(notifier);
+    }
+
     /// Serves until stopped by a [`ServerHandle`] or a signal and every connection is done; with
     /// several workers, each runs on its own thread and this returns when all have finished.
     pub fn run(mut self) -> io::Result<Summary> {
@@ -303,6 +319,9 @@ impl Server {
         }
         for addr in &self.metrics_addrs {
             info!("metrics on http://{addr}/metrics");
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.ready(&self.addrs);
         }
         if !threads.is_empty() {
             info!(

@@ -1,7 +1,9 @@
 //! Running under systemd without linking libsystemd: socket activation (serve on the listening
-//! sockets the service manager passes, instead of binding).
+//! sockets the service manager passes, instead of binding) and readiness notification
+//! (`sd_notify`'s datagrams: `READY=1`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC`, `STATUS`).
 //!
-//! It runs once at start; it must never sit on the message path.
+//! It runs once at start, and once a second on the first loop while a drain goes on; it must
+//! never sit on the message path, and a notification must never block a loop.
 //!
 //! **Taking the inherited sockets.** Turning descriptor 3 into an owned socket needs
 //! `OwnedFd::from_raw_fd`, which is `unsafe`, and saythat has no `unsafe`. The [`listenfd`] crate
@@ -33,6 +35,12 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{self, UnixDatagram};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
 
 use crate::event_loop::MAX_LISTENERS;
 
@@ -45,6 +53,13 @@ const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 const LISTENFD_FIRST_FD: &str = "LISTEN_FDS_FIRST_FD";
 /// The name of a socket whose `LISTEN_FDNAMES` entry is missing, as libsystemd says.
 const UNKNOWN_NAME: &str = "unknown";
+
+/// How often the first loop extends systemd's stop timeout while a drain goes on.
+pub const EXTEND_EVERY: Duration = Duration::from_secs(1);
+/// How far each extension reaches: five periods, so a loop late by a few turns on a busy
+/// machine is not killed, while a hung one is within seconds (the drain itself is bounded by
+/// `--shutdown-timeout`, and `TimeoutStopSec=` still applies as a floor).
+pub const EXTEND_BY: Duration = Duration::from_secs(5);
 
 /// One listening socket passed by the service manager.
 #[derive(Debug)]
@@ -228,6 +243,151 @@ pub fn check_listen_flag(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Readiness notification
+
+/// Sends `sd_notify` datagrams to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract
+/// namespace). Non-blocking: systemd reads its socket at once, and a datagram it has no room
+/// for is dropped with a warning rather than stalling a loop.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    socket: Arc<UnixDatagram>,
+    addr: net::SocketAddr,
+}
+
+impl Notifier {
+    /// A notifier for `$NOTIFY_SOCKET`, or `None` when it is unset or empty. An address saythat
+    /// cannot use (a relative path, `vsock:`) is warned about and ignored: serving matters more
+    /// than telling systemd so, which will then say the start timed out.
+    pub fn from_env() -> Option<Notifier> {
+        let value = std::env::var_os("NOTIFY_SOCKET").filter(|v| !v.is_empty())?;
+        match Notifier::to(&value) {
+            Ok(notifier) => Some(notifier),
+            Err(e) => {
+                warn!(
+                    "NOTIFY_SOCKET={}: {e}; systemd will not hear that saythat is ready",
+                    value.to_string_lossy()
+                );
+                None
+            }
+        }
+    }
+
+    /// A notifier for a `NOTIFY_SOCKET` value.
+    pub fn to(value: &OsStr) -> io::Result<Notifier> {
+        let addr = notify_address(value)?;
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        Ok(Notifier {
+            socket: Arc::new(socket),
+            addr,
+        })
+    }
+
+    /// Sends one notification (newline-separated `KEY=VALUE` lines).
+    pub fn notify(&self, message: &str) -> io::Result<()> {
+        self.socket
+            .send_to_addr(message.as_bytes(), &self.addr)
+            .map(|_| ())
+    }
+
+    /// `READY=1` with `MAINPID` and a `STATUS` naming the addresses served.
+    pub fn ready(&self, addrs: &[SocketAddr]) {
+        self.send(&ready_message(std::process::id(), addrs), "READY=1");
+    }
+
+    fn send(&self, message: &str, what: &str) {
+        if let Err(e) = self.notify(message) {
+            warn!(
+                "cannot tell systemd {what} through NOTIFY_SOCKET: {}",
+                crate::describe(&e)
+            );
+        }
+    }
+}
+
+/// What a `NOTIFY_SOCKET` value names: an absolute path, or `@name` in the abstract namespace.
+fn notify_address(value: &OsStr) -> io::Result<net::SocketAddr> {
+    let bytes = value.as_bytes();
+    match bytes.first() {
+        Some(b'/') => net::SocketAddr::from_pathname(value),
+        #[cfg(target_os = "linux")]
+        Some(b'@') => {
+            use std::os::linux::net::SocketAddrExt;
+            net::SocketAddr::from_abstract_name(&bytes[1..])
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an absolute path or an @abstract socket name (other kinds, e.g. vsock:, are \
+             not supported)",
+        )),
+    }
+}
+
+fn ready_message(pid: u32, addrs: &[SocketAddr]) -> String {
+    let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    format!(
+        "READY=1\nMAINPID={pid}\nSTATUS=serving on {}",
+        addrs.join(", ")
+    )
+}
+
+fn draining_status(open: usize) -> String {
+    let s = if open == 1 { "" } else { "s" };
+    format!("STATUS=draining {open} connection{s}")
+}
+
+fn stopping_message(open: usize) -> String {
+    format!("STOPPING=1\n{}", draining_status(open))
+}
+
+fn extend_message(by: Duration, open: usize) -> String {
+    format!(
+        "EXTEND_TIMEOUT_USEC={}\n{}",
+        by.as_micros(),
+        draining_status(open)
+    )
+}
+
+/// What the signal-watching loop tells systemd while it stops: `STOPPING=1` once, then
+/// `EXTEND_TIMEOUT_USEC` every [`EXTEND_EVERY`] for as long as the drain goes on. It costs
+/// nothing before the drain: the loop asks it only once stopping, and it has no timer until then.
+#[derive(Debug)]
+pub(crate) struct DrainNotices {
+    notifier: Notifier,
+    /// When the next extension is due; `None` until `STOPPING=1` is sent.
+    next_extend: Option<Instant>,
+}
+
+impl DrainNotices {
+    pub(crate) fn new(notifier: Notifier) -> DrainNotices {
+        DrainNotices {
+            notifier,
+            next_extend: None,
+        }
+    }
+
+    /// When the loop must wake for the next notice, if it must.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.next_extend
+    }
+
+    /// Called at each turn of a drain with the connections still open over all loops.
+    pub(crate) fn draining(&mut self, now: Instant, open: usize) {
+        match self.next_extend {
+            None => self.notifier.send(&stopping_message(open), "STOPPING=1"),
+            Some(at) if now >= at => {
+                // Repeated a second later if it is lost, so a failure is only worth a debug line.
+                if let Err(e) = self.notifier.notify(&extend_message(EXTEND_BY, open)) {
+                    debug!("cannot extend systemd's stop timeout: {e}");
+                }
+            }
+            Some(_) => return,
+        }
+        self.next_extend = Some(now + EXTEND_EVERY);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +430,76 @@ mod tests {
                 .to_string();
             assert!(e.contains("LISTEN_FDS"), "{fds}: {e}");
         }
+    }
+
+    #[test]
+    fn messages_carry_the_fields_systemd_reads() {
+        let addrs = [
+            "127.0.0.1:8080".parse().unwrap(),
+            "[::1]:8080".parse().unwrap(),
+        ];
+        assert_eq!(
+            ready_message(7, &addrs),
+            "READY=1\nMAINPID=7\nSTATUS=serving on 127.0.0.1:8080, [::1]:8080"
+        );
+        assert_eq!(
+            stopping_message(1),
+            "STOPPING=1\nSTATUS=draining 1 connection"
+        );
+        assert_eq!(
+            extend_message(Duration::from_secs(5), 0),
+            "EXTEND_TIMEOUT_USEC=5000000\nSTATUS=draining 0 connections"
+        );
+    }
+
+    #[test]
+    fn notify_socket_values_are_paths_or_abstract_names() {
+        let path = notify_address(OsStr::new("/run/systemd/notify")).unwrap();
+        assert_eq!(
+            path.as_pathname(),
+            Some(std::path::Path::new("/run/systemd/notify"))
+        );
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let abstract_ = notify_address(OsStr::new("@saythat/notify")).unwrap();
+            assert_eq!(abstract_.as_abstract_name(), Some(&b"saythat/notify"[..]));
+        }
+        for bad in ["run/notify", "vsock:2:1234", ""] {
+            assert!(notify_address(OsStr::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// STOPPING once at the first turn of the drain, then one extension per period, however
+    /// often the loop turns in between.
+    #[test]
+    fn drain_notices_stop_once_then_extend_every_period() {
+        let dir = std::env::temp_dir().join(format!("saythat-notices-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let mut notices = DrainNotices::new(Notifier::to(path.as_os_str()).unwrap());
+        let received = || {
+            let mut buf = [0u8; 256];
+            let mut all = Vec::new();
+            while let Ok(n) = receiver.recv(&mut buf) {
+                all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            all
+        };
+
+        let start = Instant::now();
+        assert_eq!(notices.due(), None, "no timer before the drain");
+        notices.draining(start, 3);
+        notices.draining(start + Duration::from_millis(500), 2);
+        assert_eq!(received(), [stopping_message(3)]);
+        assert_eq!(notices.due(), Some(start + EXTEND_EVERY));
+        notices.draining(start + EXTEND_EVERY, 2);
+        notices.draining(start + EXTEND_EVERY + Duration::from_millis(1), 2);
+        assert_eq!(received(), [extend_message(EXTEND_BY, 2)]);
+        assert_eq!(notices.due(), Some(start + 2 * EXTEND_EVERY));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,7 +1,7 @@
 //! Running in production, through the binary: systemd socket activation (through
 //! `systemd-socket-activate` where it is installed, and everywhere through `sh`, which passes a
-//! socket the test made as fd 3), and the hand-over of a port with `--reuse-port`. No systemd
-//! is needed.
+//! socket the test made as fd 3), readiness notification on a datagram socket the test binds, and
+//! the hand-over of a port with `--reuse-port`. No systemd is needed.
 //!
 //! Passing a socket as fd 3 without `unsafe` (no `pre_exec`, no `dup2` here): the socket is the
 //! child's stdin, and `sh -c 'exec 3<&0 0</dev/null; export LISTEN_PID=$$ ...; exec saythat'`
@@ -9,10 +9,13 @@
 
 mod common;
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -343,6 +346,205 @@ fn systemd_socket_activate_starts_saythat_on_its_socket() {
     roundtrip(&mut connect(addr), b"second");
     drop(first);
     assert_eq!(stop_and_count_served(&mut server), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness notification
+
+/// A datagram socket standing in for systemd's notification socket.
+struct NotifySocket {
+    socket: UnixDatagram,
+    /// What `NOTIFY_SOCKET` says: a path, or `@name` in the abstract namespace.
+    value: OsString,
+    /// The directory of a path socket, removed at drop.
+    dir: Option<PathBuf>,
+}
+
+static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+
+impl NotifySocket {
+    fn unique() -> String {
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        format!("saythat-notify-{}-{n}", std::process::id())
+    }
+
+    fn at_path() -> NotifySocket {
+        let dir = std::env::temp_dir().join(NotifySocket::unique());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        let path = dir.join("notify");
+        let socket = UnixDatagram::bind(&path).expect("bind the notification socket");
+        NotifySocket::ready(socket, path.into_os_string(), Some(dir))
+    }
+
+    fn abstract_() -> NotifySocket {
+        use std::os::linux::net::SocketAddrExt;
+        let name = NotifySocket::unique();
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).expect("bind an abstract socket");
+        NotifySocket::ready(socket, format!("@{name}").into(), None)
+    }
+
+    fn ready(socket: UnixDatagram, value: OsString, dir: Option<PathBuf>) -> NotifySocket {
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        NotifySocket { socket, value, dir }
+    }
+
+    /// The next notification as its `KEY=VALUE` lines, in order.
+    #[track_caller]
+    fn next(&self) -> Vec<(String, String)> {
+        let mut buf = [0u8; 4096];
+        let n = match self.socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) => panic!("no notification within {TIMEOUT:?}: {e}"),
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        text.lines()
+            .map(|line| match line.split_once('=') {
+                Some((key, value)) => (key.to_string(), value.to_string()),
+                None => panic!("a notification line without `=`: {text:?}"),
+            })
+            .collect()
+    }
+
+    /// Notifications already sent, without waiting.
+    fn rest(&self) -> Vec<Vec<(String, String)>> {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            all.push(fields(&text));
+        }
+        all
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn fields(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|&(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An `EXTEND_TIMEOUT_USEC` notification: its extension, checked to outlast the period between
+/// two of them, and its status.
+#[track_caller]
+fn extension(message: &[(String, String)]) -> String {
+    match message {
+        [(key, usec), (status, text)] if key == "EXTEND_TIMEOUT_USEC" && status == "STATUS" => {
+            let usec: u64 = usec.parse().expect("microseconds");
+            assert!(
+                usec > 1_000_000,
+                "an extension of {usec} µs is shorter than its period"
+            );
+            text.clone()
+        }
+        other => panic!("expected EXTEND_TIMEOUT_USEC and STATUS, got {other:?}"),
+    }
+}
+
+/// Ready once listening (with the pid and the address), stopping at SIGTERM with the count of
+/// connections to drain, then extensions while they drain, their status following the count.
+fn readiness_and_stop_are_notified(notify: NotifySocket) {
+    let mut cmd = saythat(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--shutdown-timeout",
+        "60",
+    ]);
+    cmd.env("NOTIFY_SOCKET", &notify.value);
+    let mut server = ServerProcess::start(cmd);
+    let pid = server.pid().to_string();
+    let status = format!("serving on {}", server.addr());
+    assert_eq!(
+        notify.next(),
+        pairs(&[("READY", "1"), ("MAINPID", &pid), ("STATUS", &status)])
+    );
+
+    let mut clients = [server.connect(), server.connect()];
+    for client in clients.iter_mut() {
+        roundtrip(client, b"before SIGTERM");
+    }
+    server.signal("TERM");
+    assert_eq!(
+        notify.next(),
+        pairs(&[("STOPPING", "1"), ("STATUS", "draining 2 connections")])
+    );
+    // The drain lasts until the clients close: at least one extension comes first.
+    assert_eq!(extension(&notify.next()), "draining 2 connections");
+    let [one, mut other] = clients;
+    drop(one);
+    roundtrip(&mut other, b"while draining");
+    // The status follows the count within a period or two.
+    let deadline = Instant::now() + TIMEOUT;
+    while extension(&notify.next()) != "draining 1 connection" {
+        assert!(
+            Instant::now() < deadline,
+            "the status never said 1 connection"
+        );
+    }
+    drop(other);
+    server.expect_exit(0, PROMPTLY);
+    for message in notify.rest() {
+        extension(&message);
+    }
+}
+
+#[test]
+fn readiness_and_stop_are_notified_to_a_socket_path() {
+    readiness_and_stop_are_notified(NotifySocket::at_path());
+}
+
+#[test]
+fn readiness_and_stop_are_notified_to_an_abstract_socket() {
+    readiness_and_stop_are_notified(NotifySocket::abstract_());
+}
+
+/// With nothing to drain, STOPPING is the last word, and no timer keeps the process alive.
+#[test]
+fn an_idle_server_says_stopping_and_exits() {
+    let notify = NotifySocket::at_path();
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0", "--workers", "2"]);
+    cmd.env("NOTIFY_SOCKET", &notify.value);
+    let mut server = ServerProcess::start(cmd);
+    assert_eq!(notify.next()[0], ("READY".to_string(), "1".to_string()));
+    server.signal("TERM");
+    assert_eq!(
+        notify.next(),
+        pairs(&[("STOPPING", "1"), ("STATUS", "draining 0 connections")])
+    );
+    server.expect_exit(0, PROMPTLY);
+    assert_eq!(notify.rest(), Vec::<Vec<(String, String)>>::new());
+}
+
+/// An address saythat cannot notify is warned about; it serves all the same.
+#[test]
+fn an_unusable_notify_socket_is_warned_about_and_saythat_serves() {
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0"]);
+    cmd.env("NOTIFY_SOCKET", "vsock:2:1234");
+    let server = ServerProcess::start(cmd);
+    roundtrip(&mut server.connect(), b"served anyway");
+    assert_eq!(
+        server.count_lines("NOTIFY_SOCKET=vsock:2:1234: not an absolute path"),
+        1
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
