@@ -1,7 +1,8 @@
 //! Running in production, through the binary: systemd socket activation (through
 //! `systemd-socket-activate` where it is installed, and everywhere through `sh`, which passes a
-//! socket the test made as fd 3), readiness notification on a datagram socket the test binds, and
-//! the hand-over of a port with `--reuse-port`. No systemd is needed.
+//! socket the test made as fd 3), readiness notification on a datagram socket the test binds,
+//! the hand-over of a port with `--reuse-port`, and the units in contrib/ (`systemd-analyze
+//! verify` where it is installed). No running systemd is needed.
 //!
 //! Passing a socket as fd 3 without `unsafe` (no `pre_exec`, no `dup2` here): the socket is the
 //! child's stdin, and `sh -c 'exec 3<&0 0</dev/null; export LISTEN_PID=$$ ...; exec saythat'`
@@ -613,4 +614,70 @@ fn a_new_process_takes_over_the_port_while_the_old_one_drains() {
         a.stderr()
     );
     assert_eq!(stop_and_count_served(&mut b), 20);
+}
+
+// ---------------------------------------------------------------------------------------------
+// contrib/
+
+/// The value of `key=` in a unit file (the last one given).
+fn directive<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}=");
+    unit.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(&prefix))
+}
+
+/// The units in contrib/ pass `systemd-analyze verify` (where it is installed), with
+/// `ExecStart=` pointing at the binary just built, and stop later than saythat's own drain.
+#[test]
+fn the_contrib_units_verify_and_give_the_drain_its_time() {
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let read = |name: &str| {
+        std::fs::read_to_string(contrib.join(name))
+            .unwrap_or_else(|e| panic!("cannot read contrib/{name}: {e}"))
+    };
+    let (service, socket) = (read("saythat.service"), read("saythat.socket"));
+    assert_eq!(directive(&service, "Type"), Some("notify"));
+    assert_eq!(directive(&socket, "ListenStream"), Some("127.0.0.1:8080"));
+    let exec = directive(&service, "ExecStart").expect("an ExecStart= line");
+    let shutdown: u64 = exec
+        .split_once("--shutdown-timeout ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .expect("--shutdown-timeout SECS in ExecStart=");
+    let stop: u64 = directive(&service, "TimeoutStopSec")
+        .and_then(|secs| secs.parse().ok())
+        .expect("TimeoutStopSec= in seconds");
+    assert!(
+        stop > shutdown,
+        "TimeoutStopSec={stop} must exceed --shutdown-timeout {shutdown}"
+    );
+
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("skipped: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    };
+    // verify checks that ExecStart= names an executable: the binary just built.
+    let dir = std::env::temp_dir().join(format!("saythat-units-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = env!("CARGO_BIN_EXE_saythat");
+    let service = service.replace("/usr/local/bin/saythat", binary);
+    std::fs::write(dir.join("saythat.service"), service).unwrap();
+    std::fs::write(dir.join("saythat.socket"), socket).unwrap();
+    let mut cmd = Command::new(analyze);
+    cmd.arg("verify")
+        .arg(dir.join("saythat.socket"))
+        .arg(dir.join("saythat.service"));
+    let output = run_bounded(cmd);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
