@@ -724,7 +724,11 @@ impl<P: Protocol> Worker<P> {
             let idle_end = self
                 .idle_timeout
                 .and_then(|idle| conn.last_active.checked_add(idle));
-            let protocol_end = self.protocol.deadline(&conn.session);
+            // A protocol's deadline concerns what it still awaits from the client, which ends
+            // once the connection stops reading (closing, lingering, peer done).
+            let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused)
+                .then(|| self.protocol.deadline(&conn.session))
+                .flatten();
             if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
                 self.close(key, CloseReason::Client);

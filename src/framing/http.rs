@@ -575,11 +575,10 @@ impl<R: Route> Http<R> {
     fn answer_held(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
         let mut held = std::mem::take(&mut session.held);
         let (used, next) = self.process(session, &held, answers);
-        if next == Next::Close || next == Next::CloseNow {
-            return next;
+        if next != Next::Close && next != Next::CloseNow {
+            held.drain(..used);
+            session.held = held;
         }
-        held.drain(..used);
-        session.held = held;
         self.settle(session, next, answers)
     }
 
@@ -610,7 +609,13 @@ impl<R: Route> Http<R> {
                     *started = None;
                 }
             }
-            Next::Close | Next::CloseNow => {}
+            // The last word is said: no head is awaited any more, so no timer may answer 408.
+            Next::Close | Next::CloseNow => {
+                session.held = Vec::new();
+                if let Body::Head(started) = &mut session.body {
+                    *started = None;
+                }
+            }
         }
         next
     }
@@ -1200,6 +1205,32 @@ mod tests {
         assert!(session.held.is_empty());
         assert!(matches!(session.body, Body::Head(None)));
         assert_eq!(mask_dates(&out), ok(b"a"));
+    }
+
+    /// Found by fuzzing: a head that came in two reads started the header timer, and the
+    /// request's `Connection: close` ended the connection without stopping it, so a 408 could
+    /// follow the last answer.
+    #[test]
+    fn the_last_answer_stops_the_header_timer() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let first = http.on_read(
+            &mut session,
+            b"GET / HT",
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(first, Next::Continue);
+        assert!(http.deadline(&session).is_some());
+        let last = http.on_read(
+            &mut session,
+            b"TP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            &mut Answers::new(&mut out, usize::MAX, now),
+        );
+        assert_eq!(last, Next::Close);
+        assert_eq!(http.deadline(&session), None);
+        assert!(session.held.is_empty());
     }
 
     #[test]
