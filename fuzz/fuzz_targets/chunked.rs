@@ -25,11 +25,11 @@ struct Decoded {
 /// Feeds `pieces` one call each as the HTTP framing does: it stops at the first error or once
 /// the body is done (what follows belongs to the next request).
 fn decode<'a>(pieces: impl Iterator<Item = &'a [u8]>, max_body: u64) -> Decoded {
-    let mut decoder = ChunkedDecoder::new(max_body);
+    let mut decoder = ChunkedDecoder::new();
     let mut body = Vec::new();
     let mut used = 0;
     for piece in pieces {
-        let result = decoder.decode(piece, |data| body.extend_from_slice(data));
+        let result = decoder.decode(piece, max_body, |data| body.extend_from_slice(data));
         assert!(
             body.len() as u64 <= max_body,
             "{} body bytes handed out past max_body {max_body}",
