@@ -71,6 +71,11 @@ pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 /// `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 60 * 60;
 
+/// The longest `--drain-delay`: one hour, like `--shutdown-timeout`. The lame duck's end is the
+/// signal's time plus this, which must not overflow; a balancer that needs longer than an hour to
+/// notice a server going away is misconfigured.
+pub const MAX_DRAIN_DELAY_SECS: u64 = 60 * 60;
+
 /// The largest `--max-header`: 1 MiB. A head that has not completed is held per connection, so
 /// the worst case is `max_conns × max_header`; real clients send a few hundred bytes.
 pub const MAX_HEADER_LIMIT: u32 = 1024 * 1024;
@@ -170,11 +175,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
 
-    /// After SIGINT or SIGTERM, how many seconds open connections may finish before they are
-    /// closed, at most 3600.
+    /// Once the drain starts (at SIGINT or SIGTERM, after `--drain-delay`), how many seconds
+    /// open connections may finish before they are closed, at most 3600.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
+
+    /// Lame duck: after the first SIGINT or SIGTERM, keep accepting and serving for this many
+    /// seconds while health checks say draining (`/healthz` answers 503), so a load balancer
+    /// stops sending new clients before the listeners close; then drain as usual. At most 3600;
+    /// 0 drains at once.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
+    pub drain_delay: u64,
 }
 
 impl Default for Config {
@@ -195,6 +208,7 @@ impl Default for Config {
             idle_timeout: 300,
             workers: 1,
             shutdown_timeout: 10,
+            drain_delay: 0,
         }
     }
 }
@@ -224,6 +238,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.drain_delay)
     }
 }
 

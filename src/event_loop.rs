@@ -26,7 +26,7 @@ use slab::Slab;
 use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
-use crate::group::{Group, ABORT, RUNNING};
+use crate::group::{Group, ABORT, LAME_DUCK, RUNNING};
 use crate::metrics::{AcceptError, CloseReason, Counters};
 
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
@@ -112,7 +112,13 @@ pub(crate) struct Worker<P: Protocol> {
     out_of_fds: bool,
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
-    drain_deadline: Option<Instant>,
+    /// The first loop keeps the lame duck's end (`--drain-delay`) and then raises the drain.
+    leads: bool,
+    /// The listeners are closed: the drain has begun.
+    draining: bool,
+    /// When the shutdown must move on without an event: the lame duck's end (on the first loop,
+    /// before the drain), then the drain's end (`--shutdown-timeout`).
+    stop_at: Option<Instant>,
     /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
     counters: Counters,
     /// This loop's slot in the group's published metrics, when `--metrics-listen` is on.
@@ -165,7 +171,9 @@ impl<P: Protocol> Worker<P> {
             accept_paused_until: None,
             out_of_fds: false,
             now: Instant::now(),
-            drain_deadline: None,
+            leads: false,
+            draining: false,
+            stop_at: None,
             counters: Counters::default(),
             publish_to: None,
             cold_changed: true,
@@ -173,6 +181,12 @@ impl<P: Protocol> Worker<P> {
             side_woke: false,
             side_at: None,
         })
+    }
+
+    /// Makes this loop the one that keeps the lame duck's end and then raises the drain for all:
+    /// the first loop, which also watches the signals.
+    pub(crate) fn keep_lame_duck(&mut self) {
+        self.leads = true;
     }
 
     /// Publishes this loop's counters, once per turn, into slot `index` of the group's.
@@ -278,7 +292,11 @@ impl<P: Protocol> Worker<P> {
         };
         for signal in signals.pending() {
             if self.group.request() == RUNNING {
-                info!("received signal {signal}: draining connections");
+                if self.group.drain_delay().is_zero() {
+                    info!("received signal {signal}: draining connections");
+                } else {
+                    info!("received signal {signal}: lame duck, then draining connections");
+                }
                 self.group.shutdown();
             } else {
                 info!("received signal {signal}: closing every connection now");
@@ -299,11 +317,11 @@ impl<P: Protocol> Worker<P> {
             .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
-    /// When this loop must wake without an event: its first timer, the end of an accept pause
-    /// or of the drain.
+    /// When this loop must wake without an event: its first timer, the end of an accept pause,
+    /// of the lame duck or of the drain.
     fn deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until, self.drain_deadline]
+        [timer, self.accept_paused_until, self.stop_at]
             .into_iter()
             .flatten()
             .min()
@@ -318,7 +336,7 @@ impl<P: Protocol> Worker<P> {
 
     /// Accepts up to the budget; a listener with connections left waiting is queued, once.
     fn accept(&mut self, index: usize) {
-        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+        if self.accept_paused_until.is_some() || self.draining {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {
@@ -763,35 +781,71 @@ impl<P: Protocol> Worker<P> {
         self.settle(key);
     }
 
+    /// The first loop's lame duck: starts its clock, and once `--drain-delay` has passed raises
+    /// the drain for every loop; true then.
+    fn lame_duck_over(&mut self, now: Instant) -> bool {
+        let delay = self.group.drain_delay();
+        match self.stop_at {
+            None => {
+                info!(
+                    "lame duck for {delay:?}: accepting and serving as before while health checks \
+                     say draining"
+                );
+                self.stop_at = Some(later(now, delay));
+                false
+            }
+            Some(end) if now < end => false,
+            Some(_) => {
+                self.group.drain();
+                true
+            }
+        }
+    }
+
+    /// Closes the listeners, so new connections fail at once instead of waiting, and starts the
+    /// drain's clock.
+    fn start_drain(&mut self, now: Instant, after_lame_duck: bool) {
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        if after_lame_duck {
+            // Logged once this loop's listeners are closed; the other loops, woken, close theirs
+            // in their next turn.
+            info!("lame duck over: the listeners are closed");
+        }
+        self.ready.retain(|&token| listener_index(token).is_none());
+        self.accept_paused_until = None;
+        self.draining = true;
+        self.stop_at = Some(later(now, self.shutdown_timeout));
+        if self.open > 0 {
+            info!(
+                "draining {} connection(s) for up to {:?}",
+                self.open, self.shutdown_timeout
+            );
+        }
+    }
+
     /// Carries out a shutdown request; true once the loop should end.
     fn shutdown_step(&mut self, now: Instant) -> bool {
-        let request = self.group.request();
+        let mut request = self.group.request();
         if request == RUNNING {
             return false;
         }
-        if self.drain_deadline.is_none() {
-            // Closing the listeners makes new connections fail at once instead of waiting.
-            for mut listener in self.listeners.drain(..) {
-                let _ = self.poll.registry().deregister(&mut listener.socket);
+        if request == LAME_DUCK {
+            // Serving as before; only the first loop watches the clock.
+            if !self.leads || !self.lame_duck_over(now) {
+                return false;
             }
-            self.ready.retain(|&token| listener_index(token).is_none());
-            self.accept_paused_until = None;
-            // A deadline past what an Instant can hold is no deadline.
-            self.drain_deadline = Some(
-                now.checked_add(self.shutdown_timeout)
-                    .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-            );
-            if self.open > 0 {
-                info!(
-                    "draining {} connection(s) for up to {:?}",
-                    self.open, self.shutdown_timeout
-                );
-            }
+            self.start_drain(now, true);
+            request = self.group.request();
+        }
+        if !self.draining {
+            self.start_drain(now, false);
         }
         if self.open == 0 {
             return true;
         }
-        if request >= ABORT || self.drain_deadline.is_some_and(|deadline| now >= deadline) {
+        if request >= ABORT || self.stop_at.is_some_and(|deadline| now >= deadline) {
             let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
             for key in keys {
                 if self.connections[key].phase != Phase::Dead {
@@ -895,6 +949,12 @@ fn arm_deadline<P: Protocol>(
             timers.push(Reverse((at, key, conn.id)));
         }
     }
+}
+
+/// `now + delay`; a time past what an Instant can hold is a year away, which is no deadline.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
 }
 
 /// Puts a connection on the list served next turn, once.

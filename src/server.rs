@@ -163,7 +163,7 @@ impl Server {
             bound[0].0.admin = Some(admin);
         }
         let (rest, wakers): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
-        let group = Arc::new(Group::new(wakers, max_conns));
+        let group = Arc::new(Group::new(wakers, max_conns).with_drain_delay(config.drain_delay()));
         let mut workers = Vec::with_capacity(count);
         for (index, bound) in rest.into_iter().enumerate() {
             let prefix = config.prefix.as_bytes();
@@ -218,9 +218,9 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts. The first
-    /// worker watches them until every worker has ended, so a second signal is honoured
-    /// whichever worker is still draining.
+    /// Makes SIGINT and SIGTERM stop the server: the first drains (after the lame duck of
+    /// `--drain-delay`), the second aborts. The first worker watches them until every worker has
+    /// ended, so a second signal is honoured whichever worker is still draining.
     pub fn watch_signals(&mut self) -> io::Result<()> {
         self.workers[0].watch_signals()
     }
@@ -317,6 +317,9 @@ where
     let group = group.clone();
     let Some(admin) = admin else {
         let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
+        if index == 0 {
+            worker.keep_lame_duck();
+        }
         if publish {
             worker.publish_as(index);
         }
@@ -331,6 +334,7 @@ where
         Http::with_route(b"", config.http_limits(), endpoint),
     )?;
     let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
+    worker.keep_lame_duck();
     worker.drive_side(Box::new(SideLoop::new(admin)))?;
     worker.publish_as(index);
     Ok(runner(worker))
