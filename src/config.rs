@@ -39,6 +39,9 @@ pub const MAX_PREFIX: usize = 4096;
 /// flood of them cannot take the descriptors the echo connections need; they fit in
 /// `RESERVED_FDS`' margin.
 pub const MAX_ADMIN_CONNS: usize = 32;
+/// Connections the agent check (`--agent-listen`) serves at once: HAProxy opens one per server
+/// line per check, and each lasts a line. More are refused at accept, within `RESERVED_FDS`.
+pub const MAX_AGENT_CONNS: usize = 16;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
@@ -116,6 +119,17 @@ pub struct Config {
     )]
     pub metrics_listen: Vec<SocketAddr>,
 
+    /// Answer HAProxy's agent check on this address: one line, `up ready` while serving and
+    /// `drain` from the first SIGINT or SIGTERM on, then the connection closes. Repeat for
+    /// several; off unless given.
+    #[arg(
+        long = "agent-listen",
+        value_name = "ADDR",
+        env = "SAYTHAT_AGENT_LISTEN",
+        value_delimiter = ','
+    )]
+    pub agent_listen: Vec<SocketAddr>,
+
     /// Bytes put before every answer. Empty makes saythat a plain RFC 862 echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_PREFIX", default_value = DEFAULT_PREFIX,
           value_parser = parse_prefix)]
@@ -182,9 +196,9 @@ pub struct Config {
     pub shutdown_timeout: u64,
 
     /// Lame duck: after the first SIGINT or SIGTERM, keep accepting and serving for this many
-    /// seconds while health checks say draining (`/healthz` answers 503), so a load balancer
-    /// stops sending new clients before the listeners close; then drain as usual. At most 3600;
-    /// 0 drains at once.
+    /// seconds while health checks say draining (`/healthz` 503, agent `drain`), so a load
+    /// balancer stops sending new clients before the listeners close; then drain as usual. At
+    /// most 3600; 0 drains at once.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
     pub drain_delay: u64,
@@ -197,6 +211,7 @@ impl Default for Config {
                 .parse()
                 .expect("DEFAULT_LISTEN is an address")],
             metrics_listen: Vec::new(),
+            agent_listen: Vec::new(),
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,

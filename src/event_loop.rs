@@ -6,9 +6,10 @@
 //! block, never busy-loop (not even out of file descriptors), and never let one client starve
 //! the others or grow memory without bound.
 //!
-//! With `--metrics-listen`, the first loop also drives a [`Side`] loop, the admin endpoint's: a
-//! second `Worker` on a poll of its own, which this loop's poll watches and whose turns it runs
-//! after its own. Same thread, and nothing of it on the echo's message path.
+//! With `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`] loops, the
+//! admin endpoint's and the agent check's: each a `Worker` on a poll of its own, which this
+//! loop's poll watches and whose turns it runs after its own. Same thread, and nothing of them
+//! on the echo's message path.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -33,7 +34,7 @@ use crate::metrics::{AcceptError, CloseReason, Counters};
 /// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// The poll of the side loop (the admin endpoint's) has events.
+/// The poll of a side loop (the admin endpoint's, the agent check's) has events.
 const SIDE: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 3;
@@ -126,10 +127,12 @@ pub(crate) struct Worker<P: Protocol> {
     /// A counter that changes per connection rather than per message (accepts, refusals,
     /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
     cold_changed: bool,
-    /// A loop of its own that this one drives (the admin endpoint's, on the first worker),
-    /// whether its poll reported events this turn, and when it needs a turn without one (known
-    /// after each of its turns, since only its turns change it).
-    side: Option<Box<dyn Side>>,
+    /// Loops of their own that this one drives (the admin endpoint's and the agent check's, on
+    /// the first worker), whether one of their polls reported events this turn, and when the
+    /// first of them needs a turn without one (known after each of their turns, since only
+    /// their turns change it). They share the one `SIDE` token: each turn of theirs costs every
+    /// one of them a poll that returns at once, which their light traffic allows.
+    sides: Vec<Box<dyn Side>>,
     side_woke: bool,
     side_at: Option<Instant>,
 }
@@ -177,7 +180,7 @@ impl<P: Protocol> Worker<P> {
             counters: Counters::default(),
             publish_to: None,
             cold_changed: true,
-            side: None,
+            sides: Vec::new(),
             side_woke: false,
             side_at: None,
         })
@@ -201,7 +204,7 @@ impl<P: Protocol> Worker<P> {
         self.poll
             .registry()
             .register(&mut mio::unix::SourceFd(&fd), SIDE, Interest::READABLE)?;
-        self.side = Some(side);
+        self.sides.push(side);
         Ok(())
     }
 
@@ -234,14 +237,10 @@ impl<P: Protocol> Worker<P> {
             }
             self.turn(&events);
             let done = self.shutdown_step(self.now);
-            // Before the side loop's turn: a scrape it answers sees all this loop did before.
+            // Before the side loops' turn: a scrape they answer sees all this loop did before.
             self.publish();
-            if let Some(side) = self.side.as_mut() {
-                let due = self.side_at.is_some_and(|at| at <= self.now);
-                if std::mem::take(&mut self.side_woke) || due {
-                    side.turn();
-                    self.side_at = side.next();
-                }
+            if !self.sides.is_empty() {
+                self.side_turns();
             }
             // The signal watcher stays until it is the last loop running.
             if done && (self.signals.is_none() || self.group.running() == 1) {
@@ -250,6 +249,17 @@ impl<P: Protocol> Worker<P> {
         }
         self.counters.open = self.open as u64;
         Ok(self.counters)
+    }
+
+    /// Gives the side loops a turn when one of their polls had events or a deadline has come.
+    fn side_turns(&mut self) {
+        let due = self.side_at.is_some_and(|at| at <= self.now);
+        if std::mem::take(&mut self.side_woke) || due {
+            for side in self.sides.iter_mut() {
+                side.turn();
+            }
+            self.side_at = self.sides.iter().filter_map(|side| side.next()).min();
+        }
     }
 
     /// One turn's work after a poll: its events, what was left over, due timers, freed slots.
@@ -433,6 +443,21 @@ impl<P: Protocol> Worker<P> {
         self.open += 1;
         self.counters.accepted += 1;
         self.cold_changed = true;
+        self.greet(key);
+    }
+
+    /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
+    /// this costs a call that does nothing, once per connection.
+    fn greet(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        self.answers.clear();
+        let next = self.protocol.on_open(
+            &mut conn.session,
+            &mut Answers::new(&mut self.answers, self.max_pending, self.now),
+        );
+        if next != Next::Continue || !self.answers.is_empty() {
+            self.carry_out(key, next);
+        }
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
@@ -760,6 +785,13 @@ impl<P: Protocol> Worker<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
         );
+        self.carry_out(key, next);
+    }
+
+    /// Does what the protocol asked after a call outside a read (a new connection, a deadline),
+    /// and writes its answers like any other.
+    fn carry_out(&mut self, key: usize, next: Next) {
+        let conn = &mut self.connections[key];
         match next {
             Next::CloseNow => {
                 let reason = self.protocol.close_reason(&conn.session);
@@ -859,8 +891,8 @@ impl<P: Protocol> Worker<P> {
     }
 }
 
-/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's, on
-/// the first worker. Its poll is registered in the driving loop's, which gives it a turn when
+/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's and
+/// the agent check's, on the first worker. Its poll is registered in the driving loop's, which gives it a turn when
 /// that poll has events or its deadline has come.
 pub(crate) trait Side: Send {
     /// The descriptor of its poll, for the driving loop to watch.

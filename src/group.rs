@@ -86,6 +86,14 @@ impl Group {
         }
     }
 
+    /// The group of the agent check's loop (`--agent-listen`), like the admin endpoint's.
+    pub(crate) fn agent(max_conns: usize) -> Group {
+        Group {
+            full_hint: "agent check full: refused {since} connection(s) at its limit of {max}",
+            ..Group::new(Vec::new(), max_conns)
+        }
+    }
+
     pub(crate) fn request(&self) -> u8 {
         self.request.load(Ordering::Acquire)
     }
