@@ -823,7 +823,8 @@ impl<P: Protocol> Worker<P> {
                     "lame duck for {delay:?}: accepting and serving as before while health checks \
                      say draining"
                 );
-                self.stop_at = Some(later(now, delay));
+                // From now, not from this turn's start, which may precede the request.
+                self.stop_at = Some(later(Instant::now(), delay));
                 false
             }
             Some(end) if now < end => false,

@@ -110,7 +110,7 @@ fn the_handle_starts_a_lame_duck_over_every_worker() {
         asked.elapsed() < Duration::from_secs(1),
         "the clients above took the whole lame duck; the test proves nothing on a machine this slow"
     );
-    // A probe that connects is accepted and counted; it closes at once.
+    // A probe that connects is accepted (and counted) by the server; it closes at once.
     let mut probes = 0;
     wait_for(TIMEOUT, "every listener closed after the lame duck", || {
         match TcpStream::connect_timeout(&server.addr(), TIMEOUT) {
@@ -131,6 +131,11 @@ fn the_handle_starts_a_lame_duck_over_every_worker() {
     }
     drop((old, clients));
     let summary = server.wait(DRAINED);
-    assert_eq!(summary.accepted, 7 + probes, "connections accepted");
+    // A probe still in a listener's backlog when it closed was never accepted.
+    assert!(
+        (7..=7 + probes).contains(&summary.accepted),
+        "accepted {} connections: 7 clients and at most {probes} probes",
+        summary.accepted
+    );
     assert_eq!(summary.cut_at_shutdown, 0, "connections cut at shutdown");
 }
