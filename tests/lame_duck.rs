@@ -28,7 +28,7 @@ fn healthz(metrics: SocketAddr) -> String {
 
 /// SIGTERM with `--drain-delay 2`: /healthz says 503 at once, yet the echo listener accepts and
 /// serves a new client, and the old one too, until the delay has passed; then it is closed, the
-/// drain goes on, and the process exits 0 once the clients have left.
+/// drain closes the idle clients, and the process exits 0.
 #[test]
 fn healthz_flips_at_the_signal_while_the_listener_still_serves_new_clients() {
     let mut server = ServerProcess::serve(&[
@@ -64,6 +64,9 @@ fn healthz_flips_at_the_signal_while_the_listener_still_serves_new_clients() {
     );
     expect_refused(server.addr());
     assert_eq!(healthz(metrics), "HTTP/1.1 503 Service Unavailable");
+    // Both idle between messages: the drain closes them cleanly, and the process exits.
+    expect_eof(&mut old);
+    expect_eof(&mut new);
     drop((old, new));
     server.expect_exit(0, TIMEOUT);
 }
