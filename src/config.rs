@@ -34,11 +34,22 @@ pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// The longest `--prefix`: the answers to one read are bounded by its size times the prefix length.
 pub const MAX_PREFIX: usize = 4096;
+/// During the drain, a connection idle at a message boundary (nothing of a message held, no
+/// answer waiting, nothing unread) is closed once it has been quiet this long: longer than a
+/// round trip on most paths (intercontinental ones take 150 to 250 ms), so that a
+/// request-response client which has just read its answer has sent the next message, which then
+/// gets its answer rather than our FIN; short enough that idle clients are gone long before
+/// `--shutdown-timeout`. A client silent longer than this between two messages may see the end
+/// of the stream instead of an answer, as it would from any server that closes idle connections.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// Connections the admin endpoint (`--metrics-listen`) serves at once: a Prometheus server or
 /// two, a load balancer's health checks, a person with curl. More are refused at accept, so a
 /// flood of them cannot take the descriptors the echo connections need; they fit in
 /// `RESERVED_FDS`' margin.
 pub const MAX_ADMIN_CONNS: usize = 32;
+/// Connections the agent check (`--agent-listen`) serves at once: HAProxy opens one per server
+/// line per check, and each lasts a line. More are refused at accept, within `RESERVED_FDS`.
+pub const MAX_AGENT_CONNS: usize = 16;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
@@ -70,6 +81,11 @@ pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 /// this, which must not overflow; supervisors give up long before (systemd's default
 /// `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 60 * 60;
+
+/// The longest `--drain-delay`: one hour, like `--shutdown-timeout`. The lame duck's end is the
+/// signal's time plus this, which must not overflow; a balancer that needs longer than an hour to
+/// notice a server going away is misconfigured.
+pub const MAX_DRAIN_DELAY_SECS: u64 = 60 * 60;
 
 /// The largest `--max-header`: 1 MiB. A head that has not completed is held per connection, so
 /// the worst case is `max_conns × max_header`; real clients send a few hundred bytes.
@@ -110,6 +126,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub metrics_listen: Vec<SocketAddr>,
+
+    /// Answer HAProxy's agent check on this address: one line, `up ready` while serving and
+    /// `drain` from the first SIGINT or SIGTERM on, then the connection closes. Repeat for
+    /// several; off unless given.
+    #[arg(
+        long = "agent-listen",
+        value_name = "ADDR",
+        env = "SAYTHAT_AGENT_LISTEN",
+        value_delimiter = ','
+    )]
+    pub agent_listen: Vec<SocketAddr>,
 
     /// Bytes put before every answer. Empty makes saythat a plain RFC 862 echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_PREFIX", default_value = DEFAULT_PREFIX,
@@ -177,11 +204,19 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub reuse_port: bool,
 
-    /// After SIGINT or SIGTERM, how many seconds open connections may finish before they are
-    /// closed, at most 3600.
+    /// Once the drain starts (at SIGINT or SIGTERM, after `--drain-delay`), how many seconds
+    /// open connections may finish before they are closed, at most 3600.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
+
+    /// Lame duck: after the first SIGINT or SIGTERM, keep accepting and serving for this many
+    /// seconds while health checks say draining (`/healthz` 503, agent `drain`), so a load
+    /// balancer stops sending new clients before the listeners close; then drain as usual. At
+    /// most 3600; 0 drains at once.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
+    pub drain_delay: u64,
 }
 
 impl Default for Config {
@@ -191,6 +226,7 @@ impl Default for Config {
                 .parse()
                 .expect("DEFAULT_LISTEN is an address")],
             metrics_listen: Vec::new(),
+            agent_listen: Vec::new(),
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,
@@ -203,6 +239,7 @@ impl Default for Config {
             workers: 1,
             reuse_port: false,
             shutdown_timeout: 10,
+            drain_delay: 0,
         }
     }
 }
@@ -232,6 +269,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.drain_delay)
     }
 }
 

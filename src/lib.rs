@@ -13,6 +13,7 @@
 //!   the exit [`Summary`].
 //! - `admin`: `--metrics-listen`, `/metrics` and `/healthz` on the first loop, through the HTTP
 //!   framing's parser.
+//! - `agent`: `--agent-listen`, HAProxy's agent check (`up ready` or `drain`) on the first loop.
 //! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
 //! - [`systemd`]: socket activation (serve on the sockets systemd passes) and readiness
 //!   notification (`READY=1`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC`); no libsystemd.
@@ -20,6 +21,7 @@
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
 mod admin;
+mod agent;
 pub mod client;
 pub mod config;
 mod connection;

@@ -305,11 +305,13 @@ fn a_slow_reader_costs_about_the_cap_and_leaving_gives_it_back() {
          read {received} bytes, with --max-pending {CAP}"
     );
 
-    // Gone with the client: nothing large is pooled.
+    // Gone with the client: nothing large is pooled. The allocator may keep a few freed pages
+    // (how many depends on the order of earlier allocations), so the bound is the cap: the old
+    // pool kept every byte ever sent, 100 MB and more here.
     roundtrip(&mut warm, b"still there?");
-    let after = wait_for(Duration::from_secs(5), "RSS back near the baseline", || {
+    let after = wait_for(Duration::from_secs(10), "RSS back near the baseline", || {
         let rss = server.rss_bytes();
-        (rss < baseline + (4 << 20)).then_some(rss)
+        (rss < baseline + CAP).then_some(rss)
     });
     report("backpressure.slow_reader_rss_after", after);
     server.assert_alive("after the slow reader left");

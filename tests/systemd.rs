@@ -644,12 +644,16 @@ fn the_contrib_units_verify_and_give_the_drain_its_time() {
         .split_once("--shutdown-timeout ")
         .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
         .expect("--shutdown-timeout SECS in ExecStart=");
+    let delay: u64 = exec
+        .split_once("--drain-delay ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
     let stop: u64 = directive(&service, "TimeoutStopSec")
         .and_then(|secs| secs.parse().ok())
         .expect("TimeoutStopSec= in seconds");
     assert!(
-        stop > shutdown,
-        "TimeoutStopSec={stop} must exceed --shutdown-timeout {shutdown}"
+        stop > delay + shutdown,
+        "TimeoutStopSec={stop} must exceed --drain-delay {delay} + --shutdown-timeout {shutdown}"
     );
 
     let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
