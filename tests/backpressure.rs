@@ -309,10 +309,14 @@ fn a_slow_reader_costs_about_the_cap_and_leaving_gives_it_back() {
     // (how many depends on the order of earlier allocations), so the bound is the cap: the old
     // pool kept every byte ever sent, 100 MB and more here.
     roundtrip(&mut warm, b"still there?");
-    let after = wait_for(Duration::from_secs(10), "RSS back near the baseline", || {
-        let rss = server.rss_bytes();
-        (rss < baseline + CAP).then_some(rss)
-    });
+    let after = wait_for(
+        Duration::from_secs(10),
+        "RSS back near the baseline",
+        || {
+            let rss = server.rss_bytes();
+            (rss < baseline + CAP).then_some(rss)
+        },
+    );
     report("backpressure.slow_reader_rss_after", after);
     server.assert_alive("after the slow reader left");
 }

@@ -127,16 +127,23 @@ fn a_socket_passed_as_fd_3_is_served_without_binding() {
 fn at_sigterm_a_new_client_waits_in_the_socket_for_the_next_process() {
     let listener = listening_socket();
     let addr = listener.local_addr().unwrap();
-    let mut first = serve_activated(&listener, &["--shutdown-timeout", "60"]);
+    // Line framing, and half a line held: the drain closes idle connections at a message
+    // boundary, and this one must stay open through it.
+    let mut first = serve_activated(
+        &listener,
+        &["--framing", "line", "--shutdown-timeout", "60"],
+    );
     let mut open = connect(addr);
-    roundtrip(&mut open, b"before the restart");
+    roundtrip(&mut open, b"before the restart\n");
+    send(&mut open, b"still served ");
 
     first.signal("TERM");
     first.wait_for_line("draining 1 connection(s)");
     let mut waiting = connect(addr);
-    send(&mut waiting, b"during the restart");
+    send(&mut waiting, b"during the restart\n");
     expect_silence(&mut waiting, Duration::from_millis(200));
-    roundtrip(&mut open, b"still served while draining");
+    send(&mut open, b"while draining\n");
+    expect_bytes(&mut open, &answer(b"still served while draining\n"));
     drop(open);
     first.expect_exit(0, PROMPTLY);
     assert_eq!(
@@ -146,8 +153,8 @@ fn at_sigterm_a_new_client_waits_in_the_socket_for_the_next_process() {
         first.stderr()
     );
 
-    let mut second = serve_activated(&listener, &[]);
-    expect_bytes(&mut waiting, &answer(b"during the restart"));
+    let mut second = serve_activated(&listener, &["--framing", "line"]);
+    expect_bytes(&mut waiting, &answer(b"during the restart\n"));
     drop(waiting);
     assert_eq!(stop_and_count_served(&mut second), 1);
 }
@@ -469,6 +476,8 @@ fn readiness_and_stop_are_notified(notify: NotifySocket) {
         "127.0.0.1:0",
         "--shutdown-timeout",
         "60",
+        "--framing",
+        "line",
     ]);
     cmd.env("NOTIFY_SOCKET", &notify.value);
     let mut server = ServerProcess::start(cmd);
@@ -480,8 +489,10 @@ fn readiness_and_stop_are_notified(notify: NotifySocket) {
     );
 
     let mut clients = [server.connect(), server.connect()];
+    // Each holds half a line, so the drain does not close them at a message boundary.
     for client in clients.iter_mut() {
-        roundtrip(client, b"before SIGTERM");
+        roundtrip(client, b"before SIGTERM\n");
+        send(client, b"while ");
     }
     server.signal("TERM");
     assert_eq!(
@@ -492,7 +503,8 @@ fn readiness_and_stop_are_notified(notify: NotifySocket) {
     assert_eq!(extension(&notify.next()), "draining 2 connections");
     let [one, mut other] = clients;
     drop(one);
-    roundtrip(&mut other, b"while draining");
+    send(&mut other, b"draining\n");
+    expect_bytes(&mut other, &answer(b"while draining\n"));
     // The status follows the count within a period or two.
     let deadline = Instant::now() + TIMEOUT;
     while extension(&notify.next()) != "draining 1 connection" {
