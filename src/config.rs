@@ -39,6 +39,9 @@ pub const MAX_PREFIX: usize = 4096;
 /// flood of them cannot take the descriptors the echo connections need; they fit in
 /// `RESERVED_FDS`' margin.
 pub const MAX_ADMIN_CONNS: usize = 32;
+/// Connections the agent check (`--agent-listen`) serves at once: HAProxy opens one per server
+/// line per check, and each lasts a line. More are refused at accept, within `RESERVED_FDS`.
+pub const MAX_AGENT_CONNS: usize = 16;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
@@ -70,6 +73,11 @@ pub const MAX_IDLE_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 /// this, which must not overflow; supervisors give up long before (systemd's default
 /// `TimeoutStopSec` is 90 s).
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 60 * 60;
+
+/// The longest `--drain-delay`: one hour, like `--shutdown-timeout`. The lame duck's end is the
+/// signal's time plus this, which must not overflow; a balancer that needs longer than an hour to
+/// notice a server going away is misconfigured.
+pub const MAX_DRAIN_DELAY_SECS: u64 = 60 * 60;
 
 /// The largest `--max-header`: 1 MiB. A head that has not completed is held per connection, so
 /// the worst case is `max_conns × max_header`; real clients send a few hundred bytes.
@@ -110,6 +118,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub metrics_listen: Vec<SocketAddr>,
+
+    /// Answer HAProxy's agent check on this address: one line, `up ready` while serving and
+    /// `drain` from the first SIGINT or SIGTERM on, then the connection closes. Repeat for
+    /// several; off unless given.
+    #[arg(
+        long = "agent-listen",
+        value_name = "ADDR",
+        env = "SAYTHAT_AGENT_LISTEN",
+        value_delimiter = ','
+    )]
+    pub agent_listen: Vec<SocketAddr>,
 
     /// Bytes put before every answer. Empty makes saythat a plain RFC 862 echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_PREFIX", default_value = DEFAULT_PREFIX,
@@ -170,11 +189,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
 
-    /// After SIGINT or SIGTERM, how many seconds open connections may finish before they are
-    /// closed, at most 3600.
+    /// Once the drain starts (at SIGINT or SIGTERM, after `--drain-delay`), how many seconds
+    /// open connections may finish before they are closed, at most 3600.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
+
+    /// Lame duck: after the first SIGINT or SIGTERM, keep accepting and serving for this many
+    /// seconds while health checks say draining (`/healthz` 503, agent `drain`), so a load
+    /// balancer stops sending new clients before the listeners close; then drain as usual. At
+    /// most 3600; 0 drains at once.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
+    pub drain_delay: u64,
 }
 
 impl Default for Config {
@@ -184,6 +211,7 @@ impl Default for Config {
                 .parse()
                 .expect("DEFAULT_LISTEN is an address")],
             metrics_listen: Vec::new(),
+            agent_listen: Vec::new(),
             prefix: DEFAULT_PREFIX.to_string(),
             framing: FramingKind::Chunk,
             max_line: 8192,
@@ -195,6 +223,7 @@ impl Default for Config {
             idle_timeout: 300,
             workers: 1,
             shutdown_timeout: 10,
+            drain_delay: 0,
         }
     }
 }
@@ -224,6 +253,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.drain_delay)
     }
 }
 

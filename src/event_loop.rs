@@ -6,9 +6,10 @@
 //! block, never busy-loop (not even out of file descriptors), and never let one client starve
 //! the others or grow memory without bound.
 //!
-//! With `--metrics-listen`, the first loop also drives a [`Side`] loop, the admin endpoint's: a
-//! second `Worker` on a poll of its own, which this loop's poll watches and whose turns it runs
-//! after its own. Same thread, and nothing of it on the echo's message path.
+//! With `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`] loops, the
+//! admin endpoint's and the agent check's: each a `Worker` on a poll of its own, which this
+//! loop's poll watches and whose turns it runs after its own. Same thread, and nothing of them
+//! on the echo's message path.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -26,14 +27,14 @@ use slab::Slab;
 use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
-use crate::group::{Group, ABORT, RUNNING};
+use crate::group::{Group, ABORT, LAME_DUCK, RUNNING};
 use crate::metrics::{AcceptError, CloseReason, Counters};
 
 /// Wakes the loop for a [`crate::ServerHandle`] request. The special tokens live at the top of
 /// `usize`, far above any slab key.
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// The poll of the side loop (the admin endpoint's) has events.
+/// The poll of a side loop (the admin endpoint's, the agent check's) has events.
 const SIDE: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 3;
@@ -112,7 +113,13 @@ pub(crate) struct Worker<P: Protocol> {
     out_of_fds: bool,
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
-    drain_deadline: Option<Instant>,
+    /// The first loop keeps the lame duck's end (`--drain-delay`) and then raises the drain.
+    leads: bool,
+    /// The listeners are closed: the drain has begun.
+    draining: bool,
+    /// When the shutdown must move on without an event: the lame duck's end (on the first loop,
+    /// before the drain), then the drain's end (`--shutdown-timeout`).
+    stop_at: Option<Instant>,
     /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
     counters: Counters,
     /// This loop's slot in the group's published metrics, when `--metrics-listen` is on.
@@ -120,10 +127,12 @@ pub(crate) struct Worker<P: Protocol> {
     /// A counter that changes per connection rather than per message (accepts, refusals,
     /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
     cold_changed: bool,
-    /// A loop of its own that this one drives (the admin endpoint's, on the first worker),
-    /// whether its poll reported events this turn, and when it needs a turn without one (known
-    /// after each of its turns, since only its turns change it).
-    side: Option<Box<dyn Side>>,
+    /// Loops of their own that this one drives (the admin endpoint's and the agent check's, on
+    /// the first worker), whether one of their polls reported events this turn, and when the
+    /// first of them needs a turn without one (known after each of their turns, since only
+    /// their turns change it). They share the one `SIDE` token: each turn of theirs costs every
+    /// one of them a poll that returns at once, which their light traffic allows.
+    sides: Vec<Box<dyn Side>>,
     side_woke: bool,
     side_at: Option<Instant>,
 }
@@ -165,14 +174,22 @@ impl<P: Protocol> Worker<P> {
             accept_paused_until: None,
             out_of_fds: false,
             now: Instant::now(),
-            drain_deadline: None,
+            leads: false,
+            draining: false,
+            stop_at: None,
             counters: Counters::default(),
             publish_to: None,
             cold_changed: true,
-            side: None,
+            sides: Vec::new(),
             side_woke: false,
             side_at: None,
         })
+    }
+
+    /// Makes this loop the one that keeps the lame duck's end and then raises the drain for all:
+    /// the first loop, which also watches the signals.
+    pub(crate) fn keep_lame_duck(&mut self) {
+        self.leads = true;
     }
 
     /// Publishes this loop's counters, once per turn, into slot `index` of the group's.
@@ -187,7 +204,7 @@ impl<P: Protocol> Worker<P> {
         self.poll
             .registry()
             .register(&mut mio::unix::SourceFd(&fd), SIDE, Interest::READABLE)?;
-        self.side = Some(side);
+        self.sides.push(side);
         Ok(())
     }
 
@@ -220,14 +237,10 @@ impl<P: Protocol> Worker<P> {
             }
             self.turn(&events);
             let done = self.shutdown_step(self.now);
-            // Before the side loop's turn: a scrape it answers sees all this loop did before.
+            // Before the side loops' turn: a scrape they answer sees all this loop did before.
             self.publish();
-            if let Some(side) = self.side.as_mut() {
-                let due = self.side_at.is_some_and(|at| at <= self.now);
-                if std::mem::take(&mut self.side_woke) || due {
-                    side.turn();
-                    self.side_at = side.next();
-                }
+            if !self.sides.is_empty() {
+                self.side_turns();
             }
             // The signal watcher stays until it is the last loop running.
             if done && (self.signals.is_none() || self.group.running() == 1) {
@@ -236,6 +249,17 @@ impl<P: Protocol> Worker<P> {
         }
         self.counters.open = self.open as u64;
         Ok(self.counters)
+    }
+
+    /// Gives the side loops a turn when one of their polls had events or a deadline has come.
+    fn side_turns(&mut self) {
+        let due = self.side_at.is_some_and(|at| at <= self.now);
+        if std::mem::take(&mut self.side_woke) || due {
+            for side in self.sides.iter_mut() {
+                side.turn();
+            }
+            self.side_at = self.sides.iter().filter_map(|side| side.next()).min();
+        }
     }
 
     /// One turn's work after a poll: its events, what was left over, due timers, freed slots.
@@ -278,7 +302,11 @@ impl<P: Protocol> Worker<P> {
         };
         for signal in signals.pending() {
             if self.group.request() == RUNNING {
-                info!("received signal {signal}: draining connections");
+                if self.group.drain_delay().is_zero() {
+                    info!("received signal {signal}: draining connections");
+                } else {
+                    info!("received signal {signal}: lame duck, then draining connections");
+                }
                 self.group.shutdown();
             } else {
                 info!("received signal {signal}: closing every connection now");
@@ -299,11 +327,11 @@ impl<P: Protocol> Worker<P> {
             .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
-    /// When this loop must wake without an event: its first timer, the end of an accept pause
-    /// or of the drain.
+    /// When this loop must wake without an event: its first timer, the end of an accept pause,
+    /// of the lame duck or of the drain.
     fn deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until, self.drain_deadline]
+        [timer, self.accept_paused_until, self.stop_at]
             .into_iter()
             .flatten()
             .min()
@@ -318,7 +346,7 @@ impl<P: Protocol> Worker<P> {
 
     /// Accepts up to the budget; a listener with connections left waiting is queued, once.
     fn accept(&mut self, index: usize) {
-        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+        if self.accept_paused_until.is_some() || self.draining {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {
@@ -415,6 +443,21 @@ impl<P: Protocol> Worker<P> {
         self.open += 1;
         self.counters.accepted += 1;
         self.cold_changed = true;
+        self.greet(key);
+    }
+
+    /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
+    /// this costs a call that does nothing, once per connection.
+    fn greet(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        self.answers.clear();
+        let next = self.protocol.on_open(
+            &mut conn.session,
+            &mut Answers::new(&mut self.answers, self.max_pending, self.now),
+        );
+        if next != Next::Continue || !self.answers.is_empty() {
+            self.carry_out(key, next);
+        }
     }
 
     /// Tells a connection past `--max-conns` why, and closes it.
@@ -742,6 +785,13 @@ impl<P: Protocol> Worker<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
         );
+        self.carry_out(key, next);
+    }
+
+    /// Does what the protocol asked after a call outside a read (a new connection, a deadline),
+    /// and writes its answers like any other.
+    fn carry_out(&mut self, key: usize, next: Next) {
+        let conn = &mut self.connections[key];
         match next {
             Next::CloseNow => {
                 let reason = self.protocol.close_reason(&conn.session);
@@ -763,35 +813,71 @@ impl<P: Protocol> Worker<P> {
         self.settle(key);
     }
 
+    /// The first loop's lame duck: starts its clock, and once `--drain-delay` has passed raises
+    /// the drain for every loop; true then.
+    fn lame_duck_over(&mut self, now: Instant) -> bool {
+        let delay = self.group.drain_delay();
+        match self.stop_at {
+            None => {
+                info!(
+                    "lame duck for {delay:?}: accepting and serving as before while health checks \
+                     say draining"
+                );
+                self.stop_at = Some(later(now, delay));
+                false
+            }
+            Some(end) if now < end => false,
+            Some(_) => {
+                self.group.drain();
+                true
+            }
+        }
+    }
+
+    /// Closes the listeners, so new connections fail at once instead of waiting, and starts the
+    /// drain's clock.
+    fn start_drain(&mut self, now: Instant, after_lame_duck: bool) {
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        if after_lame_duck {
+            // Logged once this loop's listeners are closed; the other loops, woken, close theirs
+            // in their next turn.
+            info!("lame duck over: the listeners are closed");
+        }
+        self.ready.retain(|&token| listener_index(token).is_none());
+        self.accept_paused_until = None;
+        self.draining = true;
+        self.stop_at = Some(later(now, self.shutdown_timeout));
+        if self.open > 0 {
+            info!(
+                "draining {} connection(s) for up to {:?}",
+                self.open, self.shutdown_timeout
+            );
+        }
+    }
+
     /// Carries out a shutdown request; true once the loop should end.
     fn shutdown_step(&mut self, now: Instant) -> bool {
-        let request = self.group.request();
+        let mut request = self.group.request();
         if request == RUNNING {
             return false;
         }
-        if self.drain_deadline.is_none() {
-            // Closing the listeners makes new connections fail at once instead of waiting.
-            for mut listener in self.listeners.drain(..) {
-                let _ = self.poll.registry().deregister(&mut listener.socket);
+        if request == LAME_DUCK {
+            // Serving as before; only the first loop watches the clock.
+            if !self.leads || !self.lame_duck_over(now) {
+                return false;
             }
-            self.ready.retain(|&token| listener_index(token).is_none());
-            self.accept_paused_until = None;
-            // A deadline past what an Instant can hold is no deadline.
-            self.drain_deadline = Some(
-                now.checked_add(self.shutdown_timeout)
-                    .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-            );
-            if self.open > 0 {
-                info!(
-                    "draining {} connection(s) for up to {:?}",
-                    self.open, self.shutdown_timeout
-                );
-            }
+            self.start_drain(now, true);
+            request = self.group.request();
+        }
+        if !self.draining {
+            self.start_drain(now, false);
         }
         if self.open == 0 {
             return true;
         }
-        if request >= ABORT || self.drain_deadline.is_some_and(|deadline| now >= deadline) {
+        if request >= ABORT || self.stop_at.is_some_and(|deadline| now >= deadline) {
             let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
             for key in keys {
                 if self.connections[key].phase != Phase::Dead {
@@ -805,8 +891,8 @@ impl<P: Protocol> Worker<P> {
     }
 }
 
-/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's, on
-/// the first worker. Its poll is registered in the driving loop's, which gives it a turn when
+/// A loop driven by another's turns instead of a thread of its own: the admin endpoint's and
+/// the agent check's, on the first worker. Its poll is registered in the driving loop's, which gives it a turn when
 /// that poll has events or its deadline has come.
 pub(crate) trait Side: Send {
     /// The descriptor of its poll, for the driving loop to watch.
@@ -895,6 +981,12 @@ fn arm_deadline<P: Protocol>(
             timers.push(Reverse((at, key, conn.id)));
         }
     }
+}
+
+/// `now + delay`; a time past what an Instant can hold is a year away, which is no deadline.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
 }
 
 /// Puts a connection on the list served next turn, once.

@@ -1,5 +1,6 @@
-//! What the event loops of one server share: the stop request and the wakers that deliver it,
-//! and the count of open connections that `--max-conns` limits over all of them.
+//! What the event loops of one server share: the stop request (running, lame duck, drain, abort)
+//! and the wakers that deliver it, and the count of open connections that `--max-conns` limits
+//! over all of them.
 //!
 //! Shared state is touched once per connection (accept, close) or per request, never per
 //! message, so `--workers` loops do not contend on the message path.
@@ -13,12 +14,18 @@ use mio::Waker;
 
 use crate::metrics::Published;
 
+// The stop request, in the order it only ever rises.
+
 /// Serving.
 pub(crate) const RUNNING: u8 = 0;
+/// Lame duck (`--drain-delay`): still accepting and serving, while health checks say draining,
+/// so a load balancer stops sending new clients. The first loop keeps its end and then raises
+/// `DRAIN`.
+pub(crate) const LAME_DUCK: u8 = 1;
 /// Listeners closed; open connections may finish until the shutdown timeout.
-pub(crate) const DRAIN: u8 = 1;
+pub(crate) const DRAIN: u8 = 2;
 /// Every connection closed now.
-pub(crate) const ABORT: u8 = 2;
+pub(crate) const ABORT: u8 = 3;
 
 /// At most one "server full" warning per this long for the whole process; the refusals in
 /// between are counted into the next one.
@@ -35,6 +42,8 @@ pub(crate) struct Group {
     /// Loops still running; the first one, which watches the signals, waits for the others.
     running: AtomicUsize,
     max_conns: usize,
+    /// How long a shutdown is a lame duck before the drain (`--drain-delay`); zero drains at once.
+    drain_delay: Duration,
     /// What to say when full: which limit, and what to do about it.
     full_hint: &'static str,
     /// When the last "server full" warning was logged, and refusals since.
@@ -52,10 +61,19 @@ impl Group {
             peak: AtomicUsize::new(0),
             running: AtomicUsize::new(wakers.len()),
             max_conns,
+            drain_delay: Duration::ZERO,
             full_hint: "server full: refused {since} connection(s) at the limit of {max} (raise --max-conns)",
             full_warning: Mutex::new((None, 0)),
             published: wakers.iter().map(|_| Published::default()).collect(),
             wakers: wakers.into(),
+        }
+    }
+
+    /// A shutdown starts with a lame duck of `delay` (`--drain-delay`) before the drain.
+    pub(crate) fn with_drain_delay(self, delay: Duration) -> Group {
+        Group {
+            drain_delay: delay,
+            ..self
         }
     }
 
@@ -68,12 +86,34 @@ impl Group {
         }
     }
 
+    /// The group of the agent check's loop (`--agent-listen`), like the admin endpoint's.
+    pub(crate) fn agent(max_conns: usize) -> Group {
+        Group {
+            full_hint: "agent check full: refused {since} connection(s) at its limit of {max}",
+            ..Group::new(Vec::new(), max_conns)
+        }
+    }
+
     pub(crate) fn request(&self) -> u8 {
         self.request.load(Ordering::Acquire)
     }
 
-    /// Stop accepting; open connections may finish until the shutdown timeout.
+    pub(crate) fn drain_delay(&self) -> Duration {
+        self.drain_delay
+    }
+
+    /// The first signal: a lame duck of `--drain-delay` if there is one, else the drain at once.
     pub(crate) fn shutdown(&self) {
+        self.raise(if self.drain_delay.is_zero() {
+            DRAIN
+        } else {
+            LAME_DUCK
+        });
+    }
+
+    /// Stop accepting; open connections may finish until the shutdown timeout. Raised by the
+    /// first loop when the lame duck is over.
+    pub(crate) fn drain(&self) {
         self.raise(DRAIN);
     }
 
@@ -152,7 +192,9 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Like SIGTERM: stop accepting, let open connections finish until the shutdown timeout.
+    /// Like SIGTERM: with `--drain-delay`, serve on as a lame duck for that long while health
+    /// checks say draining; then stop accepting, let open connections finish until the shutdown
+    /// timeout.
     pub fn shutdown(&self) {
         self.group.shutdown();
     }

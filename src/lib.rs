@@ -13,11 +13,13 @@
 //!   the exit [`Summary`].
 //! - `admin`: `--metrics-listen`, `/metrics` and `/healthz` on the first loop, through the HTTP
 //!   framing's parser.
+//! - `agent`: `--agent-listen`, HAProxy's agent check (`up ready` or `drain`) on the first loop.
 //! - [`server`]: binds, runs `--workers` loops, watches signals, sums them up.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 
 mod admin;
+mod agent;
 pub mod client;
 pub mod config;
 mod connection;

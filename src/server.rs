@@ -16,7 +16,10 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use crate::admin::Endpoint;
-use crate::config::{Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, RESERVED_FDS};
+use crate::agent::Agent;
+use crate::config::{
+    Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS, RESERVED_FDS,
+};
 use crate::event_loop::{Listener, SideLoop, Worker, MAX_LISTENERS, WAKER};
 use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
@@ -27,7 +30,7 @@ use crate::metrics::{Counters, Summary};
 pub struct ListenError {
     pub addr: SocketAddr,
     pub source: io::Error,
-    /// The flag that gave the address: `--listen` or `--metrics-listen`.
+    /// The flag that gave the address: `--listen`, `--metrics-listen` or `--agent-listen`.
     pub flag: &'static str,
 }
 
@@ -97,15 +100,18 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     /// The `--metrics-listen` addresses bound (port 0 resolved), served by the first worker.
     metrics_addrs: Vec<SocketAddr>,
+    /// The `--agent-listen` addresses bound (port 0 resolved), served by the first worker.
+    agent_addrs: Vec<SocketAddr>,
     handle: ServerHandle,
 }
 
-/// What becomes one worker: its poll, its echo listeners, and for the first with
-/// `--metrics-listen` the admin listeners.
+/// What becomes one worker: its poll, its echo listeners, and for the first the admin
+/// endpoint's (`--metrics-listen`) and the agent check's (`--agent-listen`) listeners.
 struct Bound {
     poll: Poll,
     listeners: Vec<Listener>,
-    admin: Option<Vec<Listener>>,
+    admin: Vec<Listener>,
+    agent: Vec<Listener>,
 }
 
 impl Server {
@@ -117,6 +123,9 @@ impl Server {
         }
         if config.metrics_listen.len() > MAX_LISTENERS {
             return Err(format!("give at most {MAX_LISTENERS} --metrics-listen addresses").into());
+        }
+        if config.agent_listen.len() > MAX_LISTENERS {
+            return Err(format!("give at most {MAX_LISTENERS} --agent-listen addresses").into());
         }
         let count = config.workers.max(1) as usize;
         let shared = count > 1;
@@ -141,29 +150,20 @@ impl Server {
                 Bound {
                     poll,
                     listeners,
-                    admin: None,
+                    admin: Vec::new(),
+                    agent: Vec::new(),
                 },
                 waker,
             ));
         }
-        // The admin endpoint is served by the first worker only, on sockets of its own.
-        let mut metrics_addrs = Vec::with_capacity(config.metrics_listen.len());
-        if !config.metrics_listen.is_empty() {
-            let mut admin = Vec::with_capacity(config.metrics_listen.len());
-            for &addr in &config.metrics_listen {
-                let socket = listen(addr, false).map_err(|source| ListenError {
-                    addr,
-                    source,
-                    flag: "--metrics-listen",
-                })?;
-                let addr = socket.local_addr()?;
-                metrics_addrs.push(addr);
-                admin.push(Listener::new(socket, addr));
-            }
-            bound[0].0.admin = Some(admin);
-        }
+        // The admin endpoint and the agent check are served by the first worker only, on
+        // sockets of their own.
+        bound[0].0.admin = side_listeners(&config.metrics_listen, "--metrics-listen")?;
+        bound[0].0.agent = side_listeners(&config.agent_listen, "--agent-listen")?;
+        let metrics_addrs = bound[0].0.admin.iter().map(|l| l.addr).collect();
+        let agent_addrs = bound[0].0.agent.iter().map(|l| l.addr).collect();
         let (rest, wakers): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
-        let group = Arc::new(Group::new(wakers, max_conns));
+        let group = Arc::new(Group::new(wakers, max_conns).with_drain_delay(config.drain_delay()));
         let mut workers = Vec::with_capacity(count);
         for (index, bound) in rest.into_iter().enumerate() {
             let prefix = config.prefix.as_bytes();
@@ -195,6 +195,7 @@ impl Server {
             workers,
             addrs,
             metrics_addrs,
+            agent_addrs,
             handle: ServerHandle { group },
         })
     }
@@ -209,6 +210,11 @@ impl Server {
         self.metrics_addrs.clone()
     }
 
+    /// The `--agent-listen` addresses actually bound (port 0 resolved); empty when off.
+    pub fn agent_addrs(&self) -> Vec<SocketAddr> {
+        self.agent_addrs.clone()
+    }
+
     /// The connection limit in force, over all workers.
     pub fn max_conns(&self) -> usize {
         self.handle.group.max_conns()
@@ -218,9 +224,9 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Makes SIGINT and SIGTERM stop the server: the first drains, the second aborts. The first
-    /// worker watches them until every worker has ended, so a second signal is honoured
-    /// whichever worker is still draining.
+    /// Makes SIGINT and SIGTERM stop the server: the first drains (after the lame duck of
+    /// `--drain-delay`), the second aborts. The first worker watches them until every worker has
+    /// ended, so a second signal is honoured whichever worker is still draining.
     pub fn watch_signals(&mut self) -> io::Result<()> {
         self.workers[0].watch_signals()
     }
@@ -251,6 +257,9 @@ impl Server {
         }
         for addr in &self.metrics_addrs {
             info!("metrics on http://{addr}/metrics");
+        }
+        for addr in &self.agent_addrs {
+            info!("agent check on {addr}");
         }
         if !threads.is_empty() {
             info!(
@@ -293,10 +302,10 @@ impl Server {
     }
 }
 
-/// Worker `index`, serving `protocol` on its listeners, and for the first with
-/// `--metrics-listen` driving the admin endpoint's loop too (on its own poll, watched by this
-/// worker's, so the echo's message path never meets it); every worker publishes its counters
-/// when `publish`.
+/// Worker `index`, serving `protocol` on its listeners. The first keeps the lame duck's end
+/// and drives the admin endpoint's and the agent check's loops, if any (each on its own poll,
+/// watched by this worker's, so the echo's message path never meets them); every worker
+/// publishes its counters when `publish`.
 fn worker<P>(
     config: &Config,
     bound: Bound,
@@ -313,27 +322,50 @@ where
         poll,
         listeners,
         admin,
+        agent,
     } = bound;
-    let group = group.clone();
-    let Some(admin) = admin else {
-        let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
-        if publish {
-            worker.publish_as(index);
-        }
-        return Ok(runner(worker));
-    };
-    let endpoint = Endpoint::new(group.clone(), config.framing);
-    let admin = Worker::new(
-        config,
-        Poll::new()?,
-        admin,
-        Arc::new(Group::admin(MAX_ADMIN_CONNS)),
-        Http::with_route(b"", config.http_limits(), endpoint),
-    )?;
-    let mut worker = Worker::new(config, poll, listeners, group, protocol)?;
-    worker.drive_side(Box::new(SideLoop::new(admin)))?;
-    worker.publish_as(index);
+    let mut worker = Worker::new(config, poll, listeners, group.clone(), protocol)?;
+    if index == 0 {
+        worker.keep_lame_duck();
+    }
+    if publish {
+        worker.publish_as(index);
+    }
+    if !admin.is_empty() {
+        let endpoint = Endpoint::new(group.clone(), config.framing);
+        let admin = Worker::new(
+            config,
+            Poll::new()?,
+            admin,
+            Arc::new(Group::admin(MAX_ADMIN_CONNS)),
+            Http::with_route(b"", config.http_limits(), endpoint),
+        )?;
+        worker.drive_side(Box::new(SideLoop::new(admin)))?;
+    }
+    if !agent.is_empty() {
+        let agent = Worker::new(
+            config,
+            Poll::new()?,
+            agent,
+            Arc::new(Group::agent(MAX_AGENT_CONNS)),
+            Agent::new(group.clone()),
+        )?;
+        worker.drive_side(Box::new(SideLoop::new(agent)))?;
+    }
     Ok(runner(worker))
+}
+
+/// The first worker's listeners for a side loop, bound from the addresses of `flag`.
+fn side_listeners(addrs: &[SocketAddr], flag: &'static str) -> Result<Vec<Listener>, ListenError> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            let error = |source| ListenError { addr, source, flag };
+            let socket = listen(addr, false).map_err(error)?;
+            let addr = socket.local_addr().map_err(error)?;
+            Ok(Listener::new(socket, addr))
+        })
+        .collect()
 }
 
 fn event_loop_error(e: io::Error) -> String {

@@ -60,6 +60,8 @@ fn a_value_past_a_flags_range_is_a_usage_error_naming_the_flag_and_the_range() {
         ("--idle-timeout", &huge, "0..=604800"),
         ("--shutdown-timeout", "3601", "0..=3600"),
         ("--shutdown-timeout", &huge, "0..=3600"),
+        ("--drain-delay", "3601", "0..=3600"),
+        ("--drain-delay", &huge, "0..=3600"),
         ("--max-line", "1048577", "1..=1048576"),
         ("--max-pending", "1073741825", "1..=1073741824"),
         ("--max-conns", "16777217", "1..=16777216"),

@@ -127,6 +127,13 @@ pub trait Protocol {
     /// connection closes once the answers are written.
     fn on_eof(&mut self, session: &mut Self::Session, answers: &mut Answers<'_>);
 
+    /// A connection was just accepted: the protocol may speak first (HAProxy's agent check
+    /// reads without sending anything). Called once per connection, before any read; its
+    /// answers are written at once. Echo protocols wait for the client and say nothing.
+    fn on_open(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) -> Next {
+        Next::Continue
+    }
+
     /// The next deadline this protocol keeps for the connection (a request head that must
     /// complete in time), or `None`. Asked after each call; the loop calls
     /// [`Protocol::on_deadline`] once it has passed.

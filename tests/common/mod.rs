@@ -44,6 +44,7 @@ pub const PREFIX: &[u8] = b"You say that ";
 const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_LISTEN",
     "SAYTHAT_METRICS_LISTEN",
+    "SAYTHAT_AGENT_LISTEN",
     "SAYTHAT_PREFIX",
     "SAYTHAT_FRAMING",
     "SAYTHAT_MAX_LINE",
@@ -54,6 +55,7 @@ const SAYTHAT_VARS: &[&str] = &[
     "SAYTHAT_MAX_CONNS",
     "SAYTHAT_IDLE_TIMEOUT",
     "SAYTHAT_SHUTDOWN_TIMEOUT",
+    "SAYTHAT_DRAIN_DELAY",
     "SAYTHAT_WORKERS",
     "SAYTHAT_ADDR",
     "SAYTHAT_TIMEOUT",
@@ -82,6 +84,8 @@ pub struct TestServer {
     pub max_conns: usize,
     /// The `--metrics-listen` addresses, port 0 resolved (`Server::metrics_addrs()`).
     pub metrics: Vec<SocketAddr>,
+    /// The `--agent-listen` addresses, port 0 resolved (`Server::agent_addrs()`).
+    pub agent: Vec<SocketAddr>,
     done: Receiver<io::Result<Summary>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -104,6 +108,7 @@ impl TestServer {
         let handle = server.handle();
         let max_conns = server.max_conns();
         let metrics = server.metrics_addrs();
+        let agent = server.agent_addrs();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("saythat-server".into())
@@ -115,6 +120,7 @@ impl TestServer {
             handle,
             max_conns,
             metrics,
+            agent,
             done,
             thread: Some(thread),
         })
@@ -634,6 +640,25 @@ impl ServerProcess {
             Ok(addr) => addr,
             Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
         }
+    }
+
+    /// The address of the `agent check on ADDR` line (`--agent-listen`), which the server logs
+    /// after its `listening on` and `metrics on` lines.
+    #[track_caller]
+    pub fn agent_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("agent check on ");
+        let text = line.split("agent check on ").nth(1).unwrap_or_default();
+        match text.trim().parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("cannot parse the address in {line:?}: {e}"),
+        }
+    }
+
+    /// The threads of the process, from /proc.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|tasks| tasks.count())
+            .unwrap_or(1)
     }
 
     pub fn pid(&self) -> u32 {
