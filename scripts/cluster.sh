@@ -4,7 +4,7 @@
 # with contrib/haproxy.cfg as it is (`retries 0`, the /healthz HTTP check and the agent check),
 # on free loopback ports.
 #
-#   scripts/cluster.sh [--no-drain] [SECONDS]        (default 30)
+#   scripts/cluster.sh [--no-drain] [SECONDS]        (default 40)
 #
 # For SECONDS, two `saythat load` runs go through HAProxy, every answer checked: 100 churning
 # connections (each reopened after 50 messages) flat out, and 10 long-lived connections at 20
@@ -31,12 +31,12 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/cluster.sh [--no-drain] [SECONDS]
-  SECONDS     length of the load runs the rolling restart happens under, 20 to 600 (default 30)
+  SECONDS     length of the load runs the rolling restart happens under, 20 to 600 (default 40)
   --no-drain  backends without --drain-delay and --agent-listen (before issue 11), to compare
 EOF
 }
 
-seconds=30
+seconds=40
 drain=1
 while [ $# -gt 0 ]; do
   case $1 in
@@ -115,9 +115,9 @@ haproxy_pid=
 pids=()
 loads=()
 cleanup() {
-  for pid in "${loads[@]}" "${pids[@]}" $haproxy_pid; do
-    [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-  done
+  # SIGKILL for the backends: SIGTERM would start a lame duck of --drain-delay.
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${loads[@]}" $haproxy_pid; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -309,8 +309,13 @@ for i in 1 2 3; do
     [ "$SECONDS" -lt "$deadline" ] || { not_up "$i" "$st"; die "s$i did not come back UP"; }
     sleep 0.05
   done
+  # What the drain found and what --shutdown-timeout cut, from saythat's log.
+  log=$work/s$i.$((generation[i] - 1)).log
+  left=$(grep -o 'draining [0-9]* connection' "$log" | grep -o '[0-9]*' || echo 0)
+  cut=$(grep -o '[0-9]* cut at shutdown' "$log" | grep -o '^[0-9]*' || echo '?')
   echo "  s$i: SIGTERM; agent drain seen after ${drained:-(never)}s, HTTP check DOWN after" \
-    "${down:-(never)}s; exited $rc after ${exited}s; started again, UP $(since "$t1")s later"
+    "${down:-(never)}s; $left connections left at the drain, $cut cut at --shutdown-timeout;" \
+    "exited $rc after ${exited}s; started again, UP $(since "$t1")s later"
   [ "$rc" = 0 ] || die "s$i exited $rc after SIGTERM"
 done
 restart_took=$((SECONDS - load_start))
