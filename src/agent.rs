@@ -71,6 +71,10 @@ impl Protocol for Agent {
 
     fn on_eof(&mut self, _: &mut (), _: &mut Answers<'_>) {}
 
+    fn at_boundary(&self, _: &()) -> bool {
+        true
+    }
+
     fn counts(&self) -> &ProtocolCounts {
         &self.counts
     }

@@ -34,6 +34,14 @@ pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// The longest `--prefix`: the answers to one read are bounded by its size times the prefix length.
 pub const MAX_PREFIX: usize = 4096;
+/// During the drain, a connection idle at a message boundary (nothing of a message held, no
+/// answer waiting, nothing unread) is closed once it has been quiet this long: longer than a
+/// round trip on most paths (intercontinental ones take 150 to 250 ms), so that a
+/// request-response client which has just read its answer has sent the next message, which then
+/// gets its answer rather than our FIN; short enough that idle clients are gone long before
+/// `--shutdown-timeout`. A client silent longer than this between two messages may see the end
+/// of the stream instead of an answer, as it would from any server that closes idle connections.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// Connections the admin endpoint (`--metrics-listen`) serves at once: a Prometheus server or
 /// two, a load balancer's health checks, a person with curl. More are refused at accept, so a
 /// flood of them cannot take the descriptors the echo connections need; they fit in

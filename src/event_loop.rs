@@ -12,7 +12,7 @@
 //! on the echo's message path.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::config::{Config, ACCEPT_BUDGET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET};
+use crate::config::{
+    Config, ACCEPT_BUDGET, DRAIN_QUIET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET,
+};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::{Group, ABORT, LAME_DUCK, RUNNING};
@@ -117,6 +119,10 @@ pub(crate) struct Worker<P: Protocol> {
     leads: bool,
     /// The listeners are closed: the drain has begun.
     draining: bool,
+    /// Connections this loop closed at a message boundary for the drain, by id, until their
+    /// lingering close ends: they count as `drain`. A set beside the slab rather than a field,
+    /// so a connection stays as small as it was; empty until the drain.
+    parting: HashSet<u64>,
     /// When the shutdown must move on without an event: the lame duck's end (on the first loop,
     /// before the drain), then the drain's end (`--shutdown-timeout`).
     stop_at: Option<Instant>,
@@ -176,6 +182,7 @@ impl<P: Protocol> Worker<P> {
             now: Instant::now(),
             leads: false,
             draining: false,
+            parting: HashSet::new(),
             stop_at: None,
             counters: Counters::default(),
             publish_to: None,
@@ -660,17 +667,7 @@ impl<P: Protocol> Worker<P> {
         match conn.phase {
             Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
             Phase::Closing if drained => {
-                conn.shutdown_write();
-                conn.last_active = self.now;
-                let until = self.now + LINGER;
-                conn.phase = Phase::Lingering;
-                // Whatever already waits in the socket is read away next turn.
-                conn.input = Input::ReadyUntilWouldBlock;
-                queue(&mut self.ready, conn, key);
-                if conn.timer_at.is_none_or(|at| until < at) {
-                    conn.timer_at = Some(until);
-                    self.timers.push(Reverse((until, key, conn.id)));
-                }
+                linger(conn, key, self.now, &mut self.ready, &mut self.timers)
             }
             // The answers went out at once: the protocol may answer what it held back.
             Phase::Paused if conn.pending() <= self.max_pending / 2 => {
@@ -699,7 +696,11 @@ impl<P: Protocol> Worker<P> {
         let reason = match conn.phase {
             Phase::Dead => return,
             Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
-                self.protocol.close_reason(&conn.session)
+                if self.parting.remove(&conn.id) {
+                    CloseReason::Drain
+                } else {
+                    self.protocol.close_reason(&conn.session)
+                }
             }
             _ => why,
         };
@@ -757,6 +758,11 @@ impl<P: Protocol> Worker<P> {
                 .idle_timeout
                 .and_then(|idle| conn.last_active.checked_add(idle));
             let protocol_end = self.protocol.deadline(&conn.session);
+            let part_at = if self.draining {
+                parting_at(&self.protocol, conn, now)
+            } else {
+                None
+            };
             if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
                 self.close(key, CloseReason::Client);
@@ -764,7 +770,9 @@ impl<P: Protocol> Worker<P> {
                 self.close(key, CloseReason::Idle);
             } else if protocol_end.is_some_and(|end| end <= now) {
                 self.on_protocol_deadline(key);
-            } else if let Some(next) = [linger_end, idle_end, protocol_end]
+            } else if part_at.is_some_and(|at| at <= now) {
+                self.part(key);
+            } else if let Some(next) = [linger_end, idle_end, protocol_end, part_at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -773,6 +781,31 @@ impl<P: Protocol> Worker<P> {
                 self.timers.push(Reverse((next, key, id)));
             }
         }
+    }
+
+    /// Closes a connection idle at a message boundary during the drain with our FIN and the
+    /// lingering close after it, as after a protocol's last word: the client reads every answer
+    /// and then the end of the stream. A byte that arrived since the last read would be lost to
+    /// the FIN, so a connection with anything to read is read and answered first, and looked at
+    /// again after `DRAIN_QUIET`.
+    fn part(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        match conn.socket.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => {
+                // Input, the peer's FIN or an error: the read finds out which.
+                conn.input = Input::ReadyUntilWouldBlock;
+                queue(&mut self.ready, conn, key);
+                let at = self.now + DRAIN_QUIET;
+                conn.timer_at = Some(at);
+                self.timers.push(Reverse((at, key, conn.id)));
+                return;
+            }
+        }
+        debug!("closing {} between messages for the drain", conn.peer());
+        self.parting.insert(conn.id);
+        // Reading as before, nothing to write: the poll interest stays.
+        linger(conn, key, self.now, &mut self.ready, &mut self.timers);
     }
 
     /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
@@ -823,7 +856,8 @@ impl<P: Protocol> Worker<P> {
                     "lame duck for {delay:?}: accepting and serving as before while health checks \
                      say draining"
                 );
-                self.stop_at = Some(later(now, delay));
+                // From now, not from this turn's start, which may precede the request.
+                self.stop_at = Some(later(Instant::now(), delay));
                 false
             }
             Some(end) if now < end => false,
@@ -849,6 +883,17 @@ impl<P: Protocol> Worker<P> {
         self.accept_paused_until = None;
         self.draining = true;
         self.stop_at = Some(later(now, self.shutdown_timeout));
+        self.protocol.on_drain();
+        // Every connection gets a look on the timer heap, which from now on closes those idle
+        // at a message boundary; activity only moves the look later, as with idle timeouts.
+        for (key, conn) in self.connections.iter_mut() {
+            if let Some(at) = parting_at(&self.protocol, conn, now) {
+                if conn.timer_at.is_none_or(|timer| at < timer) {
+                    conn.timer_at = Some(at);
+                    self.timers.push(Reverse((at, key, conn.id)));
+                }
+            }
+        }
         if self.open > 0 {
             info!(
                 "draining {} connection(s) for up to {:?}",
@@ -983,10 +1028,55 @@ fn arm_deadline<P: Protocol>(
     }
 }
 
+/// During the drain, when to look at a connection again: one idle at a message boundary (the
+/// protocol holds nothing, no answer waits, nothing is left to read) is closed once it has been
+/// quiet for `DRAIN_QUIET`; one busy or in the middle of a message is looked at again after that
+/// long; one already closing needs no look.
+fn parting_at<P: Protocol>(
+    protocol: &P,
+    conn: &Connection<P::Session>,
+    now: Instant,
+) -> Option<Instant> {
+    match conn.phase {
+        Phase::Open
+            if conn.pending() == 0
+                && conn.input == Input::Drained
+                && !conn.queued
+                && protocol.at_boundary(&conn.session) =>
+        {
+            Some(conn.last_active + DRAIN_QUIET)
+        }
+        Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
+        Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
+    }
+}
+
 /// `now + delay`; a time past what an Instant can hold is a year away, which is no deadline.
 fn later(now: Instant, delay: Duration) -> Instant {
     now.checked_add(delay)
         .unwrap_or(now + Duration::from_secs(86_400 * 365))
+}
+
+/// Our last word is written: sends our FIN and drains what the peer still sends until it closes
+/// or `LINGER` has passed, so it reads that word rather than a reset.
+fn linger<S>(
+    conn: &mut Connection<S>,
+    key: usize,
+    now: Instant,
+    ready: &mut VecDeque<Token>,
+    timers: &mut BinaryHeap<Reverse<(Instant, usize, u64)>>,
+) {
+    conn.shutdown_write();
+    conn.last_active = now;
+    let until = now + LINGER;
+    conn.phase = Phase::Lingering;
+    // Whatever already waits in the socket is read away next turn.
+    conn.input = Input::ReadyUntilWouldBlock;
+    queue(ready, conn, key);
+    if conn.timer_at.is_none_or(|at| until < at) {
+        conn.timer_at = Some(until);
+        timers.push(Reverse((until, key, conn.id)));
+    }
 }
 
 /// Puts a connection on the list served next turn, once.

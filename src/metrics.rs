@@ -22,6 +22,9 @@ pub enum CloseReason {
     Error,
     /// Still open when the shutdown timeout ran out, or at a second signal.
     Shutdown,
+    /// Closed by us during the drain at a message boundary, idle, with every answer written and
+    /// a clean FIN (HTTP: after an answer that said `Connection: close` for the drain).
+    Drain,
     /// Line framing: a line longer than `--max-line` got its error line.
     LineTooLong,
     /// HTTP: a request got an error response (4xx/5xx) and the connection closed after it.
@@ -29,12 +32,13 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::Client,
         CloseReason::Idle,
         CloseReason::Reset,
         CloseReason::Error,
         CloseReason::Shutdown,
+        CloseReason::Drain,
         CloseReason::LineTooLong,
         CloseReason::HttpError,
     ];
@@ -47,6 +51,7 @@ impl CloseReason {
             CloseReason::Reset => "reset",
             CloseReason::Error => "error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Drain => "drain",
             CloseReason::LineTooLong => "line_too_long",
             CloseReason::HttpError => "http_error",
         }
@@ -329,6 +334,8 @@ pub struct Summary {
     pub closed_idle: u64,
     /// Connections still open when the shutdown timeout ran out (or at a second signal).
     pub cut_at_shutdown: u64,
+    /// Connections the drain closed cleanly at a message boundary.
+    pub closed_at_drain: u64,
     /// The most connections open at once, over all workers.
     pub peak_connections: usize,
     pub bytes_in: u64,
@@ -342,6 +349,7 @@ impl Summary {
         self.rejected_full += counters.refused_full;
         self.closed_idle += counters.closed(CloseReason::Idle);
         self.cut_at_shutdown += counters.closed(CloseReason::Shutdown);
+        self.closed_at_drain += counters.closed(CloseReason::Drain);
         self.bytes_in += counters.bytes_in;
         self.bytes_out += counters.bytes_out;
     }

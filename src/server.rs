@@ -295,8 +295,8 @@ impl Server {
         let s = &summary;
         info!(
             "shut down: served {} connection(s) (peak {} at once, {} refused as full, {} closed idle, \
-             {} cut at shutdown); {} bytes in, {} bytes out",
-            s.accepted, s.peak_connections, s.rejected_full, s.closed_idle, s.cut_at_shutdown, s.bytes_in, s.bytes_out
+             {} closed between messages by the drain, {} cut at shutdown); {} bytes in, {} bytes out",
+            s.accepted, s.peak_connections, s.rejected_full, s.closed_idle, s.closed_at_drain, s.cut_at_shutdown, s.bytes_in, s.bytes_out
         );
         Ok(summary)
     }

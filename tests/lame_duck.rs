@@ -28,7 +28,7 @@ fn healthz(metrics: SocketAddr) -> String {
 
 /// SIGTERM with `--drain-delay 2`: /healthz says 503 at once, yet the echo listener accepts and
 /// serves a new client, and the old one too, until the delay has passed; then it is closed, the
-/// drain goes on, and the process exits 0 once the clients have left.
+/// drain closes the idle clients, and the process exits 0.
 #[test]
 fn healthz_flips_at_the_signal_while_the_listener_still_serves_new_clients() {
     let mut server = ServerProcess::serve(&[
@@ -64,6 +64,9 @@ fn healthz_flips_at_the_signal_while_the_listener_still_serves_new_clients() {
     );
     expect_refused(server.addr());
     assert_eq!(healthz(metrics), "HTTP/1.1 503 Service Unavailable");
+    // Both idle between messages: the drain closes them cleanly, and the process exits.
+    expect_eof(&mut old);
+    expect_eof(&mut new);
     drop((old, new));
     server.expect_exit(0, TIMEOUT);
 }
@@ -110,7 +113,7 @@ fn the_handle_starts_a_lame_duck_over_every_worker() {
         asked.elapsed() < Duration::from_secs(1),
         "the clients above took the whole lame duck; the test proves nothing on a machine this slow"
     );
-    // A probe that connects is accepted and counted; it closes at once.
+    // A probe that connects is accepted (and counted) by the server; it closes at once.
     let mut probes = 0;
     wait_for(TIMEOUT, "every listener closed after the lame duck", || {
         match TcpStream::connect_timeout(&server.addr(), TIMEOUT) {
@@ -131,6 +134,11 @@ fn the_handle_starts_a_lame_duck_over_every_worker() {
     }
     drop((old, clients));
     let summary = server.wait(DRAINED);
-    assert_eq!(summary.accepted, 7 + probes, "connections accepted");
+    // A probe still in a listener's backlog when it closed was never accepted.
+    assert!(
+        (7..=7 + probes).contains(&summary.accepted),
+        "accepted {} connections: 7 clients and at most {probes} probes",
+        summary.accepted
+    );
     assert_eq!(summary.cut_at_shutdown, 0, "connections cut at shutdown");
 }

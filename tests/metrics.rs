@@ -335,10 +335,12 @@ fn has_ended(mut c: &TcpStream) -> bool {
 /// the client leaves.
 #[test]
 fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
-    let mut server = ServerProcess::serve(&["--metrics-listen", "127.0.0.1:0"]);
+    let mut server =
+        ServerProcess::serve(&["--metrics-listen", "127.0.0.1:0", "--framing", "line"]);
     let metrics = server.metrics_addr();
     let mut client = server.connect();
-    roundtrip(&mut client, b"before");
+    // Then half a line, which keeps the connection through the drain until the test ends it.
+    send_expect(&mut client, b"before\ndur", b"You say that before\n");
     // One thread with one worker, the endpoint included: a second would make glibc add its
     // cancellation bookkeeping to every recv and send.
     let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
@@ -358,7 +360,7 @@ fn healthz_says_draining_during_a_drain_and_metrics_answer_until_exit() {
     assert_eq!(draining.body, "draining\n");
     expect_refused(server.addr());
     // The draining connection is still served and counted, and so are the scrapes.
-    roundtrip(&mut client, b"during");
+    send_expect(&mut client, b"ing\nmo", b"You say that during\n");
     for _ in 0..3 {
         let samples = scrape(metrics);
         assert_eq!(value(&samples, "saythat_connections_open{worker=\"0\"}"), 1);

@@ -6,8 +6,10 @@ mod common;
 use std::io::{self, Read};
 use std::time::Duration;
 
-use common::{expect_refused, roundtrip, TestServer, PREFIX, TIMEOUT};
-use saythat::Config;
+use common::{
+    expect_refused, read_to_eof, roundtrip, send, send_expect, TestServer, PREFIX, TIMEOUT,
+};
+use saythat::{Config, FramingKind};
 
 /// Bounds "promptly": far below the shutdown timeout these tests configure, so a server that
 /// waited for the timeout instead would fail.
@@ -20,18 +22,24 @@ fn config() -> Config {
     }
 }
 
+/// Line framing, so the client can stay in the middle of a line: the drain closes a connection
+/// idle between messages by itself (tests/drain.rs).
 #[test]
-fn shutdown_refuses_new_connections_and_serves_open_ones_until_they_close() {
-    let server = TestServer::start(&config());
+fn shutdown_refuses_new_connections_and_serves_open_ones_until_they_are_done() {
+    let server = TestServer::start(&Config {
+        framing: FramingKind::Line,
+        ..config()
+    });
     let mut client = server.connect();
     // Answered, so accepted: a connection still in the backlog would be lost with the listener.
-    roundtrip(&mut client, b"before");
+    send_expect(&mut client, b"before\nduri", b"You say that before\n");
 
     server.handle.shutdown();
     // The request is set before these bytes leave, so the loop turn that answers the first sees
     // it and closes the listeners at its end; the answer to the second proves that turn is over.
-    roundtrip(&mut client, b"during 1");
-    roundtrip(&mut client, b"during 2");
+    // Each leaves half a line behind, which keeps the connection open.
+    send_expect(&mut client, b"ng 1\nduri", b"You say that during 1\n");
+    send_expect(&mut client, b"ng 2\nla", b"You say that during 2\n");
 
     expect_refused(server.addr());
     assert!(
@@ -39,15 +47,19 @@ fn shutdown_refuses_new_connections_and_serves_open_ones_until_they_close() {
         "run() returned while a connection was still open"
     );
 
+    // The last line completes: answered, then closed between messages.
+    send(&mut client, b"st\n");
+    assert_eq!(read_to_eof(&mut client), b"You say that last\n");
     drop(client);
     let summary = server.wait(TIMEOUT);
     assert_eq!(summary.accepted, 1, "connections accepted");
+    assert_eq!(summary.closed_at_drain, 1, "closed between messages");
     assert_eq!(summary.cut_at_shutdown, 0, "connections cut at shutdown");
-    let sent = ["before", "during 1", "during 2"].concat().len() as u64;
+    let sent = "before\nduring 1\nduring 2\nlast\n".len() as u64;
     assert_eq!(summary.bytes_in, sent, "bytes in");
     assert_eq!(
         summary.bytes_out,
-        sent + 3 * PREFIX.len() as u64,
+        sent + 4 * PREFIX.len() as u64,
         "bytes out"
     );
 }

@@ -109,14 +109,23 @@ fn the_binary_runs_one_thread_per_worker_and_exits_0_on_sigterm() {
 
 /// The second signal ends a draining server at once, whichever worker holds the clients: the
 /// signals are watched until every worker has ended, not only while the first one runs. With
-/// one idle client and four workers, the client is most often on a worker other than the first;
+/// one client and four workers, the client is most often on a worker other than the first;
 /// three rounds make a server that only listened on the first worker fail almost surely.
 #[test]
 fn a_second_signal_ends_the_drain_whichever_worker_holds_the_client() {
     for _ in 0..3 {
-        let mut server = ServerProcess::serve(&["--workers", "4", "--shutdown-timeout", "60"]);
+        let mut server = ServerProcess::serve(&[
+            "--workers",
+            "4",
+            "--shutdown-timeout",
+            "60",
+            "--framing",
+            "line",
+        ]);
         let mut stream = server.connect();
-        roundtrip(&mut stream, b"idle from now on");
+        roundtrip(&mut stream, b"a line\n");
+        // In the middle of a line from now on, which the drain does not cut.
+        send(&mut stream, b"half of another");
         server.signal("TERM");
         server.wait_for_line("draining");
         std::thread::sleep(Duration::from_millis(200));

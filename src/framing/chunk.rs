@@ -49,6 +49,11 @@ impl Protocol for Chunk {
 
     fn on_eof(&mut self, _: &mut (), _: &mut Answers<'_>) {}
 
+    /// Every read is a whole message: a chunk connection is always between messages.
+    fn at_boundary(&self, _: &()) -> bool {
+        true
+    }
+
     fn counts(&self) -> &ProtocolCounts {
         &self.counts
     }

@@ -91,6 +91,9 @@ pub struct Http<R = Echo> {
     /// Responses answered, by status.
     counts: ProtocolCounts,
     route: R,
+    /// The server drains: every answer from now on says `Connection: close`, and its
+    /// connection closes after it (clients open a new one elsewhere).
+    draining: bool,
 }
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
@@ -216,6 +219,7 @@ impl<R: Route> Http<R> {
             ok_head: ok_head.into_bytes().into(),
             counts: ProtocolCounts::default(),
             route,
+            draining: false,
         }
     }
 
@@ -473,7 +477,7 @@ impl<R: Route> Http<R> {
                 ))
             }
         };
-        let connection = if fields.close || (version == 0 && !fields.keep_alive) {
+        let connection = if fields.close || self.draining || (version == 0 && !fields.keep_alive) {
             ConnectionHeader::Close
         } else if version == 0 {
             ConnectionHeader::KeepAlive
@@ -919,13 +923,26 @@ impl<R: Route> Protocol for Http<R> {
         )
     }
 
+    /// Between requests: nothing held, no body in progress.
+    fn at_boundary(&self, session: &HttpSession) -> bool {
+        session.held.is_empty() && matches!(session.body, Body::Head(_))
+    }
+
+    fn on_drain(&mut self) {
+        self.draining = true;
+    }
+
     fn counts(&self) -> &ProtocolCounts {
         &self.counts
     }
 
+    /// During the drain, a connection that ends after an answer (which said `Connection:
+    /// close`) ends for the drain.
     fn close_reason(&self, session: &HttpSession) -> CloseReason {
         if session.failed {
             CloseReason::HttpError
+        } else if self.draining {
+            CloseReason::Drain
         } else {
             CloseReason::Client
         }
@@ -1013,6 +1030,47 @@ mod tests {
         answer.extend_from_slice(P);
         answer.extend_from_slice(body);
         answer
+    }
+
+    /// Between requests only: not while a head is partial, nor while a body is on its way; and
+    /// once the server drains, every answer says `Connection: close` and ends the connection.
+    #[test]
+    fn at_a_boundary_between_requests_and_close_once_draining() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut read = |http: &mut Http, session: &mut HttpSession, input: &[u8]| {
+            http.on_read(session, input, &mut Answers::new(&mut out, usize::MAX, now))
+        };
+        assert!(http.at_boundary(&session));
+        read(&mut http, &mut session, b"GET /a HTTP/1.1\r\nHost: a\r\n");
+        assert!(!http.at_boundary(&session), "a partial head");
+        read(&mut http, &mut session, b"\r\n");
+        assert!(http.at_boundary(&session));
+        read(
+            &mut http,
+            &mut session,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab",
+        );
+        assert!(!http.at_boundary(&session), "a body on its way");
+        assert_eq!(read(&mut http, &mut session, b"cd"), Next::Continue);
+        assert!(http.at_boundary(&session));
+        assert_eq!(http.close_reason(&session), CloseReason::Client);
+
+        http.on_drain();
+        let next = read(
+            &mut http,
+            &mut session,
+            b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+        );
+        assert_eq!(next, Next::Close);
+        assert!(
+            mask_dates(&out).ends_with(b"Connection: close\r\n\r\nYou say that b"),
+            "{}",
+            out.escape_ascii()
+        );
+        assert_eq!(http.close_reason(&session), CloseReason::Drain);
     }
 
     #[test]

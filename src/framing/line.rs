@@ -189,6 +189,11 @@ impl Protocol for Line {
         }
     }
 
+    /// No partial line held (nor whole lines held back by a pause).
+    fn at_boundary(&self, session: &LineSession) -> bool {
+        session.held.is_empty()
+    }
+
     fn counts(&self) -> &ProtocolCounts {
         &self.counts
     }
@@ -246,6 +251,26 @@ mod tests {
             Next::Close,
             "a tail already past the limit is refused at once"
         );
+    }
+
+    /// Between lines only when nothing is held: not while a line waits for its `\n`, nor while
+    /// whole lines wait for room after a pause.
+    #[test]
+    fn at_a_boundary_only_when_no_line_is_held() {
+        let mut line = Line::new(P, 8192);
+        let mut session = LineSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        assert!(line.at_boundary(&session));
+        let mut read = |line: &mut Line, session: &mut LineSession, input: &[u8], room| {
+            line.on_read(session, input, &mut Answers::new(&mut out, room, now))
+        };
+        read(&mut line, &mut session, b"one\ntw", usize::MAX);
+        assert!(!line.at_boundary(&session), "half a line held");
+        read(&mut line, &mut session, b"o\n", usize::MAX);
+        assert!(line.at_boundary(&session));
+        assert_eq!(read(&mut line, &mut session, b"a\nb\nc\n", 1), Next::Pause);
+        assert!(!line.at_boundary(&session), "whole lines held by a pause");
     }
 
     #[test]

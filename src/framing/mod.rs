@@ -134,6 +134,17 @@ pub trait Protocol {
         Next::Continue
     }
 
+    /// Whether the connection is between messages: nothing of a message is held (no partial
+    /// line, no request head or body in progress), so closing it now cuts nothing the client
+    /// sent. Asked during the drain, on a timer, never per message; the loop checks for itself
+    /// that no answer waits to be written and nothing waits to be read.
+    fn at_boundary(&self, session: &Self::Session) -> bool;
+
+    /// The server has started draining (its listeners are closed). A protocol that can tell a
+    /// client an answer is its last (HTTP's `Connection: close`) does so from now on. Called
+    /// once per loop.
+    fn on_drain(&mut self) {}
+
     /// The next deadline this protocol keeps for the connection (a request head that must
     /// complete in time), or `None`. Asked after each call; the loop calls
     /// [`Protocol::on_deadline`] once it has passed.
