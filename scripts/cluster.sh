@@ -4,7 +4,7 @@
 # with contrib/haproxy.cfg as it is (`retries 0`, the /healthz HTTP check and the agent check),
 # on free loopback ports.
 #
-#   scripts/cluster.sh [--no-drain] [SECONDS]        (default 40)
+#   scripts/cluster.sh [--no-drain] [SECONDS]        (default 30)
 #
 # For SECONDS, two `saythat load` runs go through HAProxy, every answer checked: 100 churning
 # connections (each reopened after 50 messages) flat out, and 10 long-lived connections at 20
@@ -31,12 +31,12 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/cluster.sh [--no-drain] [SECONDS]
-  SECONDS     length of the load runs the rolling restart happens under, 20 to 600 (default 40)
+  SECONDS     length of the load runs the rolling restart happens under, 20 to 600 (default 30)
   --no-drain  backends without --drain-delay and --agent-listen (before issue 11), to compare
 EOF
 }
 
-seconds=40
+seconds=30
 drain=1
 while [ $# -gt 0 ]; do
   case $1 in
