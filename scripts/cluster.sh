@@ -392,7 +392,7 @@ if total["errors"] or total["connect_failures"]:
 ll = runs["long_lived"]
 cut = ll["closed_early"] + ll["timeouts"]
 if cut:
-    failures.append(f"{cut} long-lived connections were cut mid-message")
+    failures.append(f"{cut} long-lived connections failed (a message unanswered, or refused)")
 after = runs["after_kill"]["errors"] + runs["after_kill_long_lived"]["errors"]
 if after:
     failures.append(f"{after} errors after HAProxy had marked the killed backend DOWN")
