@@ -20,7 +20,8 @@
 # and the load after the kill saw no error; 1 otherwise, saying what failed; 2 on a bad argument.
 #
 # --no-drain runs the backends as saythat did before issue 11 (no --drain-delay, no agent): the
-# refusals the lame duck removes, for comparison; it is expected to fail.
+# refusals the lame duck removes, for comparison; it is expected to fail. DRAIN_DELAY=SECS
+# replaces the --drain-delay sized from the checks, to see what a shorter one costs.
 #
 # Needs haproxy and socat (apt-get install haproxy socat), and python3. Loopback only; bounded
 # (about SECONDS + 20 s plus the build); every process is stopped on exit, Ctrl-C included.
@@ -72,22 +73,22 @@ ms() {
     if (u == "" || u == "ms") print n; else if (u == "s") print n * 1000
     else if (u == "m") print n * 60000; else if (u == "us") print int(n / 1000); else exit 1 }'
 }
-# check_param NAME: the value after NAME on the config's default-server line.
-check_param() {
-  local value
-  value=$(awk -v k="$1" '$1 == "default-server" { for (i = 2; i < NF; i++) if ($i == k) print $(i + 1) }' "$cfg")
-  [ -n "$value" ] || { echo "cluster: no \`$1\` on the default-server line of $cfg" >&2; return 1; }
-  ms "$value" || { echo "cluster: cannot read $1 $value in $cfg" >&2; return 1; }
+# server_param NAME: the value after NAME on the config's default-server lines.
+server_param() {
+  awk -v k="$1" '$1 == "default-server" { for (i = 2; i < NF; i++) if ($i == k) print $(i + 1) }' "$cfg"
 }
-inter_ms=$(check_param inter)
-fall=$(awk '$1 == "default-server" { for (i = 2; i < NF; i++) if ($i == "fall") print $(i + 1) }' "$cfg")
-rise=$(awk '$1 == "default-server" { for (i = 2; i < NF; i++) if ($i == "rise") print $(i + 1) }' "$cfg")
-if ! [[ $fall =~ ^[0-9]+$ && $rise =~ ^[0-9]+$ ]]; then
-  echo "cluster: the default-server line of $cfg needs \`fall N\` and \`rise N\`" >&2; exit 1
+inter_ms=$(ms "$(server_param inter)") || inter_ms=
+fall=$(server_param fall)
+rise=$(server_param rise)
+if ! [[ $inter_ms =~ ^[0-9]+$ && $fall =~ ^[0-9]+$ && $rise =~ ^[0-9]+$ ]]; then
+  echo "cluster: the default-server lines of $cfg need \`inter TIME\`, \`fall N\` and \`rise N\`:" \
+    "the lame duck is sized from them" >&2
+  exit 1
 fi
 # HAProxy marks a server DOWN within fall x inter of the first failing check, and the check in
 # progress when the signal comes may still pass: the lame duck lasts at least (fall + 1) x inter.
 drain_delay=${DRAIN_DELAY:-$(((((fall + 1) * inter_ms) + 999) / 1000))}
+[[ $drain_delay =~ ^[0-9]+$ ]] || { echo "cluster: DRAIN_DELAY takes whole seconds" >&2; exit 2; }
 # How long a drain may take once the listener is closed: the long-lived clients are idle between
 # messages, so a drain that closes at message boundaries needs a fraction of this.
 shutdown_timeout=5
