@@ -20,7 +20,7 @@ const WRITE_SIZE: usize = 1024;
 const SHUTDOWN_TIMEOUT: u64 = 10;
 
 /// Streams `PER_CLIENT` bytes of its pattern in 1 KiB writes, then half-closes.
-fn write_all_of_it(mut stream: TcpStream, seed: u64) {
+fn write_all_of_it(mut stream: TcpStream, seed: u64, started: &AtomicU64) {
     let mut buf = [0u8; WRITE_SIZE];
     let mut sent = 0;
     while sent < PER_CLIENT {
@@ -28,6 +28,9 @@ fn write_all_of_it(mut stream: TcpStream, seed: u64) {
         stream
             .write_all(&buf)
             .unwrap_or_else(|e| panic!("client {seed}: write failed after {sent} bytes: {e}"));
+        if sent == 0 {
+            started.fetch_add(1, Ordering::Relaxed);
+        }
         sent += WRITE_SIZE as u64;
     }
     stream.shutdown(Shutdown::Write).unwrap();
@@ -40,12 +43,16 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
         ..Config::loopback()
     });
     let progress = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for seed in 0..CLIENTS {
         let mut stream = server.connect();
         let to_write = stream.try_clone().unwrap();
-        writers.push(thread::spawn(move || write_all_of_it(to_write, seed)));
+        let writing = Arc::clone(&started);
+        writers.push(thread::spawn(move || {
+            write_all_of_it(to_write, seed, &writing)
+        }));
         let progress = Arc::clone(&progress);
         readers.push(thread::spawn(move || {
             read_answers_to_eof(&mut stream, seed, &progress)
@@ -54,6 +61,11 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
     }
 
     let total = CLIENTS * PER_CLIENT;
+    // Every client streaming before the drain: one that has not sent its first byte yet is
+    // idle at a message boundary, and the drain rightly closes it.
+    wait_for(Duration::from_secs(30), "every client writing", || {
+        (started.load(Ordering::Relaxed) == CLIENTS).then_some(())
+    });
     wait_for(
         Duration::from_secs(30),
         "half of all answers before the shutdown",
