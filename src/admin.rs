@@ -242,35 +242,30 @@ struct Encoder<'a, 'b>(&'a mut DescriptorEncoder<'b>);
 
 impl Encoder<'_, '_> {
     fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
-        let metric = ConstCounter::new(value);
-        metric.encode(
-            self.0
-                .encode_descriptor(name, help, None, MetricType::Counter)?,
-        )
+        self.one(name, help, MetricType::Counter, ConstCounter::new(value))
     }
 
     fn counter_f64(&mut self, name: &str, help: &str, value: f64) -> fmt::Result {
-        let metric = ConstCounter::new(value);
-        metric.encode(
-            self.0
-                .encode_descriptor(name, help, None, MetricType::Counter)?,
-        )
+        self.one(name, help, MetricType::Counter, ConstCounter::new(value))
     }
 
     fn gauge(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
-        let metric = ConstGauge::new(value);
-        metric.encode(
-            self.0
-                .encode_descriptor(name, help, None, MetricType::Gauge)?,
-        )
+        self.one(name, help, MetricType::Gauge, ConstGauge::new(value))
     }
 
     fn gauge_f64(&mut self, name: &str, help: &str, value: f64) -> fmt::Result {
-        let metric = ConstGauge::new(value);
-        metric.encode(
-            self.0
-                .encode_descriptor(name, help, None, MetricType::Gauge)?,
-        )
+        self.one(name, help, MetricType::Gauge, ConstGauge::new(value))
+    }
+
+    /// One unlabelled series under its `# HELP` and `# TYPE` lines.
+    fn one(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        metric: impl EncodeMetric,
+    ) -> fmt::Result {
+        metric.encode(self.0.encode_descriptor(name, help, None, kind)?)
     }
 
     /// A counter with one label, one series per `(label value, count)`.
