@@ -45,3 +45,36 @@ PER_MESSAGE_POINTS=("chunk 64 1" "chunk 1024 1" "line 64 16")
 # Their HTTP points, saythat against the hyper peer: framing, size (the GET path or the POST
 # body), requests in flight, method.
 HTTP_PER_MESSAGE_POINTS=("http 64 1 get" "http 64 16 get" "http 64 1 post")
+
+# need_fds NAME CONNECTIONS: fails, saying how to fix it, when the descriptor limit cannot hold
+# CONNECTIONS connections (plus some for the servers' own files).
+need_fds() {
+  local name=$1 conns=$2 fds
+  fds=$(ulimit -n)
+  if [ "$fds" != unlimited ] && [ "$fds" -lt $((conns + 200)) ]; then
+    echo "$name: $conns connections need about $((conns + 200)) descriptors and the" \
+      "hard limit is $fds; raise it (ulimit -Hn, limits.conf or LimitNOFILE)" >&2
+    return 1
+  fi
+}
+
+# pin_cores LOAD: sets on_server and on_load (taskset prefixes: the server on CPU 0, LOAD on
+# CPU 1, when there are 2 cores or more), cores, machine (a line naming the CPU and the pinning)
+# and clk_tck (for /proc/PID/stat times).
+pin_cores() {
+  local load=$1 cpu_model pinning
+  cores=$(nproc)
+  cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+  cpu_model=${cpu_model:-unknown CPU}
+  if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
+    on_server=(taskset -c 0)
+    on_load=(taskset -c 1)
+    pinning="servers on CPU 0, $load on CPU 1"
+  else
+    on_server=()
+    on_load=()
+    pinning="not pinned"
+  fi
+  machine="$cpu_model, $cores cores, $pinning"
+  clk_tck=$(getconf CLK_TCK)
+}

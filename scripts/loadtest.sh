@@ -127,27 +127,8 @@ for scenario in "${scenarios[@]}"; do
     points=$((points + ${#servers[@]}))
   done
 done
-fds=$(ulimit -n)
-if [ "$fds" != unlimited ] && [ "$fds" -lt $((max_conns + 200)) ]; then
-  echo "loadtest: $max_conns connections need about $((max_conns + 200)) descriptors and the" \
-    "hard limit is $fds; raise it (ulimit -Hn, limits.conf or LimitNOFILE)" >&2
-  exit 1
-fi
-
-cores=$(nproc)
-cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-cpu_model=${cpu_model:-unknown CPU}
-if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
-  on_server=(taskset -c 0)
-  on_load=(taskset -c 1)
-  pinning="server on CPU 0, load on CPU 1"
-else
-  on_server=()
-  on_load=()
-  pinning="not pinned"
-fi
-machine="$cpu_model, $cores cores, $pinning"
-clk_tck=$(getconf CLK_TCK)
+need_fds loadtest "$max_conns" || exit 1
+pin_cores load
 
 mkdir -p "$out/points" "$out/logs"
 csv=$out/loadtest.csv

@@ -76,27 +76,8 @@ peer_bin=$target/release/examples/hyper_peer
 # inherit this.
 ulimit -n "$(ulimit -Hn)"
 max_conns=1000
-fds=$(ulimit -n)
-if [ "$fds" != unlimited ] && [ "$fds" -lt $((max_conns + 200)) ]; then
-  echo "wrk.sh: $max_conns connections need about $((max_conns + 200)) descriptors and the" \
-    "hard limit is $fds; raise it (ulimit -Hn, limits.conf or LimitNOFILE)" >&2
-  exit 1
-fi
-
-cores=$(nproc)
-cpu_model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-cpu_model=${cpu_model:-unknown CPU}
-if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
-  on_server=(taskset -c 0)
-  on_load=(taskset -c 1)
-  pinning="servers on CPU 0, wrk on CPU 1"
-else
-  on_server=()
-  on_load=()
-  pinning="not pinned"
-fi
-machine="$cpu_model, $cores cores, $pinning"
-clk_tck=$(getconf CLK_TCK)
+need_fds wrk.sh "$max_conns" || exit 1
+pin_cores wrk
 
 runs=$out/wrk
 mkdir -p "$runs"
