@@ -78,3 +78,19 @@ pin_cores() {
   machine="$cpu_model, $cores cores, $pinning"
   clk_tck=$(getconf CLK_TCK)
 }
+
+# stop_servers: stops every process in the associative array `pid` (the caller's servers) and
+# waits for them: SIGTERM, up to 3 s for the drain, then a second SIGTERM, which ends it at once.
+stop_servers() {
+  local p left
+  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  # saythat serves its open connections for a while after SIGTERM; a second signal ends it at once.
+  for _ in $(seq 30); do
+    left=0
+    for p in "${pid[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}

@@ -88,17 +88,7 @@ work=$(mktemp -d)
 
 declare -A pid addr
 cleanup() {
-  local p left
-  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  # saythat serves its open connections for a while after SIGTERM; a second signal ends it at once.
-  for _ in $(seq 30); do
-    left=0
-    for p in "${pid[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
-    [ "$left" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_servers
   rm -rf "$work"
 }
 trap cleanup EXIT
