@@ -2,35 +2,41 @@
 //! prefix and what the client said (its body, or its path), on the same loop as the echo
 //! protocols, keep-alive and pipelined, strict about what it accepts.
 //!
+//! This file is the [`Protocol`] impl and a connection's session: where a request starts and
+//! ends, what is held between reads, the header timeout. The parts it composes, each pure and
+//! none calling back here: `request` reads and checks a head, `response` writes answer heads,
+//! `body` streams a body into its answer (`chunked` decodes chunks), `date` keeps the `Date`,
+//! `route` lets another endpoint answer.
+//!
 //! Heads are parsed by `httparse` straight from the bytes the loop lends; a connection holds
 //! input only for a head that has not completed (at most `--max-header` bytes) or, after a
 //! pause, the requests its answers had no room for. Bodies are never held: they are echoed as
 //! they arrive. It must never panic on any input, never allocate per request in steady state,
 //! and never answer anything after an error response.
 
+mod body;
 mod chunked;
 mod date;
+mod request;
+mod response;
+mod route;
 
-use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
+use body::{Body, Streamed};
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
+pub use request::MAX_HEADERS;
+use request::{push_decoded, refusal, ConnectionHeader, Refusal};
+use response::{Answer, Heads, Length, Reply, CONTINUE};
+pub use route::{Echo, Route, Routed};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
-/// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
-/// answered 431.
-pub const MAX_HEADERS: usize = 100;
 /// A held head buffer that grew past this is released once the head is answered, so one long
 /// head does not pin its memory to the connection.
 const KEEP_HELD_CAPACITY: usize = 4096;
-/// The methods `OPTIONS` lists. Every method token is answered, but these are the ones that mean
-/// something to an echo.
-const ALLOW: &[u8] = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-const TEXT: &[u8] = b"\r\nContent-Type: text/plain; charset=utf-8";
 
 /// The limits of HTTP mode, from `--max-header`, `--max-body` and `--header-timeout`.
 #[derive(Debug, Clone, Copy)]
@@ -43,53 +49,14 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
-/// What answers a valid request in place of the echo: another endpoint served with this
-/// framing's parser, limits and refusals (the admin endpoint of `--metrics-listen`). [`Echo`]
-/// routes nothing, so every request is echoed.
-pub trait Route {
-    /// The answer to `method` on `path` (the target's path after its `/`, query dropped, not
-    /// percent-decoded), or `None` to echo the request. A routed request's body is read and
-    /// dropped.
-    fn route(&mut self, method: &str, path: &[u8]) -> Option<Routed>;
-
-    /// Writes the body of the answer [`Route::route`] just gave (not for HEAD).
-    fn body(&mut self, answers: &mut Answers<'_>);
-}
-
-/// An answer chosen by a [`Route`]: its status, type and length; the body follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Routed {
-    /// The status line's code and reason, e.g. `404 Not Found`.
-    pub status: &'static str,
-    pub content_type: &'static str,
-    /// Bytes of the body.
-    pub len: usize,
-}
-
-/// HTTP mode's own answers: every request echoed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Echo;
-
-impl Route for Echo {
-    #[inline(always)]
-    fn route(&mut self, _: &str, _: &[u8]) -> Option<Routed> {
-        None
-    }
-
-    fn body(&mut self, _: &mut Answers<'_>) {}
-}
-
 /// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
 /// requests it routes, the rest are echoed.
 #[derive(Debug, Clone)]
 pub struct Http<R = Echo> {
     prefix: Box<[u8]>,
     limits: HttpLimits,
-    date: DateCache,
-    /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
-    ok_head: Box<[u8]>,
-    /// Responses answered, by status.
-    counts: ProtocolCounts,
+    /// The answers' heads, the `Date` they share and their counts by status.
+    heads: Heads,
     route: R,
     /// The server drains: every answer from now on says `Connection: close`, and its
     /// connection closes after it (clients open a new one elsewhere).
@@ -104,100 +71,20 @@ pub struct HttpSession {
     held: Vec<u8>,
     /// What the next bytes are.
     body: Body,
-    /// What the request is answered with.
-    reply: Reply,
-    /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
-    /// that breaks a rule still gets a proper error response.
-    started: bool,
-    connection: ConnectionHeader,
+    /// How the request in progress is answered.
+    answer: Answer,
     /// The connection ends on an error: a refusal, or a body that broke its framing after the
     /// answer had started. For the metrics' close reason; never reset.
     failed: bool,
 }
 
-/// What a request is answered with.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Reply {
-    /// The prefix and the body, or the path.
-    #[default]
-    Echo,
-    /// HEAD: the echo's head, no body; a request body is read and dropped.
-    HeadOnly,
-    /// OPTIONS: 204 with `Allow`; a request body is read and dropped.
-    Options,
-    /// Answered by the route, at once; a request body is read and dropped.
-    Routed,
-}
-
-/// What the next bytes of a connection are. Small, since every connection has one: the
-/// decoder is 24 bytes.
-#[derive(Debug)]
-enum Body {
-    /// A request head; since when one has been arriving, for `--header-timeout`.
-    Head(Option<Instant>),
-    /// This many body bytes still to come.
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
-impl Default for Body {
-    fn default() -> Self {
-        Body::Head(None)
-    }
-}
-
 impl HttpSession {
-    /// When the head being received started arriving, if one is.
-    fn head_started(&self) -> Option<Instant> {
-        match self.body {
-            Body::Head(started) => started,
-            _ => None,
-        }
-    }
-
     /// Ready for the next request.
     fn end_request(&mut self) {
         self.body = Body::Head(None);
-        self.reply = Reply::Echo;
-        self.started = false;
-        self.connection = ConnectionHeader::Persist;
+        self.answer = Answer::default();
     }
 }
-
-/// What the answer says about the connection.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ConnectionHeader {
-    /// HTTP/1.1 keep-alive: nothing to say.
-    #[default]
-    Persist,
-    /// HTTP/1.0 that asked to persist: `Connection: keep-alive`.
-    KeepAlive,
-    /// `Connection: close`, and the connection closes after this answer.
-    Close,
-}
-
-/// How an answer's length is told.
-enum Length {
-    Bytes(u64),
-    /// A routed answer's: its own `Content-Type`, and its length.
-    Typed(&'static str, u64),
-    Chunked,
-    /// 204: neither.
-    NoContent,
-}
-
-/// A request that gets an error response.
-struct Refusal {
-    status: &'static str,
-    reason: &'static str,
-}
-
-fn refusal(status: &'static str, reason: &'static str) -> Refusal {
-    Refusal { status, reason }
-}
-
-const BAD_REQUEST: &str = "400 Bad Request";
-const TOO_LARGE: &str = "413 Content Too Large";
 
 impl Http {
     pub fn new(prefix: &[u8], limits: HttpLimits) -> Http {
@@ -208,65 +95,12 @@ impl Http {
 impl<R: Route> Http<R> {
     /// HTTP mode whose requests `route` may answer in place of the echo.
     pub fn with_route(prefix: &[u8], limits: HttpLimits, route: R) -> Http<R> {
-        let ok_head = format!(
-            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
-            env!("CARGO_PKG_VERSION")
-        );
         Http {
             prefix: prefix.into(),
             limits,
-            date: DateCache::default(),
-            ok_head: ok_head.into_bytes().into(),
-            counts: ProtocolCounts::default(),
+            heads: Heads::new(),
             route,
             draining: false,
-        }
-    }
-
-    /// Writes an answer's status line and header fields.
-    fn head(
-        &mut self,
-        answers: &mut Answers<'_>,
-        status: &str,
-        length: Length,
-        connection: ConnectionHeader,
-    ) {
-        if status.starts_with("200") {
-            self.counts.response(200);
-            answers.push(&self.ok_head);
-        } else {
-            let code = status.get(..3).and_then(|code| code.parse().ok());
-            self.counts.response(code.unwrap_or(0));
-            answers.push(b"HTTP/1.1 ");
-            answers.push(status.as_bytes());
-            answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
-        }
-        answers.push(self.date.at(answers.now()));
-        match length {
-            Length::Typed(content_type, n) => {
-                answers.push(b"\r\nContent-Type: ");
-                answers.push(content_type.as_bytes());
-                answers.push(b"\r\nContent-Length: ");
-                answers.push(itoa::Buffer::new().format(n).as_bytes());
-            }
-            Length::Bytes(n) => {
-                answers.push(TEXT);
-                answers.push(b"\r\nContent-Length: ");
-                answers.push(itoa::Buffer::new().format(n).as_bytes());
-            }
-            Length::Chunked => {
-                answers.push(TEXT);
-                answers.push(b"\r\nTransfer-Encoding: chunked");
-            }
-            Length::NoContent => {
-                answers.push(b"\r\nAllow: ");
-                answers.push(ALLOW);
-            }
-        }
-        match connection {
-            ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
-            ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
-            ConnectionHeader::Close => answers.push(b"\r\nConnection: close\r\n\r\n"),
         }
     }
 
@@ -278,7 +112,7 @@ impl<R: Route> Http<R> {
         refusal: Refusal,
     ) -> Next {
         let body_len = refusal.reason.len() as u64 + 1;
-        self.head(
+        self.heads.write(
             answers,
             refusal.status,
             Length::Bytes(body_len),
@@ -290,22 +124,6 @@ impl<R: Route> Http<R> {
         session.held = Vec::new();
         session.end_request();
         Next::Close
-    }
-
-    /// 431, or 414 when the request line alone is past the limit.
-    fn too_long(&self, head: &[u8]) -> Refusal {
-        let line_end = memchr::memchr(b'\n', &head[..head.len().min(self.limits.max_header + 1)]);
-        if line_end.is_none_or(|end| end >= self.limits.max_header) {
-            refusal(
-                "414 URI Too Long",
-                "the request line is longer than --max-header",
-            )
-        } else {
-            refusal(
-                "431 Request Header Fields Too Large",
-                "the request head is longer than --max-header",
-            )
-        }
     }
 
     /// Answers requests from `input`, which starts at a request boundary or inside the body of
@@ -320,115 +138,47 @@ impl<R: Route> Http<R> {
     ) -> (usize, Next) {
         let mut at = 0;
         loop {
-            match &mut session.body {
-                Body::Length(remaining) => {
-                    let take = (*remaining).min((input.len() - at) as u64) as usize;
-                    if session.reply == Reply::Echo {
-                        answers.push(&input[at..at + take]);
-                    }
-                    at += take;
-                    *remaining -= take as u64;
-                    if *remaining > 0 {
-                        return (at, Next::Continue);
-                    }
+            if let Body::Head(_) = session.body {
+                if at == input.len() {
+                    return (at, Next::Continue);
                 }
-                Body::Chunked(decoder) => {
-                    let (reply, connection) = (session.reply, session.connection);
-                    let echo = reply == Reply::Echo;
-                    // Answers of this call may be withdrawn: an error found further on in the
-                    // same read still gets a proper error response instead of a cut-short 200.
-                    let (mark, was_started) = (answers.len(), session.started);
-                    let mut head_due = echo && !session.started;
-                    let (prefix, ok_head, date, counts) = (
-                        &self.prefix,
-                        &self.ok_head,
-                        &mut self.date,
-                        &mut self.counts,
-                    );
-                    let result = decoder.decode(&input[at..], self.limits.max_body, |data| {
-                        if echo {
-                            if head_due {
-                                write_chunked_head(
-                                    answers, ok_head, date, counts, connection, prefix,
-                                );
-                                head_due = false;
-                            }
-                            push_chunk(answers, data);
-                        }
-                    });
-                    let done = decoder.is_done();
-                    if echo && !head_due {
-                        session.started = true;
-                    }
-                    match result {
-                        Ok(used) => at += used,
-                        Err(e) if !was_started => {
-                            if session.started {
-                                // The 200 begun in this call is withdrawn, and uncounted.
-                                self.counts.withdraw(200);
-                            }
-                            answers.truncate(mark);
-                            let refused = match e {
-                                ChunkError::TooLarge => {
-                                    refusal(TOO_LARGE, "the chunked body is larger than --max-body")
-                                }
-                                ChunkError::Malformed(why) => refusal(BAD_REQUEST, why),
-                            };
-                            return (input.len(), self.refuse(session, answers, refused));
-                        }
-                        // The answer went out in an earlier write: the only honest end is to cut
-                        // it short, which every client reports as an incomplete response.
-                        Err(_) => {
-                            session.failed = true;
-                            return (input.len(), Next::Close);
-                        }
-                    }
-                    if !done {
-                        return (at, Next::Continue);
-                    }
-                    // HEAD's and OPTIONS' answers wait for the whole body too, so a malformed
-                    // one is refused rather than answered.
-                    match reply {
-                        Reply::Echo => {
-                            if !session.started {
-                                write_chunked_head(
-                                    answers, ok_head, date, counts, connection, prefix,
-                                );
-                            }
-                            answers.push(b"0\r\n\r\n");
-                        }
-                        Reply::HeadOnly => {
-                            self.head(answers, "200 OK", Length::Chunked, connection)
-                        }
-                        Reply::Options => {
-                            self.head(answers, "204 No Content", Length::NoContent, connection)
-                        }
-                        Reply::Routed => {}
-                    }
+                if answers.is_full() {
+                    return (at, Next::Pause);
                 }
-                Body::Head(_) => {
-                    if at == input.len() {
-                        return (at, Next::Continue);
-                    }
-                    if answers.is_full() {
-                        return (at, Next::Pause);
-                    }
-                    match self.start(session, &input[at..], answers) {
-                        Ok(Some(used)) => {
-                            at += used;
-                            if !matches!(session.body, Body::Head(_)) {
-                                continue;
-                            }
+                match self.start(session, &input[at..], answers) {
+                    Ok(Some(used)) => {
+                        at += used;
+                        if !matches!(session.body, Body::Head(_)) {
+                            continue;
                         }
-                        Ok(None) => return (at, Next::Continue),
-                        Err(refused) => {
-                            return (input.len(), self.refuse(session, answers, refused))
-                        }
+                    }
+                    Ok(None) => return (at, Next::Continue),
+                    Err(refused) => return (input.len(), self.refuse(session, answers, refused)),
+                }
+            } else {
+                let streamed = body::stream(
+                    &mut session.body,
+                    &mut session.answer,
+                    &input[at..],
+                    self.limits.max_body,
+                    &self.prefix,
+                    &mut self.heads,
+                    answers,
+                );
+                match streamed {
+                    Streamed::More(used) => return (at + used, Next::Continue),
+                    Streamed::Done(used) => at += used,
+                    Streamed::Refused(refused) => {
+                        return (input.len(), self.refuse(session, answers, refused))
+                    }
+                    Streamed::Cut => {
+                        session.failed = true;
+                        return (input.len(), Next::Close);
                     }
                 }
             }
             // The request is answered in full.
-            let close = session.connection == ConnectionHeader::Close;
+            let close = session.answer.connection == ConnectionHeader::Close;
             session.end_request();
             if close {
                 return (input.len(), Next::Close);
@@ -444,135 +194,70 @@ impl<R: Route> Http<R> {
         input: &[u8],
         answers: &mut Answers<'_>,
     ) -> Result<Option<usize>, Refusal> {
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut []);
-        let head_len = match request.parse_with_uninit_headers(input, &mut fields) {
-            Ok(httparse::Status::Complete(len)) if len <= self.limits.max_header => len,
-            Ok(httparse::Status::Complete(_)) => return Err(self.too_long(input)),
-            Ok(httparse::Status::Partial) if input.len() > self.limits.max_header => {
-                return Err(self.too_long(input))
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(parse_error(e)),
+        let Some(head) = request::parse(input, self.limits.max_header, self.limits.max_body)?
+        else {
+            return Ok(None);
         };
-        let version = request.version.unwrap_or(1);
-        let method = request.method.unwrap_or("GET");
-        let target = request.path.unwrap_or("/");
-        let fields = Fields::read(request.headers)?;
-
-        if fields.hosts != 1 && (version == 1 || fields.hosts > 1) {
-            return Err(refusal(
-                BAD_REQUEST,
-                "an HTTP/1.1 request needs exactly one Host header",
-            ));
-        }
-        let expect_continue = match fields.expect {
-            Expect::None => false,
-            // HTTP/1.0 clients cannot understand 100; RFC 9110 says to ignore it from them.
-            Expect::Continue => version == 1,
-            Expect::Other => {
-                return Err(refusal(
-                    "417 Expectation Failed",
-                    "only Expect: 100-continue is understood",
-                ))
-            }
-        };
-        let connection = if fields.close || self.draining || (version == 0 && !fields.keep_alive) {
+        let connection = if self.draining {
             ConnectionHeader::Close
-        } else if version == 0 {
-            ConnectionHeader::KeepAlive
         } else {
-            ConnectionHeader::Persist
+            head.connection
         };
-        let chunked =
-            match fields.transfer {
-                Transfer::None => false,
-                _ if fields.length.is_some() => return Err(refusal(
-                    BAD_REQUEST,
-                    "Transfer-Encoding and Content-Length together are refused (request smuggling)",
-                )),
-                _ if version == 0 => {
-                    return Err(refusal(
-                        BAD_REQUEST,
-                        "Transfer-Encoding is not allowed in HTTP/1.0",
-                    ))
-                }
-                Transfer::ChunkedOnly => true,
-                Transfer::NotFinalChunked => {
-                    return Err(refusal(
-                        BAD_REQUEST,
-                        "Transfer-Encoding must end in a single chunked",
-                    ))
-                }
-                Transfer::OtherCodings => {
-                    return Err(refusal(
-                        "501 Not Implemented",
-                        "only the chunked transfer coding is implemented",
-                    ))
-                }
-            };
-        let length = fields.length.unwrap_or(0);
-        if length > self.limits.max_body {
-            return Err(refusal(TOO_LARGE, "the body is larger than --max-body"));
-        }
-        let has_body = chunked || length > 0;
-        let options = method == "OPTIONS";
-        let head_only = method == "HEAD";
-        if target == "*" && !options {
-            return Err(refusal(
-                BAD_REQUEST,
-                "only OPTIONS may have * as its target",
-            ));
-        }
-        let path = echo_path(target)?;
-        let decoded = decoded_len(path)?;
-
-        if expect_continue && has_body && head_len == input.len() {
+        let has_body = head.chunked || head.length > 0;
+        if head.expect_continue && has_body && head.len == input.len() {
             answers.push(CONTINUE);
         }
-        let routed = self.route.route(method, path);
+        let routed = self.route.route(head.method, head.path);
         let reply = if routed.is_some() {
             Reply::Routed
-        } else if options {
+        } else if head.options {
             Reply::Options
-        } else if head_only {
+        } else if head.head_only {
             Reply::HeadOnly
         } else {
             Reply::Echo
         };
         if let Some(routed) = routed {
             let length = Length::Typed(routed.content_type, routed.len as u64);
-            self.head(answers, routed.status, length, connection);
-            if !head_only {
+            self.heads.write(answers, routed.status, length, connection);
+            if !head.head_only {
                 self.route.body(answers);
             }
-        } else if chunked {
+        } else if head.chunked {
             // Answered as the chunks arrive (echo) or once they all have.
-        } else if options {
-            self.head(answers, "204 No Content", Length::NoContent, connection);
+        } else if head.options {
+            self.heads
+                .write(answers, "204 No Content", Length::NoContent, connection);
         } else {
-            let said = if has_body { length } else { decoded as u64 };
+            let said = if has_body {
+                head.length
+            } else {
+                head.decoded_len as u64
+            };
             let answer_len = self.prefix.len() as u64 + said;
-            self.head(answers, "200 OK", Length::Bytes(answer_len), connection);
-            if !head_only {
+            self.heads
+                .write(answers, "200 OK", Length::Bytes(answer_len), connection);
+            if !head.head_only {
                 answers.push(&self.prefix);
                 if !has_body {
-                    push_decoded(answers, path);
+                    push_decoded(answers, head.path);
                 }
             }
         }
-        session.body = if chunked {
+        session.body = if head.chunked {
             Body::Chunked(ChunkedDecoder::new())
-        } else if length > 0 {
-            Body::Length(length)
+        } else if head.length > 0 {
+            Body::Length(head.length)
         } else {
             Body::Head(None)
         };
-        session.reply = reply;
-        // A routed answer is out already: a bad body after it can only cut the connection.
-        session.started = reply == Reply::Routed;
-        session.connection = connection;
-        Ok(Some(head_len))
+        session.answer = Answer {
+            reply,
+            connection,
+            // A routed answer is out already: a bad body after it can only cut the connection.
+            started: reply == Reply::Routed,
+        };
+        Ok(Some(head.len))
     }
 
     /// Answers what `session.held` holds, keeping what is left of it in place.
@@ -600,7 +285,7 @@ impl<R: Route> Http<R> {
             }
             Next::Continue => {
                 if session.held.len() > self.limits.max_header {
-                    let refused = self.too_long(&session.held);
+                    let refused = request::too_long(&session.held, self.limits.max_header);
                     return self.refuse(session, answers, refused);
                 }
                 if let Body::Head(started) = &mut session.body {
@@ -623,246 +308,6 @@ impl<R: Route> Http<R> {
         }
         next
     }
-}
-
-fn write_chunked_head(
-    answers: &mut Answers<'_>,
-    ok_head: &[u8],
-    date: &mut DateCache,
-    counts: &mut ProtocolCounts,
-    connection: ConnectionHeader,
-    prefix: &[u8],
-) {
-    counts.response(200);
-    answers.push(ok_head);
-    answers.push(date.at(answers.now()));
-    answers.push(TEXT);
-    answers.push(b"\r\nTransfer-Encoding: chunked");
-    match connection {
-        ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
-        ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
-        ConnectionHeader::Close => answers.push(b"\r\nConnection: close\r\n\r\n"),
-    }
-    // An empty chunk would end the answer: an empty prefix gets none.
-    if !prefix.is_empty() {
-        push_chunk(answers, prefix);
-    }
-}
-
-/// One chunk of a chunked answer.
-fn push_chunk(answers: &mut Answers<'_>, data: &[u8]) {
-    let mut size = [0u8; 18];
-    let mut at = size.len() - 2;
-    size[at..].copy_from_slice(b"\r\n");
-    let mut n = data.len();
-    loop {
-        at -= 1;
-        size[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    answers.push(&size[at..]);
-    answers.push(data);
-    answers.push(b"\r\n");
-}
-
-/// What the header fields of a request say about its framing and its connection.
-#[derive(Default)]
-struct Fields {
-    hosts: usize,
-    length: Option<u64>,
-    transfer: Transfer,
-    close: bool,
-    keep_alive: bool,
-    expect: Expect,
-}
-
-#[derive(Default, PartialEq, Eq)]
-enum Transfer {
-    #[default]
-    None,
-    /// `chunked`, once, and nothing else.
-    ChunkedOnly,
-    /// Codings whose last is not `chunked`, or `chunked` more than once.
-    NotFinalChunked,
-    /// Other codings before a final `chunked` (e.g. `gzip, chunked`).
-    OtherCodings,
-}
-
-#[derive(Default, PartialEq, Eq)]
-enum Expect {
-    #[default]
-    None,
-    Continue,
-    Other,
-}
-
-impl Fields {
-    fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
-        let mut fields = Fields::default();
-        let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
-        for header in headers {
-            let name = header.name;
-            let value = header.value;
-            if name.eq_ignore_ascii_case("host") {
-                fields.hosts += 1;
-            } else if name.eq_ignore_ascii_case("content-length") {
-                let length = parse_length(value)?;
-                if fields.length.is_some_and(|seen| seen != length) {
-                    return Err(refusal(
-                        BAD_REQUEST,
-                        "Content-Length given twice with different values",
-                    ));
-                }
-                fields.length = Some(length);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                fields_seen += 1;
-                for coding in list(value) {
-                    codings += 1;
-                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
-                    chunked += usize::from(last_chunked);
-                }
-            } else if name.eq_ignore_ascii_case("connection") {
-                for option in list(value) {
-                    fields.close |= option.eq_ignore_ascii_case(b"close");
-                    fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
-                }
-            } else if name.eq_ignore_ascii_case("expect") {
-                // One expectation not understood is enough for 417, whatever else is asked.
-                if !trim(value).eq_ignore_ascii_case(b"100-continue") {
-                    fields.expect = Expect::Other;
-                } else if fields.expect == Expect::None {
-                    fields.expect = Expect::Continue;
-                }
-            }
-        }
-        fields.transfer = match (codings, chunked, last_chunked) {
-            // An empty Transfer-Encoding is still one: ignoring it would frame the body by a
-            // Content-Length that a proxy in front may have read differently.
-            (0, _, _) if fields_seen == 0 => Transfer::None,
-            (1, 1, true) => Transfer::ChunkedOnly,
-            (_, 1, true) => Transfer::OtherCodings,
-            _ => Transfer::NotFinalChunked,
-        };
-        Ok(fields)
-    }
-}
-
-/// `Content-Length`: digits only (no sign, no list, no spaces inside), within a u64.
-fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
-    let digits = trim(value);
-    let bad = || refusal(BAD_REQUEST, "Content-Length must be a number of bytes");
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(bad());
-    }
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
-        .ok_or_else(bad)
-}
-
-/// The non-empty elements of a comma-separated field value.
-fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim)
-        .filter(|item| !item.is_empty())
-}
-
-fn trim(value: &[u8]) -> &[u8] {
-    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = value
-        .iter()
-        .position(|b| !is_space(b))
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !is_space(b))
-        .map_or(start, |i| i + 1);
-    &value[start..end]
-}
-
-fn parse_error(e: httparse::Error) -> Refusal {
-    match e {
-        httparse::Error::Version => refusal(
-            "505 HTTP Version Not Supported",
-            "only HTTP/1.0 and HTTP/1.1 are supported",
-        ),
-        httparse::Error::TooManyHeaders => refusal(
-            "431 Request Header Fields Too Large",
-            "more than 100 header fields",
-        ),
-        httparse::Error::HeaderName => refusal(BAD_REQUEST, "bad header field name"),
-        httparse::Error::HeaderValue => refusal(BAD_REQUEST, "bad header field value"),
-        httparse::Error::NewLine => refusal(BAD_REQUEST, "bad line ending in the request head"),
-        httparse::Error::Token => refusal(BAD_REQUEST, "not an HTTP request"),
-        _ => refusal(BAD_REQUEST, "bad request line"),
-    }
-}
-
-/// What a request without a body said: its target's path after the leading `/`, query dropped.
-fn echo_path(target: &str) -> Result<&[u8], Refusal> {
-    let path = if let Some(path) = target.strip_prefix('/') {
-        path
-    } else if target == "*" {
-        ""
-    } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form (RFC 9112 §3.2.2), which servers must accept.
-        rest.find('/').map_or("", |slash| &rest[slash + 1..])
-    } else {
-        return Err(refusal(BAD_REQUEST, "the request target must start with /"));
-    };
-    let path = path.as_bytes();
-    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
-    Ok(&path[..end])
-}
-
-fn strip_scheme(target: &str) -> Option<&str> {
-    ["http://", "https://"].into_iter().find_map(|scheme| {
-        let head = target.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme)
-            .then(|| &target[scheme.len()..])
-    })
-}
-
-/// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
-/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
-fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
-    let mut escapes = 0;
-    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
-    for at in memchr::memchr_iter(b'%', path) {
-        let pair = path.get(at + 1..at + 3);
-        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(refusal(
-                BAD_REQUEST,
-                "bad percent-encoding in the request target",
-            ));
-        }
-        escapes += 1;
-    }
-    Ok(path.len() - 2 * escapes)
-}
-
-/// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
-fn push_decoded(answers: &mut Answers<'_>, path: &[u8]) {
-    let mut rest = path;
-    while let Some(at) = memchr::memchr(b'%', rest) {
-        answers.push(&rest[..at]);
-        let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-        answers.push(&[hex(rest[at + 1]) << 4 | hex(rest[at + 2])]);
-        rest = &rest[at + 3..];
-    }
-    answers.push(rest);
-}
-
-/// A head can only end where an empty line starts.
-fn has_head_end(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"\n\r\n").is_some()
-        || memchr::memmem::find(bytes, b"\n\n").is_some()
 }
 
 impl<R: Route> Protocol for Http<R> {
@@ -891,7 +336,7 @@ impl<R: Route> Protocol for Http<R> {
         // byte at a time from costing a parse per byte.
         let old = session.held.len();
         session.held.extend_from_slice(input);
-        if !has_head_end(&session.held[old.saturating_sub(3)..]) {
+        if !request::has_head_end(&session.held[old.saturating_sub(3)..]) {
             return self.settle(session, Next::Continue, answers);
         }
         self.answer_held(session, answers)
@@ -910,12 +355,13 @@ impl<R: Route> Protocol for Http<R> {
 
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         session
+            .body
             .head_started()
             .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if session.head_started().is_none() {
+        if session.body.head_started().is_none() {
             return Next::Continue;
         }
         self.refuse(
@@ -938,7 +384,7 @@ impl<R: Route> Protocol for Http<R> {
     }
 
     fn counts(&self) -> &ProtocolCounts {
-        &self.counts
+        self.heads.counts()
     }
 
     /// During the drain, a connection that ends after an answer (which said `Connection:

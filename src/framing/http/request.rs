@@ -1,0 +1,387 @@
+//! Reading a request head: the glue around httparse, what the header fields say about the
+//! body and the connection, the request target, and the refusal table for what is not accepted.
+//!
+//! Pure functions over the bytes the loop lends: no I/O, no allocation, no state kept between
+//! calls. It must never accept a head that frames its body two ways (request smuggling), and
+//! never answer anything itself: it says what to answer, or why not.
+
+use std::mem::MaybeUninit;
+
+use crate::framing::Answers;
+
+/// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
+/// answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// A request that gets an error response.
+pub(super) struct Refusal {
+    /// The status line's code and reason, e.g. `400 Bad Request`.
+    pub status: &'static str,
+    /// The one line of the answer's body, saying what was wrong.
+    pub reason: &'static str,
+}
+
+pub(super) fn refusal(status: &'static str, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
+}
+
+pub(super) const BAD_REQUEST: &str = "400 Bad Request";
+pub(super) const TOO_LARGE: &str = "413 Content Too Large";
+
+/// What the answer says about the connection: what the request's version and `Connection`
+/// field asked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnectionHeader {
+    /// HTTP/1.1 keep-alive: nothing to say.
+    #[default]
+    Persist,
+    /// HTTP/1.0 that asked to persist: `Connection: keep-alive`.
+    KeepAlive,
+    /// `Connection: close`, and the connection closes after this answer.
+    Close,
+}
+
+/// A complete head that is accepted: what answering it needs. Borrows the input.
+pub(super) struct Head<'a> {
+    /// Bytes of the head, from the request line to its empty line.
+    pub len: usize,
+    pub method: &'a str,
+    /// What a request without a body says: the target's path after its `/`, query dropped,
+    /// still percent-encoded (checked; see [`push_decoded`]).
+    pub path: &'a [u8],
+    /// Bytes of `path` percent-decoded.
+    pub decoded_len: usize,
+    /// What the request asked of its connection.
+    pub connection: ConnectionHeader,
+    /// `Expect: 100-continue` from a client that understands 100.
+    pub expect_continue: bool,
+    /// The body is chunked; otherwise it is `length` bytes.
+    pub chunked: bool,
+    /// Content-Length, at most `--max-body`; 0 without one.
+    pub length: u64,
+    /// `OPTIONS`: answered 204 with `Allow`.
+    pub options: bool,
+    /// `HEAD`: answered with the echo's head alone.
+    pub head_only: bool,
+}
+
+/// Parses and checks the head at the start of `input`. `Ok(None)`: it has not completed yet
+/// (and is within `max_header`).
+///
+/// Inlined into its one caller, as it was when it was part of that caller: an outlined call
+/// would return the whole `Head` through memory on every request.
+#[inline(always)]
+pub(super) fn parse(
+    input: &[u8],
+    max_header: usize,
+    max_body: u64,
+) -> Result<Option<Head<'_>>, Refusal> {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let head_len = match request.parse_with_uninit_headers(input, &mut fields) {
+        Ok(httparse::Status::Complete(len)) if len <= max_header => len,
+        Ok(httparse::Status::Complete(_)) => return Err(too_long(input, max_header)),
+        Ok(httparse::Status::Partial) if input.len() > max_header => {
+            return Err(too_long(input, max_header))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(parse_error(e)),
+    };
+    let version = request.version.unwrap_or(1);
+    let method = request.method.unwrap_or("GET");
+    let target = request.path.unwrap_or("/");
+    let fields = Fields::read(request.headers)?;
+
+    if fields.hosts != 1 && (version == 1 || fields.hosts > 1) {
+        return Err(refusal(
+            BAD_REQUEST,
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
+    let expect_continue = match fields.expect {
+        Expect::None => false,
+        // HTTP/1.0 clients cannot understand 100; RFC 9110 says to ignore it from them.
+        Expect::Continue => version == 1,
+        Expect::Other => {
+            return Err(refusal(
+                "417 Expectation Failed",
+                "only Expect: 100-continue is understood",
+            ))
+        }
+    };
+    let connection = if fields.close || (version == 0 && !fields.keep_alive) {
+        ConnectionHeader::Close
+    } else if version == 0 {
+        ConnectionHeader::KeepAlive
+    } else {
+        ConnectionHeader::Persist
+    };
+    let chunked = match fields.transfer {
+        Transfer::None => false,
+        _ if fields.length.is_some() => {
+            return Err(refusal(
+                BAD_REQUEST,
+                "Transfer-Encoding and Content-Length together are refused (request smuggling)",
+            ))
+        }
+        _ if version == 0 => {
+            return Err(refusal(
+                BAD_REQUEST,
+                "Transfer-Encoding is not allowed in HTTP/1.0",
+            ))
+        }
+        Transfer::ChunkedOnly => true,
+        Transfer::NotFinalChunked => {
+            return Err(refusal(
+                BAD_REQUEST,
+                "Transfer-Encoding must end in a single chunked",
+            ))
+        }
+        Transfer::OtherCodings => {
+            return Err(refusal(
+                "501 Not Implemented",
+                "only the chunked transfer coding is implemented",
+            ))
+        }
+    };
+    let length = fields.length.unwrap_or(0);
+    if length > max_body {
+        return Err(refusal(TOO_LARGE, "the body is larger than --max-body"));
+    }
+    let options = method == "OPTIONS";
+    let head_only = method == "HEAD";
+    if target == "*" && !options {
+        return Err(refusal(
+            BAD_REQUEST,
+            "only OPTIONS may have * as its target",
+        ));
+    }
+    let path = echo_path(target)?;
+    let decoded_len = decoded_len(path)?;
+    Ok(Some(Head {
+        len: head_len,
+        method,
+        path,
+        decoded_len,
+        connection,
+        expect_continue,
+        chunked,
+        length,
+        options,
+        head_only,
+    }))
+}
+
+/// 431, or 414 when the request line alone is past `max_header`.
+pub(super) fn too_long(head: &[u8], max_header: usize) -> Refusal {
+    let line_end = memchr::memchr(b'\n', &head[..head.len().min(max_header + 1)]);
+    if line_end.is_none_or(|end| end >= max_header) {
+        refusal(
+            "414 URI Too Long",
+            "the request line is longer than --max-header",
+        )
+    } else {
+        refusal(
+            "431 Request Header Fields Too Large",
+            "the request head is longer than --max-header",
+        )
+    }
+}
+
+/// A head can only end where an empty line starts.
+pub(super) fn has_head_end(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"\n\r\n").is_some()
+        || memchr::memmem::find(bytes, b"\n\n").is_some()
+}
+
+/// What the header fields of a request say about its framing and its connection.
+#[derive(Default)]
+struct Fields {
+    hosts: usize,
+    length: Option<u64>,
+    transfer: Transfer,
+    close: bool,
+    keep_alive: bool,
+    expect: Expect,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum Transfer {
+    #[default]
+    None,
+    /// `chunked`, once, and nothing else.
+    ChunkedOnly,
+    /// Codings whose last is not `chunked`, or `chunked` more than once.
+    NotFinalChunked,
+    /// Other codings before a final `chunked` (e.g. `gzip, chunked`).
+    OtherCodings,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum Expect {
+    #[default]
+    None,
+    Continue,
+    Other,
+}
+
+impl Fields {
+    fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
+        let mut fields = Fields::default();
+        let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
+        for header in headers {
+            let name = header.name;
+            let value = header.value;
+            if name.eq_ignore_ascii_case("host") {
+                fields.hosts += 1;
+            } else if name.eq_ignore_ascii_case("content-length") {
+                let length = parse_length(value)?;
+                if fields.length.is_some_and(|seen| seen != length) {
+                    return Err(refusal(
+                        BAD_REQUEST,
+                        "Content-Length given twice with different values",
+                    ));
+                }
+                fields.length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                fields_seen += 1;
+                for coding in list(value) {
+                    codings += 1;
+                    last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    chunked += usize::from(last_chunked);
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                for option in list(value) {
+                    fields.close |= option.eq_ignore_ascii_case(b"close");
+                    fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                // One expectation not understood is enough for 417, whatever else is asked.
+                if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    fields.expect = Expect::Other;
+                } else if fields.expect == Expect::None {
+                    fields.expect = Expect::Continue;
+                }
+            }
+        }
+        fields.transfer = match (codings, chunked, last_chunked) {
+            // An empty Transfer-Encoding is still one: ignoring it would frame the body by a
+            // Content-Length that a proxy in front may have read differently.
+            (0, _, _) if fields_seen == 0 => Transfer::None,
+            (1, 1, true) => Transfer::ChunkedOnly,
+            (_, 1, true) => Transfer::OtherCodings,
+            _ => Transfer::NotFinalChunked,
+        };
+        Ok(fields)
+    }
+}
+
+/// `Content-Length`: digits only (no sign, no list, no spaces inside), within a u64.
+fn parse_length(value: &[u8]) -> Result<u64, Refusal> {
+    let digits = trim(value);
+    let bad = || refusal(BAD_REQUEST, "Content-Length must be a number of bytes");
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or_else(bad)
+}
+
+/// The non-empty elements of a comma-separated field value.
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|item| !item.is_empty())
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+fn parse_error(e: httparse::Error) -> Refusal {
+    match e {
+        httparse::Error::Version => refusal(
+            "505 HTTP Version Not Supported",
+            "only HTTP/1.0 and HTTP/1.1 are supported",
+        ),
+        httparse::Error::TooManyHeaders => refusal(
+            "431 Request Header Fields Too Large",
+            "more than 100 header fields",
+        ),
+        httparse::Error::HeaderName => refusal(BAD_REQUEST, "bad header field name"),
+        httparse::Error::HeaderValue => refusal(BAD_REQUEST, "bad header field value"),
+        httparse::Error::NewLine => refusal(BAD_REQUEST, "bad line ending in the request head"),
+        httparse::Error::Token => refusal(BAD_REQUEST, "not an HTTP request"),
+        _ => refusal(BAD_REQUEST, "bad request line"),
+    }
+}
+
+/// What a request without a body said: its target's path after the leading `/`, query dropped.
+fn echo_path(target: &str) -> Result<&[u8], Refusal> {
+    let path = if let Some(path) = target.strip_prefix('/') {
+        path
+    } else if target == "*" {
+        ""
+    } else if let Some(rest) = strip_scheme(target) {
+        // absolute-form (RFC 9112 §3.2.2), which servers must accept.
+        rest.find('/').map_or("", |slash| &rest[slash + 1..])
+    } else {
+        return Err(refusal(BAD_REQUEST, "the request target must start with /"));
+    };
+    let path = path.as_bytes();
+    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
+    Ok(&path[..end])
+}
+
+fn strip_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })
+}
+
+/// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
+/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
+#[inline]
+fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
+    let mut escapes = 0;
+    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
+    for at in memchr::memchr_iter(b'%', path) {
+        let pair = path.get(at + 1..at + 3);
+        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(refusal(
+                BAD_REQUEST,
+                "bad percent-encoding in the request target",
+            ));
+        }
+        escapes += 1;
+    }
+    Ok(path.len() - 2 * escapes)
+}
+
+/// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
+pub(super) fn push_decoded(answers: &mut Answers<'_>, path: &[u8]) {
+    let mut rest = path;
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        answers.push(&rest[..at]);
+        let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+        answers.push(&[hex(rest[at + 1]) << 4 | hex(rest[at + 2])]);
+        rest = &rest[at + 3..];
+    }
+    answers.push(rest);
+}

@@ -1,0 +1,175 @@
+//! The heads of answers, written straight into the connection's output: the status line,
+//! `Server`, the cached `Date`, how the length is told, what is said of the connection; the 100
+//! Continue; and the chunks of a chunked answer.
+//!
+//! It counts every head it writes by status. It must never allocate per answer, and never write
+//! a body: what follows a head is the caller's to write.
+
+use super::date::DateCache;
+use super::request::ConnectionHeader;
+use crate::framing::{Answers, ProtocolCounts};
+
+/// The methods `OPTIONS` lists. Every method token is answered, but these are the ones that mean
+/// something to an echo.
+const ALLOW: &[u8] = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+const TEXT: &[u8] = b"\r\nContent-Type: text/plain; charset=utf-8";
+
+/// What a request is answered with.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reply {
+    /// The prefix and the body, or the path.
+    #[default]
+    Echo,
+    /// HEAD: the echo's head, no body; a request body is read and dropped.
+    HeadOnly,
+    /// OPTIONS: 204 with `Allow`; a request body is read and dropped.
+    Options,
+    /// Answered by the route, at once; a request body is read and dropped.
+    Routed,
+}
+
+/// The answer to the request in progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Answer {
+    pub reply: Reply,
+    pub connection: ConnectionHeader,
+    /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
+    /// that breaks a rule still gets a proper error response.
+    pub started: bool,
+}
+
+/// How an answer's length is told.
+pub(super) enum Length {
+    Bytes(u64),
+    /// A routed answer's: its own `Content-Type`, and its length.
+    Typed(&'static str, u64),
+    Chunked,
+    /// 204: neither.
+    NoContent,
+}
+
+/// What every answer head needs, shared by a loop's connections: the fixed start of a `200 OK`,
+/// the `Date` of this second, and the count of answers by status.
+#[derive(Debug, Clone)]
+pub(super) struct Heads {
+    /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
+    ok_head: Box<[u8]>,
+    date: DateCache,
+    /// Responses answered, by status.
+    counts: ProtocolCounts,
+}
+
+impl Heads {
+    pub(super) fn new() -> Heads {
+        let ok_head = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
+            env!("CARGO_PKG_VERSION")
+        );
+        Heads {
+            ok_head: ok_head.into_bytes().into(),
+            date: DateCache::default(),
+            counts: ProtocolCounts::default(),
+        }
+    }
+
+    pub(super) fn counts(&self) -> &ProtocolCounts {
+        &self.counts
+    }
+
+    /// Uncounts a `200` whose head was withdrawn before it went out.
+    pub(super) fn withdraw_ok(&mut self) {
+        self.counts.withdraw(200);
+    }
+
+    /// Writes an answer's status line and header fields.
+    pub(super) fn write(
+        &mut self,
+        answers: &mut Answers<'_>,
+        status: &str,
+        length: Length,
+        connection: ConnectionHeader,
+    ) {
+        if status.starts_with("200") {
+            self.counts.response(200);
+            answers.push(&self.ok_head);
+        } else {
+            let code = status.get(..3).and_then(|code| code.parse().ok());
+            self.counts.response(code.unwrap_or(0));
+            answers.push(b"HTTP/1.1 ");
+            answers.push(status.as_bytes());
+            answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
+        }
+        answers.push(self.date.at(answers.now()));
+        match length {
+            Length::Typed(content_type, n) => {
+                answers.push(b"\r\nContent-Type: ");
+                answers.push(content_type.as_bytes());
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Length::Bytes(n) => {
+                answers.push(TEXT);
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Length::Chunked => {
+                answers.push(TEXT);
+                answers.push(b"\r\nTransfer-Encoding: chunked");
+            }
+            Length::NoContent => {
+                answers.push(b"\r\nAllow: ");
+                answers.push(ALLOW);
+            }
+        }
+        end_head(answers, connection);
+    }
+
+    /// Writes the head of a chunked `200 OK` echo, and the prefix as its first chunk.
+    pub(super) fn write_chunked(
+        &mut self,
+        answers: &mut Answers<'_>,
+        connection: ConnectionHeader,
+        prefix: &[u8],
+    ) {
+        self.counts.response(200);
+        answers.push(&self.ok_head);
+        answers.push(self.date.at(answers.now()));
+        answers.push(TEXT);
+        answers.push(b"\r\nTransfer-Encoding: chunked");
+        end_head(answers, connection);
+        // An empty chunk would end the answer: an empty prefix gets none.
+        if !prefix.is_empty() {
+            push_chunk(answers, prefix);
+        }
+    }
+}
+
+/// The `Connection` field, if any, and the empty line that ends a head.
+#[inline(always)]
+fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
+    match connection {
+        ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
+        ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
+        ConnectionHeader::Close => answers.push(b"\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+/// One chunk of a chunked answer.
+pub(super) fn push_chunk(answers: &mut Answers<'_>, data: &[u8]) {
+    let mut size = [0u8; 18];
+    let mut at = size.len() - 2;
+    size[at..].copy_from_slice(b"\r\n");
+    let mut n = data.len();
+    loop {
+        at -= 1;
+        size[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    answers.push(&size[at..]);
+    answers.push(data);
+    answers.push(b"\r\n");
+}
