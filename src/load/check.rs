@@ -1,190 +1,12 @@
-//! What a load connection sends and what it must get back, as pure functions: no I/O.
+//! What a load connection must get back: the checker of its answer stream, as pure functions:
+//! no I/O. `Checker` is what a connection holds; this file holds the echo framings' checker, and
+//! HTTP's, framed by headers, is in `http.rs`.
 //!
-//! Messages are regenerated from a seed, so no connection stores what it sent, and payload bytes
-//! never equal the prefix's first byte, so an echo answer stream parses one way only however the
-//! server cut it. This file holds the echo framings' checker; HTTP's, framed by headers, is in
-//! `http.rs`. It must never accept a byte other than the one expected.
+//! It must never accept a byte other than the one expected.
 
-use std::net::SocketAddr;
-
-use super::http::{HttpChecker, HttpMethod, RequestShape};
-use crate::config::FramingKind;
-
-/// Bytes messages are made of before the prefix's first byte is taken out: printable, so error
-/// descriptions read well, and without `\n`, which only ends a line in line framing.
-const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-
-/// Received bytes quoted before a wrong byte in an error description.
-const CONTEXT: usize = 24;
-
-/// The 64-bit finaliser of splitmix64: spreads a counter over all bits.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// The seed of message `seq` of connection `conn`: differs per message and per connection, so an
-/// answer that is duplicated, stale or meant for another connection does not match.
-pub(crate) fn seed(conn: u64, seq: u64) -> u64 {
-    mix(mix(conn.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ seq)
-}
-
-/// The wire protocol as the load generator sees it: the messages it sends and how answers look.
-#[derive(Debug)]
-pub(crate) struct Protocol {
-    /// Bytes the server puts before every answer (or every answered read in chunk framing; in
-    /// HTTP, before the body).
-    pub(super) prefix: Vec<u8>,
-    /// Chunk framing: the server may cut a message's answer into several prefixed pieces.
-    chunk: bool,
-    /// Line framing: a message's last byte is the `\n`.
-    line: bool,
-    /// Payload bytes per message: the whole message in the echo framings, the path or the body
-    /// of a request in HTTP.
-    size: u32,
-    /// `ALPHABET` without the prefix's first byte.
-    alphabet: Vec<u8>,
-    /// HTTP framing: the request bytes around every payload.
-    request: Option<RequestShape>,
-    /// Bytes written per message: `size`, plus the request around it in HTTP.
-    wire_size: u32,
-}
-
-impl Protocol {
-    /// The protocol of `framing`; `method` and `host` only shape HTTP requests.
-    pub(crate) fn new(
-        prefix: &[u8],
-        framing: FramingKind,
-        size: u32,
-        method: HttpMethod,
-        host: SocketAddr,
-    ) -> Self {
-        let alphabet = ALPHABET
-            .iter()
-            .copied()
-            .filter(|&b| prefix.first() != Some(&b))
-            .collect();
-        let request = match framing {
-            FramingKind::Chunk | FramingKind::Line => None,
-            FramingKind::Http => Some(RequestShape::new(method, host, size)),
-        };
-        let around = request.as_ref().map_or(0, RequestShape::len);
-        Protocol {
-            prefix: prefix.to_vec(),
-            chunk: framing == FramingKind::Chunk,
-            line: framing == FramingKind::Line,
-            size,
-            alphabet,
-            // A request's head is a few dozen bytes and `size` at most `MAX_SIZE`.
-            wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
-            request,
-        }
-    }
-
-    /// The protocol of an echo framing (unit tests).
-    #[cfg(test)]
-    pub(crate) fn echo(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
-        let host = SocketAddr::from(([127, 0, 0, 1], 8080));
-        Protocol::new(prefix, framing, size, HttpMethod::Get, host)
-    }
-
-    /// Payload bytes per message.
-    pub(crate) fn size(&self) -> u32 {
-        self.size
-    }
-
-    /// Bytes written per message, request head included.
-    pub(crate) fn wire_size(&self) -> u32 {
-        self.wire_size
-    }
-
-    /// HTTP: the length of every answer's body, prefix and payload.
-    pub(super) fn body_len(&self) -> u64 {
-        self.prefix.len() as u64 + u64::from(self.size)
-    }
-
-    /// Byte `off` of the payload with this seed.
-    pub(super) fn byte(&self, seed: u64, off: u32) -> u8 {
-        self.bytes(seed, off).next().unwrap_or(b'\n')
-    }
-
-    /// The message's bytes from `from` on. One hash gives eight bytes: generating and checking
-    /// payloads must cost the load generator far less than the server spends answering them.
-    fn bytes(&self, seed: u64, from: u32) -> impl Iterator<Item = u8> + '_ {
-        let mut block = (u32::MAX, 0u64);
-        (from..self.size).map(move |off| {
-            if self.line && off + 1 == self.size {
-                return b'\n';
-            }
-            if block.0 != off / 8 {
-                block = (off / 8, mix(seed ^ u64::from(off / 8)));
-            }
-            let r = (block.1 >> (off % 8 * 8)) as u8;
-            // Multiply-shift maps the byte onto the alphabet without a division.
-            self.alphabet[(usize::from(r) * self.alphabet.len()) >> 8]
-        })
-    }
-
-    /// Writes bytes `from..from + out.len()` of the message with this seed into `out`: in HTTP
-    /// the request, its head around the payload.
-    pub(crate) fn fill(&self, seed: u64, from: u32, out: &mut [u8]) {
-        let Some(request) = &self.request else {
-            return self.fill_payload(seed, from, out);
-        };
-        // The request is three parts in a row; each fills what of `out` falls on it.
-        let (before, after) = (&request.before[..], &request.after[..]);
-        let payload_end = before.len() + self.size as usize;
-        let (mut at, mut k) = (from as usize, 0);
-        if at < before.len() {
-            let n = (before.len() - at).min(out.len());
-            out[..n].copy_from_slice(&before[at..at + n]);
-            (at, k) = (at + n, n);
-        }
-        if at < payload_end && k < out.len() {
-            let n = (payload_end - at).min(out.len() - k);
-            let off = (at - before.len()) as u32;
-            self.fill_payload(seed, off, &mut out[k..k + n]);
-            (at, k) = (at + n, k + n);
-        }
-        if k < out.len() {
-            let after = after.get(at - payload_end..).unwrap_or_default();
-            let n = after.len().min(out.len() - k);
-            out[k..k + n].copy_from_slice(&after[..n]);
-        }
-    }
-
-    /// Writes payload bytes `from..from + out.len()` of the message with this seed into `out`.
-    fn fill_payload(&self, seed: u64, from: u32, out: &mut [u8]) {
-        for (b, expected) in out.iter_mut().zip(self.bytes(seed, from)) {
-            *b = expected;
-        }
-    }
-
-    /// Where `got`, read from payload byte `from` of the message with this seed on, first differs.
-    pub(super) fn mismatch(&self, seed: u64, from: u32, got: &[u8]) -> Option<usize> {
-        got.iter()
-            .zip(self.bytes(seed, from))
-            .position(|(&g, e)| g != e)
-    }
-
-    /// The whole payload with this seed (tests; the loop uses `fill`).
-    #[cfg(test)]
-    pub(crate) fn message(&self, seed: u64) -> Vec<u8> {
-        let mut m = vec![0; self.size as usize];
-        self.fill_payload(seed, 0, &mut m);
-        m
-    }
-
-    /// Where an answer stream starts, and starts again after every complete answer.
-    fn answer_start(&self) -> At {
-        if self.prefix.is_empty() {
-            At::Payload { may_split: false }
-        } else {
-            At::Prefix(0)
-        }
-    }
-}
+use super::fault::{context, quote, unasked, Fault, Fed};
+use super::http::HttpChecker;
+use super::message::{seed, Protocol};
 
 /// Where the checker is in the answer stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,25 +20,13 @@ enum At {
     Payload { may_split: bool },
 }
 
-/// What kind of wrong answer was found, for the report's counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fault {
-    /// A byte other than the one expected; in HTTP also a head that does not frame the expected
-    /// body (a wrong Content-Length, no length at all, a malformed head or chunk).
-    Wrong,
-    /// HTTP: a status other than `200 OK`.
-    BadStatus,
-    /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep.
-    ConnectionClose,
-}
-
-/// What feeding received bytes found.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Fed {
-    /// Messages whose answer is now complete, oldest first.
-    pub completed: usize,
-    /// The first wrong answer, described; the bytes after it were not looked at.
-    pub error: Option<(Fault, String)>,
+/// Where an answer stream starts, and starts again after every complete answer.
+fn answer_start(proto: &Protocol) -> At {
+    if proto.prefix.is_empty() {
+        At::Payload { may_split: false }
+    } else {
+        At::Prefix(0)
+    }
 }
 
 /// Checks one connection's answer stream byte for byte, however the server cut it.
@@ -273,7 +83,7 @@ pub(crate) struct EchoChecker {
 impl EchoChecker {
     fn new(proto: &Protocol) -> Self {
         EchoChecker {
-            at: proto.answer_start(),
+            at: answer_start(proto),
             off: 0,
             received: 0,
         }
@@ -344,7 +154,7 @@ impl EchoChecker {
                                 fed.completed += 1;
                                 seq = seq.wrapping_add(1);
                                 msg_seed = seed(conn, seq);
-                                self.at = proto.answer_start();
+                                self.at = answer_start(proto);
                             } else {
                                 self.at = At::Payload {
                                     may_split: proto.chunk && !proto.prefix.is_empty(),
@@ -376,39 +186,10 @@ impl EchoChecker {
     }
 }
 
-/// The error for `data[i]`, answer byte `received` of connection `conn`, arriving while no
-/// message awaits an answer.
-pub(super) fn unasked(conn: u64, received: u64, data: &[u8], i: usize) -> (Fault, String) {
-    let what = format!(
-        "conn {conn}: answer byte {received} arrived with no message awaiting an answer: got {} after \"{}\"",
-        quote(data[i]),
-        context(data, i),
-    );
-    (Fault::Wrong, what)
-}
-
-/// One byte, quoted and escaped.
-pub(super) fn quote(b: u8) -> String {
-    format!("'{}'", std::ascii::escape_default(b))
-}
-
-/// Up to `CONTEXT` received bytes ending with `data[i]`, escaped.
-pub(super) fn context(data: &[u8], i: usize) -> String {
-    escape(&data[i.saturating_sub(CONTEXT - 1)..=i])
-}
-
-/// Bytes as printable ASCII, escaped like a Rust byte string.
-pub(crate) fn escape(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|&b| std::ascii::escape_default(b))
-        .map(char::from)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FramingKind;
 
     const PREFIX: &[u8] = b"You say that ";
 
@@ -422,31 +203,6 @@ mod tests {
             from = to;
         }
         out
-    }
-
-    #[test]
-    fn payload_never_contains_the_prefix_start_nor_a_stray_newline() {
-        for framing in [FramingKind::Chunk, FramingKind::Line] {
-            let p = Protocol::echo(b"a", framing, 500);
-            for s in 0..50 {
-                let m = p.message(seed(1, s));
-                assert!(!m.contains(&b'a'));
-                let body = if framing == FramingKind::Line {
-                    assert_eq!(m.last(), Some(&b'\n'));
-                    &m[..m.len() - 1]
-                } else {
-                    &m[..]
-                };
-                assert!(!body.contains(&b'\n'));
-            }
-        }
-    }
-
-    #[test]
-    fn messages_differ_per_connection_and_per_message() {
-        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 16);
-        assert_ne!(p.message(seed(1, 0)), p.message(seed(1, 1)));
-        assert_ne!(p.message(seed(1, 0)), p.message(seed(2, 0)));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::check::{seed, Checker};
+use super::check::Checker;
+use super::message::seed;
 use super::Plan;
 
 /// Where a connection is in its life.

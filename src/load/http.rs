@@ -1,5 +1,5 @@
-//! HTTP/1.1 for `saythat load --framing http`: the requests it sends and the checker of the
-//! answers, pure like `check.rs`: no I/O.
+//! HTTP/1.1 for `saythat load --framing http`: the checker of the answers, pure like `check.rs`:
+//! no I/O. The requests it answers are shaped in `message.rs`.
 //!
 //! Unlike the echo framings, answers are framed by their heads, so the checker parses: heads with
 //! httparse straight from the bytes read (a connection holds bytes only for a head split across
@@ -7,9 +7,8 @@
 //! steady state, and never pass anything but `HTTP/1.1 200 OK`, a body of exactly the prefix and
 //! the message, and a connection kept alive.
 
-use std::net::SocketAddr;
-
-use super::check::{context, escape, quote, seed, unasked, Fault, Fed, Protocol};
+use super::fault::{context, escape, quote, unasked, Fault, Fed};
+use super::message::{seed, Protocol};
 
 /// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
 /// this is wrong rather than held, so a server cannot grow a connection's buffer without bound.
@@ -23,49 +22,6 @@ const KEEP_HEAD_CAPACITY: usize = 1024;
 const MAX_CHUNK_DIGITS: u32 = 16;
 /// Head bytes quoted when a head does not parse: enough for a status line and a field or two.
 const MAX_QUOTED: usize = 64;
-
-/// The request method of `saythat load --framing http`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HttpMethod {
-    /// `GET /MESSAGE`: the message is the path, answered `PREFIX MESSAGE`.
-    #[default]
-    Get,
-    /// `POST /` with the message as a Content-Length body, answered `PREFIX BODY`.
-    Post,
-}
-
-/// The bytes of every request before and after its payload. Requests are keep-alive HTTP/1.1
-/// (no `Connection` header), and the payload is letters and digits, so a path needs no
-/// percent-encoding.
-#[derive(Debug)]
-pub(crate) struct RequestShape {
-    pub before: Box<[u8]>,
-    pub after: Box<[u8]>,
-}
-
-impl RequestShape {
-    pub(crate) fn new(method: HttpMethod, host: SocketAddr, size: u32) -> Self {
-        let (before, after) = match method {
-            HttpMethod::Get => (
-                "GET /".to_string(),
-                format!(" HTTP/1.1\r\nHost: {host}\r\n\r\n"),
-            ),
-            HttpMethod::Post => (
-                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"),
-                String::new(),
-            ),
-        };
-        RequestShape {
-            before: before.into_bytes().into(),
-            after: after.into_bytes().into(),
-        }
-    }
-
-    /// Bytes of a request besides its payload.
-    pub(crate) fn len(&self) -> usize {
-        self.before.len() + self.after.len()
-    }
-}
 
 /// Where the checker is in the answer being received.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -493,6 +449,7 @@ fn digits(value: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::config::FramingKind;
+    use crate::load::message::HttpMethod;
 
     const PREFIX: &[u8] = b"You say that ";
     const HOST: &str = "127.0.0.1:8080";
@@ -500,13 +457,6 @@ mod tests {
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = HOST.parse().expect("an address");
         Protocol::new(PREFIX, FramingKind::Http, size, method, host)
-    }
-
-    /// The whole request of message `seq` on connection `conn`, filled in one go.
-    fn request(p: &Protocol, conn: u64, seq: u64) -> Vec<u8> {
-        let mut out = vec![0; p.wire_size() as usize];
-        p.fill(seed(conn, seq), 0, &mut out);
-        out
     }
 
     /// The body every answer to message `seq` on connection `conn` must have.
@@ -584,38 +534,6 @@ mod tests {
             }
         }
         (done, None)
-    }
-
-    #[test]
-    fn get_and_post_requests_are_exact_and_fill_in_any_pieces() {
-        let get = proto(HttpMethod::Get, 20);
-        let msg = get.message(seed(1, 0));
-        assert!(
-            msg.iter().all(u8::is_ascii_alphanumeric),
-            "a path needs no escaping"
-        );
-        let expected = [
-            b"GET /",
-            &msg[..],
-            b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
-        ]
-        .concat();
-        assert_eq!(request(&get, 1, 0), expected);
-
-        let post = proto(HttpMethod::Post, 20);
-        let head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 20\r\n\r\n";
-        assert_eq!(request(&post, 1, 0), [&head[..], &msg[..]].concat());
-
-        for p in [&get, &post] {
-            let whole = request(p, 1, 0);
-            for piece in 1..whole.len() {
-                let mut out = vec![0; whole.len()];
-                for (k, part) in out.chunks_mut(piece).enumerate() {
-                    p.fill(seed(1, 0), (k * piece) as u32, part);
-                }
-                assert_eq!(out, whole, "filled in pieces of {piece}");
-            }
-        }
     }
 
     #[test]

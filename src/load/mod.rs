@@ -6,7 +6,9 @@
 
 mod check;
 mod conn;
+mod fault;
 mod http;
+mod message;
 mod report;
 mod worker;
 
@@ -21,8 +23,8 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{FramingKind, DEFAULT_PREFIX, MAX_PREFIX, RESERVED_FDS};
-use check::Protocol;
-pub use http::HttpMethod;
+pub use message::HttpMethod;
+use message::Protocol;
 pub use report::LoadReport;
 use report::{human_us, new_histogram, RunFacts, Tally};
 use worker::{Share, Snapshot};

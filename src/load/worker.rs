@@ -15,8 +15,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use super::check::Fault;
 use super::conn::{Phase, Slot};
+use super::fault::Fault;
 use super::report::{new_histogram, Tally};
 use super::{LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
 use crate::describe;

@@ -1,0 +1,59 @@
+//! What a checker reports about an answer stream: the kinds of wrong answer, what feeding bytes
+//! found, and the descriptions of wrong bytes.
+//!
+//! Shared by the echo checker (`check.rs`) and HTTP's (`http.rs`), which both import it and
+//! neither of which it knows; it must never decide what is right, only say what was found.
+
+/// Received bytes quoted before a wrong byte in an error description.
+const CONTEXT: usize = 24;
+
+/// What kind of wrong answer was found, for the report's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// A byte other than the one expected; in HTTP also a head that does not frame the expected
+    /// body (a wrong Content-Length, no length at all, a malformed head or chunk).
+    Wrong,
+    /// HTTP: a status other than `200 OK`.
+    BadStatus,
+    /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep.
+    ConnectionClose,
+}
+
+/// What feeding received bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fed {
+    /// Messages whose answer is now complete, oldest first.
+    pub completed: usize,
+    /// The first wrong answer, described; the bytes after it were not looked at.
+    pub error: Option<(Fault, String)>,
+}
+
+/// The error for `data[i]`, answer byte `received` of connection `conn`, arriving while no
+/// message awaits an answer.
+pub(super) fn unasked(conn: u64, received: u64, data: &[u8], i: usize) -> (Fault, String) {
+    let what = format!(
+        "conn {conn}: answer byte {received} arrived with no message awaiting an answer: got {} after \"{}\"",
+        quote(data[i]),
+        context(data, i),
+    );
+    (Fault::Wrong, what)
+}
+
+/// One byte, quoted and escaped.
+pub(super) fn quote(b: u8) -> String {
+    format!("'{}'", std::ascii::escape_default(b))
+}
+
+/// Up to `CONTEXT` received bytes ending with `data[i]`, escaped.
+pub(super) fn context(data: &[u8], i: usize) -> String {
+    escape(&data[i.saturating_sub(CONTEXT - 1)..=i])
+}
+
+/// Bytes as printable ASCII, escaped like a Rust byte string.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect()
+}

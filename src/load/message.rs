@@ -1,0 +1,292 @@
+//! What a load connection sends, as pure functions: no I/O. Messages are regenerated from a
+//! seed, so no connection stores what it sent, and payload bytes never equal the prefix's first
+//! byte, so an echo answer stream parses one way only however the server cut it.
+//!
+//! The checkers (`check.rs`, `http.rs`) read it to know what must come back; it must never know
+//! about them, nor store a message.
+
+use std::net::SocketAddr;
+
+use crate::config::FramingKind;
+
+/// Bytes messages are made of before the prefix's first byte is taken out: printable, so error
+/// descriptions read well, and without `\n`, which only ends a line in line framing.
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The 64-bit finaliser of splitmix64: spreads a counter over all bits.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The seed of message `seq` of connection `conn`: differs per message and per connection, so an
+/// answer that is duplicated, stale or meant for another connection does not match.
+pub(crate) fn seed(conn: u64, seq: u64) -> u64 {
+    mix(mix(conn.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ seq)
+}
+
+/// The wire protocol as the load generator sees it: the messages it sends and how answers look.
+#[derive(Debug)]
+pub(crate) struct Protocol {
+    /// Bytes the server puts before every answer (or every answered read in chunk framing; in
+    /// HTTP, before the body).
+    pub(super) prefix: Vec<u8>,
+    /// Chunk framing: the server may cut a message's answer into several prefixed pieces.
+    pub(super) chunk: bool,
+    /// Line framing: a message's last byte is the `\n`.
+    line: bool,
+    /// Payload bytes per message: the whole message in the echo framings, the path or the body
+    /// of a request in HTTP.
+    pub(super) size: u32,
+    /// `ALPHABET` without the prefix's first byte.
+    alphabet: Vec<u8>,
+    /// HTTP framing: the request bytes around every payload.
+    pub(super) request: Option<RequestShape>,
+    /// Bytes written per message: `size`, plus the request around it in HTTP.
+    wire_size: u32,
+}
+
+impl Protocol {
+    /// The protocol of `framing`; `method` and `host` only shape HTTP requests.
+    pub(crate) fn new(
+        prefix: &[u8],
+        framing: FramingKind,
+        size: u32,
+        method: HttpMethod,
+        host: SocketAddr,
+    ) -> Self {
+        let alphabet = ALPHABET
+            .iter()
+            .copied()
+            .filter(|&b| prefix.first() != Some(&b))
+            .collect();
+        let request = match framing {
+            FramingKind::Chunk | FramingKind::Line => None,
+            FramingKind::Http => Some(RequestShape::new(method, host, size)),
+        };
+        let around = request.as_ref().map_or(0, RequestShape::len);
+        Protocol {
+            prefix: prefix.to_vec(),
+            chunk: framing == FramingKind::Chunk,
+            line: framing == FramingKind::Line,
+            size,
+            alphabet,
+            // A request's head is a few dozen bytes and `size` at most `MAX_SIZE`.
+            wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
+            request,
+        }
+    }
+
+    /// The protocol of an echo framing (unit tests).
+    #[cfg(test)]
+    pub(crate) fn echo(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
+        let host = SocketAddr::from(([127, 0, 0, 1], 8080));
+        Protocol::new(prefix, framing, size, HttpMethod::Get, host)
+    }
+
+    /// Payload bytes per message.
+    pub(crate) fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Bytes written per message, request head included.
+    pub(crate) fn wire_size(&self) -> u32 {
+        self.wire_size
+    }
+
+    /// HTTP: the length of every answer's body, prefix and payload.
+    pub(super) fn body_len(&self) -> u64 {
+        self.prefix.len() as u64 + u64::from(self.size)
+    }
+
+    /// Byte `off` of the payload with this seed.
+    #[inline]
+    pub(super) fn byte(&self, seed: u64, off: u32) -> u8 {
+        self.bytes(seed, off).next().unwrap_or(b'\n')
+    }
+
+    /// The message's bytes from `from` on. One hash gives eight bytes: generating and checking
+    /// payloads must cost the load generator far less than the server spends answering them.
+    fn bytes(&self, seed: u64, from: u32) -> impl Iterator<Item = u8> + '_ {
+        let mut block = (u32::MAX, 0u64);
+        (from..self.size).map(move |off| {
+            if self.line && off + 1 == self.size {
+                return b'\n';
+            }
+            if block.0 != off / 8 {
+                block = (off / 8, mix(seed ^ u64::from(off / 8)));
+            }
+            let r = (block.1 >> (off % 8 * 8)) as u8;
+            // Multiply-shift maps the byte onto the alphabet without a division.
+            self.alphabet[(usize::from(r) * self.alphabet.len()) >> 8]
+        })
+    }
+
+    /// Writes bytes `from..from + out.len()` of the message with this seed into `out`: in HTTP
+    /// the request, its head around the payload.
+    pub(crate) fn fill(&self, seed: u64, from: u32, out: &mut [u8]) {
+        let Some(request) = &self.request else {
+            return self.fill_payload(seed, from, out);
+        };
+        // The request is three parts in a row; each fills what of `out` falls on it.
+        let (before, after) = (&request.before[..], &request.after[..]);
+        let payload_end = before.len() + self.size as usize;
+        let (mut at, mut k) = (from as usize, 0);
+        if at < before.len() {
+            let n = (before.len() - at).min(out.len());
+            out[..n].copy_from_slice(&before[at..at + n]);
+            (at, k) = (at + n, n);
+        }
+        if at < payload_end && k < out.len() {
+            let n = (payload_end - at).min(out.len() - k);
+            let off = (at - before.len()) as u32;
+            self.fill_payload(seed, off, &mut out[k..k + n]);
+            (at, k) = (at + n, k + n);
+        }
+        if k < out.len() {
+            let after = after.get(at - payload_end..).unwrap_or_default();
+            let n = after.len().min(out.len() - k);
+            out[k..k + n].copy_from_slice(&after[..n]);
+        }
+    }
+
+    /// Writes payload bytes `from..from + out.len()` of the message with this seed into `out`.
+    fn fill_payload(&self, seed: u64, from: u32, out: &mut [u8]) {
+        for (b, expected) in out.iter_mut().zip(self.bytes(seed, from)) {
+            *b = expected;
+        }
+    }
+
+    /// Where `got`, read from payload byte `from` of the message with this seed on, first differs.
+    #[inline]
+    pub(super) fn mismatch(&self, seed: u64, from: u32, got: &[u8]) -> Option<usize> {
+        got.iter()
+            .zip(self.bytes(seed, from))
+            .position(|(&g, e)| g != e)
+    }
+
+    /// The whole payload with this seed (tests; the loop uses `fill`).
+    #[cfg(test)]
+    pub(crate) fn message(&self, seed: u64) -> Vec<u8> {
+        let mut m = vec![0; self.size as usize];
+        self.fill_payload(seed, 0, &mut m);
+        m
+    }
+}
+
+/// The request method of `saythat load --framing http`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// `GET /MESSAGE`: the message is the path, answered `PREFIX MESSAGE`.
+    #[default]
+    Get,
+    /// `POST /` with the message as a Content-Length body, answered `PREFIX BODY`.
+    Post,
+}
+
+/// The bytes of every request before and after its payload. Requests are keep-alive HTTP/1.1
+/// (no `Connection` header), and the payload is letters and digits, so a path needs no
+/// percent-encoding.
+#[derive(Debug)]
+pub(crate) struct RequestShape {
+    pub before: Box<[u8]>,
+    pub after: Box<[u8]>,
+}
+
+impl RequestShape {
+    pub(crate) fn new(method: HttpMethod, host: SocketAddr, size: u32) -> Self {
+        let (before, after) = match method {
+            HttpMethod::Get => (
+                "GET /".to_string(),
+                format!(" HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            ),
+            HttpMethod::Post => (
+                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"),
+                String::new(),
+            ),
+        };
+        RequestShape {
+            before: before.into_bytes().into(),
+            after: after.into_bytes().into(),
+        }
+    }
+
+    /// Bytes of a request besides its payload.
+    pub(crate) fn len(&self) -> usize {
+        self.before.len() + self.after.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &[u8] = b"You say that ";
+
+    fn proto(method: HttpMethod, size: u32) -> Protocol {
+        let host = "127.0.0.1:8080".parse().expect("an address");
+        Protocol::new(PREFIX, FramingKind::Http, size, method, host)
+    }
+
+    /// The whole request of message `seq` on connection `conn`, filled in one go.
+    fn request(p: &Protocol, conn: u64, seq: u64) -> Vec<u8> {
+        let mut out = vec![0; p.wire_size() as usize];
+        p.fill(seed(conn, seq), 0, &mut out);
+        out
+    }
+    #[test]
+    fn payload_never_contains_the_prefix_start_nor_a_stray_newline() {
+        for framing in [FramingKind::Chunk, FramingKind::Line] {
+            let p = Protocol::echo(b"a", framing, 500);
+            for s in 0..50 {
+                let m = p.message(seed(1, s));
+                assert!(!m.contains(&b'a'));
+                let body = if framing == FramingKind::Line {
+                    assert_eq!(m.last(), Some(&b'\n'));
+                    &m[..m.len() - 1]
+                } else {
+                    &m[..]
+                };
+                assert!(!body.contains(&b'\n'));
+            }
+        }
+    }
+    #[test]
+    fn messages_differ_per_connection_and_per_message() {
+        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 16);
+        assert_ne!(p.message(seed(1, 0)), p.message(seed(1, 1)));
+        assert_ne!(p.message(seed(1, 0)), p.message(seed(2, 0)));
+    }
+    #[test]
+    fn get_and_post_requests_are_exact_and_fill_in_any_pieces() {
+        let get = proto(HttpMethod::Get, 20);
+        let msg = get.message(seed(1, 0));
+        assert!(
+            msg.iter().all(u8::is_ascii_alphanumeric),
+            "a path needs no escaping"
+        );
+        let expected = [
+            b"GET /",
+            &msg[..],
+            b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(request(&get, 1, 0), expected);
+
+        let post = proto(HttpMethod::Post, 20);
+        let head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 20\r\n\r\n";
+        assert_eq!(request(&post, 1, 0), [&head[..], &msg[..]].concat());
+
+        for p in [&get, &post] {
+            let whole = request(p, 1, 0);
+            for piece in 1..whole.len() {
+                let mut out = vec![0; whole.len()];
+                for (k, part) in out.chunks_mut(piece).enumerate() {
+                    p.fill(seed(1, 0), (k * piece) as u32, part);
+                }
+                assert_eq!(out, whole, "filled in pieces of {piece}");
+            }
+        }
+    }
+}
