@@ -25,7 +25,8 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::{
-    Config, ACCEPT_BUDGET, DRAIN_QUIET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_READ, READ_BUDGET,
+    Config, ACCEPT_BUDGET, DRAIN_QUIET, FD_EXHAUSTED_BACKOFF, LINGER, MAX_LISTENERS, MAX_READ,
+    READ_BUDGET,
 };
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
@@ -47,9 +48,6 @@ fn listener_index(token: Token) -> Option<usize> {
     let index = LISTENER_BASE.checked_sub(token.0)?;
     (index < MAX_LISTENERS).then_some(index)
 }
-/// At most this many listeners per loop (`--listen`, or `--metrics-listen` for the admin
-/// endpoint's), so listener tokens never meet slab keys.
-pub const MAX_LISTENERS: usize = 64;
 /// Events taken from one `epoll_wait`.
 const EVENT_CAPACITY: usize = 1024;
 /// Stale timer entries tolerated beyond twice the open connections before the heap is swept.
