@@ -1,9 +1,7 @@
-//! The path of a connection's bytes: read → protocol → write, then settle its phase and poll
-//! interest; pause and resume, close and the lingering close, the timers that look at it.
-//!
-//! [`Connections`] holds a loop's open connections and all they share (the read buffer, the
-//! answers buffer, the output pool, the ready list, the timers). It knows no protocol beyond
-//! [`Protocol`], must never block, never allocate per message, and never read past a budget.
+//! The path of a connection's bytes: read → protocol → write, settle its phase and interest,
+//! pause and resume, close and linger. [`Connections`] holds a loop's connections and what they
+//! share (read and answers buffers, output pool, ready list, timers). It must never block, never
+//! allocate per message, never read past a budget, and never know which protocol it drives.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
-use mio::{Registry, Token};
+use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 use super::accept::{refuse_full, Accepted};
@@ -32,6 +30,10 @@ const ANSWERS_KEEP: usize = 4 * READ_BUDGET;
 
 /// A loop's connections, in a slab keyed by their token, and what they share.
 pub(super) struct Connections<P: Protocol> {
+    /// The loop's poll, in which the connections are registered. The worker waits on it and
+    /// lends its registry to the acceptor, the lifecycle and the side loops; it lives here so
+    /// that a reregister on the message path reaches it without an argument passed down.
+    poll: Poll,
     slab: Slab<Connection<P::Session>>,
     protocol: P,
     group: Arc<Group>,
@@ -68,8 +70,9 @@ pub(super) struct Connections<P: Protocol> {
 }
 
 impl<P: Protocol> Connections<P> {
-    pub fn new(config: &Config, group: Arc<Group>, protocol: P) -> Connections<P> {
+    pub fn new(config: &Config, poll: Poll, group: Arc<Group>, protocol: P) -> Connections<P> {
         Connections {
+            poll,
             slab: Slab::new(),
             protocol,
             group,
@@ -88,6 +91,22 @@ impl<P: Protocol> Connections<P> {
             counters: Counters::default(),
             cold_changed: true,
         }
+    }
+
+    /// Waits for events, up to `timeout`.
+    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        self.poll.poll(events, timeout)
+    }
+
+    /// Where the loop's other sources (listeners, signals, side loops) are registered.
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// The descriptor of the poll, for a loop that drives this one as a side loop.
+    pub fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.poll.as_raw_fd()
     }
 
     /// Starts a turn: reads the time once for all it does.
@@ -132,9 +151,9 @@ impl<P: Protocol> Connections<P> {
     }
 
     /// Takes what a listener gave: a new connection, or a failure to count.
-    pub fn admit(&mut self, accepted: Accepted, registry: &Registry) {
+    pub fn admit(&mut self, accepted: Accepted) {
         match accepted {
-            Ok((socket, peer)) => self.admit_socket(socket, peer, registry),
+            Ok((socket, peer)) => self.admit_socket(socket, peer),
             Err(kind) => {
                 self.counters.accept_errors[kind as usize] += 1;
                 self.cold_changed = true;
@@ -142,7 +161,7 @@ impl<P: Protocol> Connections<P> {
         }
     }
 
-    fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr, registry: &Registry) {
+    fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr) {
         if !self.group.try_open() {
             self.counters.refused_full += 1;
             self.cold_changed = true;
@@ -156,7 +175,11 @@ impl<P: Protocol> Connections<P> {
         // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
         // for the peer's delayed ACK.
         let _ = socket.set_nodelay(true);
-        if let Err(e) = registry.register(&mut socket, Token(key), READ_INTEREST) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), READ_INTEREST)
+        {
             warn!("cannot register the connection from {peer}: {e}; closing it");
             self.group.closed();
             return;
@@ -172,12 +195,12 @@ impl<P: Protocol> Connections<P> {
         self.open += 1;
         self.counters.accepted += 1;
         self.cold_changed = true;
-        self.greet(key, registry);
+        self.greet(key);
     }
 
     /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
     /// this costs a call that does nothing, once per connection.
-    fn greet(&mut self, key: usize, registry: &Registry) {
+    fn greet(&mut self, key: usize) {
         let conn = &mut self.slab[key];
         self.answers.clear();
         let next = self.protocol.on_open(
@@ -185,12 +208,12 @@ impl<P: Protocol> Connections<P> {
             &mut Answers::new(&mut self.answers, self.max_pending, self.now),
         );
         if next != Next::Continue || !self.answers.is_empty() {
-            self.carry_out(key, next, registry);
+            self.carry_out(key, next);
         }
     }
 
     /// A connection's socket has an event.
-    pub fn on_event(&mut self, key: usize, event: &Event, registry: &Registry) {
+    pub fn on_event(&mut self, key: usize, event: &Event) {
         let Some(conn) = self.slab.get_mut(key) else {
             return;
         };
@@ -202,11 +225,11 @@ impl<P: Protocol> Connections<P> {
         } else if (event.is_readable() || event.is_error()) && conn.input == Input::Drained {
             conn.input = Input::Ready;
         }
-        self.drive(key, registry);
+        self.drive(key);
     }
 
     /// Serves the connections left over from last turn.
-    pub fn serve_ready(&mut self, registry: &Registry) {
+    pub fn serve_ready(&mut self) {
         for _ in 0..self.ready.len() {
             let Some(key) = self.ready.pop_front() else {
                 break;
@@ -216,7 +239,7 @@ impl<P: Protocol> Connections<P> {
             if let Some(conn) = self.slab.get_mut(key) {
                 if conn.queued && conn.phase != Phase::Dead {
                     conn.queued = false;
-                    self.drive(key, registry);
+                    self.drive(key);
                 }
             }
         }
@@ -225,14 +248,14 @@ impl<P: Protocol> Connections<P> {
     /// Does everything a connection can do now: write what waits, let a paused protocol answer
     /// what it held back once there is room, read and answer within the budget, then bring the
     /// connection's phase and poll interest in line.
-    fn drive(&mut self, key: usize, registry: &Registry) {
+    fn drive(&mut self, key: usize) {
         let conn = &mut self.slab[key];
         match conn.flush(&mut self.pool, &mut self.counters) {
             Ok(0) => {}
             Ok(_) => conn.last_active = self.now,
             Err(e) => {
                 debug!("writing to {}: {e}", conn.peer());
-                return self.close(key, CloseReason::of_io_error(&e), registry);
+                return self.close(key, CloseReason::of_io_error(&e));
             }
         }
         self.answers.clear();
@@ -252,7 +275,7 @@ impl<P: Protocol> Connections<P> {
                 Ok(next) => next,
                 Err(e) => {
                     debug!("reading from {}: {e}", self.slab[key].peer());
-                    return self.close(key, CloseReason::of_io_error(&e), registry);
+                    return self.close(key, CloseReason::of_io_error(&e));
                 }
             };
         }
@@ -273,17 +296,17 @@ impl<P: Protocol> Connections<P> {
             }
             Next::CloseNow => {
                 let reason = self.protocol.close_reason(&conn.session);
-                return self.close(key, reason, registry);
+                return self.close(key, reason);
             }
         }
         if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, CloseReason::of_io_error(&e), registry);
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         if self.answers.capacity() > ANSWERS_KEEP {
             self.answers = Vec::new();
         }
-        self.settle(key, registry);
+        self.settle(key);
     }
 
     /// Reads and answers until the socket is drained, the read budget is spent or the output is
@@ -357,11 +380,11 @@ impl<P: Protocol> Connections<P> {
 
     /// Moves a connection on after I/O: closes it when done, lingers after our last word,
     /// queues it when it can go on without a new event, reregisters when its interest changed.
-    fn settle(&mut self, key: usize, registry: &Registry) {
+    fn settle(&mut self, key: usize) {
         let conn = &mut self.slab[key];
         let drained = conn.pending() == 0;
         match conn.phase {
-            Phase::PeerDone if drained => return self.close(key, CloseReason::Client, registry),
+            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
             Phase::Closing if drained => {
                 linger(conn, key, self.now, &mut self.ready, &mut self.timers)
             }
@@ -373,9 +396,13 @@ impl<P: Protocol> Connections<P> {
         }
         let interest = conn.interest();
         if interest != conn.registered {
-            if let Err(e) = registry.reregister(&mut conn.socket, Token(key), interest) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.socket, Token(key), interest)
+            {
                 debug!("reregistering {}: {e}", conn.peer());
-                return self.close(key, CloseReason::Error, registry);
+                return self.close(key, CloseReason::Error);
             }
             conn.registered = interest;
         }
@@ -383,7 +410,7 @@ impl<P: Protocol> Connections<P> {
 
     /// Closes a connection for `why`; after the protocol's last word (an error answer), the
     /// protocol's reason stands, however the linger ends, unless the shutdown cut it.
-    fn close(&mut self, key: usize, why: CloseReason, registry: &Registry) {
+    fn close(&mut self, key: usize, why: CloseReason) {
         let conn = &mut self.slab[key];
         let reason = match conn.phase {
             Phase::Dead => return,
@@ -401,18 +428,18 @@ impl<P: Protocol> Connections<P> {
         self.cold_changed = true;
         self.counters.pending -= conn.pending() as u64;
         conn.phase = Phase::Dead;
-        let _ = registry.deregister(&mut conn.socket);
+        let _ = self.poll.registry().deregister(&mut conn.socket);
         self.dead.push(key);
         self.open -= 1;
         self.group.closed();
     }
 
     /// Closes every connection still open, for the shutdown.
-    pub fn close_all(&mut self, registry: &Registry) {
+    pub fn close_all(&mut self) {
         let keys: Vec<usize> = self.slab.iter().map(|(key, _)| key).collect();
         for key in keys {
             if self.slab[key].phase != Phase::Dead {
-                self.close(key, CloseReason::Shutdown, registry);
+                self.close(key, CloseReason::Shutdown);
             }
         }
     }
@@ -437,7 +464,7 @@ impl<P: Protocol> Connections<P> {
     /// Looks at the connections whose timer came due by `now`: closes the idle, ends lingering
     /// closes, passes protocol deadlines on, and `draining`, parts those idle at a message
     /// boundary; any other gets its next timer.
-    pub fn expire_timers(&mut self, now: Instant, draining: bool, registry: &Registry) {
+    pub fn expire_timers(&mut self, now: Instant, draining: bool) {
         while let Some(entry) = self.timers.pop_due(now) {
             let key = entry.key;
             let Some(conn) = self.slab.get_mut(key) else {
@@ -463,11 +490,11 @@ impl<P: Protocol> Connections<P> {
             };
             if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
-                self.close(key, CloseReason::Client, registry);
+                self.close(key, CloseReason::Client);
             } else if idle_end.is_some_and(|end| end <= now) {
-                self.close(key, CloseReason::Idle, registry);
+                self.close(key, CloseReason::Idle);
             } else if protocol_end.is_some_and(|end| end <= now) {
-                self.on_protocol_deadline(key, registry);
+                self.on_protocol_deadline(key);
             } else if part_at.is_some_and(|at| at <= now) {
                 self.part(key);
             } else if let Some(next) = [linger_end, idle_end, protocol_end, part_at]
@@ -518,7 +545,7 @@ impl<P: Protocol> Connections<P> {
 
     /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
     /// its answer goes out like any other.
-    fn on_protocol_deadline(&mut self, key: usize, registry: &Registry) {
+    fn on_protocol_deadline(&mut self, key: usize) {
         let conn = &mut self.slab[key];
         self.answers.clear();
         let room = self.max_pending.saturating_sub(conn.pending());
@@ -526,17 +553,17 @@ impl<P: Protocol> Connections<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
         );
-        self.carry_out(key, next, registry);
+        self.carry_out(key, next);
     }
 
     /// Does what the protocol asked after a call outside a read (a new connection, a deadline),
     /// and writes its answers like any other.
-    fn carry_out(&mut self, key: usize, next: Next, registry: &Registry) {
+    fn carry_out(&mut self, key: usize, next: Next) {
         let conn = &mut self.slab[key];
         match next {
             Next::CloseNow => {
                 let reason = self.protocol.close_reason(&conn.session);
-                return self.close(key, reason, registry);
+                return self.close(key, reason);
             }
             Next::Close => conn.phase = Phase::Closing,
             Next::Pause if conn.phase == Phase::Open => {
@@ -548,10 +575,10 @@ impl<P: Protocol> Connections<P> {
         }
         if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, CloseReason::of_io_error(&e), registry);
+            return self.close(key, CloseReason::of_io_error(&e));
         }
         arm_deadline(&self.protocol, conn, &mut self.timers, key);
-        self.settle(key, registry);
+        self.settle(key);
     }
 }
 

@@ -1,8 +1,7 @@
-//! How a loop stops: the signals (first one drains, a second aborts), the lame duck's clock
+//! How a loop stops: signals (the first drains, a second aborts), the lame duck's clock
 //! (`--drain-delay`), the drain and its deadline (`--shutdown-timeout`), systemd's stop notices.
-//!
-//! A state machine that tells the loop what to do next ([`Step`]); it never touches a socket or
-//! a connection itself, and costs one atomic load per turn while the server runs.
+//! A state machine that tells the loop what to do next ([`Step`]); it never touches a socket or a
+//! connection, and costs one atomic load per turn while the server runs.
 
 use std::time::{Duration, Instant};
 

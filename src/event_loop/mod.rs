@@ -57,7 +57,6 @@ const EVENT_CAPACITY: usize = 1024;
 /// One event loop with its own poll, listeners and connections; `--workers N` runs N of them,
 /// sharing only their [`Group`].
 pub(crate) struct Worker<P: Protocol> {
-    poll: Poll,
     acceptor: Acceptor,
     conns: Connections<P>,
     lifecycle: Lifecycle,
@@ -78,10 +77,9 @@ impl<P: Protocol> Worker<P> {
     ) -> io::Result<Worker<P>> {
         Ok(Worker {
             acceptor: Acceptor::new(poll.registry(), listeners)?,
-            conns: Connections::new(config, group.clone(), protocol),
+            conns: Connections::new(config, poll, group.clone(), protocol),
             lifecycle: Lifecycle::new(config.shutdown_timeout()),
             sides: Sides::default(),
-            poll,
             group,
             publish_to: None,
         })
@@ -101,14 +99,14 @@ impl<P: Protocol> Worker<P> {
     /// Drives `side` from this loop's turns: its poll is watched by this one's, so it needs no
     /// thread, and its connections never meet this loop's on the message path.
     pub(crate) fn drive_side(&mut self, side: Box<dyn Side>) -> io::Result<()> {
-        self.sides.add(self.poll.registry(), SIDE, side)
+        self.sides.add(self.conns.registry(), SIDE, side)
     }
 
     /// Makes SIGINT and SIGTERM stop every loop: the first drains, any later one aborts. This
     /// loop then runs until every other loop has ended, so a second signal is honoured
     /// whichever loop is still draining.
     pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
-        self.lifecycle.watch_signals(self.poll.registry(), SIGNALS)
+        self.lifecycle.watch_signals(self.conns.registry(), SIGNALS)
     }
 
     /// Tells systemd `STOPPING=1` at the first signal and extends its stop timeout while the
@@ -147,7 +145,6 @@ impl<P: Protocol> Worker<P> {
     #[inline]
     fn turn(&mut self, events: &Events) {
         let now = self.conns.begin_turn();
-        let registry = self.poll.registry();
         let conns = &mut self.conns;
         for event in events.iter() {
             match event.token() {
@@ -155,22 +152,19 @@ impl<P: Protocol> Worker<P> {
                 SIGNALS => self.lifecycle.take_signals(&self.group),
                 SIDE => self.sides.wake(),
                 token => match listener_index(token) {
-                    Some(i) => self
-                        .acceptor
-                        .on_event(i, now, |new| conns.admit(new, registry)),
-                    None => conns.on_event(token.0, event, registry),
+                    Some(i) => self.acceptor.on_event(i, now, |new| conns.admit(new)),
+                    None => conns.on_event(token.0, event),
                 },
             }
         }
-        conns.serve_ready(registry);
-        self.acceptor
-            .serve_queued(now, |new| conns.admit(new, registry));
-        conns.expire_timers(now, self.lifecycle.draining(), registry);
+        conns.serve_ready();
+        self.acceptor.serve_queued(now, |new| conns.admit(new));
+        conns.expire_timers(now, self.lifecycle.draining());
         // Only once the closed sockets' slots are freed are their descriptors free to accept into.
         if conns.free_dead() {
             self.acceptor.descriptor_freed(now);
         }
-        self.acceptor.resume(now, |new| conns.admit(new, registry));
+        self.acceptor.resume(now, |new| conns.admit(new));
     }
 
     /// Carries out what the lifecycle asks at the end of a turn; true once the loop may end.
@@ -181,7 +175,7 @@ impl<P: Protocol> Worker<P> {
                 Step::Serve | Step::Drain => return false,
                 Step::StartDrain { after_lame_duck } => self.start_drain(now, after_lame_duck),
                 Step::CloseAll => {
-                    self.conns.close_all(self.poll.registry());
+                    self.conns.close_all();
                     self.conns.free_dead();
                     return true;
                 }
@@ -193,7 +187,7 @@ impl<P: Protocol> Worker<P> {
     /// Closes the listeners, so new connections fail at once instead of waiting, and lets the
     /// connections know the drain has begun.
     fn start_drain(&mut self, now: Instant, after_lame_duck: bool) {
-        self.acceptor.close(self.poll.registry());
+        self.acceptor.close(self.conns.registry());
         if after_lame_duck {
             // Logged once this loop's listeners are closed; the other loops, woken, close theirs
             // in their next turn.
@@ -217,7 +211,7 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        self.poll.poll(events, timeout)
+        self.conns.poll(events, timeout)
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -261,8 +255,7 @@ impl<P: Protocol> Worker<P> {
     }
 
     fn poll_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.poll.as_raw_fd()
+        self.conns.poll_fd()
     }
 }
 

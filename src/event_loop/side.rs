@@ -1,9 +1,7 @@
-//! Side loops: loops driven by another loop's turns instead of a thread of their own (the admin
-//! endpoint's and the agent check's, on the first worker). Each is a [`Worker`] on a poll of its
-//! own, which the driving loop's poll watches under one token.
-//!
-//! They must never sit on the echo's message path: the driving loop gives them a turn only when
-//! their polls had events or one of their deadlines came, after its own turn.
+//! Side loops: the admin endpoint's and the agent check's, each a [`Worker`] on a poll of its own
+//! that the first loop's poll watches under one token, driven by that loop's turns instead of a
+//! thread. They must never sit on the echo's message path: they get a turn only when their polls
+//! had events or a deadline came, after the driving loop's own.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
-//! The loop's lazy timer heap: idle timeouts, lingering closes, protocol deadlines and the
-//! drain's looks at a connection, one min-heap for all of them.
-//!
-//! It is touched when an entry comes due, never per message: activity only stamps a
-//! connection's `last_active`. It must never hold an entry that could wake a newer connection
-//! reusing a slot: each entry names the connection's id and the time it was armed for.
+//! The lazy timer heap: idle timeouts, lingering closes, protocol deadlines and the drain's looks,
+//! in one min-heap touched when an entry comes due, never per message (activity only stamps a
+//! connection's `last_active`). An entry must never wake a newer connection that reuses a slot:
+//! it names the connection's id and the time it was armed for.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
