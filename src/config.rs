@@ -50,6 +50,10 @@ pub const MAX_ADMIN_CONNS: usize = 32;
 /// Connections the agent check (`--agent-listen`) serves at once: HAProxy opens one per server
 /// line per check, and each lasts a line. More are refused at accept, within `RESERVED_FDS`.
 pub const MAX_AGENT_CONNS: usize = 16;
+/// At most this many listeners per loop (`--listen`, the sockets systemd passes, or
+/// `--metrics-listen` and `--agent-listen` for the side loops'), so listener tokens never meet
+/// slab keys.
+pub const MAX_LISTENERS: usize = 64;
 /// Backlog handed to `listen(2)`; the kernel caps it at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 

@@ -6,7 +6,11 @@
 //!   pure, no I/O.
 //! - `connection`: one client's socket, bounded output, protocol session and state; decides its
 //!   own poll interest.
-//! - `event_loop`: the single-threaded mio readiness loop; accepts, dispatches, knows no protocol.
+//! - `event_loop`: the single-threaded mio readiness loop; knows no protocol. Its turn (`mod.rs`)
+//!   composes rooms that keep their own state: `accept` (listeners, accept budget, EMFILE
+//!   pause, refusing when full), `drive` (a connection's bytes: read → protocol → write, close,
+//!   linger), `timers` (the lazy timer heap), `lifecycle` (signals, lame duck, drain, shutdown)
+//!   and `side` (the admin endpoint's and agent check's loops, driven by the first loop).
 //! - `group`: what the loops of one server share: the stop request ([`ServerHandle`]) and the
 //!   open-connection count.
 //! - [`metrics`]: what each loop counts, published once per turn, summed for a scrape and for
@@ -19,6 +23,10 @@
 //!   notification (`READY=1`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC`); no libsystemd.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
+//!
+//! Imports run one way: `server` → `event_loop` → `connection` / [`framing`] → [`config`] /
+//! `group` / [`metrics`]. [`systemd`], `admin` and `agent` are used by `server` (and `systemd`
+//! by `event_loop`) and import neither.
 
 mod admin;
 mod agent;

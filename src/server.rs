@@ -18,9 +18,10 @@ use mio::{Poll, Waker};
 use crate::admin::Endpoint;
 use crate::agent::Agent;
 use crate::config::{
-    Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS, RESERVED_FDS,
+    Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS, MAX_LISTENERS,
+    RESERVED_FDS,
 };
-use crate::event_loop::{Listener, SideLoop, Worker, MAX_LISTENERS, WAKER};
+use crate::event_loop::{Listener, SideLoop, Worker, WAKER};
 use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use crate::event_loop::MAX_LISTENERS;
+use crate::config::MAX_LISTENERS;
 
 /// The first inherited descriptor: systemd passes `LISTEN_FDS` of them from here on.
 pub const LISTEN_FDS_START: i32 = 3;

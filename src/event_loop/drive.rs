@@ -1,0 +1,646 @@
+//! The path of a connection's bytes: read → protocol → write, settle its phase and interest,
+//! pause and resume, close and linger. [`Connections`] holds a loop's connections and what they
+//! share (read and answers buffers, output pool, ready list, timers). It must never block, never
+//! allocate per message, never read past a budget, and never know which protocol it drives.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Poll, Registry, Token};
+use slab::Slab;
+
+use super::accept::{refuse_full, Accepted};
+use super::timers::Timers;
+use crate::config::{Config, DRAIN_QUIET, LINGER, MAX_READ, READ_BUDGET};
+use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
+use crate::framing::{Answers, Next, Protocol};
+use crate::group::Group;
+use crate::metrics::{CloseReason, Counters, Published};
+
+/// The answers buffer shared by the loop's connections is freed after a turn that grew it past
+/// this (an unterminated line of up to `--max-line` handed over at end of input), so one large
+/// answer does not pin its memory to the loop.
+const ANSWERS_KEEP: usize = 4 * READ_BUDGET;
+
+/// A loop's connections, in a slab keyed by their token, and what they share.
+pub(super) struct Connections<P: Protocol> {
+    /// The loop's poll, in which the connections are registered. The worker waits on it and
+    /// lends its registry to the acceptor, the lifecycle and the side loops; it lives here so
+    /// that a reregister on the message path reaches it without an argument passed down.
+    poll: Poll,
+    slab: Slab<Connection<P::Session>>,
+    protocol: P,
+    group: Arc<Group>,
+    max_pending: usize,
+    idle_timeout: Option<Duration>,
+    /// The one read buffer, shared by every connection: reads are answered before the next one.
+    read_buf: Box<[u8]>,
+    /// Answers to one connection's reads of this turn, written with one syscall.
+    answers: Vec<u8>,
+    /// Output buffers lent to connections whose socket is full.
+    pool: Pool,
+    /// Slab keys whose readiness was not used up this turn (read budget, a protocol with answers
+    /// held back); they are served next turn without waiting, because edge-triggered epoll will
+    /// not report them again.
+    ready: VecDeque<usize>,
+    /// Idle, linger and protocol deadlines, and the drain's looks, checked lazily.
+    timers: Timers,
+    /// Slots of connections closed this turn, freed once the turn's events are all handled.
+    dead: Vec<usize>,
+    /// Connections open in this loop.
+    open: usize,
+    next_id: u64,
+    /// Connections this loop closed at a message boundary for the drain, by id, until their
+    /// lingering close ends: they count as `drain`. A set beside the slab rather than a field,
+    /// so a connection stays as small as it was; empty until the drain.
+    parting: HashSet<u64>,
+    /// The time of this turn of the loop, read once after each poll.
+    now: Instant,
+    /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
+    counters: Counters,
+    /// A counter that changes per connection rather than per message (accepts, refusals,
+    /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
+    cold_changed: bool,
+}
+
+impl<P: Protocol> Connections<P> {
+    pub fn new(config: &Config, poll: Poll, group: Arc<Group>, protocol: P) -> Connections<P> {
+        Connections {
+            poll,
+            slab: Slab::new(),
+            protocol,
+            group,
+            max_pending: config.max_pending as usize,
+            idle_timeout: config.idle_timeout(),
+            read_buf: vec![0; MAX_READ].into(),
+            answers: Vec::new(),
+            pool: Pool::new(),
+            ready: VecDeque::new(),
+            timers: Timers::default(),
+            dead: Vec::new(),
+            open: 0,
+            next_id: 0,
+            parting: HashSet::new(),
+            now: Instant::now(),
+            counters: Counters::default(),
+            cold_changed: true,
+        }
+    }
+
+    /// Waits for events, up to `timeout`.
+    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        self.poll.poll(events, timeout)
+    }
+
+    /// Where the loop's other sources (listeners, signals, side loops) are registered.
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// The descriptor of the poll, for a loop that drives this one as a side loop.
+    pub fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.poll.as_raw_fd()
+    }
+
+    /// Starts a turn: reads the time once for all it does.
+    #[inline]
+    pub fn begin_turn(&mut self) -> Instant {
+        self.now = Instant::now();
+        self.now
+    }
+
+    /// The time of this turn.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    /// Connections wait on the ready list: the next turn must not wait for an event.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// When the first timer comes due.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Makes this turn's counts visible to a scrape in `slot`: once per turn, never per message.
+    pub fn publish(&mut self, slot: &Published) {
+        self.counters.open = self.open as u64;
+        slot.store_hot(&self.counters, self.protocol.counts());
+        if std::mem::take(&mut self.cold_changed) {
+            slot.store_cold(&self.counters);
+        }
+    }
+
+    /// What this loop counted, for the summary once it ends.
+    pub fn into_counters(mut self) -> Counters {
+        self.counters.open = self.open as u64;
+        self.counters
+    }
+
+    /// Takes what a listener gave: a new connection, or a failure to count.
+    pub fn admit(&mut self, accepted: Accepted) {
+        match accepted {
+            Ok((socket, peer)) => self.admit_socket(socket, peer),
+            Err(kind) => {
+                self.counters.accept_errors[kind as usize] += 1;
+                self.cold_changed = true;
+            }
+        }
+    }
+
+    fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr) {
+        if !self.group.try_open() {
+            self.counters.refused_full += 1;
+            self.cold_changed = true;
+            self.group.refused_full(self.now);
+            refuse_full(socket, self.group.max_conns(), &mut self.read_buf[..]);
+            return;
+        }
+        let now = self.now;
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
+        // for the peer's delayed ACK.
+        let _ = socket.set_nodelay(true);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), READ_INTEREST)
+        {
+            warn!("cannot register the connection from {peer}: {e}; closing it");
+            self.group.closed();
+            return;
+        }
+        debug!("connected with {peer}");
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut conn = Connection::new(socket, id, now);
+        if let Some(at) = self.idle_timeout.and_then(|idle| now.checked_add(idle)) {
+            self.timers.set(&mut conn.timer_at, at, key, id);
+        }
+        entry.insert(conn);
+        self.open += 1;
+        self.counters.accepted += 1;
+        self.cold_changed = true;
+        self.greet(key);
+    }
+
+    /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
+    /// this costs a call that does nothing, once per connection.
+    fn greet(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        self.answers.clear();
+        let next = self.protocol.on_open(
+            &mut conn.session,
+            &mut Answers::new(&mut self.answers, self.max_pending, self.now),
+        );
+        if next != Next::Continue || !self.answers.is_empty() {
+            self.carry_out(key, next);
+        }
+    }
+
+    /// A connection's socket has an event.
+    pub fn on_event(&mut self, key: usize, event: &Event) {
+        let Some(conn) = self.slab.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Dead {
+            return;
+        }
+        if event.is_read_closed() || event.is_priority() {
+            conn.input = Input::ReadyUntilWouldBlock;
+        } else if (event.is_readable() || event.is_error()) && conn.input == Input::Drained {
+            conn.input = Input::Ready;
+        }
+        self.drive(key);
+    }
+
+    /// Serves the connections left over from last turn.
+    pub fn serve_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            // A connection closed since it was queued is skipped, and so is a newer one that
+            // took its slot: that one was never queued.
+            if let Some(conn) = self.slab.get_mut(key) {
+                if conn.queued && conn.phase != Phase::Dead {
+                    conn.queued = false;
+                    self.drive(key);
+                }
+            }
+        }
+    }
+
+    /// Does everything a connection can do now: write what waits, let a paused protocol answer
+    /// what it held back once there is room, read and answer within the budget, then bring the
+    /// connection's phase and poll interest in line.
+    fn drive(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        match conn.flush(&mut self.pool, &mut self.counters) {
+            Ok(0) => {}
+            Ok(_) => conn.last_active = self.now,
+            Err(e) => {
+                debug!("writing to {}: {e}", conn.peer());
+                return self.close(key, CloseReason::of_io_error(&e));
+            }
+        }
+        self.answers.clear();
+        let mut next = Next::Continue;
+        // Hysteresis: reading resumes only below half the cap, so a slow reader does not cost a
+        // reregister per write.
+        if conn.phase == Phase::Paused && conn.pending() <= self.max_pending / 2 {
+            conn.phase = Phase::Open;
+            let room = self.max_pending - conn.pending();
+            next = self.protocol.on_writable(
+                &mut conn.session,
+                &mut Answers::new(&mut self.answers, room, self.now),
+            );
+        }
+        if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
+            next = match self.read_and_answer(key) {
+                Ok(next) => next,
+                Err(e) => {
+                    debug!("reading from {}: {e}", self.slab[key].peer());
+                    return self.close(key, CloseReason::of_io_error(&e));
+                }
+            };
+        }
+        let conn = &mut self.slab[key];
+        match next {
+            Next::Continue => {}
+            Next::Pause => {
+                if conn.phase == Phase::Open {
+                    conn.phase = Phase::Paused;
+                    self.counters.pauses += 1;
+                    self.cold_changed = true;
+                }
+            }
+            Next::Close => {
+                if conn.phase != Phase::PeerDone {
+                    conn.phase = Phase::Closing;
+                }
+            }
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
+        }
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
+            debug!("writing to {}: {e}", conn.peer());
+            return self.close(key, CloseReason::of_io_error(&e));
+        }
+        if self.answers.capacity() > ANSWERS_KEEP {
+            self.answers = Vec::new();
+        }
+        self.settle(key);
+    }
+
+    /// Reads and answers until the socket is drained, the read budget is spent or the output is
+    /// at the cap; returns what the protocol asked for.
+    fn read_and_answer(&mut self, key: usize) -> io::Result<Next> {
+        // One slab lookup for the whole loop: the fields are borrowed apart.
+        let Connections {
+            slab,
+            protocol,
+            answers,
+            read_buf,
+            ready,
+            timers,
+            max_pending,
+            now,
+            counters,
+            ..
+        } = self;
+        let conn = &mut slab[key];
+        let lingering = conn.phase == Phase::Lingering;
+        let mut budget = READ_BUDGET;
+        loop {
+            let used = conn.pending() + answers.len();
+            if used >= *max_pending {
+                // Stop reading until the client reads: the kernel's buffers fill and TCP flow
+                // control slows the sender, instead of our memory growing.
+                return Ok(Next::Pause);
+            }
+            if budget == 0 {
+                queue(ready, conn, key);
+                return Ok(Next::Continue);
+            }
+            let room = *max_pending - used;
+            let want = protocol.read_len(&conn.session, room).min(read_buf.len());
+            let n = match conn.read(&mut read_buf[..want]) {
+                Ok(0) => {
+                    conn.input = Input::Drained;
+                    if lingering {
+                        // The peer read our last word and closed: the linger is over.
+                        return Ok(Next::CloseNow);
+                    }
+                    let mut answers = Answers::new(answers, room, *now);
+                    protocol.on_eof(&mut conn.session, &mut answers);
+                    conn.phase = Phase::PeerDone;
+                    return Ok(Next::Continue);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.input = Input::Drained;
+                    return Ok(Next::Continue);
+                }
+                Err(e) => return Err(e),
+            };
+            budget = budget.saturating_sub(n);
+            counters.bytes_in += n as u64;
+            if !lingering {
+                conn.last_active = *now;
+                let mut answers = Answers::new(answers, room, *now);
+                let next = protocol.on_read(&mut conn.session, &read_buf[..n], &mut answers);
+                arm_deadline(protocol, conn, timers, key);
+                if next != Next::Continue {
+                    return Ok(next);
+                }
+            }
+            if n < want && conn.input == Input::Ready {
+                conn.input = Input::Drained;
+                return Ok(Next::Continue);
+            }
+        }
+    }
+
+    /// Moves a connection on after I/O: closes it when done, lingers after our last word,
+    /// queues it when it can go on without a new event, reregisters when its interest changed.
+    fn settle(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        let drained = conn.pending() == 0;
+        match conn.phase {
+            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
+            Phase::Closing if drained => {
+                linger(conn, key, self.now, &mut self.ready, &mut self.timers)
+            }
+            // The answers went out at once: the protocol may answer what it held back.
+            Phase::Paused if conn.pending() <= self.max_pending / 2 => {
+                queue(&mut self.ready, conn, key)
+            }
+            _ => {}
+        }
+        let interest = conn.interest();
+        if interest != conn.registered {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.socket, Token(key), interest)
+            {
+                debug!("reregistering {}: {e}", conn.peer());
+                return self.close(key, CloseReason::Error);
+            }
+            conn.registered = interest;
+        }
+    }
+
+    /// Closes a connection for `why`; after the protocol's last word (an error answer), the
+    /// protocol's reason stands, however the linger ends, unless the shutdown cut it.
+    fn close(&mut self, key: usize, why: CloseReason) {
+        let conn = &mut self.slab[key];
+        let reason = match conn.phase {
+            Phase::Dead => return,
+            Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
+                if self.parting.remove(&conn.id) {
+                    CloseReason::Drain
+                } else {
+                    self.protocol.close_reason(&conn.session)
+                }
+            }
+            _ => why,
+        };
+        debug!("closed {} ({})", conn.peer(), reason.label());
+        self.counters.close(reason);
+        self.cold_changed = true;
+        self.counters.pending -= conn.pending() as u64;
+        conn.phase = Phase::Dead;
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        self.dead.push(key);
+        self.open -= 1;
+        self.group.closed();
+    }
+
+    /// Closes every connection still open, for the shutdown.
+    pub fn close_all(&mut self) {
+        let keys: Vec<usize> = self.slab.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if self.slab[key].phase != Phase::Dead {
+                self.close(key, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// Frees the slots of the connections closed this turn; true if there were any (their
+    /// descriptors are free to accept into only now).
+    pub fn free_dead(&mut self) -> bool {
+        if self.dead.is_empty() {
+            return false;
+        }
+        for key in self.dead.drain(..) {
+            self.slab.remove(key);
+        }
+        let slab = &self.slab;
+        self.timers.sweep(self.open, |entry| {
+            slab.get(entry.key)
+                .is_some_and(|conn| entry.is_for(conn.id, conn.timer_at))
+        });
+        true
+    }
+
+    /// Looks at the connections whose timer came due by `now`: closes the idle, ends lingering
+    /// closes, passes protocol deadlines on, and `draining`, parts those idle at a message
+    /// boundary; any other gets its next timer.
+    pub fn expire_timers(&mut self, now: Instant, draining: bool) {
+        while let Some(entry) = self.timers.pop_due(now) {
+            let key = entry.key;
+            let Some(conn) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if !entry.is_for(conn.id, conn.timer_at) || conn.phase == Phase::Dead {
+                continue;
+            }
+            conn.timer_at = None;
+            let linger_end = (conn.phase == Phase::Lingering).then(|| conn.last_active + LINGER);
+            let idle_end = self
+                .idle_timeout
+                .and_then(|idle| conn.last_active.checked_add(idle));
+            // A protocol's deadline concerns what it still awaits from the client, which ends
+            // once the connection stops reading (closing, lingering, peer done).
+            let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused)
+                .then(|| self.protocol.deadline(&conn.session))
+                .flatten();
+            let part_at = if draining {
+                parting_at(&self.protocol, conn, now)
+            } else {
+                None
+            };
+            if linger_end.is_some_and(|until| until <= now) {
+                // Whatever the reason, close() keeps the protocol's.
+                self.close(key, CloseReason::Client);
+            } else if idle_end.is_some_and(|end| end <= now) {
+                self.close(key, CloseReason::Idle);
+            } else if protocol_end.is_some_and(|end| end <= now) {
+                self.on_protocol_deadline(key);
+            } else if part_at.is_some_and(|at| at <= now) {
+                self.part(key);
+            } else if let Some(next) = [linger_end, idle_end, protocol_end, part_at]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                self.timers.set(&mut conn.timer_at, next, key, entry.id);
+            }
+        }
+    }
+
+    /// The drain begins: the protocol hears it, and every connection gets a look on the timer
+    /// heap, which from now on closes those idle at a message boundary; activity only moves the
+    /// look later, as with idle timeouts.
+    pub fn start_drain(&mut self, now: Instant) {
+        self.protocol.on_drain();
+        for (key, conn) in self.slab.iter_mut() {
+            if let Some(at) = parting_at(&self.protocol, conn, now) {
+                self.timers.arm(&mut conn.timer_at, at, key, conn.id);
+            }
+        }
+    }
+
+    /// Closes a connection idle at a message boundary during the drain with our FIN and the
+    /// lingering close after it, as after a protocol's last word: the client reads every answer
+    /// and then the end of the stream. A byte that arrived since the last read would be lost to
+    /// the FIN, so a connection with anything to read is read and answered first, and looked at
+    /// again after `DRAIN_QUIET`.
+    fn part(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        match conn.socket.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => {
+                // Input, the peer's FIN or an error: the read finds out which.
+                conn.input = Input::ReadyUntilWouldBlock;
+                queue(&mut self.ready, conn, key);
+                let at = self.now + DRAIN_QUIET;
+                self.timers.set(&mut conn.timer_at, at, key, conn.id);
+                return;
+            }
+        }
+        debug!("closing {} between messages for the drain", conn.peer());
+        self.parting.insert(conn.id);
+        // Reading as before, nothing to write: the poll interest stays.
+        linger(conn, key, self.now, &mut self.ready, &mut self.timers);
+    }
+
+    /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
+    /// its answer goes out like any other.
+    fn on_protocol_deadline(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        self.answers.clear();
+        let room = self.max_pending.saturating_sub(conn.pending());
+        let next = self.protocol.on_deadline(
+            &mut conn.session,
+            &mut Answers::new(&mut self.answers, room, self.now),
+        );
+        self.carry_out(key, next);
+    }
+
+    /// Does what the protocol asked after a call outside a read (a new connection, a deadline),
+    /// and writes its answers like any other.
+    fn carry_out(&mut self, key: usize, next: Next) {
+        let conn = &mut self.slab[key];
+        match next {
+            Next::CloseNow => {
+                let reason = self.protocol.close_reason(&conn.session);
+                return self.close(key, reason);
+            }
+            Next::Close => conn.phase = Phase::Closing,
+            Next::Pause if conn.phase == Phase::Open => {
+                conn.phase = Phase::Paused;
+                self.counters.pauses += 1;
+                self.cold_changed = true;
+            }
+            Next::Pause | Next::Continue => {}
+        }
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
+            debug!("writing to {}: {e}", conn.peer());
+            return self.close(key, CloseReason::of_io_error(&e));
+        }
+        arm_deadline(&self.protocol, conn, &mut self.timers, key);
+        self.settle(key);
+    }
+}
+
+/// Makes sure the timer heap wakes the loop by the protocol's deadline for a connection, if it
+/// has one earlier than the connection's next timer.
+fn arm_deadline<P: Protocol>(
+    protocol: &P,
+    conn: &mut Connection<P::Session>,
+    timers: &mut Timers,
+    key: usize,
+) {
+    if let Some(at) = protocol.deadline(&conn.session) {
+        timers.arm(&mut conn.timer_at, at, key, conn.id);
+    }
+}
+
+/// During the drain, when to look at a connection again: one idle at a message boundary (the
+/// protocol holds nothing, no answer waits, nothing is left to read) is closed once it has been
+/// quiet for `DRAIN_QUIET`; one busy or in the middle of a message is looked at again after that
+/// long; one already closing needs no look.
+fn parting_at<P: Protocol>(
+    protocol: &P,
+    conn: &Connection<P::Session>,
+    now: Instant,
+) -> Option<Instant> {
+    match conn.phase {
+        Phase::Open
+            if conn.pending() == 0
+                && conn.input == Input::Drained
+                && !conn.queued
+                && protocol.at_boundary(&conn.session) =>
+        {
+            Some(conn.last_active + DRAIN_QUIET)
+        }
+        Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
+        Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
+    }
+}
+
+/// Our last word is written: sends our FIN and drains what the peer still sends until it closes
+/// or `LINGER` has passed, so it reads that word rather than a reset.
+fn linger<S>(
+    conn: &mut Connection<S>,
+    key: usize,
+    now: Instant,
+    ready: &mut VecDeque<usize>,
+    timers: &mut Timers,
+) {
+    conn.shutdown_write();
+    conn.last_active = now;
+    let until = now + LINGER;
+    conn.phase = Phase::Lingering;
+    // Whatever already waits in the socket is read away next turn.
+    conn.input = Input::ReadyUntilWouldBlock;
+    queue(ready, conn, key);
+    timers.arm(&mut conn.timer_at, until, key, conn.id);
+}
+
+/// Puts a connection on the list served next turn, once.
+fn queue<S>(ready: &mut VecDeque<usize>, conn: &mut Connection<S>, key: usize) {
+    if !conn.queued {
+        conn.queued = true;
+        ready.push_back(key);
+    }
+}

@@ -1,0 +1,284 @@
+//! How a loop stops: signals (the first drains, a second aborts), the lame duck's clock
+//! (`--drain-delay`), the drain and its deadline (`--shutdown-timeout`), systemd's stop notices.
+//! A state machine that tells the loop what to do next ([`Step`]); it never touches a socket or a
+//! connection, and costs one atomic load per turn while the server runs.
+
+use std::time::{Duration, Instant};
+
+use log::info;
+use mio::{Interest, Registry, Token};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::group::{Group, ABORT, LAME_DUCK, RUNNING};
+use crate::systemd::DrainNotices;
+
+/// What the loop must do at the end of a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Serve as before: running, or a lame duck.
+    Serve,
+    /// Close the listeners and start the drain, then ask again; `after_lame_duck` when this loop
+    /// kept the lame duck's clock and it has run out.
+    StartDrain { after_lame_duck: bool },
+    /// Draining: let the open connections finish.
+    Drain,
+    /// Close every connection now: a second signal, an abort, or the drain's deadline.
+    CloseAll,
+    /// Nothing is open: the loop may end.
+    Done,
+}
+
+/// One loop's part in the shutdown.
+pub(super) struct Lifecycle {
+    /// SIGINT and SIGTERM, on the first loop only. Watched here rather than on a thread of
+    /// their own: a second thread would make glibc wrap every read and write in its
+    /// thread-cancellation bookkeeping (about 60 instructions per message).
+    signals: Option<Signals>,
+    /// What systemd is told during a drain (`$NOTIFY_SOCKET`), on the first loop only.
+    systemd: Option<DrainNotices>,
+    /// The first loop keeps the lame duck's end (`--drain-delay`) and then raises the drain.
+    leads: bool,
+    /// The listeners are closed: the drain has begun.
+    draining: bool,
+    /// When the shutdown must move on without an event: the lame duck's end (on the first loop,
+    /// before the drain), then the drain's end (`--shutdown-timeout`).
+    stop_at: Option<Instant>,
+    shutdown_timeout: Duration,
+}
+
+impl Lifecycle {
+    pub fn new(shutdown_timeout: Duration) -> Lifecycle {
+        Lifecycle {
+            signals: None,
+            systemd: None,
+            leads: false,
+            draining: false,
+            stop_at: None,
+            shutdown_timeout,
+        }
+    }
+
+    /// Makes this loop the one that keeps the lame duck's end and then raises the drain for all.
+    pub fn lead(&mut self) {
+        self.leads = true;
+    }
+
+    /// Watches SIGINT and SIGTERM under `token` in `registry`.
+    pub fn watch_signals(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        registry.register(&mut signals, token, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Tells systemd `STOPPING=1` at the first signal and extends its stop timeout while the
+    /// drain goes on.
+    pub fn notify_systemd(&mut self, notices: DrainNotices) {
+        self.systemd = Some(notices);
+    }
+
+    /// Takes the signals that arrived, raising the group's request for each.
+    pub fn take_signals(&mut self, group: &Group) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        for signal in signals.pending() {
+            on_signal(group, signal);
+        }
+    }
+
+    /// The listeners are closed: the drain has begun.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// How long the drain may last (`--shutdown-timeout`).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// When the loop must wake for the shutdown without an event: the end of the lame duck or
+    /// of the drain, or systemd's next notice.
+    pub fn wake_at(&self) -> Option<Instant> {
+        let notice = self.systemd.as_ref().and_then(DrainNotices::due);
+        [self.stop_at, notice].into_iter().flatten().min()
+    }
+
+    /// Whether a loop done with its connections may end: the signal watcher stays until it is
+    /// the last loop running, so a second signal is honoured whichever loop is still draining.
+    pub fn may_end(&self, group: &Group) -> bool {
+        self.signals.is_none() || group.running() == 1
+    }
+
+    /// What the loop must do now, with `open` connections, given the group's request.
+    #[inline]
+    pub fn step(&mut self, group: &Group, now: Instant, open: usize) -> Step {
+        let request = group.request();
+        if request == RUNNING {
+            return Step::Serve;
+        }
+        // From the first signal on, the lame duck included: systemd hears STOPPING at once and
+        // has its stop timeout extended while the process is on its way out.
+        if let Some(notices) = self.systemd.as_mut() {
+            notices.draining(now, group.open());
+        }
+        if !self.draining {
+            if request == LAME_DUCK {
+                // Serving as before; only the first loop watches the clock.
+                if !self.leads || !self.lame_duck_over(group, now) {
+                    return Step::Serve;
+                }
+                return self.start_drain(now, true);
+            }
+            return self.start_drain(now, false);
+        }
+        if open == 0 {
+            return Step::Done;
+        }
+        if request >= ABORT || self.stop_at.is_some_and(|deadline| now >= deadline) {
+            return Step::CloseAll;
+        }
+        Step::Drain
+    }
+
+    fn start_drain(&mut self, now: Instant, after_lame_duck: bool) -> Step {
+        self.draining = true;
+        self.stop_at = Some(later(now, self.shutdown_timeout));
+        Step::StartDrain { after_lame_duck }
+    }
+
+    /// The first loop's lame duck: starts its clock, and once `--drain-delay` has passed raises
+    /// the drain for every loop; true then.
+    fn lame_duck_over(&mut self, group: &Group, now: Instant) -> bool {
+        let delay = group.drain_delay();
+        match self.stop_at {
+            None => {
+                info!(
+                    "lame duck for {delay:?}: accepting and serving as before while health checks \
+                     say draining"
+                );
+                // From now, not from this turn's start, which may precede the request.
+                self.stop_at = Some(later(Instant::now(), delay));
+                false
+            }
+            Some(end) if now < end => false,
+            Some(_) => {
+                group.drain();
+                true
+            }
+        }
+    }
+}
+
+/// A signal: the first starts the shutdown (a lame duck or the drain), any later one aborts.
+fn on_signal(group: &Group, signal: i32) {
+    if group.request() == RUNNING {
+        if group.drain_delay().is_zero() {
+            info!("received signal {signal}: draining connections");
+        } else {
+            info!("received signal {signal}: lame duck, then draining connections");
+        }
+        group.shutdown();
+    } else {
+        info!("received signal {signal}: closing every connection now");
+        group.abort();
+    }
+}
+
+/// `now + delay`; a time past what an Instant can hold is a year away, which is no deadline.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::DRAIN;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_running_server_serves() {
+        let group = Group::new(Vec::new(), 10);
+        let mut lifecycle = Lifecycle::new(TIMEOUT);
+        assert_eq!(lifecycle.step(&group, Instant::now(), 3), Step::Serve);
+        assert!(!lifecycle.draining());
+        assert_eq!(lifecycle.wake_at(), None);
+    }
+
+    #[test]
+    fn the_lame_duck_serves_until_its_delay_then_drains_until_nothing_is_open() {
+        let delay = Duration::from_secs(5);
+        let group = Group::new(Vec::new(), 10).with_drain_delay(delay);
+        let mut lifecycle = Lifecycle::new(TIMEOUT);
+        lifecycle.lead();
+        on_signal(&group, 15);
+        assert_eq!(group.request(), LAME_DUCK);
+
+        let start = Instant::now();
+        assert_eq!(
+            lifecycle.step(&group, start, 2),
+            Step::Serve,
+            "the clock starts"
+        );
+        let end = lifecycle.wake_at().expect("wakes at the lame duck's end");
+        assert!(end >= start + delay);
+        assert_eq!(
+            lifecycle.step(&group, end - Duration::from_millis(1), 2),
+            Step::Serve
+        );
+
+        assert_eq!(
+            lifecycle.step(&group, end, 2),
+            Step::StartDrain {
+                after_lame_duck: true
+            }
+        );
+        assert_eq!(group.request(), DRAIN, "raised for every loop");
+        assert!(lifecycle.draining());
+        assert_eq!(lifecycle.wake_at(), Some(end + TIMEOUT));
+        assert_eq!(lifecycle.step(&group, end, 2), Step::Drain);
+        assert_eq!(lifecycle.step(&group, end + TIMEOUT, 2), Step::CloseAll);
+        assert_eq!(lifecycle.step(&group, end + TIMEOUT, 0), Step::Done);
+    }
+
+    #[test]
+    fn a_loop_that_does_not_lead_waits_out_the_lame_duck() {
+        let group = Group::new(Vec::new(), 10).with_drain_delay(Duration::from_secs(5));
+        let mut lifecycle = Lifecycle::new(TIMEOUT);
+        group.shutdown();
+        let late = Instant::now() + Duration::from_secs(60);
+        assert_eq!(lifecycle.step(&group, late, 1), Step::Serve);
+        assert_eq!(lifecycle.wake_at(), None, "no clock of its own");
+        group.drain();
+        assert_eq!(
+            lifecycle.step(&group, late, 1),
+            Step::StartDrain {
+                after_lame_duck: false
+            }
+        );
+        assert_eq!(lifecycle.step(&group, late, 1), Step::Drain);
+    }
+
+    #[test]
+    fn a_second_signal_closes_everything() {
+        let group = Group::new(Vec::new(), 10);
+        let mut lifecycle = Lifecycle::new(TIMEOUT);
+        let now = Instant::now();
+        on_signal(&group, 15);
+        assert_eq!(group.request(), DRAIN, "no drain delay: the drain at once");
+        assert_eq!(
+            lifecycle.step(&group, now, 4),
+            Step::StartDrain {
+                after_lame_duck: false
+            }
+        );
+        assert_eq!(lifecycle.step(&group, now, 4), Step::Drain);
+        on_signal(&group, 2);
+        assert_eq!(group.request(), ABORT);
+        assert_eq!(lifecycle.step(&group, now, 4), Step::CloseAll);
+        assert_eq!(lifecycle.step(&group, now, 0), Step::Done);
+    }
+}
