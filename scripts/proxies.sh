@@ -24,9 +24,14 @@
 # (one per cell). Exits 0 when every cell is ok, 1 when one differs, 2 on a bad argument or a
 # missing tool. --quick leaves out the three 20 MiB requests (each failure there costs 20 s).
 #
+# saythat's other settings come from its environment variables, as always (SAYTHAT_MAX_PENDING=...
+# scripts/proxies.sh): the flags given here (--listen, --framing, --max-body, --prefix) win.
+# PROXIES_KEEP=1 keeps the temp dir, with every server's log and curl's errors, to look into.
+#
 # Needs nginx, haproxy, curl and python3 (apt-get install nginx haproxy curl python3); tested with
-# Debian 12's nginx 1.22, HAProxy 2.6 and curl 7.88. They run as the current user, their pid, logs
-# and temp files in a temp dir. Loopback only; every server is stopped on exit, Ctrl-C included.
+# Debian 12's nginx 1.22, HAProxy 2.6 and curl 7.88. They run as the current user (nginx's workers
+# as nobody under root), their pid, logs and temp files in a temp dir. Loopback only; every server
+# is stopped on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
