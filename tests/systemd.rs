@@ -103,9 +103,21 @@ fn a_socket_passed_as_fd_3_is_served_without_binding() {
     let mut early = connect(addr);
     send(&mut early, b"before saythat ran");
 
-    let mut server = serve_activated(&listener, &["--shutdown-timeout", "60"]);
+    let mut server = serve_activated(
+        &listener,
+        &[
+            "--shutdown-timeout",
+            "60",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = server.metrics_addr();
     expect_bytes(&mut early, &answer(b"before saythat ran"));
     roundtrip(&mut connect(addr), b"a second client");
+    // The second client is closed, but the server counts it until its loop reads that close:
+    // the count the drain logs is 1 only once the server says so.
+    wait_for_open(metrics, 1);
 
     let flags = fd_flags(server.pid(), 3);
     assert!(flags & O_NONBLOCK != 0, "fd 3 is blocking: flags {flags:o}");
