@@ -19,7 +19,7 @@ messages=${1:-20000}
 command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 out=results/callgrind
 mkdir -p "$out"
 work=$(mktemp -d)

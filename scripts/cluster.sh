@@ -97,7 +97,7 @@ up_within=$(((rise + 2) * inter_ms / 1000 + 5))
 down_within=$(((fall + 2) * inter_ms / 1000 + 3))
 
 cargo build --release --quiet --bin saythat
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 if [ "$drain" = 1 ]; then
   help=$("$bin" serve --help)
   for flag in --drain-delay --agent-listen; do

@@ -20,7 +20,7 @@ case $mode in handover | naive) ;; *) echo "handover: unknown mode $mode (handov
 [ "$seconds" -ge 4 ] 2>/dev/null || { echo "handover: give at least 4 seconds" >&2; exit 2; }
 
 cargo build --release --quiet --bin saythat
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 work=$(mktemp -d)
 a= b=
 cleanup() {

@@ -1,5 +1,18 @@
 # Shared by the scripts in this folder (sourced, not run).
 
+# release_dir: prints where cargo puts release builds, by cargo's own account (`cargo metadata`'s
+# target_directory: CARGO_TARGET_DIR, a build.target-dir setting, or ./target), so a script runs
+# the binary it just built wherever cargo put it. Parsed with python3: jq may not be installed.
+release_dir() {
+  local dir
+  dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || {
+    echo "cannot find cargo's target directory (cargo metadata failed)" >&2
+    return 1
+  }
+  echo "$dir/release"
+}
+
 # listen_addr LOG [SECONDS]: waits until a server's stderr LOG has a complete
 # `listening on ADDR:PORT` line (the port's digits included: a line may be read half-written),
 # prints ADDR:PORT, and fails after SECONDS (default 10) with the log on stderr.
@@ -21,12 +34,14 @@ listen_addr() {
 # http), `tokio` for the peer of examples/tokio_peer.rs (chunk or line), `hyper` for the peer of
 # examples/hyper_peer.rs (http only).
 server_command() {
+  local release
+  release=$(release_dir) || return 1
   case $1 in
-    saythat) SERVER_COMMAND=(./target/release/saythat serve --listen 127.0.0.1:0 --framing "$2") ;;
-    tokio) SERVER_COMMAND=(./target/release/examples/tokio_peer 127.0.0.1:0 'You say that ' "$2") ;;
+    saythat) SERVER_COMMAND=("$release/saythat" serve --listen 127.0.0.1:0 --framing "$2") ;;
+    tokio) SERVER_COMMAND=("$release/examples/tokio_peer" 127.0.0.1:0 'You say that ' "$2") ;;
     hyper)
       [ "$2" = http ] || { echo "the hyper peer serves http only, not $2" >&2; return 1; }
-      SERVER_COMMAND=(./target/release/examples/hyper_peer 127.0.0.1:0 'You say that ') ;;
+      SERVER_COMMAND=("$release/examples/hyper_peer" 127.0.0.1:0 'You say that ') ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }

@@ -106,12 +106,11 @@ started=$SECONDS
 echo "loadtest: building (release)"
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
   --example plot
-target=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin=$target/release/saythat
-tokio_bin=$target/release/examples/tokio_peer
-hyper_bin=$target/release/examples/hyper_peer
-plot_bin=$target/release/examples/plot
+release=$(release_dir)
+bin=$release/saythat
+tokio_bin=$release/examples/tokio_peer
+hyper_bin=$release/examples/hyper_peer
+plot_bin=$release/examples/plot
 built=$SECONDS
 
 # 1000 connections need more descriptors than the usual soft limit of 1024; both servers and the

@@ -23,7 +23,7 @@ command -v promtool >/dev/null || {
 command -v curl >/dev/null || { echo "metrics_check.sh needs curl (apt-get install curl)" >&2; exit 1; }
 
 cargo build --release --quiet --bin saythat
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 work=$(mktemp -d)
 server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }

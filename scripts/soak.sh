@@ -18,14 +18,24 @@ seconds=${1:-60}
 max_rss_growth_kib=${MAX_RSS_GROWTH_KIB:-16384}
 
 cargo build --release --quiet
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
 pids=()
+# A failed soak keeps its report (each load run's JSON with its first errors, the server's log,
+# the hostile clients' counts) under results/, which git ignores; a passed one leaves nothing.
 cleanup() {
+  local status=$?
   for pid in "${pids[@]}" ${server:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ "$status" != 0 ] && [ -d "$work" ]; then
+    local kept
+    kept=results/soak-$(date +%Y%m%d-%H%M%S)-$$
+    mkdir -p results && mv "$work" "$kept"
+    echo "soak: the report is kept in $kept" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -39,10 +49,16 @@ rss_start=$(rss)
 fds_start=$(fds)
 echo "soak: ${seconds}s against $addr (server pid $server)"
 
-load() { "$bin" load --addr "$addr" --duration "$seconds" --warmup 1 --json "$@"; }
-load --conns 200 --size 64 --rate 5000 >"$work/pingpong.json" & pids+=($!)
-load --conns 1 --size 65536 >"$work/streamer.json" & pids+=($!)
-load --conns 20 --size 32 --reconnect 1 >"$work/churn.json" & pids+=($!)
+# Each run's stderr is kept beside its JSON report, for the report a failure keeps.
+load() {
+  local name=$1
+  shift
+  "$bin" load --addr "$addr" --duration "$seconds" --warmup 1 --json "$@" \
+    >"$work/$name.json" 2>"$work/$name.err"
+}
+load pingpong --conns 200 --size 64 --rate 5000 & pids+=($!)
+load streamer --conns 1 --size 65536 & pids+=($!)
+load churn --conns 20 --size 32 --reconnect 1 & pids+=($!)
 
 # Non-readers and resets: what `saythat load` does not do on purpose.
 python3 - "$addr" "$seconds" >"$work/hostile.txt" <<'PY' & pids+=($!)
@@ -113,6 +129,9 @@ print(f"server fds           start {fds_start}, end {fds_end}")
 failures = []
 if wrong or errors:
     failures.append(f"{errors} errors, {wrong} wrong answers")
+    for name, r in runs.items():
+        for line in r["first_errors"][:5]:
+            print(f"{name}: {line}")
 if int(fds_end) > int(fds_start):
     failures.append(f"{int(fds_end) - int(fds_start)} descriptors leaked")
 if growth > int(bound):

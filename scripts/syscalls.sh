@@ -16,7 +16,7 @@ messages=${1:-100000}
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
 
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer
-bin=./target/release/saythat
+bin=$(release_dir)/saythat
 work=$(mktemp -d)
 server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -67,10 +67,9 @@ servers=(saythat hyper)
 started=$SECONDS
 echo "wrk.sh: building (release)"
 cargo build --release --quiet --bin saythat --example hyper_peer
-target=$(cargo metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin=$target/release/saythat
-peer_bin=$target/release/examples/hyper_peer
+release=$(release_dir)
+bin=$release/saythat
+peer_bin=$release/examples/hyper_peer
 
 # 1000 connections need more descriptors than the usual soft limit of 1024; the servers and wrk
 # inherit this.

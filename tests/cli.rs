@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{answer, run_to_end, saythat, send_expect, ServerProcess, TestServer, TIMEOUT};
+use common::{
+    answer, run_to_end, saythat, send_expect, wait_for_open, ServerProcess, TestServer, TIMEOUT,
+};
 use saythat::Config;
 
 fn describe(output: &Output) -> String {
@@ -120,7 +122,10 @@ fn serve_and_send_work_at_the_largest_values_allowed() {
         "1073741824",
         "--max-conns",
         "16777216",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ]);
+    let metrics = server.metrics_addr();
     // The first connection sets an idle deadline, a week from now.
     let mut client = server.connect();
     send_expect(&mut client, b"hi", b"You say that hi");
@@ -132,6 +137,9 @@ fn serve_and_send_work_at_the_largest_values_allowed() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(output.stdout, answer(b"hi"), "{}", describe(&output));
+    // `send` has closed its connection, but the server counts it until its loop reads that
+    // close: the drain below must find only `client`.
+    wait_for_open(metrics, 1);
     // SIGTERM sets the drain deadline, an hour from now; the client's close ends the drain.
     server.signal("TERM");
     server.wait_for_line("draining 1 connection(s)");

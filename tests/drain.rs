@@ -155,6 +155,8 @@ fn the_binary_counts_drain_closes_and_exits_when_they_are_done() {
     }
     let mut held = server.connect();
     send(&mut held, b"half");
+    // Accepted, not still in the backlog, which the drain would lose with the listener.
+    wait_for_open(metrics, 4);
     let signalled = Instant::now();
     server.signal("TERM");
     for mut client in clients {

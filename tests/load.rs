@@ -351,6 +351,47 @@ fn with_a_rate_messages_due_but_never_sent_are_errors() {
     );
 }
 
+/// How long `slow_line_server` takes over each answer.
+const SLOW_ANSWER: Duration = Duration::from_millis(200);
+
+/// Line framing, every line answered `SLOW_ANSWER` after it is read: slower than the schedule of
+/// the test that uses it, so its connection falls behind and catches up only after the end.
+fn slow_line_server(s: TcpStream) {
+    line_echo_while(s, || {
+        thread::sleep(SLOW_ANSWER);
+        true
+    })
+}
+
+#[test]
+fn with_a_rate_messages_due_before_the_end_are_sent_late_not_lost() {
+    // 10 msg/s for 0.5 s on one connection: 5 due, at 0, 0.1 ... 0.4 s. With one in flight and
+    // 200 ms per answer they go out at 0, 0.2 ... 0.8 s: the last two after the end. They are
+    // sent then and measured from when they were due (the last waited 0.6 s), as mid-run; none
+    // is "never sent", which blamed the server for the end of the schedule.
+    let flags = [
+        "--framing",
+        "line",
+        "--size",
+        "20",
+        "--rate",
+        "10",
+        "--conns",
+        "1",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "2",
+    ];
+    let report = run_ok(&args(serve(slow_line_server), &flags));
+    assert_eq!(
+        (report.messages, report.not_sent, report.errors),
+        (5, 0, 0),
+        "{report}"
+    );
+    assert!(report.latency_max_us >= 550_000, "{report}");
+}
+
 #[test]
 fn every_message_due_under_a_rate_is_answered_or_counted() {
     // 200 msg/s for 0.5 s: 100 due; the server answers 30, then none even on new connections.

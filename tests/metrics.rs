@@ -392,3 +392,43 @@ fn a_metrics_address_in_use_is_a_clear_error() {
         )
     );
 }
+
+/// A scrape's shape: its `# HELP` and `# TYPE` lines as they are, and each sample's series (its
+/// name and labels) without its value, in order.
+fn shape(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.starts_with('#') {
+            true => line.to_string(),
+            false => line
+                .rsplit_once(' ')
+                .map_or(line, |(series, _)| series)
+                .to_string(),
+        })
+        .collect()
+}
+
+/// The README's sample scrape (in Monitoring, after "A scrape after") is a real one: the same
+/// metrics with the same help, types and label sets, in the same order, as a scrape of the
+/// library's server; only the values may differ. So the sample cannot drift from the code.
+#[test]
+fn the_readme_sample_scrape_has_the_shape_of_a_real_one() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let sample = readme
+        .split_once("A scrape after")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("a ``` block after \"A scrape after\" in README.md");
+    let server = TestServer::start(&metrics_config());
+    roundtrip(&mut server.connect(), b"counted");
+    let real = get(server.metrics[0], "/metrics");
+    assert_eq!(real.status, "HTTP/1.1 200 OK", "{}", real.head);
+    assert_eq!(
+        shape(sample),
+        shape(&real.body),
+        "README.md's sample scrape differs from a real one:\n{}",
+        real.body
+    );
+}

@@ -99,7 +99,14 @@ impl Slot {
     /// How many new messages may start now: bounded by `--pipeline`, `--reconnect`, the `--rate`
     /// schedule and what is left of this thread's `--messages` budget.
     pub(crate) fn startable(&self, plan: &Plan, now: Instant, budget: Option<u64>) -> u64 {
-        if now >= plan.end || self.phase != Phase::Open {
+        if self.phase != Phase::Open {
+            return 0;
+        }
+        // Past the end nothing new starts, except with `--rate` the messages that fell due before
+        // it (`due` counts no other): late because the connection waited for an answer or the
+        // loop woke late, they go out now and count from when they were due, as they would
+        // mid-run, instead of being charged as never sent.
+        if now >= plan.end && plan.rate.is_none() {
             return 0;
         }
         let mut n = u64::from(plan.pipeline).saturating_sub(self.in_flight.len() as u64);

@@ -3,7 +3,8 @@
 //! The loop fits on a screen: housekeeping (connects, the `--rate` schedule, timeouts), poll, then
 //! a match on the connection's phase. It must never block, never read or write more than the
 //! messages in flight call for, and always stop by itself: at the run's end it starts nothing
-//! more and waits at most `--timeout` for the answers still due, which are timeouts past that.
+//! more (with `--rate`, nothing but the messages that fell due before the end) and waits at most
+//! `--timeout` for the answers still due, which are timeouts past that.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
@@ -180,8 +181,21 @@ impl Worker {
 
     fn finished(&self, now: Instant) -> bool {
         let gave_up = self.tally.conns_connected == 0 && self.failed_slots == self.slots.len();
-        let done = now >= self.plan.end || self.budget == Some(0);
+        let done = (now >= self.plan.end && !self.due_left()) || self.budget == Some(0);
         gave_up || (done && self.outstanding == 0) || now >= self.plan.wait_end
+    }
+
+    /// With `--rate`: messages due before the end may not all be handed out yet, e.g. when the
+    /// loop woke after the end; `hand_out_due` then hands them out, and `startable` lets them go.
+    /// `next_due` may name another thread's connection, which `hand_out_due` skips, so this can
+    /// say true once more than needed, never less.
+    fn due_left(&self) -> bool {
+        self.plan.rate.is_some()
+            && !self.slots.is_empty()
+            && self
+                .plan
+                .due_at(self.next_due)
+                .is_some_and(|due| due < self.plan.end)
     }
 
     /// Everything driven by time rather than readiness.

@@ -936,6 +936,39 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
     }
 }
 
+/// The connections open now by the server's own count: `saythat_connections_open` summed over
+/// its loops, from a scrape of `metrics` (a `--metrics-listen` address).
+#[track_caller]
+pub fn open_connections(metrics: SocketAddr) -> u64 {
+    let mut scrape = connect(metrics);
+    send(
+        &mut scrape,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&read_to_eof(&mut scrape)).into_owned();
+    text.lines()
+        .filter(|line| line.starts_with("saythat_connections_open{"))
+        .map(
+            |line| match line.rsplit_once(' ').map(|(_, n)| n.parse::<u64>()) {
+                Some(Ok(n)) => n,
+                _ => panic!("not a sample line: {line:?}"),
+            },
+        )
+        .sum()
+}
+
+/// Waits until the server counts exactly `n` connections open. A client closed by the test is
+/// still counted until the server's loop has read its end of stream, so a test that closes one
+/// and then asks for a count (a SIGTERM's `draining N connection(s)`) waits here first; so does
+/// one that needs a client accepted, not still in the backlog, before the listeners close.
+#[track_caller]
+pub fn wait_for_open(metrics: SocketAddr, n: u64) {
+    let what = format!("{n} connection(s) open, by the server's count");
+    wait_for(TIMEOUT, &what, || {
+        (open_connections(metrics) == n).then_some(())
+    });
+}
+
 /// Prints a measured figure only when `SAYTHAT_TEST_REPORT` is set, so tests stay silent on
 /// success while a script can still collect what they observed.
 pub fn report(name: &str, value: impl Display) {
