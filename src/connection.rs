@@ -246,24 +246,33 @@ impl<S> Connection<S> {
 
 /// Writes as much of `data` as the socket takes without blocking. A short write means the send
 /// buffer is full, exactly like WouldBlock, so no further write is tried: on an edge-triggered
-/// socket WRITABLE will fire once space frees up.
+/// socket WRITABLE will fire once space frees up. One `write` in the common case; the error
+/// kinds are looked at only on an error, out of the hot path.
 fn write_some(socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    let mut total = 0;
-    while total < data.len() {
-        match socket.write(&data[total..]) {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        match socket.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                total += n;
-                if total < data.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
+            Ok(n) => return Ok(n),
+            Err(e) => match write_error(e) {
+                Some(result) => return result,
+                None => continue,
+            },
         }
     }
-    Ok(total)
+}
+
+/// What a failed write means: `None` to retry it (interrupted), `Ok(0)` when the socket is
+/// full, the error otherwise.
+#[cold]
+fn write_error(e: io::Error) -> Option<io::Result<usize>> {
+    match e.kind() {
+        io::ErrorKind::Interrupted => None,
+        io::ErrorKind::WouldBlock => Some(Ok(0)),
+        _ => Some(Err(e)),
+    }
 }
 
 #[cfg(test)]
