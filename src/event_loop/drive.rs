@@ -166,7 +166,10 @@ impl<P: Protocol> Connections<P> {
             self.counters.refused_full += 1;
             self.cold_changed = true;
             self.group.refused_full(self.now);
-            refuse_full(socket, self.group.max_conns(), &mut self.read_buf[..]);
+            self.answers.clear();
+            let mut answers = Answers::new(&mut self.answers, self.max_pending, self.now);
+            self.protocol.refusal(self.group.max_conns(), &mut answers);
+            refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
         let now = self.now;
