@@ -184,7 +184,8 @@ impl<P: Protocol> Connections<P> {
     }
 
     fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        if !self.group.try_open() && !(self.evict_idle && self.evict_oldest_idle()) {
+        let admitted = self.group.try_open() || (self.evict_idle && self.evict_oldest_idle());
+        if !admitted {
             self.counters.refused_full += 1;
             self.cold_changed = true;
             self.group.refused_full(self.now);
