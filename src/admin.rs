@@ -8,9 +8,18 @@
 //! timers) that the first worker's loop drives from its turns: no thread, nothing on the echo's
 //! message path, and its traffic is never counted as echo traffic. It allocates per scrape,
 //! never per echo message.
+//!
+//! Its clients must never cost the echo more than a small share of a turn: the side loop reads
+//! a bounded number of bytes per turn (`SIDE_TURN_BUDGET`), and a scrape is encoded afresh at
+//! most `FRESH_SCRAPES` times a second; past that, for the rest of the second, scrapes (`HEAD`
+//! included) reuse the last text. Nothing of a scrape lists a directory: `process_open_fds` is
+//! the size the kernel reports for `/proc/self/fd`. Each process metric is read on its own, so a
+//! `/proc` that lacks one source (`ProcSubset=pid` hides `/proc/stat`) drops only its series.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -20,7 +29,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::config::FramingKind;
+use crate::config::{FramingKind, SCRAPE_CACHE};
 use crate::framing::http::{Route, Routed};
 use crate::framing::{Answers, CloseReason};
 use crate::group::{Group, RUNNING};
@@ -29,14 +38,29 @@ use crate::metrics::{AcceptError, Snapshot};
 /// The `Content-Type` of the Prometheus text format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 const TEXT: &str = "text/plain; charset=utf-8";
+/// Scrapes encoded afresh per `SCRAPE_CACHE` (a second); later ones in that second reuse the
+/// last text. Prometheus, a person with curl and the tests never come near it, so their scrapes
+/// are exact (one sent after an answer counts that answer); a client scraping as fast as it can
+/// costs at most this many encodings a second (about 50 µs each).
+pub const FRESH_SCRAPES: u32 = 16;
+/// On kernels before 6.2, where `stat` of `/proc/self/fd` does not count the descriptors, they
+/// are counted by listing it (milliseconds with 10,000 open), at most once this often.
+const FD_LISTING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The admin endpoint's routes: every request it gets is answered here, never echoed.
 pub(crate) struct Endpoint {
     group: Arc<Group>,
     registry: Registry,
-    /// The body of the answer being written: a scrape's text, or a short status line. Kept,
-    /// so the next scrape reuses its capacity.
-    body: String,
+    /// The text of the last scrape, reused by those past `FRESH_SCRAPES` in a second.
+    scrape: String,
+    /// Whether `scrape` holds a scrape yet.
+    scraped: bool,
+    /// The second in which scrapes are counted against `FRESH_SCRAPES`, and their count.
+    window: (Instant, u32),
+    /// The body of the answer being written, when it is not the scrape: a short status line.
+    text: &'static str,
+    /// The answer being written is the scrape.
+    answering_scrape: bool,
 }
 
 impl Endpoint {
@@ -57,31 +81,50 @@ impl Endpoint {
             ]),
         );
         registry.register_collector(Box::new(Loops(group.clone())));
-        registry.register_collector(Box::new(Process));
+        // The server starts within milliseconds of the process: the start time when /proc
+        // cannot tell it (no /proc/stat).
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        registry.register_collector(Box::new(Process::new(PathBuf::from("/proc"), started)));
         Endpoint {
             group,
             registry,
-            body: String::new(),
+            scrape: String::new(),
+            scraped: false,
+            window: (Instant::now(), 0),
+            text: "",
+            answering_scrape: false,
         }
     }
 
-    /// Encodes a scrape into `body`.
-    fn scrape(&mut self) {
-        self.body.clear();
+    /// Encodes a scrape into `scrape`, unless `FRESH_SCRAPES` were encoded this second already:
+    /// then the last one's text is reused.
+    fn scrape(&mut self, now: Instant) {
+        let (start, fresh) = &mut self.window;
+        if now.saturating_duration_since(*start) >= SCRAPE_CACHE {
+            (*start, *fresh) = (now, 0);
+        }
+        if self.scraped && *fresh >= FRESH_SCRAPES {
+            return;
+        }
+        *fresh += 1;
+        self.scraped = true;
+        self.scrape.clear();
         let encoded =
-            prometheus_client::encoding::prometheus_text::encode(&mut self.body, &self.registry);
+            prometheus_client::encoding::prometheus_text::encode(&mut self.scrape, &self.registry);
         // Writing into a String cannot fail; a collector's error would leave a partial body,
         // which is still valid text up to its last line.
         debug_assert!(encoded.is_ok(), "encoding the metrics failed");
     }
 
-    fn say(&mut self, status: &'static str, body: &str) -> Option<Routed> {
-        self.body.clear();
-        self.body.push_str(body);
+    fn say(&mut self, status: &'static str, body: &'static str) -> Option<Routed> {
+        self.answering_scrape = false;
+        self.text = body;
         Some(Routed {
             status,
             content_type: TEXT,
-            len: self.body.len(),
+            len: body.len(),
         })
     }
 }
@@ -91,11 +134,12 @@ impl Route for Endpoint {
         let read = method == "GET" || method == "HEAD";
         match path {
             b"metrics" if read => {
-                self.scrape();
+                self.scrape(Instant::now());
+                self.answering_scrape = true;
                 Some(Routed {
                     status: "200 OK",
                     content_type: METRICS_CONTENT_TYPE,
-                    len: self.body.len(),
+                    len: self.scrape.len(),
                 })
             }
             b"healthz" if read => {
@@ -110,7 +154,11 @@ impl Route for Endpoint {
     }
 
     fn body(&mut self, answers: &mut Answers<'_>) {
-        answers.push(self.body.as_bytes());
+        if self.answering_scrape {
+            answers.push(self.scrape.as_bytes());
+        } else {
+            answers.push(self.text.as_bytes());
+        }
     }
 }
 
@@ -199,41 +247,91 @@ impl Collector for Loops {
     }
 }
 
-/// The standard process metrics, read from /proc at each scrape (Linux; elsewhere none).
+/// The standard process metrics, read from /proc at each fresh scrape (Linux; elsewhere none),
+/// each on its own: a source /proc lacks drops only the series it gives.
 #[derive(Debug)]
-struct Process;
+struct Process {
+    /// Where /proc is: a parameter so that tests can give a fake tree.
+    root: PathBuf,
+    /// The server's start, seconds since the epoch: the start time when /proc has no
+    /// `/proc/stat` to tell the boot time.
+    started: f64,
+    /// Descriptors counted by listing `fd` (kernels before 6.2), and when.
+    listed_fds: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl Process {
+    fn new(root: PathBuf, started: f64) -> Process {
+        Process {
+            root,
+            started,
+            listed_fds: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn stats(&self) -> ProcessStats {
+        let mut stats = ProcessStats::read(&self.root, self.started);
+        stats.open_fds = stats.open_fds.or_else(|| self.listed_fds());
+        stats
+    }
+
+    /// Descriptors counted by listing `fd`, at most once per `FD_LISTING_INTERVAL`.
+    fn listed_fds(&self) -> Option<u64> {
+        let mut listed = self.listed_fds.lock().ok()?;
+        let now = Instant::now();
+        match *listed {
+            Some((at, n)) if now.saturating_duration_since(at) < FD_LISTING_INTERVAL => Some(n),
+            _ => {
+                // The directory's own descriptor is listed too.
+                let n = std::fs::read_dir(self.root.join("self/fd")).ok()?.count() as u64;
+                let n = n.saturating_sub(1);
+                *listed = Some((now, n));
+                Some(n)
+            }
+        }
+    }
+}
 
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let Some(process) = ProcessStats::read() else {
-            return Ok(());
-        };
+        let process = self.stats();
         let mut e = Encoder(&mut encoder);
-        e.counter_f64(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds.",
-            process.cpu_seconds,
-        )?;
-        e.gauge(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            process.resident_bytes,
-        )?;
-        e.gauge(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            process.open_fds,
-        )?;
-        e.gauge(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-            process.max_fds,
-        )?;
-        e.gauge_f64(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            process.start_time,
-        )
+        if let Some(cpu_seconds) = process.cpu_seconds {
+            e.counter_f64(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                cpu_seconds,
+            )?;
+        }
+        if let Some(resident_bytes) = process.resident_bytes {
+            e.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                resident_bytes,
+            )?;
+        }
+        if let Some(open_fds) = process.open_fds {
+            e.gauge(
+                "process_open_fds",
+                "Number of open file descriptors.",
+                open_fds,
+            )?;
+        }
+        if let Some(max_fds) = process.max_fds {
+            e.gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                max_fds,
+            )?;
+        }
+        if let Some(start_time) = process.start_time {
+            e.gauge_f64(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                start_time,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -314,37 +412,56 @@ impl Encoder<'_, '_> {
 /// user-space interface on the architectures it runs on today.
 const USER_HZ: f64 = 100.0;
 
-/// What /proc says about this process.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What /proc says about this process; `None` where it could not tell.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct ProcessStats {
-    cpu_seconds: f64,
-    resident_bytes: u64,
-    open_fds: u64,
-    max_fds: u64,
-    start_time: f64,
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<u64>,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+    start_time: Option<f64>,
 }
 
 impl ProcessStats {
-    fn read() -> Option<ProcessStats> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    /// Reads each metric from the /proc at `root` on its own. The start time is the boot time
+    /// (`/proc/stat`) plus the process's start after boot (`self/stat`), as every exporter
+    /// computes it; without `/proc/stat` (`ProcSubset=pid`) it is `started`, the server's start.
+    /// `open_fds` is the size `stat` gives `self/fd`, which Linux 6.2 and later make the number
+    /// of open descriptors (counting the bits of the descriptor table, without listing it);
+    /// `None` on older kernels, where it is 0.
+    fn read(root: &Path, started: f64) -> ProcessStats {
+        let stat = std::fs::read_to_string(root.join("self/stat")).ok();
         // Fields after the command name, which is in parentheses and may hold anything.
-        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let fields: Vec<&str> = (stat.as_deref())
+            .and_then(|stat| stat.get(stat.rfind(')')? + 2..))
+            .map_or_else(Vec::new, |rest| rest.split(' ').collect());
         // Field N of proc(5) is fields[N - 3].
         let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-        let (utime, stime, started) = (field(14)?, field(15)?, field(22)?);
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let rss_kib = value_after(&status, "VmRSS:")?;
-        let boot = value_after(&std::fs::read_to_string("/proc/stat").ok()?, "btime")?;
-        // The directory's own descriptor is listed too.
-        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64 - 1;
-        let max_fds = rlimit::Resource::NOFILE.get_soft().ok()?;
-        Some(ProcessStats {
-            cpu_seconds: (utime + stime) as f64 / USER_HZ,
-            resident_bytes: rss_kib * 1024,
+        let cpu_seconds = field(14)
+            .zip(field(15))
+            .map(|(utime, stime)| (utime + stime) as f64 / USER_HZ);
+        let resident_bytes = std::fs::read_to_string(root.join("self/status"))
+            .ok()
+            .and_then(|status| value_after(&status, "VmRSS:"))
+            .map(|kib| kib * 1024);
+        let boot = std::fs::read_to_string(root.join("stat"))
+            .ok()
+            .and_then(|stat| value_after(&stat, "btime"));
+        let start_time = match (boot, field(22)) {
+            (Some(boot), Some(started)) => Some(boot as f64 + started as f64 / USER_HZ),
+            _ => Some(started),
+        };
+        let open_fds = std::fs::metadata(root.join("self/fd"))
+            .ok()
+            .map(|fd| fd.len())
+            .filter(|&n| n > 0);
+        ProcessStats {
+            cpu_seconds,
+            resident_bytes,
             open_fds,
-            max_fds,
-            start_time: boot as f64 + started as f64 / USER_HZ,
-        })
+            max_fds: rlimit::Resource::NOFILE.get_soft().ok(),
+            start_time,
+        }
     }
 }
 
@@ -375,8 +492,8 @@ mod tests {
     fn scrape(endpoint: &mut Endpoint) -> String {
         let routed = endpoint.route("GET", b"metrics").expect("routed");
         assert_eq!(routed.content_type, METRICS_CONTENT_TYPE);
-        assert_eq!(routed.len, endpoint.body.len());
-        endpoint.body.clone()
+        assert_eq!(routed.len, endpoint.scrape.len());
+        endpoint.scrape.clone()
     }
 
     #[test]
@@ -430,11 +547,11 @@ mod tests {
     fn healthz_says_draining_once_a_shutdown_starts_and_the_rest_is_404() {
         let mut endpoint = endpoint(1);
         let ok = endpoint.route("GET", b"healthz").unwrap();
-        assert_eq!((ok.status, endpoint.body.as_str()), ("200 OK", "ok\n"));
+        assert_eq!((ok.status, endpoint.text), ("200 OK", "ok\n"));
         endpoint.group.shutdown();
         let draining = endpoint.route("HEAD", b"healthz").unwrap();
         assert_eq!(draining.status, "503 Service Unavailable");
-        assert_eq!(endpoint.body, "draining\n");
+        assert_eq!(endpoint.text, "draining\n");
         for (method, path) in [
             ("GET", &b"metrics/"[..]),
             ("POST", b"metrics"),
@@ -445,15 +562,111 @@ mod tests {
         }
     }
 
+    /// Scrapes are fresh up to `FRESH_SCRAPES` a second; past that they reuse the last text
+    /// until the second is over.
+    #[test]
+    fn scrapes_past_the_fresh_ones_reuse_the_last_text_for_the_rest_of_the_second() {
+        let mut endpoint = endpoint(1);
+        let t0 = Instant::now();
+        let accepted = |endpoint: &Endpoint| {
+            endpoint
+                .scrape
+                .lines()
+                .find(|l| l.starts_with("saythat_connections_accepted_total "))
+                .map(str::to_string)
+        };
+        let publish = |endpoint: &Endpoint, n| {
+            let counters = Counters {
+                accepted: n,
+                ..Counters::default()
+            };
+            endpoint.group.published[0].store(&counters, &ProtocolCounts::default());
+        };
+        for n in 0..u64::from(FRESH_SCRAPES) {
+            publish(&endpoint, n);
+            endpoint.scrape(t0);
+            let line = format!("saythat_connections_accepted_total {n}");
+            assert_eq!(accepted(&endpoint), Some(line), "fresh scrape {n}");
+        }
+        publish(&endpoint, 100);
+        endpoint.scrape(t0 + SCRAPE_CACHE / 2);
+        let last = format!("saythat_connections_accepted_total {}", FRESH_SCRAPES - 1);
+        assert_eq!(accepted(&endpoint), Some(last), "past the fresh ones");
+        endpoint.scrape(t0 + SCRAPE_CACHE);
+        let fresh = "saythat_connections_accepted_total 100".to_string();
+        assert_eq!(accepted(&endpoint), Some(fresh), "a second later");
+    }
+
     #[test]
     fn process_stats_are_read() {
-        let stats = ProcessStats::read().expect("/proc");
-        assert!(stats.open_fds > 0 && stats.open_fds <= stats.max_fds);
-        assert!(stats.resident_bytes > 0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        let stats = ProcessStats::read(Path::new("/proc"), 0.0);
+        let (open_fds, max_fds) = (stats.open_fds.unwrap(), stats.max_fds.unwrap());
+        assert!(open_fds > 0 && open_fds <= max_fds);
+        // The count the kernel gives is the listing's (the listing's own descriptor aside).
+        let listed = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64 - 1;
+        assert!(
+            open_fds.abs_diff(listed) <= 2,
+            "{open_fds} vs {listed} listed"
+        );
+        assert!(stats.resident_bytes.unwrap() > 0);
+        assert!(stats.cpu_seconds.is_some());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(stats.start_time <= now + 1.0 && stats.start_time > now - 3600.0);
+        let start_time = stats.start_time.unwrap();
+        assert!(start_time <= now + 1.0 && start_time > now - 3600.0);
+    }
+
+    /// A fake /proc as `ProcSubset=pid` leaves it: no `stat` at the root. Every other metric
+    /// is read, and the start time is the server's.
+    #[test]
+    fn without_proc_stat_only_the_boot_time_is_missing() {
+        let root = std::env::temp_dir().join(format!("saythat-proc-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("self/fd")).unwrap();
+        // pid (comm) state, then fields 4..; utime is field 14, stime 15, starttime 22.
+        let stat = "42 (say that) S 1 1 1 0 -1 0 0 0 0 0 250 50 0 0 20 0 1 0 12345 0 0";
+        std::fs::write(root.join("self/stat"), stat).unwrap();
+        std::fs::write(
+            root.join("self/status"),
+            "Name:\tsaythat\nVmRSS:\t  2048 kB\n",
+        )
+        .unwrap();
+        let stats = ProcessStats::read(&root, 1_700_000_000.5);
+        assert_eq!(stats.cpu_seconds, Some(3.0));
+        assert_eq!(stats.resident_bytes, Some(2048 * 1024));
+        assert_eq!(
+            stats.start_time,
+            Some(1_700_000_000.5),
+            "the server's start"
+        );
+        // With /proc/stat, the boot time plus the start after boot.
+        std::fs::write(root.join("stat"), "cpu  1 2 3\nbtime 1600000000\n").unwrap();
+        let stats = ProcessStats::read(&root, 1_700_000_000.5);
+        assert_eq!(stats.start_time, Some(1_600_000_000.0 + 123.45));
+        // Without self/stat and self/status, their series go and the rest stay.
+        std::fs::remove_file(root.join("self/stat")).unwrap();
+        std::fs::remove_file(root.join("self/status")).unwrap();
+        let stats = ProcessStats::read(&root, 1_700_000_000.5);
+        assert_eq!((stats.cpu_seconds, stats.resident_bytes), (None, None));
+        assert_eq!(stats.start_time, Some(1_700_000_000.5));
+        assert!(stats.max_fds.is_some());
+        let _ = std::fs::remove_dir_all(&root);
+        // Encoded, the missing series are absent and the others present.
+        let text = encode_process(Process::new(root, 1_700_000_000.5));
+        assert!(!text.contains("process_cpu_seconds"), "{text}");
+        assert!(
+            text.contains("\nprocess_start_time_seconds 1700000000.5\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nprocess_max_fds "), "{text}");
+    }
+
+    fn encode_process(process: Process) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(process));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
     }
 }

@@ -61,6 +61,13 @@ impl Protocol for Agent {
         Next::Close
     }
 
+    /// Full, the agent still says its word: HAProxy needs the line, not a slot, so a flood of
+    /// connections on this port can never make a healthy server look down.
+    fn refusal(&mut self, _max_conns: usize, answers: &mut Answers<'_>) {
+        answers.push(self.word());
+        self.counts.message();
+    }
+
     fn on_read(&mut self, _: &mut (), _: &[u8], _: &mut Answers<'_>) -> Next {
         Next::Continue
     }

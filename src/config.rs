@@ -50,6 +50,24 @@ pub const MAX_ADMIN_CONNS: usize = 32;
 /// Connections the agent check (`--agent-listen`) serves at once: HAProxy opens one per server
 /// line per check, and each lasts a line. More are refused at accept, within `RESERVED_FDS`.
 pub const MAX_AGENT_CONNS: usize = 16;
+/// How long a connection to the admin endpoint or the agent check may stay silent, from accept
+/// and between requests, before it is closed: health checkers and Prometheus send their request
+/// at once after connecting and reconnect for the next one if they must, so anything silent this
+/// long holds a slot a health check needs. Short because these ports have few slots; when they
+/// are all taken anyway, the oldest idle connection is closed to admit a new one.
+pub const SIDE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The admin endpoint's `--header-timeout`, if that is longer: a request head trickled in holds
+/// one of its few slots at most this long (answered 408).
+pub const SIDE_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes the admin endpoint and the agent check read in one of their turns, all connections
+/// together (about 50 pipelined `HEAD /metrics`, four of a Prometheus server's requests): their
+/// turns run on the first echo loop's thread, so this bounds what their clients can cost that
+/// loop's turn. What is left waits for the next turn on the side loop's own ready list.
+pub const SIDE_TURN_BUDGET: usize = 1024;
+/// How long the admin endpoint reuses the text of its last scrape: scrapes within this of one
+/// another get the same text, so a client that scrapes as fast as it can costs one encoding a
+/// second, not one per request. Prometheus scrapes every 15 s or more.
+pub const SCRAPE_CACHE: Duration = Duration::from_secs(1);
 /// At most this many listeners per loop (`--listen`, the sockets systemd passes, or
 /// `--metrics-listen` and `--agent-listen` for the side loops'), so listener tokens never meet
 /// slab keys.

@@ -410,7 +410,7 @@ where
             Poll::new()?,
             admin,
             Arc::new(Group::admin(MAX_ADMIN_CONNS)),
-            Http::with_route(b"", config.http_limits(), endpoint),
+            Http::with_route(b"", admin_limits(config), endpoint),
         )?;
         worker.drive_side(Box::new(SideLoop::new(admin)))?;
     }
@@ -425,6 +425,17 @@ where
         worker.drive_side(Box::new(SideLoop::new(agent)))?;
     }
     Ok(runner(worker))
+}
+
+/// HTTP's limits on the admin endpoint: a head has at most `SIDE_HEADER_TIMEOUT` to complete.
+fn admin_limits(config: &Config) -> crate::framing::HttpLimits {
+    let limits = config.http_limits();
+    crate::framing::HttpLimits {
+        header_timeout: limits
+            .header_timeout
+            .min(crate::config::SIDE_HEADER_TIMEOUT),
+        ..limits
+    }
 }
 
 /// The first worker's listeners for a side loop, bound from the addresses of `flag`.

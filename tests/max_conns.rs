@@ -6,9 +6,10 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::http::{exchange, get, http_config, mask_dates, ok, MASK};
 use common::{
-    expect_bytes_then_eof, read_exact_timeout, read_to_eof, roundtrip, send, wait_for, TestServer,
-    PREFIX,
+    expect_bytes_then_eof, read_exact_timeout, read_to_eof, roundtrip, send, show, wait_for,
+    TestServer, PREFIX,
 };
 use saythat::Config;
 
@@ -94,4 +95,43 @@ fn the_connection_past_the_limit_is_told_and_closed_and_a_freed_slot_is_reused()
     );
     assert_eq!(summary.rejected_full, 21 + refusals, "rejected_full");
     assert_eq!(summary.peak_connections, 3, "peak_connections");
+}
+
+/// In HTTP mode the refusal is HTTP: `503` with `Retry-After: 1`, `Connection: close` and a
+/// one-line body, never the echo framings' `ERR` line, which an HTTP client reports as a bad
+/// status line. A client that sent its request first reads the same.
+#[test]
+fn an_http_client_past_the_limit_reads_503_with_retry_after() {
+    let server = TestServer::start(&Config {
+        max_conns: Some(1),
+        ..http_config()
+    });
+    let mut admitted = server.connect();
+    exchange(&mut admitted, &get("/hello"), &ok(b"You say that hello"));
+
+    let body = "server full (max 1 connections)\n";
+    let expected = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: saythat/{}\r\nDate: {}\r\nRetry-After: 1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        env!("CARGO_PKG_VERSION"),
+        String::from_utf8_lossy(MASK),
+        body.len()
+    );
+    for eager in [false, true] {
+        let mut refused = server.connect();
+        if eager {
+            send(&mut refused, &get("/first"));
+        }
+        let got = read_to_eof(&mut refused);
+        assert_eq!(
+            show(&mask_dates(&got)),
+            show(expected.as_bytes()),
+            "the refusal (request sent first: {eager})"
+        );
+    }
+    exchange(&mut admitted, &get("/again"), &ok(b"You say that again"));
+    drop(admitted);
+    let summary = server.shutdown();
+    assert_eq!(summary.rejected_full, 2, "rejected_full");
 }

@@ -432,3 +432,91 @@ fn the_readme_sample_scrape_has_the_shape_of_a_real_one() {
         real.body
     );
 }
+
+/// More silent sockets than the admin endpoint has slots (32): the oldest idle one makes room
+/// for each newcomer, so `/healthz` still answers 200 at once, and so does a scrape.
+#[test]
+fn healthz_answers_at_once_behind_more_silent_sockets_than_slots() {
+    let server = TestServer::start(&metrics_config());
+    let metrics = server.metrics[0];
+    let silent: Vec<TcpStream> = (0..saythat::config::MAX_ADMIN_CONNS + 8)
+        .map(|_| connect(metrics))
+        .collect();
+    // A health checker's request, answered while every silent socket is still open.
+    let started = std::time::Instant::now();
+    let ok = get(metrics, "/healthz");
+    assert_eq!(
+        (ok.status.as_str(), ok.body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n"),
+        "{}",
+        ok.head
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    let samples = scrape(metrics);
+    assert!(samples.contains_key("saythat_connections_accepted_total"));
+    drop(silent);
+}
+
+/// Under a /proc mounted with `subset=pid` (what `ProcSubset=pid` in the shipped unit gives: no
+/// /proc/stat), every process series is still scraped. Needs root and unshare(1); skipped,
+/// saying why, without them.
+#[test]
+fn process_metrics_survive_a_proc_without_stat() {
+    const MOUNT: &str = "mount -t proc -o subset=pid proc /proc && test ! -e /proc/stat";
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "sh",
+        "-c",
+    ];
+    let probe = std::process::Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(MOUNT)
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: cannot mount a /proc with subset=pid here (needs root and a kernel \
+                 >= 5.8): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run unshare(1): {e}");
+            return;
+        }
+    }
+    // sh runs the server as $0 with its arguments, once /proc is remounted.
+    let script = format!("{MOUNT} && exec \"$0\" \"$@\"");
+    let mut server = ServerProcess::serve_under(
+        &[&wrapper[..], &[script.as_str()]].concat(),
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = server.metrics_addr();
+    let samples = scrape(metrics);
+    for series in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(samples.contains_key(series), "no {series}: {samples:#?}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = samples["process_start_time_seconds"];
+    assert!(started <= now + 1.0 && started > now - 120.0, "{started}");
+    // Dropped: killed, and with it (--kill-child) the server in its namespace.
+}

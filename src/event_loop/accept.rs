@@ -183,11 +183,11 @@ impl Acceptor {
     }
 }
 
-/// Tells a connection past `--max-conns` why (`max_conns`), and closes it; `scratch` takes
-/// whatever the client already sent.
-pub(super) fn refuse_full(mut socket: TcpStream, max_conns: usize, scratch: &mut [u8]) {
-    let line = format!("ERR server full (max {max_conns} connections)\n");
-    let _ = socket.write(line.as_bytes());
+/// Tells a connection past `--max-conns` why, in the protocol's words (`refusal`, written by
+/// [`crate::framing::Protocol::refusal`]), and closes it; `scratch` takes whatever the client
+/// already sent.
+pub(super) fn refuse_full(mut socket: TcpStream, refusal: &[u8], scratch: &mut [u8]) {
+    let _ = socket.write(refusal);
     let _ = socket.shutdown(std::net::Shutdown::Write);
     // Whatever the client already sent is read away, so closing sends a FIN rather than a
     // reset that could destroy the line above before the client reads it.

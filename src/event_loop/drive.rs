@@ -67,6 +67,14 @@ pub(super) struct Connections<P: Protocol> {
     /// A counter that changes per connection rather than per message (accepts, refusals,
     /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
     cold_changed: bool,
+    /// Bytes read from all connections in one turn; the echo loops' is unbounded, a side loop's
+    /// small (see [`Connections::bound_as_side`]). What is left waits on the ready list.
+    turn_budget: usize,
+    /// What is left of `turn_budget` this turn.
+    turn_left: usize,
+    /// When full, close the oldest idle connection to admit a new one (a side loop's: its
+    /// health checks must get in whatever silent clients hold).
+    evict_idle: bool,
 }
 
 impl<P: Protocol> Connections<P> {
@@ -90,7 +98,20 @@ impl<P: Protocol> Connections<P> {
             now: Instant::now(),
             counters: Counters::default(),
             cold_changed: true,
+            turn_budget: usize::MAX,
+            turn_left: usize::MAX,
+            evict_idle: false,
         }
+    }
+
+    /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn, connections
+    /// closed after `idle` without a word (from accept, and between requests), and the oldest
+    /// idle one closed to admit a new one when full.
+    pub fn bound_as_side(&mut self, turn_budget: usize, idle: Duration) {
+        self.turn_budget = turn_budget;
+        self.turn_left = turn_budget;
+        self.idle_timeout = Some(idle);
+        self.evict_idle = true;
     }
 
     /// Waits for events, up to `timeout`.
@@ -113,6 +134,7 @@ impl<P: Protocol> Connections<P> {
     #[inline]
     pub fn begin_turn(&mut self) -> Instant {
         self.now = Instant::now();
+        self.turn_left = self.turn_budget;
         self.now
     }
 
@@ -162,11 +184,15 @@ impl<P: Protocol> Connections<P> {
     }
 
     fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr) {
-        if !self.group.try_open() {
+        let admitted = self.group.try_open() || (self.evict_idle && self.evict_oldest_idle());
+        if !admitted {
             self.counters.refused_full += 1;
             self.cold_changed = true;
             self.group.refused_full(self.now);
-            refuse_full(socket, self.group.max_conns(), &mut self.read_buf[..]);
+            self.answers.clear();
+            let mut answers = Answers::new(&mut self.answers, self.max_pending, self.now);
+            self.protocol.refusal(self.group.max_conns(), &mut answers);
+            refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
         let now = self.now;
@@ -196,6 +222,32 @@ impl<P: Protocol> Connections<P> {
         self.counters.accepted += 1;
         self.cold_changed = true;
         self.greet(key);
+    }
+
+    /// Full, closes the connection idle the longest (lingering after our last word, or between
+    /// messages with nothing held, unread or unwritten) and takes its place; false when none is
+    /// idle. Scans the slab: only side loops, with a few dozen connections, do this.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let protocol = &self.protocol;
+        let oldest = (self.slab.iter())
+            .filter(|(_, conn)| match conn.phase {
+                Phase::Lingering => true,
+                Phase::Open => {
+                    conn.pending() == 0
+                        && conn.input == Input::Drained
+                        && !conn.queued
+                        && protocol.at_boundary(&conn.session)
+                }
+                _ => false,
+            })
+            .min_by_key(|(_, conn)| conn.last_active)
+            .map(|(key, _)| key);
+        let Some(key) = oldest else {
+            return false;
+        };
+        debug!("full: closing {}, idle the longest", self.slab[key].peer());
+        self.close(key, CloseReason::Idle);
+        self.group.try_open()
     }
 
     /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
@@ -323,6 +375,7 @@ impl<P: Protocol> Connections<P> {
             max_pending,
             now,
             counters,
+            turn_left,
             ..
         } = self;
         let conn = &mut slab[key];
@@ -335,12 +388,12 @@ impl<P: Protocol> Connections<P> {
                 // control slows the sender, instead of our memory growing.
                 return Ok(Next::Pause);
             }
-            if budget == 0 {
+            if budget == 0 || *turn_left == 0 {
                 queue(ready, conn, key);
                 return Ok(Next::Continue);
             }
             let room = *max_pending - used;
-            let want = protocol.read_len(&conn.session, room).min(read_buf.len());
+            let want = (protocol.read_len(&conn.session, room).min(read_buf.len())).min(*turn_left);
             let n = match conn.read(&mut read_buf[..want]) {
                 Ok(0) => {
                     conn.input = Input::Drained;
@@ -361,6 +414,7 @@ impl<P: Protocol> Connections<P> {
                 Err(e) => return Err(e),
             };
             budget = budget.saturating_sub(n);
+            *turn_left -= n;
             counters.bytes_in += n as u64;
             if !lingering {
                 conn.last_active = *now;

@@ -1,7 +1,10 @@
 //! Side loops: the admin endpoint's and the agent check's, each a [`Worker`] on a poll of its own
 //! that the first loop's poll watches under one token, driven by that loop's turns instead of a
 //! thread. They must never sit on the echo's message path: they get a turn only when their polls
-//! had events or a deadline came, after the driving loop's own.
+//! had events or a deadline came, after the driving loop's own, and each turn of theirs reads
+//! at most `SIDE_TURN_BUDGET` bytes, whatever their clients send, so they cost the echo a small
+//! bounded share of a turn. Their few slots are kept for health checks: short idle deadlines,
+//! and when full the oldest idle connection makes room for the new one.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -10,6 +13,7 @@ use log::debug;
 use mio::{Events, Interest, Registry, Token};
 
 use super::{Worker, EVENT_CAPACITY};
+use crate::config::{SIDE_IDLE_TIMEOUT, SIDE_TURN_BUDGET};
 use crate::framing::Protocol;
 
 /// A loop driven by another's turns: its poll is registered in the driving loop's, which gives
@@ -36,7 +40,11 @@ pub(crate) struct SideLoop<P: Protocol> {
 }
 
 impl<P: Protocol> SideLoop<P> {
-    pub(crate) fn new(worker: Worker<P>) -> SideLoop<P> {
+    /// Drives `worker` as a side loop, bounded as one: at most [`SIDE_TURN_BUDGET`] bytes read
+    /// per turn, connections silent for [`SIDE_IDLE_TIMEOUT`] closed, and when full the oldest
+    /// idle one closed to admit a new one.
+    pub(crate) fn new(mut worker: Worker<P>) -> SideLoop<P> {
+        (worker.conns).bound_as_side(SIDE_TURN_BUDGET, SIDE_IDLE_TIMEOUT);
         SideLoop {
             worker,
             events: Events::with_capacity(EVENT_CAPACITY),

@@ -159,6 +159,16 @@ pub trait Protocol {
         Next::Continue
     }
 
+    /// Tells a client accepted past the connection limit (`max_conns` open) why it is refused,
+    /// in this protocol's own words, before the loop closes it: a client of an echo framing
+    /// reads `ERR server full (max N connections)`, an HTTP client a `503`. Called once per
+    /// refused connection, never on the message path.
+    fn refusal(&mut self, max_conns: usize, answers: &mut Answers<'_>) {
+        answers.push(b"ERR server full (max ");
+        answers.push(itoa::Buffer::new().format(max_conns).as_bytes());
+        answers.push(b" connections)\n");
+    }
+
     /// What this protocol counted over the loop's connections: the messages it answered (only
     /// it knows where they end) and, for HTTP, the responses by status. Read once per turn of
     /// the loop, so counting costs the message path an increment.

@@ -383,6 +383,12 @@ impl<R: Route> Protocol for Http<R> {
         self.draining = true;
     }
 
+    /// HTTP clients read `503` with `Retry-After: 1`, not an echo framing's `ERR` line, which
+    /// they would report as a malformed status line.
+    fn refusal(&mut self, max_conns: usize, answers: &mut Answers<'_>) {
+        self.heads.write_full(answers, max_conns);
+    }
+
     fn counts(&self) -> &ProtocolCounts {
         self.heads.counts()
     }

@@ -14,6 +14,8 @@ use crate::framing::{Answers, ProtocolCounts};
 const ALLOW: &[u8] = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 const TEXT: &[u8] = b"\r\nContent-Type: text/plain; charset=utf-8";
+/// The body of the refusal at the connection limit, around the limit.
+const FULL_BODY: [&[u8]; 2] = [b"server full (max ", b" connections)\n"];
 
 /// What a request is answered with.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,27 @@ impl Heads {
             }
         }
         end_head(answers, connection);
+    }
+
+    /// Writes the whole answer to a client refused at the connection limit (`max_conns` open):
+    /// `503` with `Retry-After: 1` and `Connection: close`, and a one-line body saying why, as
+    /// nginx and HAProxy refuse. Counted like any other answer.
+    pub(super) fn write_full(&mut self, answers: &mut Answers<'_>, max_conns: usize) {
+        let mut buffer = itoa::Buffer::new();
+        let max = buffer.format(max_conns);
+        let body_len = FULL_BODY[0].len() + max.len() + FULL_BODY[1].len();
+        self.counts.response(503);
+        answers.push(b"HTTP/1.1 503 Service Unavailable");
+        answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
+        answers.push(self.date.at(answers.now()));
+        answers.push(b"\r\nRetry-After: 1");
+        answers.push(TEXT);
+        answers.push(b"\r\nContent-Length: ");
+        answers.push(itoa::Buffer::new().format(body_len).as_bytes());
+        end_head(answers, ConnectionHeader::Close);
+        answers.push(FULL_BODY[0]);
+        answers.push(max.as_bytes());
+        answers.push(FULL_BODY[1]);
     }
 
     /// Writes the head of a chunked `200 OK` echo, and the prefix as its first chunk.
