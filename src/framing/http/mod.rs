@@ -470,7 +470,8 @@ impl<R: Route> Http<R> {
                 if data > 0 {
                     let mut line = [0u8; 18];
                     let size = chunk_size_line(data, &mut line);
-                    held.out.splice(held.raw_at..held.raw_at, size.iter().copied());
+                    held.out
+                        .splice(held.raw_at..held.raw_at, size.iter().copied());
                     held.out.extend_from_slice(b"\r\n");
                 }
                 held.out.extend_from_slice(b"0\r\n\r\n");
@@ -756,9 +757,7 @@ impl<R: Route> Protocol for Http<R> {
     /// body is complete), so the client can be told.
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
         let why = match &session.hold {
-            Some(held) if !held.done => {
-                "the request body stalled for longer than --body-timeout"
-            }
+            Some(held) if !held.done => "the request body stalled for longer than --body-timeout",
             Some(_) => return Next::Continue,
             None if session.body.head_started().is_some() => {
                 "the request head did not complete within --header-timeout"
@@ -1124,6 +1123,239 @@ mod tests {
         assert_eq!(last, Next::Close);
         assert_eq!(http.deadline(&session), None);
         assert!(session.held.is_empty());
+    }
+
+    /// Issue 20's input (the fuzz plan's 13 bytes, then what the client sent): a chunked POST
+    /// whose second chunk carries an extension and then breaks the framing. Whole it was
+    /// refused 400; split, a 200 and the first chunk went out and the answer was cut. Now every
+    /// split, at one cut or two, gets the whole run's answer.
+    #[test]
+    fn issue_20_every_split_gets_the_same_answer() {
+        let input = b"\x05\x05\x02\x01\x01\x01\x09\xff\xff\xff\xff\x00\x00\
+            POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nheoll\r\n\
+            6;ext=\"v\"\r\n \r\n0\r\n\r\nworld\r\n0/1.1\r\nHost: a\x00\xff\x09- \x01\x00\x00\x00\
+            \xd0/1.1\r\nHost: st: \n";
+        assert_eq!(input.len(), 146);
+        let wire = &input[13..];
+        let mut http = http(8192, 1 << 20);
+        let (whole, next) = feed(&mut http, &[wire], usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert!(
+            whole.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            "{}",
+            whole.escape_ascii()
+        );
+        for first in 0..=wire.len() {
+            for second in first..=wire.len() {
+                for room in [1, 64, usize::MAX] {
+                    let (split, next) = feed(&mut http, &split(wire, &[first, second]), room);
+                    assert_eq!(next, Next::Close, "cut at {first} and {second}");
+                    assert_eq!(
+                        unchunk(&split),
+                        unchunk(&whole),
+                        "cut at {first} and {second}, room {room}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A Content-Length body over several reads: nothing goes out until it is complete, its
+    /// answer is reserved in the budget, then handed out in pieces no larger than the room, and
+    /// the reservation comes back.
+    #[test]
+    fn an_answer_waits_for_its_body_then_goes_out_in_pieces() {
+        let budget = Arc::new(HeldBudget::new(1 << 20));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let body = vec![b'b'; 100_000];
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut session = HttpSession::default();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut read = |http: &mut Http, session: &mut HttpSession, input: &[u8], room| {
+            let next = http.on_read(session, input, &mut Answers::new(&mut out, room, now));
+            (next, std::mem::take(&mut out))
+        };
+        let (next, said) = read(
+            &mut http,
+            &mut session,
+            &[head.as_bytes(), &body[..10]].concat(),
+            4096,
+        );
+        assert_eq!((next, said.len()), (Next::Continue, 0));
+        assert!(budget.left() < (1 << 20) - 100_000, "reserved at the head");
+        assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
+        let (next, said) = read(&mut http, &mut session, &body[10..50_000], 4096);
+        assert_eq!((next, said.len()), (Next::Continue, 0));
+        let get = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (mut next, mut answered) = read(
+            &mut http,
+            &mut session,
+            &[&body[50_000..], &get[..]].concat(),
+            4096,
+        );
+        assert_eq!(next, Next::Pause);
+        assert_eq!(answered.len(), 4096);
+        while next == Next::Pause {
+            let mut piece = Vec::new();
+            next = http.on_writable(&mut session, &mut Answers::new(&mut piece, 4096, now));
+            assert!(piece.len() <= 4096 + 512, "{} bytes at once", piece.len());
+            answered.extend_from_slice(&piece);
+        }
+        assert_eq!(next, Next::Continue);
+        assert_eq!(mask_dates(&answered), [ok(&body), ok(b"after")].concat());
+        assert_eq!(budget.left(), 1 << 20, "the reservation came back");
+        assert!(http.at_boundary(&session));
+        assert_eq!(http.deadline(&session), None);
+    }
+
+    /// `100 Continue` goes out alone when the head came without its body, and the answer only
+    /// once the body is in.
+    #[test]
+    fn continue_goes_out_alone_and_the_answer_after_the_body() {
+        let mut http = http(8192, 1 << 20);
+        let (out, next) = feed(
+            &mut http,
+            &[b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"],
+            usize::MAX,
+        );
+        assert_eq!((out.as_slice(), next), (CONTINUE, Next::Continue));
+        for cut in 0..5 {
+            let (out, _) = feed(
+                &mut http,
+                &[
+                    b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                    &b"hello"[..cut],
+                    &b"hello"[cut..],
+                ],
+                usize::MAX,
+            );
+            assert_eq!(out, [CONTINUE, &ok(b"hello")].concat(), "cut at {cut}");
+        }
+    }
+
+    /// An incomplete body gets no 200: Content-Length 10 with 5 sent, or chunks without the
+    /// last one, answer nothing, and their `--body-timeout` answers 408, counted an error.
+    #[test]
+    fn an_incomplete_body_gets_408_at_its_body_timeout() {
+        for wire in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ] {
+            let mut http = http(8192, 1 << 20);
+            let mut session = HttpSession::default();
+            let mut out = Vec::new();
+            let now = Instant::now();
+            let next = http.on_read(
+                &mut session,
+                wire,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+            assert_eq!((next, out.len()), (Next::Continue, 0));
+            assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
+            let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+            assert_eq!(next, Next::Close);
+            assert!(
+                out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+                "{}",
+                out.escape_ascii()
+            );
+            assert_eq!(http.close_reason(&session), CloseReason::HttpError);
+            assert_eq!(http.counts().responses(200), 0);
+        }
+    }
+
+    /// A Content-Length request whose answer does not fit in what is left of the budget gets
+    /// 503 with Retry-After at its head; a chunked body that outgrows it mid-body too, and
+    /// what it had reserved comes back.
+    #[test]
+    fn past_the_budget_a_request_gets_503() {
+        let budget = Arc::new(HeldBudget::new(2048));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let (out, next) = feed(
+            &mut http,
+            &[b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4000\r\n\r\nabc"],
+            usize::MAX,
+        );
+        assert_eq!(next, Next::Close);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+        // A small body spanning reads fits.
+        let (out, _) = feed(
+            &mut http,
+            &[
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab",
+                b"cd",
+            ],
+            usize::MAX,
+        );
+        assert_eq!(out, ok(b"abcd"));
+        let chunk = [b"400\r\n".as_slice(), &[b'x'; 1024], b"\r\n"].concat();
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (out, next) = feed(&mut http, &[head, &chunk, &chunk, &chunk], usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert!(
+            out.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            "{}",
+            out.escape_ascii()
+        );
+        assert_eq!(budget.left(), 2048);
+        assert_eq!(http.counts().responses(200), 1);
+    }
+
+    /// A held chunked echo is the same answer, framed as one chunk.
+    #[test]
+    fn a_held_chunked_echo_is_one_chunk() {
+        let mut http = http(8192, 1 << 20);
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (out, _) = feed(
+            &mut http,
+            &[head, b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"],
+            usize::MAX,
+        );
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/plain; \
+             charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nYou say that \r\n\
+             5\r\nabcde\r\n0\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    /// The header timeout runs from accept: a connection that says nothing gets 408 then.
+    #[test]
+    fn the_header_timeout_runs_from_accept() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        http.on_open(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
+        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        assert_eq!(next, Next::Close);
+        assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }
 
     #[test]
