@@ -228,6 +228,37 @@ impl HttpSession {
     }
 }
 
+/// The length of a chunked echo's head and, if `prefix_chunk`, the prefix's chunk after it, at
+/// the start of `answer` (our own bytes).
+fn head_and_prefix_len(answer: &[u8], prefix_chunk: bool) -> usize {
+    let head = memchr::memmem::find(answer, b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
+    if !prefix_chunk {
+        return head;
+    }
+    own_chunk(answer, head).map_or(answer.len(), |(_, end)| end)
+}
+
+/// One chunk of our own framing at `at`: its data's range and where it ends.
+fn own_chunk(bytes: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let line = memchr::memmem::find(bytes.get(at..)?, b"\r\n")?;
+    let size = std::str::from_utf8(&bytes[at..at + line]).ok()?;
+    let size = usize::from_str_radix(size, 16).ok()?;
+    let data = at + line + 2;
+    let end = data.checked_add(size)?.checked_add(2)?;
+    (end <= bytes.len()).then_some((data..data + size, end))
+}
+
+/// The data of the chunks of our own framing in `bytes`, run together.
+fn own_chunks_data(bytes: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some((range, end)) = own_chunk(bytes, at) {
+        data.extend_from_slice(&bytes[range]);
+        at = end;
+    }
+    data
+}
+
 /// What taking input into a held answer came to.
 enum HeldStep {
     /// This many bytes of the input were body (all of it); more is to come.
@@ -386,7 +417,17 @@ impl<R: Route> Http<R> {
         mark: usize,
         answers: &mut Answers<'_>,
     ) -> Result<(), Refusal> {
-        let out = answers.tail(mark).to_vec();
+        let mut out = answers.tail(mark).to_vec();
+        let mut raw_at = out.len();
+        if session.answer.reply == Reply::Echo && session.answer.status == 200 {
+            // The chunks echoed so far become raw data again, so the held answer's data goes
+            // out as one chunk whatever the reads were: the head, the prefix's chunk, then
+            // chunks of our own framing.
+            raw_at = head_and_prefix_len(&out, !self.prefix.is_empty());
+            let data = own_chunks_data(&out[raw_at..]);
+            out.truncate(raw_at);
+            out.extend_from_slice(&data);
+        }
         let reserved = out.capacity() as u64;
         if !self.limits.held.try_reserve(reserved) {
             self.withdraw(session, mark, answers);
@@ -394,7 +435,7 @@ impl<R: Route> Http<R> {
         }
         answers.truncate(mark);
         session.hold = Some(Box::new(Held {
-            raw_at: out.len(),
+            raw_at,
             out,
             sent: 0,
             done: false,
@@ -1330,18 +1371,21 @@ mod tests {
     fn a_held_chunked_echo_is_one_chunk() {
         let mut http = http(8192, 1 << 20);
         let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let (out, _) = feed(
-            &mut http,
-            &[head, b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"],
-            usize::MAX,
-        );
         let expected = format!(
             "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/plain; \
              charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nYou say that \r\n\
              5\r\nabcde\r\n0\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         );
-        assert_eq!(String::from_utf8_lossy(&out), expected);
+        let first = [&head[..], b"3\r\nabc\r\n1\r\nd\r\n"].concat();
+        for pieces in [
+            &[&head[..], b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"][..],
+            &[&first, b"1\r\ne\r\n0\r\n\r\n"],
+            &[&first, b"1\r\ne\r\n0\r\n", b"\r\n"],
+        ] {
+            let (out, _) = feed(&mut http, pieces, usize::MAX);
+            assert_eq!(String::from_utf8_lossy(&out), expected);
+        }
     }
 
     /// The header timeout runs from accept: a connection that says nothing gets 408 then.
