@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::*;
-use common::{read_exact_timeout, read_to_eof, send, show, TestServer, PREFIX};
+use common::{read_exact_timeout, read_to_eof, send, show, TestServer};
 use saythat::Config;
 
 const BAD: &str = "400 Bad Request";

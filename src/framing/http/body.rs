@@ -134,7 +134,7 @@ pub(super) fn stream(
                     if answer.status == 0 {
                         heads.write_chunked(answers, connection, prefix);
                         answer.status = 200;
-                        if let Some(at) = raw.as_deref_mut() {
+                        if let Some(at) = raw {
                             *at = answers.len();
                         }
                     }

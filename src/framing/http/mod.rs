@@ -14,7 +14,7 @@
 //!
 //! An answer never starts before its request is complete: a request whose body arrives in the
 //! same read as its head is answered straight into the loop's output, as any other; one whose
-//! body spans reads has its answer held in a buffer of the session's own ([`Held`]) until the
+//! body spans reads has its answer held in a buffer of the session's own (`Held`) until the
 //! body is in, reserved against a budget shared by every loop ([`HeldBudget`], `--max-held`),
 //! then handed out in pieces no larger than the output's room. So a client that writes a whole
 //! body before it reads (nginx, HAProxy, many libraries) gets its whole answer, the answer does
