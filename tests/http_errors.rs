@@ -249,6 +249,10 @@ fn a_half_head_after_a_pause_gets_408_at_the_header_timeout() {
             ..http_config()
         });
         let mut client = server.connect();
+        // A first request, then quiet past the header timeout: the timer armed at accept has
+        // come and gone, so only the re-arming after the pause can bring the 408.
+        exchange(&mut client, &get("/first"), &ok(b"You say that first"));
+        common::expect_silence(&mut client, Duration::from_millis(1500));
         let gets = get("/x").repeat(400);
         let started = Instant::now();
         send(
