@@ -112,11 +112,19 @@ pub const MAX_DRAIN_DELAY_SECS: u64 = 60 * 60;
 /// The largest `--max-header`: 1 MiB. A head that has not completed is held per connection, so
 /// the worst case is `max_conns × max_header`; real clients send a few hundred bytes.
 pub const MAX_HEADER_LIMIT: u32 = 1024 * 1024;
-/// The largest `--max-body`: 1 TiB. Bodies are echoed as they arrive, never held, so this bounds
-/// time and bandwidth, not memory.
+/// The largest `--max-body`: 1 TiB. A body's answer is held until the body is complete, so
+/// memory is bounded by `--max-held` for the process, not by this.
 pub const MAX_BODY_LIMIT: u64 = 1 << 40;
 /// The longest `--header-timeout`: one hour, so its deadline cannot overflow.
 pub const MAX_HEADER_TIMEOUT_SECS: u64 = 60 * 60;
+/// The longest `--body-timeout`: one hour, like `--header-timeout`.
+pub const MAX_BODY_TIMEOUT_SECS: u64 = 60 * 60;
+/// The default `--max-held`: 256 MiB, room for 256 answers to bodies of the default
+/// `--max-body` (1 MiB) at once, a fraction of any server's memory; a proxy that buffers
+/// uploads sends them whole, so only concurrent uploads count, not open connections.
+pub const DEFAULT_MAX_HELD: u64 = 256 * 1024 * 1024;
+/// The largest `--max-held`: 1 TiB, like `--max-body`; it bounds memory, so larger is a typo.
+pub const MAX_HELD_LIMIT: u64 = 1 << 40;
 
 /// How the byte stream of a connection is cut into messages that each get an answer.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,7 +191,8 @@ pub struct Config {
     pub max_header: u32,
 
     /// HTTP: largest request body in bytes (like nginx's client_max_body_size), at most 1 TiB;
-    /// larger is answered 413. Bodies are echoed as they arrive, never held whole.
+    /// larger is answered 413. A body's answer is held until the body is complete (see
+    /// `--max-held`).
     #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_BODY", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(0..=MAX_BODY_LIMIT))]
     pub max_body: u64,
@@ -193,6 +202,20 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "SAYTHAT_HEADER_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_HEADER_TIMEOUT_SECS))]
     pub header_timeout: u64,
+
+    /// HTTP: seconds a request body may go without a byte arriving (nginx's
+    /// client_body_timeout), 0 (none) to 3600; a stalled body is answered 408 and the connection
+    /// closed.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_BODY_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_BODY_TIMEOUT_SECS))]
+    pub body_timeout: u64,
+
+    /// HTTP: bytes of answers the process may hold while their request bodies arrive, 0 to 1 TiB
+    /// (every loop shares it). A request whose answer does not fit in what is left is answered
+    /// 503 with `Retry-After`.
+    #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_HELD", default_value_t = DEFAULT_MAX_HELD,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_HELD_LIMIT))]
+    pub max_held: u64,
 
     /// Answer bytes a connection may have waiting to be written, 1 to 1073741824 (1 GiB); at this
     /// cap the server stops reading from it until half has drained, so a client that never reads
@@ -255,6 +278,8 @@ impl Default for Config {
             max_header: 8192,
             max_body: 1024 * 1024,
             header_timeout: 10,
+            body_timeout: 60,
+            max_held: DEFAULT_MAX_HELD,
             max_pending: 64 * 1024,
             max_conns: None,
             idle_timeout: 300,
@@ -286,6 +311,8 @@ impl Config {
             max_header: self.max_header as usize,
             max_body: self.max_body,
             header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: (self.body_timeout > 0).then(|| Duration::from_secs(self.body_timeout)),
+            held: std::sync::Arc::new(crate::framing::http::HeldBudget::new(self.max_held)),
         }
     }
 

@@ -226,6 +226,8 @@ impl Server {
         let (rest, wakers): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
         let group = Arc::new(Group::new(wakers, max_conns).with_drain_delay(config.drain_delay()));
         let mut workers = Vec::with_capacity(count);
+        // One value for every loop: its budget for held answers is the process's.
+        let http_limits = config.http_limits();
         for (index, bound) in rest.into_iter().enumerate() {
             let prefix = config.prefix.as_bytes();
             let publish = !config.metrics_listen.is_empty();
@@ -245,7 +247,7 @@ impl Server {
                     config,
                     bound,
                     &group,
-                    Http::new(prefix, config.http_limits()),
+                    Http::new(prefix, http_limits.clone()),
                     index,
                     publish,
                 ),

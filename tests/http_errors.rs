@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::*;
-use common::{read_exact_timeout, read_to_eof, send, show, TestServer, PREFIX};
+use common::{read_exact_timeout, read_to_eof, send, show, TestServer};
 use saythat::Config;
 
 const BAD: &str = "400 Bad Request";
@@ -177,41 +177,98 @@ fn chunked_body_that_passes_max_body_in_the_same_read_is_413() {
 }
 
 #[test]
-fn chunked_body_that_passes_max_body_after_its_answer_started_is_cut_short() {
-    // The answer went out with the first chunk, so no error response can follow: the answer
-    // must end without its last chunk (every client reports that), and nothing else is answered.
+fn chunked_body_that_passes_max_body_after_a_read_is_413_and_nothing_else() {
+    // Issue 16 ("Incomplete bodies") and 21: the answer waits for the whole body, so the first
+    // chunk gets nothing (it used to get a 200 and its echo at once, then a cut answer); the
+    // chunk past --max-body gets a proper 413, and nothing is answered after it.
     let server = TestServer::start(&small_body_limit());
     let mut client = server.connect();
-    let head = chunked_head(Conn::Persist);
     send(
         &mut client,
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n",
     );
-    // The head, the prefix's chunk and the first chunk's echo.
-    let first = read_exact_timeout(&mut client, head.len() + 3 + PREFIX.len() + 2 + 3 + 10 + 2);
-    assert_answers(&first[..head.len()], &head);
+    common::expect_silence(&mut client, Duration::from_millis(300));
     send(
         &mut client,
         &[&b"a\r\n0123456789\r\n0\r\n\r\n"[..], SMUGGLED].concat(),
     );
-    let rest = read_to_eof(&mut client);
-    let got = [&first[..], &rest[..]].concat();
-    let body = &got[head.len()..];
+    expect_refusal(&mut client, TOO_LARGE);
+}
+
+#[test]
+fn an_incomplete_body_gets_no_200_and_408_at_the_body_timeout() {
+    // Content-Length 10 with 5 sent, and chunks without the last one: nothing until
+    // --body-timeout, then 408 (nothing of the answer went out).
+    for wire in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ] {
+        let server = TestServer::start(&Config {
+            body_timeout: 1,
+            ..http_config()
+        });
+        let mut client = server.connect();
+        let started = Instant::now();
+        send(&mut client, wire);
+        expect_refusal(&mut client, "408 Request Timeout");
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+            "408 after {after:?} (body timeout 1 s)"
+        );
+    }
+}
+
+#[test]
+fn a_connection_that_sends_nothing_gets_408_at_the_header_timeout() {
+    // Issue 16.3: the request deadline starts at accept, not at the first byte.
+    let server = TestServer::start(&Config {
+        header_timeout: 1,
+        ..http_config()
+    });
+    let mut client = server.connect();
+    let started = Instant::now();
+    expect_refusal(&mut client, "408 Request Timeout");
+    let after = started.elapsed();
     assert!(
-        decode_chunked(body).is_err(),
-        "the answer must not end like a complete one: \"{}\"",
-        show(body)
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "408 after {after:?} (header timeout 1 s, idle timeout 300 s)"
     );
-    assert!(
-        count_answers(&got) == 1 && !contains(&got, b"smuggled"),
-        "\"{}\"",
-        show(&got)
-    );
-    assert!(
-        !contains(body, b"0123456789\r\n0123456789"),
-        "more than --max-body was echoed: \"{}\"",
-        show(body)
-    );
+}
+
+#[test]
+fn a_half_head_after_a_pause_gets_408_at_the_header_timeout() {
+    // Issue 16.4: pipeline enough to pause the protocol, end with half a head, read every
+    // answer, go quiet: the 408 comes at --header-timeout (the timer was never armed after the
+    // pause, so the close came at --idle-timeout, or never with 0), counted as an HTTP error.
+    for idle_timeout in [300, 0] {
+        let server = TestServer::start(&Config {
+            header_timeout: 1,
+            idle_timeout,
+            max_pending: 4096,
+            ..http_config()
+        });
+        let mut client = server.connect();
+        // A first request, then quiet past the header timeout: the timer armed at accept has
+        // come and gone, so only the re-arming after the pause can bring the 408.
+        exchange(&mut client, &get("/first"), &ok(b"You say that first"));
+        common::expect_silence(&mut client, Duration::from_millis(1500));
+        let gets = get("/x").repeat(400);
+        let started = Instant::now();
+        send(
+            &mut client,
+            &[&gets[..], b"GET /half HTTP/1.1\r\nHo"].concat(),
+        );
+        let answer = ok(b"You say that x");
+        let all = read_exact_timeout(&mut client, answer.len() * 400);
+        assert_answers(&all, &answer.repeat(400));
+        expect_refusal(&mut client, "408 Request Timeout");
+        let after = started.elapsed();
+        assert!(
+            after < Duration::from_secs(4),
+            "408 after {after:?} (header timeout 1 s, idle timeout {idle_timeout})"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

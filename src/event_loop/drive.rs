@@ -259,6 +259,8 @@ impl<P: Protocol> Connections<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, self.max_pending, self.now),
         );
+        // A deadline may start at accept (HTTP's header timeout).
+        arm_deadline(&self.protocol, conn, &mut self.timers, key);
         if next != Next::Continue || !self.answers.is_empty() {
             self.carry_out(key, next);
         }
@@ -321,6 +323,10 @@ impl<P: Protocol> Connections<P> {
                 &mut conn.session,
                 &mut Answers::new(&mut self.answers, room, self.now),
             );
+            // What the protocol awaits may have changed (a held head's timer starts again once
+            // the answers before it are out): every call into it is followed by a look at its
+            // deadline, or a head left incomplete after a pause would never time out.
+            arm_deadline(&self.protocol, conn, &mut self.timers, key);
         }
         if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
             next = match self.read_and_answer(key) {

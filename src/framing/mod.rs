@@ -90,6 +90,13 @@ impl<'a> Answers<'a> {
         self.out.truncate(len);
     }
 
+    /// The answer bytes appended after the first `from`: a protocol that finds a request's
+    /// answer must wait (its body spans reads) moves them into a buffer of its own, then
+    /// withdraws them with [`Answers::truncate`].
+    pub fn tail(&self, from: usize) -> &[u8] {
+        self.out.get(from..).unwrap_or_default()
+    }
+
     /// Answer bytes appended so far in this turn.
     pub fn len(&self) -> usize {
         self.out.len()

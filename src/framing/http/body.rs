@@ -2,8 +2,9 @@
 //! echoed as it arrives (a chunked body as chunks), or read and dropped when something else
 //! answers the request; and the end of the answer once the body is complete.
 //!
-//! It must never hold body bytes, and never let a body that breaks its framing get anything but
-//! an error response in place of its answer, or, once that answer is out, a cut connection.
+//! It never holds body bytes itself: it writes into whatever [`Answers`] it is lent (the loop's
+//! output, or the session's held answer while a body spans reads). A body that breaks its
+//! framing gets an error response in place of its answer, never a cut one.
 
 use std::time::Instant;
 
@@ -45,19 +46,22 @@ pub(super) enum Streamed {
     More(usize),
     /// The body ended after this many bytes of the input, and its answer is complete.
     Done(usize),
-    /// The body broke its framing before its answer went out: what this call answered is
-    /// withdrawn, and the request gets this error response instead.
+    /// The body broke its framing: the request gets this error response instead of its answer,
+    /// which the caller withdraws (it never went out: an answer waits for its whole body).
     Refused(Refusal),
-    /// It broke its framing after its answer went out in an earlier write: the only honest end
-    /// is to cut the answer short, which every client reports as an incomplete response.
-    Cut,
 }
 
 /// Streams `input`, which starts inside the body `body` of the request `answer` answers, into
 /// that answer. A body is at most `max_body` bytes; `prefix` starts an echo.
 ///
+/// `raw` is `Some` while the answer is held (its body spans reads): a chunked echo's data is then
+/// appended as it is, to be framed as one chunk once the body is complete, so a body sent in
+/// tiny chunks does not cost six bytes held per byte; the position where the raw data starts is
+/// written there. The terminating chunk is then the caller's to write.
+///
 /// Inlined into its one caller, the per-request loop, as it was when it was part of it.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn stream(
     body: &mut Body,
     answer: &mut Answer,
@@ -66,6 +70,7 @@ pub(super) fn stream(
     prefix: &[u8],
     heads: &mut Heads,
     answers: &mut Answers<'_>,
+    mut raw: Option<&mut usize>,
 ) -> Streamed {
     match body {
         // No body is in progress: none of the input is one.
@@ -87,38 +92,37 @@ pub(super) fn stream(
                 reply, connection, ..
             } = *answer;
             let echo = reply == Reply::Echo;
-            // Answers of this call may be withdrawn: an error found further on in the same
-            // read still gets a proper error response instead of a cut-short 200.
-            let (mark, was_started) = (answers.len(), answer.started);
-            let mut head_due = echo && !answer.started;
+            let held = raw.is_some();
+            let mut head_due = echo && answer.status == 0;
             let result = decoder.decode(input, max_body, |data| {
                 if echo {
                     if head_due {
                         heads.write_chunked(answers, connection, prefix);
                         head_due = false;
+                        if let Some(at) = raw.as_deref_mut() {
+                            *at = answers.len();
+                        }
                     }
-                    push_chunk(answers, data);
+                    if held {
+                        answers.push(data);
+                    } else {
+                        push_chunk(answers, data);
+                    }
                 }
             });
             if echo && !head_due {
-                answer.started = true;
+                answer.status = 200;
             }
             let used = match result {
                 Ok(used) => used,
-                Err(e) if !was_started => {
-                    if answer.started {
-                        // The 200 begun in this call is withdrawn, and uncounted.
-                        heads.withdraw_ok();
-                    }
-                    answers.truncate(mark);
+                Err(e) => {
                     return Streamed::Refused(match e {
                         ChunkError::TooLarge => {
                             refusal(TOO_LARGE, "the chunked body is larger than --max-body")
                         }
                         ChunkError::Malformed(why) => refusal(BAD_REQUEST, why),
-                    });
+                    })
                 }
-                Err(_) => return Streamed::Cut,
             };
             if !decoder.is_done() {
                 return Streamed::More(used);
@@ -127,10 +131,16 @@ pub(super) fn stream(
             // refused rather than answered.
             match reply {
                 Reply::Echo => {
-                    if !answer.started {
+                    if answer.status == 0 {
                         heads.write_chunked(answers, connection, prefix);
+                        answer.status = 200;
+                        if let Some(at) = raw {
+                            *at = answers.len();
+                        }
                     }
-                    answers.push(b"0\r\n\r\n");
+                    if !held {
+                        answers.push(b"0\r\n\r\n");
+                    }
                 }
                 Reply::HeadOnly => heads.write(answers, "200 OK", Length::Chunked, connection),
                 Reply::Options => {

@@ -10,9 +10,17 @@
 //!
 //! Heads are parsed by `httparse` straight from the bytes the loop lends; a connection holds
 //! input only for a head that has not completed (at most `--max-header` bytes) or, after a
-//! pause, the requests its answers had no room for. Bodies are never held: they are echoed as
-//! they arrive. It must never panic on any input, never allocate per request in steady state,
-//! and never answer anything after an error response.
+//! pause, the requests its answers had no room for.
+//!
+//! An answer never starts before its request is complete: a request whose body arrives in the
+//! same read as its head is answered straight into the loop's output, as any other; one whose
+//! body spans reads has its answer held in a buffer of the session's own (`Held`) until the
+//! body is in, reserved against a budget shared by every loop ([`HeldBudget`], `--max-held`),
+//! then handed out in pieces no larger than the output's room. So a client that writes a whole
+//! body before it reads (nginx, HAProxy, many libraries) gets its whole answer, the answer does
+//! not depend on how TCP split the request, and a body that breaks its framing is refused, never
+//! answered in part. It must never panic on any input, never allocate per request when a request
+//! comes in one read, and never answer anything after an error response.
 
 mod body;
 mod chunked;
@@ -21,6 +29,8 @@ mod request;
 mod response;
 mod route;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use body::{Body, Streamed};
@@ -28,7 +38,7 @@ pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
 pub use request::MAX_HEADERS;
 use request::{push_decoded, refusal, ConnectionHeader, Refusal};
-use response::{Answer, Heads, Length, Reply, CONTINUE};
+use response::{chunk_size_line, Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
@@ -38,8 +48,21 @@ use crate::config::MAX_READ;
 /// head does not pin its memory to the connection.
 const KEEP_HELD_CAPACITY: usize = 4096;
 
-/// The limits of HTTP mode, from `--max-header`, `--max-body` and `--header-timeout`.
-#[derive(Debug, Clone, Copy)]
+/// Room for an answer's head and the framing around a held chunked echo (the prefix's chunk
+/// and the data's chunk-size line), beyond the prefix and the body.
+const HEAD_SLACK: usize = 512;
+
+/// A held answer is moved down in its buffer, and the buffer shrunk, once this much of it has
+/// been handed out (and half of it): a slow reader's answer gives its memory back as it goes, and
+/// each byte is moved at most once on average.
+const HAND_OUT_SHRINK: usize = 64 * 1024;
+
+/// The 503 for a request whose answer does not fit in what is left of `--max-held`.
+const HELD_FULL: &str = "503 Service Unavailable";
+
+/// The limits of HTTP mode, from `--max-header`, `--max-body`, `--header-timeout`,
+/// `--body-timeout` and `--max-held`.
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Longest request head (request line and header fields).
     pub max_header: usize,
@@ -47,6 +70,123 @@ pub struct HttpLimits {
     pub max_body: u64,
     /// Time a started head has to complete.
     pub header_timeout: Duration,
+    /// Most time between two reads of a body (`None`: no limit).
+    pub body_timeout: Option<Duration>,
+    /// The budget for held answers, shared by every loop of the process.
+    pub held: Arc<HeldBudget>,
+}
+
+impl HttpLimits {
+    /// Limits with a budget of `max_held` bytes of its own and a 60 s body timeout, for tests
+    /// and tools that drive one protocol.
+    pub fn new(max_header: usize, max_body: u64, header_timeout: Duration) -> HttpLimits {
+        HttpLimits {
+            max_header,
+            max_body,
+            header_timeout,
+            body_timeout: Some(Duration::from_secs(60)),
+            held: Arc::new(HeldBudget::new(u64::MAX)),
+        }
+    }
+}
+
+/// Bytes of held answers the whole process may keep (`--max-held`), reserved before a held
+/// answer's buffer grows and given back as it shrinks or goes: one atomic, touched only by
+/// requests whose bodies span reads.
+#[derive(Debug)]
+pub struct HeldBudget {
+    /// Bytes not reserved.
+    left: AtomicU64,
+}
+
+impl HeldBudget {
+    pub fn new(bytes: u64) -> HeldBudget {
+        HeldBudget {
+            left: AtomicU64::new(bytes),
+        }
+    }
+
+    /// Takes `bytes` from the budget if that many are left.
+    fn try_reserve(&self, bytes: u64) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: u64) {
+        self.left.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes not reserved, for tests and metrics.
+    pub fn left(&self) -> u64 {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
+/// The answer to a request whose body spans reads, held until the body is complete, then handed
+/// out. Its buffer's capacity is reserved in the budget; dropping it (the connection closed, the
+/// request refused) gives the reservation back.
+#[derive(Debug)]
+struct Held {
+    /// The answer: in wire format up to `raw_at`; after it, a chunked echo's body data as it came,
+    /// framed as one chunk once the body is complete.
+    out: Vec<u8>,
+    raw_at: usize,
+    /// Bytes of `out` handed out so far, once the body is complete.
+    sent: usize,
+    /// The body is complete: `out` is being handed out.
+    done: bool,
+    /// When body bytes last arrived (or reading resumed), for `--body-timeout`.
+    last_read: Instant,
+    /// Bytes reserved in `budget`: the capacity of `out`.
+    reserved: u64,
+    budget: Arc<HeldBudget>,
+}
+
+impl Held {
+    /// Makes `out`'s capacity `capacity` (when larger), if the budget allows.
+    fn grow_to(&mut self, capacity: usize) -> bool {
+        let more = capacity.saturating_sub(self.out.capacity());
+        if more == 0 {
+            return true;
+        }
+        if !self.budget.try_reserve(more as u64) {
+            return false;
+        }
+        // `reserve_exact` asks the allocator for exactly this capacity.
+        self.out.reserve_exact(capacity - self.out.len());
+        self.reserved += more as u64;
+        true
+    }
+
+    /// Hands out the next piece of a complete answer, as much as `answers` has room for (at
+    /// least a byte); true once all of it is out. A buffer mostly handed out is shrunk, and its
+    /// reservation given back, as it goes.
+    fn hand_out(&mut self, answers: &mut Answers<'_>) -> bool {
+        let piece = answers.room().max(1).min(self.out.len() - self.sent);
+        answers.push(&self.out[self.sent..self.sent + piece]);
+        self.sent += piece;
+        if self.sent == self.out.len() {
+            return true;
+        }
+        if self.sent >= HAND_OUT_SHRINK && self.sent * 2 >= self.out.len() {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+            self.out.shrink_to_fit();
+            let capacity = self.out.capacity() as u64;
+            self.budget.release(self.reserved.saturating_sub(capacity));
+            self.reserved = self.reserved.min(capacity);
+        }
+        false
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
 }
 
 /// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
@@ -73,8 +213,10 @@ pub struct HttpSession {
     body: Body,
     /// How the request in progress is answered.
     answer: Answer,
-    /// The connection ends on an error: a refusal, or a body that broke its framing after the
-    /// answer had started. For the metrics' close reason; never reset.
+    /// The answer to a request whose body spans reads, until it is handed out; `None` otherwise
+    /// (boxed: a connection that never sends such a body pays one pointer).
+    hold: Option<Box<Held>>,
+    /// The connection ends on an error response. For the metrics' close reason; never reset.
     failed: bool,
 }
 
@@ -84,6 +226,57 @@ impl HttpSession {
         self.body = Body::Head(None);
         self.answer = Answer::default();
     }
+}
+
+/// The length of a chunked echo's head and, if `prefix_chunk`, the prefix's chunk after it, at
+/// the start of `answer` (our own bytes).
+fn head_and_prefix_len(answer: &[u8], prefix_chunk: bool) -> usize {
+    let head = memchr::memmem::find(answer, b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
+    if !prefix_chunk {
+        return head;
+    }
+    own_chunk(answer, head).map_or(answer.len(), |(_, end)| end)
+}
+
+/// One chunk of our own framing at `at`: its data's range and where it ends.
+fn own_chunk(bytes: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let line = memchr::memmem::find(bytes.get(at..)?, b"\r\n")?;
+    let size = std::str::from_utf8(&bytes[at..at + line]).ok()?;
+    let size = usize::from_str_radix(size, 16).ok()?;
+    let data = at + line + 2;
+    let end = data.checked_add(size)?.checked_add(2)?;
+    (end <= bytes.len()).then_some((data..data + size, end))
+}
+
+/// The data of the chunks of our own framing in `bytes`, run together.
+fn own_chunks_data(bytes: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some((range, end)) = own_chunk(bytes, at) {
+        data.extend_from_slice(&bytes[range]);
+        at = end;
+    }
+    data
+}
+
+/// What taking input into a held answer came to.
+enum HeldStep {
+    /// This many bytes of the input were body (all of it); more is to come.
+    More(usize),
+    /// The body ended after this many bytes, and its answer is being handed out: the rest waits.
+    Pause(usize),
+    /// The body ended after this many bytes, and its answer is all out.
+    Done(usize),
+    /// The request gets this error response instead.
+    Refused(Refusal),
+}
+
+/// The answer to a request whose held answer would not fit in what is left of `--max-held`.
+fn held_full() -> Refusal {
+    refusal(
+        HELD_FULL,
+        "the server holds as many answers as --max-held allows; try again",
+    )
 }
 
 impl Http {
@@ -112,16 +305,18 @@ impl<R: Route> Http<R> {
         refusal: Refusal,
     ) -> Next {
         let body_len = refusal.reason.len() as u64 + 1;
-        self.heads.write(
-            answers,
-            refusal.status,
-            Length::Bytes(body_len),
-            ConnectionHeader::Close,
-        );
+        let length = if refusal.status == HELD_FULL {
+            Length::RetryAfter(body_len)
+        } else {
+            Length::Bytes(body_len)
+        };
+        self.heads
+            .write(answers, refusal.status, length, ConnectionHeader::Close);
         answers.push(refusal.reason.as_bytes());
         answers.push(b"\n");
         session.failed = true;
         session.held = Vec::new();
+        session.hold = None;
         session.end_request();
         Next::Close
     }
@@ -137,8 +332,19 @@ impl<R: Route> Http<R> {
         answers: &mut Answers<'_>,
     ) -> (usize, Next) {
         let mut at = 0;
+        // Where the answer to the request in progress starts in `answers`.
+        let mut mark = answers.len();
         loop {
-            if let Body::Head(_) = session.body {
+            if session.hold.is_some() {
+                match self.held_body(session, &input[at..], answers) {
+                    HeldStep::More(used) => return (at + used, Next::Continue),
+                    HeldStep::Pause(used) => return (at + used, Next::Pause),
+                    HeldStep::Done(used) => at += used,
+                    HeldStep::Refused(refused) => {
+                        return (input.len(), self.refuse(session, answers, refused))
+                    }
+                }
+            } else if let Body::Head(_) = session.body {
                 if at == input.len() {
                     return (at, Next::Continue);
                 }
@@ -146,8 +352,9 @@ impl<R: Route> Http<R> {
                     return (at, Next::Pause);
                 }
                 match self.start(session, &input[at..], answers) {
-                    Ok(Some(used)) => {
+                    Ok(Some((used, answer_at))) => {
                         at += used;
+                        mark = answer_at;
                         if !matches!(session.body, Body::Head(_)) {
                             continue;
                         }
@@ -164,16 +371,21 @@ impl<R: Route> Http<R> {
                     &self.prefix,
                     &mut self.heads,
                     answers,
+                    None,
                 );
                 match streamed {
-                    Streamed::More(used) => return (at + used, Next::Continue),
+                    Streamed::More(used) => {
+                        // The body spans reads (a chunked one: a Content-Length one is held
+                        // from its head): its answer so far is held until it is complete.
+                        if let Err(refused) = self.hold_answer(session, mark, answers) {
+                            return (input.len(), self.refuse(session, answers, refused));
+                        }
+                        return (at + used, Next::Continue);
+                    }
                     Streamed::Done(used) => at += used,
                     Streamed::Refused(refused) => {
-                        return (input.len(), self.refuse(session, answers, refused))
-                    }
-                    Streamed::Cut => {
-                        session.failed = true;
-                        return (input.len(), Next::Close);
+                        self.withdraw(session, mark, answers);
+                        return (input.len(), self.refuse(session, answers, refused));
                     }
                 }
             }
@@ -186,14 +398,145 @@ impl<R: Route> Http<R> {
         }
     }
 
-    /// Parses the head at the start of `input` and answers it (the body, if any, follows).
-    /// `Ok(None)`: the head is not complete yet.
+    /// Withdraws the answer to the request in progress, which starts at `mark` in `answers`
+    /// and has not gone out, and uncounts it.
+    fn withdraw(&mut self, session: &mut HttpSession, mark: usize, answers: &mut Answers<'_>) {
+        if session.answer.status != 0 {
+            self.heads.withdraw(session.answer.status);
+            session.answer.status = 0;
+        }
+        answers.truncate(mark);
+    }
+
+    /// A chunked body goes on past this read: moves its answer so far (from `mark`) out of
+    /// `answers` into a held answer, or refuses the request when the budget has no room.
+    #[cold]
+    fn hold_answer(
+        &mut self,
+        session: &mut HttpSession,
+        mark: usize,
+        answers: &mut Answers<'_>,
+    ) -> Result<(), Refusal> {
+        let mut out = answers.tail(mark).to_vec();
+        let mut raw_at = out.len();
+        if session.answer.reply == Reply::Echo && session.answer.status == 200 {
+            // The chunks echoed so far become raw data again, so the held answer's data goes
+            // out as one chunk whatever the reads were: the head, the prefix's chunk, then
+            // chunks of our own framing.
+            raw_at = head_and_prefix_len(&out, !self.prefix.is_empty());
+            let data = own_chunks_data(&out[raw_at..]);
+            out.truncate(raw_at);
+            out.extend_from_slice(&data);
+        }
+        let reserved = out.capacity() as u64;
+        if !self.limits.held.try_reserve(reserved) {
+            self.withdraw(session, mark, answers);
+            return Err(held_full());
+        }
+        answers.truncate(mark);
+        session.hold = Some(Box::new(Held {
+            raw_at,
+            out,
+            sent: 0,
+            done: false,
+            last_read: answers.now(),
+            reserved,
+            budget: self.limits.held.clone(),
+        }));
+        Ok(())
+    }
+
+    /// Takes `input`, which starts inside the body of a request whose answer is held, into that
+    /// answer; once the body is complete, hands the answer out as room allows.
+    #[cold]
+    fn held_body(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> HeldStep {
+        let HttpSession {
+            body, answer, hold, ..
+        } = session;
+        let Some(held) = hold else {
+            return HeldStep::Done(0);
+        };
+        let mut used = 0;
+        if !held.done {
+            let now = answers.now();
+            let echo_chunks = answer.reply == Reply::Echo && matches!(body, Body::Chunked(_));
+            if echo_chunks {
+                // Room for this read's data, the head and the last chunk's framing; the
+                // buffer doubles, up to what the largest body's answer needs.
+                let slack = HEAD_SLACK + self.prefix.len();
+                let want = held.out.len() + input.len() + slack;
+                if want > held.out.capacity() {
+                    let max_body = usize::try_from(self.limits.max_body).unwrap_or(usize::MAX);
+                    let largest = held.raw_at.saturating_add(max_body).saturating_add(slack);
+                    let capacity = want.max(held.out.capacity().saturating_mul(2).min(largest));
+                    if !held.grow_to(capacity) {
+                        if answer.status != 0 {
+                            self.heads.withdraw(answer.status);
+                        }
+                        return HeldStep::Refused(held_full());
+                    }
+                }
+            }
+            let streamed = body::stream(
+                body,
+                answer,
+                input,
+                self.limits.max_body,
+                &self.prefix,
+                &mut self.heads,
+                &mut Answers::new(&mut held.out, usize::MAX, now),
+                Some(&mut held.raw_at),
+            );
+            if !input.is_empty() {
+                held.last_read = now;
+            }
+            match streamed {
+                Streamed::More(n) => return HeldStep::More(n),
+                Streamed::Refused(refused) => {
+                    if answer.status != 0 {
+                        self.heads.withdraw(answer.status);
+                    }
+                    return HeldStep::Refused(refused);
+                }
+                Streamed::Done(n) => used = n,
+            }
+            if echo_chunks {
+                // The data since `raw_at` becomes one chunk, then the last chunk.
+                let data = held.out.len() - held.raw_at;
+                if data > 0 {
+                    let mut line = [0u8; 18];
+                    let size = chunk_size_line(data, &mut line);
+                    held.out
+                        .splice(held.raw_at..held.raw_at, size.iter().copied());
+                    held.out.extend_from_slice(b"\r\n");
+                }
+                held.out.extend_from_slice(b"0\r\n\r\n");
+            }
+            held.done = true;
+        }
+        if held.hand_out(answers) {
+            *hold = None;
+            HeldStep::Done(used)
+        } else {
+            HeldStep::Pause(used)
+        }
+    }
+
+    /// Parses the head at the start of `input` and answers it (the body, if any, follows):
+    /// straight into `answers`, or, when a Content-Length body goes on past `input`, into a held
+    /// answer reserved in the budget (refused 503 when it has no room). Returns the head's
+    /// length and where its answer starts in `answers`; `Ok(None)`: the head is not complete yet.
     fn start(
         &mut self,
         session: &mut HttpSession,
         input: &[u8],
         answers: &mut Answers<'_>,
-    ) -> Result<Option<usize>, Refusal> {
+    ) -> Result<Option<(usize, usize)>, Refusal> {
         let Some(head) = request::parse(input, self.limits.max_header, self.limits.max_body)?
         else {
             return Ok(None);
@@ -204,9 +547,6 @@ impl<R: Route> Http<R> {
             head.connection
         };
         let has_body = head.chunked || head.length > 0;
-        if head.expect_continue && has_body && head.len == input.len() {
-            answers.push(CONTINUE);
-        }
         let routed = self.route.route(head.method, head.path);
         let reply = if routed.is_some() {
             Reply::Routed
@@ -217,33 +557,46 @@ impl<R: Route> Http<R> {
         } else {
             Reply::Echo
         };
-        if let Some(routed) = routed {
-            let length = Length::Typed(routed.content_type, routed.len as u64);
-            self.heads.write(answers, routed.status, length, connection);
-            if !head.head_only {
-                self.route.body(answers);
-            }
-        } else if head.chunked {
-            // Answered as the chunks arrive (echo) or once they all have.
-        } else if head.options {
-            self.heads
-                .write(answers, "204 No Content", Length::NoContent, connection);
-        } else {
-            let said = if has_body {
-                head.length
-            } else {
-                head.decoded_len as u64
+        // A Content-Length body that goes on past this read: its answer is held, and its size
+        // is known now, so the budget says yes or no before anything is said or read.
+        let spans = !head.chunked && head.length > (input.len() - head.len) as u64;
+        let mut held = None;
+        if spans {
+            let content = match (&routed, reply) {
+                (Some(routed), _) => routed.len as u64,
+                (None, Reply::Echo) => self.prefix.len() as u64 + head.length,
+                (None, _) => 0,
             };
-            let answer_len = self.prefix.len() as u64 + said;
-            self.heads
-                .write(answers, "200 OK", Length::Bytes(answer_len), connection);
-            if !head.head_only {
-                answers.push(&self.prefix);
-                if !has_body {
-                    push_decoded(answers, head.path);
-                }
+            let capacity = content.saturating_add(HEAD_SLACK as u64);
+            let capacity = usize::try_from(capacity).map_err(|_| held_full())?;
+            if !self.limits.held.try_reserve(capacity as u64) {
+                return Err(held_full());
             }
+            held = Some(Box::new(Held {
+                out: Vec::with_capacity(capacity),
+                raw_at: 0,
+                sent: 0,
+                done: false,
+                last_read: answers.now(),
+                reserved: capacity as u64,
+                budget: self.limits.held.clone(),
+            }));
         }
+        // `100 Continue` goes out alone, when the body is about to be read: nothing of it came
+        // with the head.
+        if head.expect_continue && has_body && head.len == input.len() {
+            answers.push(CONTINUE);
+        }
+        let mark = answers.len();
+        let status = match held.as_mut() {
+            Some(held) => self.answer_head(
+                &head,
+                routed,
+                connection,
+                &mut Answers::new(&mut held.out, usize::MAX, answers.now()),
+            ),
+            None => self.answer_head(&head, routed, connection, answers),
+        };
         session.body = if head.chunked {
             Body::Chunked(ChunkedDecoder::new())
         } else if head.length > 0 {
@@ -254,10 +607,58 @@ impl<R: Route> Http<R> {
         session.answer = Answer {
             reply,
             connection,
-            // A routed answer is out already: a bad body after it can only cut the connection.
-            started: reply == Reply::Routed,
+            status,
         };
-        Ok(Some(head.len))
+        session.hold = held;
+        Ok(Some((head.len, mark)))
+    }
+
+    /// Writes what is answered at a request's head into `out`; returns the status written, 0
+    /// when the answer waits for a chunked body.
+    #[inline(always)]
+    fn answer_head(
+        &mut self,
+        head: &request::Head<'_>,
+        routed: Option<Routed>,
+        connection: ConnectionHeader,
+        out: &mut Answers<'_>,
+    ) -> u16 {
+        if let Some(routed) = routed {
+            let length = Length::Typed(routed.content_type, routed.len as u64);
+            self.heads.write(out, routed.status, length, connection);
+            if !head.head_only {
+                self.route.body(out);
+            }
+            routed
+                .status
+                .get(..3)
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(0)
+        } else if head.chunked {
+            // Answered as the chunks arrive (echo) or once they all have.
+            0
+        } else if head.options {
+            self.heads
+                .write(out, "204 No Content", Length::NoContent, connection);
+            204
+        } else {
+            let has_body = head.length > 0;
+            let said = if has_body {
+                head.length
+            } else {
+                head.decoded_len as u64
+            };
+            let answer_len = self.prefix.len() as u64 + said;
+            self.heads
+                .write(out, "200 OK", Length::Bytes(answer_len), connection);
+            if !head.head_only {
+                out.push(&self.prefix);
+                if !has_body {
+                    push_decoded(out, head.path);
+                }
+            }
+            200
+        }
     }
 
     /// Answers what `session.held` holds, keeping what is left of it in place.
@@ -301,6 +702,7 @@ impl<R: Route> Http<R> {
             // The last word is said: no head is awaited any more, so no timer may answer 408.
             Next::Close | Next::CloseNow => {
                 session.held = Vec::new();
+                session.hold = None;
                 if let Body::Head(started) = &mut session.body {
                     *started = None;
                 }
@@ -314,7 +716,12 @@ impl<R: Route> Protocol for Http<R> {
     type Session = HttpSession;
 
     /// As much as the room allows: requests whose answers do not fit are held until they do.
-    fn read_len(&self, _: &HttpSession, room: usize) -> usize {
+    /// While a body's answer is held, its bytes go there rather than to the output, so reads go
+    /// on at full size (the hold is bounded by `--max-body` and `--max-held`).
+    fn read_len(&self, session: &HttpSession, room: usize) -> usize {
+        if session.hold.is_some() {
+            return MAX_READ;
+        }
         room.clamp(1, MAX_READ)
     }
 
@@ -343,40 +750,70 @@ impl<R: Route> Protocol for Http<R> {
     }
 
     fn on_writable(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if session.held.is_empty() {
-            return Next::Continue;
+        match &mut session.hold {
+            Some(held) if held.done => {}
+            Some(held) => {
+                // Reading resumes after a wait of ours: the body's clock starts again.
+                held.last_read = answers.now();
+                if session.held.is_empty() {
+                    return Next::Continue;
+                }
+            }
+            None if session.held.is_empty() => return Next::Continue,
+            None => {}
         }
         self.answer_held(session, answers)
+    }
+
+    /// The header timeout runs from accept, as nginx's `client_header_timeout` does for a
+    /// connection's first request: one that sends nothing is answered 408 and closed then, not at
+    /// `--idle-timeout`. Between requests, `--idle-timeout` keeps idle keep-alive connections.
+    fn on_open(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        session.body = Body::Head(Some(answers.now()));
+        Next::Continue
     }
 
     fn on_eof(&mut self, _: &mut HttpSession, _: &mut Answers<'_>) {
         // A request cut short by the client gets no answer: the client is gone.
     }
 
+    /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes.
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
+        if let Some(held) = &session.hold {
+            return match held.done {
+                false => self
+                    .limits
+                    .body_timeout
+                    .and_then(|timeout| held.last_read.checked_add(timeout)),
+                true => None,
+            };
+        }
         session
             .body
             .head_started()
             .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
+    /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
+    /// body is complete), so the client can be told.
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if session.body.head_started().is_none() {
-            return Next::Continue;
+        let why = match &session.hold {
+            Some(held) if !held.done => "the request body stalled for longer than --body-timeout",
+            Some(_) => return Next::Continue,
+            None if session.body.head_started().is_some() => {
+                "the request head did not complete within --header-timeout"
+            }
+            None => return Next::Continue,
+        };
+        if session.answer.status != 0 {
+            self.heads.withdraw(session.answer.status);
         }
-        self.refuse(
-            session,
-            answers,
-            refusal(
-                "408 Request Timeout",
-                "the request head did not complete within --header-timeout",
-            ),
-        )
+        self.refuse(session, answers, refusal("408 Request Timeout", why))
     }
 
-    /// Between requests: nothing held, no body in progress.
+    /// Between requests: nothing held, no body in progress, no answer held.
     fn at_boundary(&self, session: &HttpSession) -> bool {
-        session.held.is_empty() && matches!(session.body, Body::Head(_))
+        session.held.is_empty() && matches!(session.body, Body::Head(_)) && session.hold.is_none()
     }
 
     fn on_drain(&mut self) {
@@ -416,11 +853,7 @@ mod tests {
     fn http(max_header: usize, max_body: u64) -> Http {
         Http::new(
             P,
-            HttpLimits {
-                max_header,
-                max_body,
-                header_timeout: Duration::from_secs(10),
-            },
+            HttpLimits::new(max_header, max_body, Duration::from_secs(10)),
         )
     }
 
@@ -664,11 +1097,7 @@ mod tests {
     fn pipelined_answers_past_the_room_wait_for_room() {
         let mut http = Http::new(
             &[b'p'; 4096],
-            HttpLimits {
-                max_header: 8192,
-                max_body: 0,
-                header_timeout: Duration::from_secs(10),
-            },
+            HttpLimits::new(8192, 0, Duration::from_secs(10)),
         );
         let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         let wire = request.repeat(200);
@@ -741,6 +1170,242 @@ mod tests {
         assert_eq!(last, Next::Close);
         assert_eq!(http.deadline(&session), None);
         assert!(session.held.is_empty());
+    }
+
+    /// Issue 20's input (the fuzz plan's 13 bytes, then what the client sent): a chunked POST
+    /// whose second chunk carries an extension and then breaks the framing. Whole it was
+    /// refused 400; split, a 200 and the first chunk went out and the answer was cut. Now every
+    /// split, at one cut or two, gets the whole run's answer.
+    #[test]
+    fn issue_20_every_split_gets_the_same_answer() {
+        let input = b"\x05\x05\x02\x01\x01\x01\x09\xff\xff\xff\xff\x00\x00\
+            POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nheoll\r\n\
+            6;ext=\"v\"\r\n \r\n0\r\n\r\nworld\r\n0/1.1\r\nHost: a\x00\xff\x09- \x01\x00\x00\x00\
+            \xd0/1.1\r\nHost: st: \n";
+        assert_eq!(input.len(), 146);
+        let wire = &input[13..];
+        let mut http = http(8192, 1 << 20);
+        let (whole, next) = feed(&mut http, &[wire], usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert!(
+            whole.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            "{}",
+            whole.escape_ascii()
+        );
+        for first in 0..=wire.len() {
+            for second in first..=wire.len() {
+                for room in [1, 64, usize::MAX] {
+                    let (split, next) = feed(&mut http, &split(wire, &[first, second]), room);
+                    assert_eq!(next, Next::Close, "cut at {first} and {second}");
+                    assert_eq!(
+                        unchunk(&split),
+                        unchunk(&whole),
+                        "cut at {first} and {second}, room {room}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A Content-Length body over several reads: nothing goes out until it is complete, its
+    /// answer is reserved in the budget, then handed out in pieces no larger than the room, and
+    /// the reservation comes back.
+    #[test]
+    fn an_answer_waits_for_its_body_then_goes_out_in_pieces() {
+        let budget = Arc::new(HeldBudget::new(1 << 20));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let body = vec![b'b'; 100_000];
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut session = HttpSession::default();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut read = |http: &mut Http, session: &mut HttpSession, input: &[u8], room| {
+            let next = http.on_read(session, input, &mut Answers::new(&mut out, room, now));
+            (next, std::mem::take(&mut out))
+        };
+        let (next, said) = read(
+            &mut http,
+            &mut session,
+            &[head.as_bytes(), &body[..10]].concat(),
+            4096,
+        );
+        assert_eq!((next, said.len()), (Next::Continue, 0));
+        assert!(budget.left() < (1 << 20) - 100_000, "reserved at the head");
+        assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
+        let (next, said) = read(&mut http, &mut session, &body[10..50_000], 4096);
+        assert_eq!((next, said.len()), (Next::Continue, 0));
+        let get = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (mut next, mut answered) = read(
+            &mut http,
+            &mut session,
+            &[&body[50_000..], &get[..]].concat(),
+            4096,
+        );
+        assert_eq!(next, Next::Pause);
+        assert_eq!(answered.len(), 4096);
+        while next == Next::Pause {
+            let mut piece = Vec::new();
+            next = http.on_writable(&mut session, &mut Answers::new(&mut piece, 4096, now));
+            assert!(piece.len() <= 4096 + 512, "{} bytes at once", piece.len());
+            answered.extend_from_slice(&piece);
+        }
+        assert_eq!(next, Next::Continue);
+        assert_eq!(mask_dates(&answered), [ok(&body), ok(b"after")].concat());
+        assert_eq!(budget.left(), 1 << 20, "the reservation came back");
+        assert!(http.at_boundary(&session));
+        assert_eq!(http.deadline(&session), None);
+    }
+
+    /// `100 Continue` goes out alone when the head came without its body, and the answer only
+    /// once the body is in.
+    #[test]
+    fn continue_goes_out_alone_and_the_answer_after_the_body() {
+        let mut http = http(8192, 1 << 20);
+        let (out, next) = feed(
+            &mut http,
+            &[b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"],
+            usize::MAX,
+        );
+        assert_eq!((out.as_slice(), next), (CONTINUE, Next::Continue));
+        for cut in 0..5 {
+            let (out, _) = feed(
+                &mut http,
+                &[
+                    b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                    &b"hello"[..cut],
+                    &b"hello"[cut..],
+                ],
+                usize::MAX,
+            );
+            assert_eq!(out, [CONTINUE, &ok(b"hello")].concat(), "cut at {cut}");
+        }
+    }
+
+    /// An incomplete body gets no 200: Content-Length 10 with 5 sent, or chunks without the
+    /// last one, answer nothing, and their `--body-timeout` answers 408, counted an error.
+    #[test]
+    fn an_incomplete_body_gets_408_at_its_body_timeout() {
+        for wire in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ] {
+            let mut http = http(8192, 1 << 20);
+            let mut session = HttpSession::default();
+            let mut out = Vec::new();
+            let now = Instant::now();
+            let next = http.on_read(
+                &mut session,
+                wire,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+            assert_eq!((next, out.len()), (Next::Continue, 0));
+            assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
+            let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+            assert_eq!(next, Next::Close);
+            assert!(
+                out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+                "{}",
+                out.escape_ascii()
+            );
+            assert_eq!(http.close_reason(&session), CloseReason::HttpError);
+            assert_eq!(http.counts().responses(200), 0);
+        }
+    }
+
+    /// A Content-Length request whose answer does not fit in what is left of the budget gets
+    /// 503 with Retry-After at its head; a chunked body that outgrows it mid-body too, and
+    /// what it had reserved comes back.
+    #[test]
+    fn past_the_budget_a_request_gets_503() {
+        let budget = Arc::new(HeldBudget::new(2048));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let (out, next) = feed(
+            &mut http,
+            &[b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4000\r\n\r\nabc"],
+            usize::MAX,
+        );
+        assert_eq!(next, Next::Close);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+        // A small body spanning reads fits.
+        let (out, _) = feed(
+            &mut http,
+            &[
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab",
+                b"cd",
+            ],
+            usize::MAX,
+        );
+        assert_eq!(out, ok(b"abcd"));
+        let chunk = [b"400\r\n".as_slice(), &[b'x'; 1024], b"\r\n"].concat();
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (out, next) = feed(&mut http, &[head, &chunk, &chunk, &chunk], usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert!(
+            out.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            "{}",
+            out.escape_ascii()
+        );
+        assert_eq!(budget.left(), 2048);
+        assert_eq!(http.counts().responses(200), 1);
+    }
+
+    /// A held chunked echo is the same answer, framed as one chunk.
+    #[test]
+    fn a_held_chunked_echo_is_one_chunk() {
+        let mut http = http(8192, 1 << 20);
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: D\r\nContent-Type: text/plain; \
+             charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\nd\r\nYou say that \r\n\
+             5\r\nabcde\r\n0\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let first = [&head[..], b"3\r\nabc\r\n1\r\nd\r\n"].concat();
+        for pieces in [
+            &[&head[..], b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n"][..],
+            &[&first, b"1\r\ne\r\n0\r\n\r\n"],
+            &[&first, b"1\r\ne\r\n0\r\n", b"\r\n"],
+        ] {
+            let (out, _) = feed(&mut http, pieces, usize::MAX);
+            assert_eq!(String::from_utf8_lossy(&out), expected);
+        }
+    }
+
+    /// The header timeout runs from accept: a connection that says nothing gets 408 then.
+    #[test]
+    fn the_header_timeout_runs_from_accept() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        http.on_open(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
+        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        assert_eq!(next, Next::Close);
+        assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }
 
     #[test]

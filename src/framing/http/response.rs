@@ -36,9 +36,10 @@ pub(super) enum Reply {
 pub(super) struct Answer {
     pub reply: Reply,
     pub connection: ConnectionHeader,
-    /// The answer's head is out. A chunked answer's waits for the first chunk, so a first chunk
-    /// that breaks a rule still gets a proper error response.
-    pub started: bool,
+    /// The status of the head written (and counted) for this request so far, 0 while none is:
+    /// an answer withdrawn because its body broke a rule is uncounted by it. A chunked echo's
+    /// head waits for the first chunk.
+    pub status: u16,
 }
 
 /// How an answer's length is told.
@@ -49,6 +50,8 @@ pub(super) enum Length {
     Chunked,
     /// 204: neither.
     NoContent,
+    /// A refusal of this many bytes that the client may try again in a second (503).
+    RetryAfter(u64),
 }
 
 /// What every answer head needs, shared by a loop's connections: the fixed start of a `200 OK`,
@@ -79,9 +82,9 @@ impl Heads {
         &self.counts
     }
 
-    /// Uncounts a `200` whose head was withdrawn before it went out.
-    pub(super) fn withdraw_ok(&mut self) {
-        self.counts.withdraw(200);
+    /// Uncounts an answer whose head was withdrawn before it went out.
+    pub(super) fn withdraw(&mut self, status: u16) {
+        self.counts.withdraw(status);
     }
 
     /// Writes an answer's status line and header fields.
@@ -114,6 +117,12 @@ impl Heads {
                 answers.push(TEXT);
                 answers.push(b"\r\nContent-Length: ");
                 answers.push(itoa::Buffer::new().format(n).as_bytes());
+            }
+            Length::RetryAfter(n) => {
+                answers.push(TEXT);
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+                answers.push(b"\r\nRetry-After: 1");
             }
             Length::Chunked => {
                 answers.push(TEXT);
@@ -180,19 +189,23 @@ fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
 
 /// One chunk of a chunked answer.
 pub(super) fn push_chunk(answers: &mut Answers<'_>, data: &[u8]) {
-    let mut size = [0u8; 18];
-    let mut at = size.len() - 2;
-    size[at..].copy_from_slice(b"\r\n");
-    let mut n = data.len();
+    let mut line = [0u8; 18];
+    answers.push(chunk_size_line(data.len(), &mut line));
+    answers.push(data);
+    answers.push(b"\r\n");
+}
+
+/// The size line of a chunk of `n` bytes (hex digits and CRLF), written at the end of `line`.
+pub(super) fn chunk_size_line(mut n: usize, line: &mut [u8; 18]) -> &[u8] {
+    let mut at = line.len() - 2;
+    line[at..].copy_from_slice(b"\r\n");
     loop {
         at -= 1;
-        size[at] = b"0123456789abcdef"[n & 0xf];
+        line[at] = b"0123456789abcdef"[n & 0xf];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    answers.push(&size[at..]);
-    answers.push(data);
-    answers.push(b"\r\n");
+    &line[at..]
 }
