@@ -103,13 +103,13 @@ fn the_same_sigterm_twice_1_ms_apart_is_one_request_and_drains() {
     let mut server = serve("60");
     let mut client = half_a_line(&server);
 
-    // Each kill(1) is its own process, so the second signal comes after the idle server has
-    // taken the first: without the window it would be a second signal.
+    // Each kill(1) is its own process, so the second signal usually comes after the idle server
+    // has taken the first (`received SIGTERM again ... ignored`): without the window it would be
+    // a second signal. On a busy machine the two may still arrive as one, which drains too.
     server.signal("TERM");
     thread::sleep(Duration::from_millis(1));
     server.signal("TERM");
     server.wait_for_line("draining 1 connection(s)");
-    server.wait_for_line("received SIGTERM again");
     send_expect(&mut client, b"ing\n", b"You say that during\n");
     expect_eof(&mut client);
     drop(client);
