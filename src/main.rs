@@ -92,7 +92,7 @@ fn serve(
     }
     server
         .watch_signals()
-        .map_err(|e| format!("cannot watch SIGINT and SIGTERM: {e}"))?;
+        .map_err(|e| format!("cannot watch the signals (INT, TERM, QUIT, HUP, USR1, USR2): {e}"))?;
     server
         .run()
         .map_err(|e| format!("the event loop failed: {e}"))?;

@@ -288,9 +288,11 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Makes SIGINT and SIGTERM stop the server: the first drains (after the lame duck of
-    /// `--drain-delay`), the second aborts. The first worker watches them until every worker has
-    /// ended, so a second signal is honoured whichever worker is still draining.
+    /// Makes SIGINT, SIGTERM and SIGQUIT stop the server: the first drains (after the lame duck
+    /// of `--drain-delay`), the second aborts (the same one again within 100 ms is taken as a
+    /// duplicate and ignored); SIGHUP, SIGUSR1 and SIGUSR2 are logged and the server serves on.
+    /// The first worker watches them until every worker has ended, so a second signal is
+    /// honoured whichever worker is still draining.
     pub fn watch_signals(&mut self) -> io::Result<()> {
         self.workers[0].watch_signals()
     }

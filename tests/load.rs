@@ -673,6 +673,135 @@ fn reconnecting_every_few_messages_churns_without_errors() {
     assert!(report.messages > 0 && report.errors == 0, "{report}");
 }
 
+/// How long `paced_line_server` takes over each answer: it keeps `--reconnect`'s churn to a few
+/// hundred connects a second, so that hardly ever is one caught in a listener being closed.
+const PACE: Duration = Duration::from_millis(2);
+
+/// Line framing, every line answered `PACE` after it is read.
+fn paced_line_server(s: TcpStream) {
+    line_echo_while(s, || {
+        thread::sleep(PACE);
+        true
+    })
+}
+
+/// A server on a free loopback port that hands each connection to `handle` until `down_at`,
+/// then closes its listener, so that every connect is refused, and with `back_at` listens on the
+/// same port again from then on. The connections it took are served until their client closes
+/// them.
+fn serve_with_outage(
+    handle: fn(TcpStream),
+    down_at: Duration,
+    back_at: Option<Duration>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let start = Instant::now();
+    thread::spawn(move || {
+        accept_until(&listener, handle, Some(start + down_at));
+        drop(listener);
+        let Some(back_at) = back_at else { return };
+        thread::sleep(back_at.saturating_sub(start.elapsed()));
+        // std sets SO_REUSEADDR, so the port binds again at once.
+        let listener = TcpListener::bind(addr).expect("bind the same port again");
+        accept_until(&listener, handle, None);
+    });
+    addr
+}
+
+/// Hands each connection `listener` accepts to `handle` on a thread of its own, until `until`
+/// (then after taking what its queue holds, so that closing it resets as few as can be), or for
+/// as long as the test process lives.
+fn accept_until(listener: &TcpListener, handle: fn(TcpStream), until: Option<Instant>) {
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    loop {
+        let over = until.is_some_and(|t| Instant::now() >= t);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_nodelay(true);
+                thread::spawn(move || handle(stream));
+            }
+            Err(_) if over => return,
+            // Nothing to accept: look again shortly (a test server; the run is short).
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_fails_the_run_with_exit_1() {
+    // Served for 0.3 s of a 1.5 s run; with --reconnect every connection soon needs a new one,
+    // which is refused from then on. Nothing else goes wrong: that alone must fail the run.
+    let addr = serve_with_outage(paced_line_server, Duration::from_millis(300), None).to_string();
+    let argv = [
+        "load",
+        "--addr",
+        &addr,
+        "--framing",
+        "line",
+        "--conns",
+        "4",
+        "--reconnect",
+        "5",
+        "--warmup",
+        "0",
+        "--duration",
+        "1.5",
+        "--json",
+    ];
+    let output = run_to_end(saythat(&argv), None, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    assert_eq!(output.status.code(), Some(1), "{stderr}\n{report}");
+    assert!(
+        report["messages"].as_u64() > Some(0),
+        "it served at first: {report}"
+    );
+    let failed = report["connect_errors"].as_u64().unwrap_or(0);
+    assert!(failed > 0, "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(failed), "{report}");
+    let described = report["first_errors"].as_array().is_some_and(|errors| {
+        errors.iter().filter_map(|e| e.as_str()).any(|e| {
+            e.contains(&format!(
+                "cannot connect to {addr} after the warmup: connection refused"
+            ))
+        })
+    });
+    assert!(described, "{report}");
+    assert!(
+        stderr.contains("connect(s) failed after the warmup"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn connect_failures_during_the_warmup_are_counted_but_not_errors() {
+    // A restart in the warmup: the port refuses from 0.2 s to 0.5 s of a 0.8 s warmup, and every
+    // connection is reopened every 5 messages, so each tries to reconnect in that time.
+    let (down, back) = (Duration::from_millis(200), Duration::from_millis(500));
+    let addr = serve_with_outage(paced_line_server, down, Some(back));
+    let flags = [
+        "--framing",
+        "line",
+        "--reconnect",
+        "5",
+        "--warmup",
+        "0.8",
+        "--duration",
+        "0.5",
+    ];
+    let report = run_ok(&args(addr, &flags));
+    assert!(report.connect_failures > 0, "{report}");
+    assert_eq!((report.connect_errors, report.errors), (0, 0), "{report}");
+    assert!(report.messages > 0, "{report}");
+    assert_eq!(report.failure(), None);
+}
+
 #[test]
 fn the_report_serialises_with_the_expected_keys() {
     let report = run_ok(&args(serve(chunk_server), &["--duration", "0.3"]));
@@ -691,6 +820,7 @@ fn the_report_serialises_with_the_expected_keys() {
         "not_sent",
         "closed_idle",
         "connect_failures",
+        "connect_errors",
         "conns_requested",
         "conns_connected",
         "duration_s",
@@ -935,6 +1065,25 @@ fn http_connection_close_is_an_error() {
         report.first_errors[0].contains("Connection: close"),
         "{report}"
     );
+}
+
+/// Answers every request with an unsolicited `100 Continue` (no request says `Expect`), then
+/// the right answer, each in a write of its own, as a server or proxy may (RFC 9110 section 15.2).
+fn http_continue_server(s: TcpStream) {
+    let Ok(mut out) = s.try_clone() else { return };
+    http_echo(s, move |_, m| {
+        let interim = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_ok();
+        (http_ok(m, ""), interim)
+    })
+}
+
+#[test]
+fn http_interim_100_continue_before_the_answer_is_skipped() {
+    let flags = ["--framing", "http", "--method", "post", "--pipeline", "4"];
+    let report = run_ok(&args(serve(http_continue_server), &flags));
+    assert!(report.messages > 0, "{report}");
+    assert_eq!((report.errors, report.bad_status), (0, 0), "{report}");
+    assert_eq!(report.reconnects, 0, "kept alive: {report}");
 }
 
 #[test]

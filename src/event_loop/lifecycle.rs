@@ -1,5 +1,7 @@
-//! How a loop stops: signals (the first drains, a second aborts), the lame duck's clock
-//! (`--drain-delay`), the drain and its deadline (`--shutdown-timeout`), systemd's stop notices.
+//! How a loop stops: signals (the first drains, a second aborts, the same one again at once is
+//! the same request), the lame duck's clock (`--drain-delay`), the drain and its deadline
+//! (`--shutdown-timeout`), systemd's stop notices; and the signals that must not stop it (SIGHUP,
+//! SIGUSR1, SIGUSR2), each handled on purpose rather than left to kill the process.
 //! A state machine that tells the loop what to do next ([`Step`]); it never touches a socket or a
 //! connection, and costs one atomic load per turn while the server runs.
 
@@ -7,10 +9,26 @@ use std::time::{Duration, Instant};
 
 use log::info;
 use mio::{Interest, Registry, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::group::{Group, ABORT, LAME_DUCK, RUNNING};
+use crate::group::{Group, ABORT, DRAIN, LAME_DUCK, RUNNING};
 use crate::systemd::DrainNotices;
+
+/// The signals the first loop watches. SIGINT, SIGTERM and SIGQUIT stop the server (nginx's
+/// SIGQUIT is its graceful shutdown, and saythat's SIGTERM already is one); SIGHUP, SIGUSR1 and
+/// SIGUSR2 are logged and the server serves on, where their default action would kill it on the
+/// spot with no drain and no summary (a terminal hang-up, a logrotate-style `kill -HUP`).
+const WATCHED: [i32; 6] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2];
+
+/// A stopping signal of the same number as the first, taken this soon after it, is the same
+/// request sent twice, not a second one, and is ignored. GNU `timeout` signals its child and then
+/// its own process group, so saythat gets the signal twice: 80 to 180 µs apart here (strace on
+/// `timeout 0.2 sleep 5`), and the loop takes the second at most one turn after the first, which
+/// on a busy machine can mean a few ms. A person pressing Ctrl-C again on purpose is far slower
+/// than this (keyboard auto-repeat alone waits about 250 ms before its first repeat), so a
+/// deliberate second signal still aborts.
+pub(crate) const DUPLICATE_SIGNAL_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the loop must do at the end of a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +48,13 @@ pub(super) enum Step {
 
 /// One loop's part in the shutdown.
 pub(super) struct Lifecycle {
-    /// SIGINT and SIGTERM, on the first loop only. Watched here rather than on a thread of
+    /// The `WATCHED` signals, on the first loop only. Watched here rather than on a thread of
     /// their own: a second thread would make glibc wrap every read and write in its
     /// thread-cancellation bookkeeping (about 60 instructions per message).
     signals: Option<Signals>,
+    /// The first stopping signal and when this loop took it, to tell a duplicate
+    /// (`DUPLICATE_SIGNAL_WINDOW`) from a second signal.
+    first_stop: Option<(i32, Instant)>,
     /// What systemd is told during a drain (`$NOTIFY_SOCKET`), on the first loop only.
     systemd: Option<DrainNotices>,
     /// The first loop keeps the lame duck's end (`--drain-delay`) and then raises the drain.
@@ -50,6 +71,7 @@ impl Lifecycle {
     pub fn new(shutdown_timeout: Duration) -> Lifecycle {
         Lifecycle {
             signals: None,
+            first_stop: None,
             systemd: None,
             leads: false,
             draining: false,
@@ -63,10 +85,9 @@ impl Lifecycle {
         self.leads = true;
     }
 
-    /// Watches SIGINT and SIGTERM under `token` in `registry`.
+    /// Watches the `WATCHED` signals under `token` in `registry`.
     pub fn watch_signals(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new(WATCHED)?;
         registry.register(&mut signals, token, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
@@ -78,13 +99,15 @@ impl Lifecycle {
         self.systemd = Some(notices);
     }
 
-    /// Takes the signals that arrived, raising the group's request for each.
+    /// Takes the signals that arrived: raises the group's request for each stopping one, logs
+    /// the others.
     pub fn take_signals(&mut self, group: &Group) {
         let Some(signals) = self.signals.as_mut() else {
             return;
         };
+        let now = Instant::now();
         for signal in signals.pending() {
-            on_signal(group, signal);
+            on_signal(group, &mut self.first_stop, signal, now);
         }
     }
 
@@ -171,18 +194,77 @@ impl Lifecycle {
     }
 }
 
-/// A signal: the first starts the shutdown (a lame duck or the drain), any later one aborts.
-fn on_signal(group: &Group, signal: i32) {
+/// A signal taken at `now`. A stopping one: the first starts the shutdown (a lame duck or the
+/// drain), the same one again within `DUPLICATE_SIGNAL_WINDOW` is ignored, any other later one
+/// aborts. The others are logged, and the server serves on.
+fn on_signal(group: &Group, first_stop: &mut Option<(i32, Instant)>, signal: i32, now: Instant) {
+    let name = signal_name(signal);
+    match signal {
+        SIGHUP => {
+            // Where a reload of the TLS certificates will go; until then there is nothing to do.
+            info!("received {name}: nothing to reload (no TLS certificates yet); serving on");
+            return;
+        }
+        SIGUSR1 => {
+            // Two atomic loads: cheap enough to answer at any time, even in a drain.
+            info!(
+                "received {name}: {} connection(s) open, {}; serving on",
+                group.open(),
+                state(group.request())
+            );
+            return;
+        }
+        SIGUSR2 => {
+            info!("received {name}: ignored (it has no use yet); serving on");
+            return;
+        }
+        _ => {}
+    }
     if group.request() == RUNNING {
+        *first_stop = Some((signal, now));
         if group.drain_delay().is_zero() {
-            info!("received signal {signal}: draining connections");
+            info!("received {name}: draining connections");
         } else {
-            info!("received signal {signal}: lame duck, then draining connections");
+            info!("received {name}: lame duck, then draining connections");
         }
         group.shutdown();
-    } else {
-        info!("received signal {signal}: closing every connection now");
-        group.abort();
+        return;
+    }
+    if let Some((first, at)) = *first_stop {
+        let since = now.saturating_duration_since(at);
+        if first == signal && since < DUPLICATE_SIGNAL_WINDOW {
+            info!(
+                "received {name} again {since:?} after the first: the same request sent twice \
+                 (as `timeout` does), ignored; a second signal later than \
+                 {DUPLICATE_SIGNAL_WINDOW:?} closes every connection"
+            );
+            return;
+        }
+    }
+    info!("received {name}: closing every connection now");
+    group.abort();
+}
+
+/// The shutdown state `request` in words, for SIGUSR1's status line.
+fn state(request: u8) -> &'static str {
+    match request {
+        RUNNING => "running",
+        LAME_DUCK => "a lame duck",
+        DRAIN => "draining",
+        _ => "closing every connection",
+    }
+}
+
+/// A watched signal's name.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGQUIT => "SIGQUIT",
+        SIGHUP => "SIGHUP",
+        SIGUSR1 => "SIGUSR1",
+        SIGUSR2 => "SIGUSR2",
+        _ => "a signal",
     }
 }
 
@@ -195,7 +277,6 @@ fn later(now: Instant, delay: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::DRAIN;
 
     const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -214,7 +295,7 @@ mod tests {
         let group = Group::new(Vec::new(), 10).with_drain_delay(delay);
         let mut lifecycle = Lifecycle::new(TIMEOUT);
         lifecycle.lead();
-        on_signal(&group, 15);
+        on_signal(&group, &mut None, SIGTERM, Instant::now());
         assert_eq!(group.request(), LAME_DUCK);
 
         let start = Instant::now();
@@ -267,7 +348,8 @@ mod tests {
         let group = Group::new(Vec::new(), 10);
         let mut lifecycle = Lifecycle::new(TIMEOUT);
         let now = Instant::now();
-        on_signal(&group, 15);
+        let mut first = None;
+        on_signal(&group, &mut first, SIGTERM, now);
         assert_eq!(group.request(), DRAIN, "no drain delay: the drain at once");
         assert_eq!(
             lifecycle.step(&group, now, 4),
@@ -276,9 +358,41 @@ mod tests {
             }
         );
         assert_eq!(lifecycle.step(&group, now, 4), Step::Drain);
-        on_signal(&group, 2);
-        assert_eq!(group.request(), ABORT);
+        on_signal(&group, &mut first, SIGINT, now);
+        assert_eq!(group.request(), ABORT, "another signal, however soon");
         assert_eq!(lifecycle.step(&group, now, 4), Step::CloseAll);
         assert_eq!(lifecycle.step(&group, now, 0), Step::Done);
+    }
+
+    #[test]
+    fn the_same_signal_again_within_the_window_is_ignored_and_later_aborts() {
+        for later in [DRAIN, LAME_DUCK] {
+            let delay = if later == DRAIN { 0 } else { 5 };
+            let group = Group::new(Vec::new(), 10).with_drain_delay(Duration::from_secs(delay));
+            let (mut first, now) = (None, Instant::now());
+            on_signal(&group, &mut first, SIGTERM, now);
+            assert_eq!(group.request(), later);
+            let soon = now + DUPLICATE_SIGNAL_WINDOW - Duration::from_millis(1);
+            on_signal(&group, &mut first, SIGTERM, soon);
+            assert_eq!(group.request(), later, "a duplicate, as `timeout` sends");
+            on_signal(&group, &mut first, SIGTERM, now + DUPLICATE_SIGNAL_WINDOW);
+            assert_eq!(group.request(), ABORT, "a second signal");
+        }
+    }
+
+    #[test]
+    fn hup_usr1_and_usr2_never_stop_the_server_and_quit_drains() {
+        let group = Group::new(Vec::new(), 10);
+        let (mut first, now) = (None, Instant::now());
+        for signal in [SIGHUP, SIGUSR1, SIGUSR2] {
+            on_signal(&group, &mut first, signal, now);
+            assert_eq!(group.request(), RUNNING, "{}", signal_name(signal));
+        }
+        on_signal(&group, &mut first, SIGQUIT, now);
+        assert_eq!(group.request(), DRAIN, "SIGQUIT: nginx's graceful shutdown");
+        for signal in [SIGHUP, SIGUSR1, SIGUSR2] {
+            on_signal(&group, &mut first, signal, now + Duration::from_secs(1));
+            assert_eq!(group.request(), DRAIN, "not a second signal");
+        }
     }
 }

@@ -102,9 +102,10 @@ impl<P: Protocol> Worker<P> {
         self.sides.add(self.conns.registry(), SIDE, side)
     }
 
-    /// Makes SIGINT and SIGTERM stop every loop: the first drains, any later one aborts. This
-    /// loop then runs until every other loop has ended, so a second signal is honoured
-    /// whichever loop is still draining.
+    /// Makes SIGINT, SIGTERM and SIGQUIT stop every loop: the first drains, any later one aborts
+    /// (but a duplicate, see `lifecycle`); SIGHUP, SIGUSR1 and SIGUSR2 only log. This loop then
+    /// runs until every other loop has ended, so a second signal is honoured whichever loop is
+    /// still draining.
     pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
         self.lifecycle.watch_signals(self.conns.registry(), SIGNALS)
     }

@@ -89,6 +89,9 @@ impl Bad {
 enum Framing {
     Length,
     Chunked,
+    /// An interim `1xx` answer (RFC 9110 section 15.2): a head alone, the final answer to the
+    /// same request still to come.
+    Interim,
 }
 
 /// Checks one connection's HTTP answers: every one `200 OK`, kept alive, framed by a
@@ -200,6 +203,8 @@ impl HttpChecker {
         self.part = match framing {
             Framing::Length => Part::Length,
             Framing::Chunked => Part::Chunked(Chunk::Size { size: 0, digits: 0 }),
+            // Skipped: the next head is the same request's.
+            Framing::Interim => Part::Head,
         };
         // The head ends inside `rest`: the held bytes never held its end.
         Ok((len.saturating_sub(held), false))
@@ -354,6 +359,13 @@ fn parse_head(buf: &[u8], body_len: u64) -> Result<Option<(usize, Framing)>, Bad
     };
     let code = response.code.unwrap_or(0);
     let reason = response.reason.unwrap_or("");
+    // A client must take any number of interim answers before the final one, even unasked
+    // (RFC 9110 section 15.2: a `100 Continue` sent without `Expect`, a `103 Early Hints`). They
+    // have no body. `101 Switching Protocols` is final: it ends HTTP on the connection, which
+    // no request here asked for.
+    if (100..200).contains(&code) && code != 101 {
+        return Ok(Some((len, Framing::Interim)));
+    }
     if code != 200 {
         return Err(Bad {
             fault: Fault::BadStatus,
@@ -584,6 +596,33 @@ mod tests {
         let (kind, what) = fault(&p, &[closing.as_bytes(), &good].concat());
         assert_eq!(kind, Fault::ConnectionClose);
         assert!(what.contains("Connection: close"), "{what}");
+    }
+
+    #[test]
+    fn interim_answers_before_the_final_one_are_skipped_however_they_are_cut() {
+        let p = proto(HttpMethod::Post, 64);
+        let interim: &[&[u8]] = &[
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n",
+        ];
+        for lead in interim {
+            let stream: Vec<u8> = (0..3)
+                .flat_map(|s| [lead.to_vec(), saythat_answer(&body(&p, 1, s))].concat())
+                .collect();
+            for piece in [1, 5, 30, stream.len()] {
+                assert_eq!(feed_in_pieces(&p, &stream, piece, 3), (3, None), "{lead:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn switching_protocols_is_a_bad_status_not_an_interim_answer() {
+        let p = proto(HttpMethod::Get, 8);
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let (kind, what) = fault(&p, head);
+        assert_eq!(kind, Fault::BadStatus);
+        assert!(what.contains("status `101 Switching Protocols`"), "{what}");
     }
 
     #[test]

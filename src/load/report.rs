@@ -49,6 +49,8 @@ pub(crate) struct Tally {
     /// With `--rate`: messages due in the measured window and never sent.
     pub not_sent: u64,
     pub connect_failures: u64,
+    /// Of `connect_failures`, those after the warmup: errors.
+    pub connect_errors: u64,
     pub reconnects: u64,
     pub conns_connected: u64,
     pub conns_open_at_end: u64,
@@ -64,6 +66,7 @@ impl Tally {
             + self.timeouts
             + self.closed_early
             + self.not_sent
+            + self.connect_errors
     }
 
     /// Keeps `what` if fewer than `MAX_ERROR_SAMPLES` errors were kept so far.
@@ -87,6 +90,7 @@ impl Tally {
         self.closed_idle += other.closed_idle;
         self.not_sent += other.not_sent;
         self.connect_failures += other.connect_failures;
+        self.connect_errors += other.connect_errors;
         self.reconnects += other.reconnects;
         self.conns_connected += other.conns_connected;
         self.conns_open_at_end += other.conns_open_at_end;
@@ -146,8 +150,9 @@ pub struct LoadReport {
     pub latency_p99_us: u64,
     pub latency_p999_us: u64,
     pub latency_max_us: u64,
-    /// `wrong + bad_status + connection_close + timeouts + closed_early + not_sent`, over the
-    /// whole run (warmup included: a wrong answer is never noise).
+    /// `wrong + bad_status + connection_close + timeouts + closed_early + not_sent +
+    /// connect_errors`, over the whole run (warmup included: a wrong answer is never noise; a
+    /// failed connect only after it).
     pub errors: u64,
     /// Answers with a wrong or unexpected byte; in HTTP also answer heads that do not frame the
     /// expected body (a malformed head or chunk, a wrong or missing Content-Length).
@@ -175,8 +180,15 @@ pub struct LoadReport {
     /// because their connection was still waiting for earlier answers (`--pipeline`), closed or
     /// connecting. Each is an error: the schedule is the load asked for. 0 in closed loop.
     pub not_sent: u64,
-    /// Connect attempts that failed or timed out (each retried after a short back-off).
+    /// Connect attempts that failed or timed out (each retried after a short back-off), the
+    /// warmup's included.
     pub connect_failures: u64,
+    /// Of `connect_failures`, those that failed once the warmup was over: each is an error. A
+    /// connection the server would not take (refused, unreachable, no handshake within
+    /// `--timeout`) means the load asked for was not carried, as wrk counts its "connect" socket
+    /// errors; during the warmup failures are only counted, so a server still starting or a large
+    /// `--conns` still ramping up (SYNs dropped past the backlog) does not fail the run.
+    pub connect_errors: u64,
     /// Connections closed and opened again: `--reconnect` churn, and after every error while the
     /// run lasts.
     pub reconnects: u64,
@@ -214,13 +226,22 @@ impl LoadReport {
                 self.addr, self.timeout_s
             ));
         }
-        match self.errors {
-            0 => None,
-            n => Some(format!(
-                "{n} error(s): answers wrong or missing (see the errors line and the first errors \
-                 in the report)"
-            )),
-        }
+        let n = self.errors;
+        let what = match (n, self.connect_errors) {
+            (0, _) => return None,
+            (n, c) if c == n => format!(
+                "{c} connect(s) failed after the warmup: the server stopped taking connections \
+                 (is it still running on {}?)",
+                self.addr
+            ),
+            (_, 0) => "answers wrong or missing".to_string(),
+            (_, c) => {
+                format!("answers wrong or missing, and {c} connect(s) failed after the warmup")
+            }
+        };
+        Some(format!(
+            "{n} error(s): {what} (see the errors line and the first errors in the report)"
+        ))
     }
 
     /// Builds the report from the merged counts and histogram of a run.
@@ -273,6 +294,7 @@ impl LoadReport {
             closed_idle: tally.closed_idle,
             not_sent: tally.not_sent,
             connect_failures: tally.connect_failures,
+            connect_errors: tally.connect_errors,
             reconnects: tally.reconnects,
             first_errors: tally
                 .samples
@@ -365,8 +387,13 @@ impl fmt::Display for LoadReport {
         };
         write!(
             f,
-            "  errors      {} ({} wrong{http}, {} timeouts, {} closed early, {} not sent)",
-            self.errors, self.wrong, self.timeouts, self.closed_early, self.not_sent
+            "  errors      {} ({} wrong{http}, {} timeouts, {} closed early, {} not sent, {} connects failed)",
+            self.errors,
+            self.wrong,
+            self.timeouts,
+            self.closed_early,
+            self.not_sent,
+            self.connect_errors
         )?;
         for e in &self.first_errors {
             write!(f, "\n    {e}")?;
@@ -418,9 +445,46 @@ mod tests {
         };
         let lost = report(lost).failure().unwrap_or_default();
         assert!(lost.starts_with("no answer was measured: no message sent in the 1.00 s measured was answered right within --timeout (2 error(s) in the report)"), "{lost}");
-        let wrong = Tally { wrong: 1, ..passed };
+        let wrong = Tally {
+            wrong: 1,
+            ..passed.clone()
+        };
         let wrong = report(wrong).failure().unwrap_or_default();
         assert!(wrong.starts_with("1 error(s)"), "{wrong}");
+    }
+
+    #[test]
+    fn connects_failing_after_the_warmup_fail_the_run_and_say_so() {
+        let gone = Tally {
+            messages: 5,
+            connect_failures: 7,
+            connect_errors: 3,
+            ..Tally::default()
+        };
+        let gone = report(gone);
+        assert_eq!(gone.errors, 3);
+        assert_eq!(
+            gone.failure().unwrap_or_default(),
+            "3 error(s): 3 connect(s) failed after the warmup: the server stopped taking \
+             connections (is it still running on 127.0.0.1:8080?) (see the errors line and the \
+             first errors in the report)"
+        );
+        assert!(
+            gone.to_string()
+                .contains("errors      3 (0 wrong, 0 timeouts, 0 closed early, 0 not sent, 3 connects failed)"),
+            "{gone}"
+        );
+        let both = Tally {
+            messages: 5,
+            timeouts: 1,
+            connect_errors: 2,
+            ..Tally::default()
+        };
+        let both = report(both).failure().unwrap_or_default();
+        assert!(
+            both.starts_with("3 error(s): answers wrong or missing, and 2 connect(s) failed"),
+            "{both}"
+        );
     }
 
     #[test]

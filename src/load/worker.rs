@@ -379,6 +379,20 @@ impl Worker {
             .outstanding
             .saturating_sub(slot.reset_stream(&self.plan));
         self.tally.connect_failures += 1;
+        // Past the warmup the server was asked for this connection and did not take it: the
+        // load the run was to measure was not carried (a server gone, refusing, or its backlog
+        // overflowing), so it is an error, as a lost answer is.
+        if now >= self.plan.measure_start {
+            self.tally.connect_errors += 1;
+            let at = now.saturating_duration_since(self.plan.start);
+            let what = format!(
+                "conn {}: cannot connect to {} after the warmup: {}",
+                slot.id,
+                self.plan.addr,
+                describe(e)
+            );
+            self.tally.sample(at, what);
+        }
         self.connect_error.get_or_insert_with(|| describe(e));
         self.backoff.push_back((idx, now + RECONNECT_BACKOFF));
     }
