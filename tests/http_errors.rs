@@ -663,3 +663,33 @@ fn an_idle_keep_alive_connection_gets_no_408() {
     common::expect_silence(&mut client, Duration::from_millis(1500));
     exchange(&mut client, &get("/two"), &ok(b"You say that two"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Chunk extensions: the grammar of RFC 9112 §7.1.1, or 400
+
+#[test]
+fn chunk_extension_that_is_a_bare_semicolon_is_400() {
+    refused(&chunked_request(b"5;\r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_extension_name_with_a_bad_byte_is_400() {
+    refused(&chunked_request(b"5;bad[=x\r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn whitespace_after_a_chunk_size_without_an_extension_is_400() {
+    refused(&chunked_request(b"5 \r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_extensions_that_match_the_grammar_are_accepted() {
+    let server = start_http();
+    let mut client = server.connect();
+    for line in [&b"5;a=b"[..], b"5 ; a = \"q\\\"x\""] {
+        let body = [line, b"\r\nhello\r\n0\r\n\r\n"].concat();
+        send(&mut client, &chunked_request(&body));
+        let answer = read_response(&mut client, false);
+        assert_eq!(answer.body, b"You say that hello", "{}", show(line));
+    }
+}
