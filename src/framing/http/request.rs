@@ -261,12 +261,12 @@ fn other_version(
 ) -> Result<Option<Head<'_>>, Refusal> {
     let start = empty_lines(input).0;
     let bad = |why| Err(refusal(BAD_REQUEST, why));
-    let Ok(text) = std::str::from_utf8(&input[start..]) else {
+    let text = &input[start..];
+    let line_end = memchr::memchr(b'\n', text);
+    let Ok(line) = std::str::from_utf8(&text[..line_end.unwrap_or(text.len())]) else {
         // The method and target are tokens, so the bad byte is in the version.
         return bad("the HTTP version must be HTTP/ DIGIT . DIGIT");
     };
-    let line_end = text.find('\n');
-    let line = &text[..line_end.unwrap_or(text.len())];
     let mut parts = line.splitn(3, ' ');
     let (Some(method), Some(target), Some(rest)) = (parts.next(), parts.next(), parts.next())
     else {
