@@ -131,10 +131,14 @@ fn accept<'a>(
     }
     // With an absolute-form target, the target's authority is the host and the Host field is
     // ignored (RFC 9112 §3.2.2; it is still required above, as RFC 9112 §3.2 says).
-    let authority = strip_scheme(target).map(|rest| {
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        &rest.as_bytes()[..end]
-    });
+    let origin_form = target.as_bytes().first() == Some(&b'/');
+    let authority = (!origin_form)
+        .then(|| strip_scheme(target))
+        .flatten()
+        .map(|rest| {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            &rest.as_bytes()[..end]
+        });
     match (authority, fields.host) {
         (Some(authority), _) if !valid_host(authority) => {
             return Err(refusal(
@@ -292,10 +296,13 @@ fn other_version(
         };
     }
     if version.len() != 8 || !well_formed(version) {
-        return bad(if !version.starts_with("HTTP/") && version.contains(' ') {
-            "whitespace inside the request target"
-        } else {
+        // Said from the first bytes after the space alone, so the reason is the same however
+        // the line arrives: what does not start like a version is more of the target.
+        let start = &rest.as_bytes()[..rest.len().min(4)];
+        return bad(if b"HTTP"[..start.len()].eq_ignore_ascii_case(start) {
             "the HTTP version must be HTTP/ DIGIT . DIGIT"
+        } else {
+            "whitespace inside the request target"
         });
     }
     if !version.starts_with("HTTP/1.") {
@@ -352,45 +359,73 @@ pub(super) fn is_head(input: &[u8]) -> bool {
 /// Stricter than the grammar in one place: a reg-name's sub-delims include `,`, but a comma in
 /// Host reads as a list of hosts to a proxy that splits it, so it is refused.
 fn valid_host(value: &[u8]) -> bool {
+    // The common case in one pass over a table, no search: reg-name bytes, then `:` and digits.
+    let mut at = 0;
+    while at < value.len() && REG_NAME[usize::from(value[at])] == 1 {
+        at += 1;
+    }
+    if at == value.len() {
+        return at > 0;
+    }
+    if value[at] == b':' && at > 0 {
+        return value[at + 1..].iter().all(u8::is_ascii_digit);
+    }
+    valid_host_slow(value)
+}
+
+/// The rest of `host [":" port]`: IP-literals and percent-escapes.
+#[cold]
+fn valid_host_slow(value: &[u8]) -> bool {
     let (host, port) = if value.first() == Some(&b'[') {
         let Some(close) = memchr::memchr(b']', value) else {
             return false;
         };
-        let literal = &value[1..close];
-        if !valid_ip_literal(literal) {
+        if !valid_ip_literal(&value[1..close]) {
             return false;
         }
         match &value[close + 1..] {
             [] => return true,
-            [b':', port @ ..] => (&value[..0], port),
+            [b':', port @ ..] => return port.iter().all(u8::is_ascii_digit),
             _ => return false,
         }
     } else {
         let end = memchr::memchr(b':', value).unwrap_or(value.len());
-        let port = value.get(end + 1..).unwrap_or(&[]);
-        (&value[..end], port)
+        (&value[..end], value.get(end + 1..).unwrap_or(&[]))
     };
-    let reg_name_ok = {
-        let mut at = 0;
-        let mut ok = true;
-        while ok && at < host.len() {
-            let b = host[at];
-            if b == b'%' {
-                ok = host
-                    .get(at + 1..at + 3)
-                    .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit));
-                at += 3;
-            } else {
-                ok = b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b);
-                at += 1;
+    let reg_name_ok = host
+        .iter()
+        .enumerate()
+        .all(|(at, &b)| match REG_NAME[usize::from(b)] {
+            1 => true,
+            // A `%` must start an escape of two hex digits (which are reg-name bytes themselves).
+            _ => {
+                b == b'%'
+                    && host
+                        .get(at + 1..at + 3)
+                        .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit))
             }
-        }
-        ok
-    };
+        });
     // An empty host is valid in a URI, but not as the host an HTTP request is for.
-    let has_host = !host.is_empty() || value.first() == Some(&b'[');
-    has_host && reg_name_ok && port.iter().all(u8::is_ascii_digit)
+    !host.is_empty() && reg_name_ok && port.iter().all(u8::is_ascii_digit)
 }
+
+/// The bytes of a reg-name (RFC 3986 §3.2.2): unreserved and sub-delims but `,` (1); `%` starts
+/// an escape. A table, as the check runs on every request.
+static REG_NAME: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'!' | b'$')
+            || matches!(c, b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=')
+        {
+            table[b] = 1;
+        }
+        b += 1;
+    }
+    table
+};
 
 /// What is between the brackets of an IP-literal: an IPv6 address (no zone), or IPvFuture
 /// (`v` HEXDIG+ `.` then unreserved, sub-delims or `:`).
@@ -476,7 +511,8 @@ impl<'h> Fields<'h> {
             let value = header.value;
             if name.eq_ignore_ascii_case("host") {
                 fields.hosts += 1;
-                fields.host = Some(trim(value));
+                // httparse has trimmed the whitespace around it.
+                fields.host = Some(value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 let length = parse_length(value)?;
                 if fields.length.is_some_and(|seen| seen != length) {
