@@ -267,26 +267,21 @@ fn other_version(
     let bad = |why| Err(refusal(BAD_REQUEST, why));
     let text = &input[start..];
     let line_end = memchr::memchr(b'\n', text);
-    let Ok(line) = std::str::from_utf8(&text[..line_end.unwrap_or(text.len())]) else {
-        // The method and target are tokens, so the bad byte is in the version.
-        return bad("the HTTP version must be HTTP/ DIGIT . DIGIT");
-    };
-    let mut parts = line.splitn(3, ' ');
+    let line = &text[..line_end.unwrap_or(text.len())];
+    // Read as bytes, not text: whether a bad byte is in sight must not change the reason.
+    let mut parts = line.splitn(3, |&b| b == b' ');
     let (Some(method), Some(target), Some(rest)) = (parts.next(), parts.next(), parts.next())
     else {
         return bad("bad request line");
     };
-    let version = match line_end {
-        Some(_) => rest.strip_suffix('\r').unwrap_or(rest),
-        None => rest,
-    };
+    let so_far = rest.strip_suffix(b"\r").unwrap_or(rest);
+    let version = if line_end.is_some() { so_far } else { rest };
     let pattern = |at: usize, b: u8| match at {
         0..=4 => b == b"HTTP/"[at],
         6 => b == b'.',
         _ => b.is_ascii_digit(),
     };
-    let well_formed = |v: &str| v.bytes().enumerate().all(|(at, b)| pattern(at, b));
-    let so_far = rest.strip_suffix('\r').unwrap_or(rest);
+    let well_formed = |v: &[u8]| v.iter().enumerate().all(|(at, &b)| pattern(at, b));
     if line_end.is_none() && so_far.len() <= 8 && well_formed(so_far) {
         // Perhaps a version still arriving (`HTTP/2` may become `HTTP/2.0`).
         return if input.len() > max_header {
@@ -298,19 +293,24 @@ fn other_version(
     if version.len() != 8 || !well_formed(version) {
         // Said from the first bytes after the space alone, so the reason is the same however
         // the line arrives: what does not start like a version is more of the target.
-        let start = &rest.as_bytes()[..rest.len().min(4)];
+        let start = &rest[..rest.len().min(4)];
         return bad(if b"HTTP"[..start.len()].eq_ignore_ascii_case(start) {
             "the HTTP version must be HTTP/ DIGIT . DIGIT"
         } else {
             "whitespace inside the request target"
         });
     }
-    if !version.starts_with("HTTP/1.") {
+    if !version.starts_with(b"HTTP/1.") {
         return Err(refusal(
             "505 HTTP Version Not Supported",
             "only HTTP/1.0 and HTTP/1.1 are supported",
         ));
     }
+    // httparse has checked both as tokens (ASCII) before it looked at the version.
+    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target))
+    else {
+        return bad("bad request line");
+    };
     // HTTP/1.2 and later minor versions: answered as HTTP/1.1, which they must understand.
     let fields_at = start + line.len() + 1;
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
