@@ -282,8 +282,12 @@ fn other_version(
         _ => b.is_ascii_digit(),
     };
     let well_formed = |v: &[u8]| v.iter().enumerate().all(|(at, &b)| pattern(at, b));
-    if line_end.is_none() && so_far.len() <= 8 && well_formed(so_far) {
-        // Perhaps a version still arriving (`HTTP/2` may become `HTTP/2.0`).
+    let like_a_version = |start: &[u8]| b"HTTP"[..start.len()].eq_ignore_ascii_case(start);
+    let undecided =
+        (so_far.len() <= 8 && well_formed(so_far)) || (rest.len() < 4 && like_a_version(rest));
+    if line_end.is_none() && undecided {
+        // Perhaps a version still arriving (`HTTP/2` may become `HTTP/2.0`), or too little
+        // of what follows the space to tell a version from more of the target.
         return if input.len() > max_header {
             Err(too_long(input, max_header))
         } else {
@@ -293,8 +297,7 @@ fn other_version(
     if version.len() != 8 || !well_formed(version) {
         // Said from the first bytes after the space alone, so the reason is the same however
         // the line arrives: what does not start like a version is more of the target.
-        let start = &rest[..rest.len().min(4)];
-        return bad(if b"HTTP"[..start.len()].eq_ignore_ascii_case(start) {
+        return bad(if like_a_version(&rest[..rest.len().min(4)]) {
             "the HTTP version must be HTTP/ DIGIT . DIGIT"
         } else {
             "whitespace inside the request target"
