@@ -3,9 +3,12 @@
 # peer of examples/tokio_peer.rs) on a free loopback port, opens N connections (default 10000) that
 # each send one message and check its answer, then hold still; prints the server's RSS growth per
 # connection and its open descriptors. With --framing http each connection makes one keep-alive
-# GET and holds the connection open, as an idle HTTP client does between requests.
+# GET and holds the connection open, as an idle HTTP client does between requests; with
+# --split-head too, that GET carries a 3,000-byte head (a cookie) sent in two writes 1 ms apart,
+# so it arrives in two reads, as a head over one MSS does on a real network (issue 16.5).
+# SAYTHAT_BIN=PATH measures another build of saythat (e.g. main's, for a before/after).
 #
-#   scripts/idle_memory.sh [--peer] [--framing chunk|line|http] [CONNECTIONS]
+#   scripts/idle_memory.sh [--peer] [--framing chunk|line|http] [--split-head] [CONNECTIONS]
 #
 # Loopback only; bounded (it closes everything and stops the server when done, or on Ctrl-C).
 set -euo pipefail
@@ -13,9 +16,11 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 server=saythat
 framing=chunk
+split_head=0
 while [ $# -gt 0 ]; do
   case $1 in
     --peer) server=tokio; shift ;;
+    --split-head) split_head=1; shift ;;
     --framing)
       [ $# -ge 2 ] || { echo "idle_memory: --framing needs chunk, line or http" >&2; exit 2; }
       framing=$2; shift 2 ;;
@@ -29,8 +34,13 @@ case $framing in
 esac
 server_command "$server" "$framing"
 conns=${1:-10000}
+[ "$split_head" = 0 ] || [ "$framing" = http ] || {
+  echo "idle_memory: --split-head needs --framing http" >&2; exit 2; }
 
 cargo build --release --quiet --bin saythat --example tokio_peer
+if [ -n "${SAYTHAT_BIN:-}" ] && [ "$server" = saythat ]; then
+  SERVER_COMMAND[0]=$SAYTHAT_BIN
+fi
 ulimit -n "$(ulimit -Hn)"
 log=$(mktemp)
 "${SERVER_COMMAND[@]}" 2>"$log" &
@@ -38,10 +48,13 @@ server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 addr=$(listen_addr "$log")
 
-python3 - "$addr" "$conns" "$server" "$framing" <<'PY'
+python3 - "$addr" "$conns" "$server" "$framing" "$split_head" <<'PY'
 import resource, socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 conns, pid, framing = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+split_head = sys.argv[5] == "1"
+# A cookie long enough that the head passes one MSS, as real ones do.
+COOKIE = b"X-Cookie: " + b"c" * 2950 + b"\r\n"
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 
 def rss_kib():
@@ -56,7 +69,14 @@ def exchange(s, i):
     """Sends message i; true if its answer came back right."""
     message = b"hello%d" % i
     if framing == "http":
-        s.sendall(b"GET /" + message + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
+        head = b"GET /" + message + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+        if split_head:
+            head += COOKIE + b"\r\n"
+            s.sendall(head[:1400])
+            time.sleep(0.001)
+            s.sendall(head[1400:])
+        else:
+            s.sendall(head + b"\r\n")
         expected = b"You say that " + message
         got = b""
         while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < len(expected):
@@ -90,7 +110,7 @@ for i in range(conns):
     sockets.append(s)
 time.sleep(0.5)
 held = rss_kib()
-print(f"framing                 {framing}")
+print(f"framing                 {framing}{' (3,000-byte heads in two reads)' if split_head else ''}")
 print(f"connections held        {conns}")
 print(f"wrong answers           {wrong}")
 print(f"server RSS before       {base} KiB")

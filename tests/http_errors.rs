@@ -495,8 +495,71 @@ fn http2_preface_is_505() {
 }
 
 #[test]
-fn http12_is_505() {
-    refused(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", VERSION);
+fn http20_and_http30_and_http09_are_505() {
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9"] {
+        let request = format!("GET / {version}\r\nHost: a\r\n\r\n");
+        refused(request.as_bytes(), VERSION);
+    }
+}
+
+/// RFC 9112 §2.3: a later HTTP/1 minor version is answered as HTTP/1.1 (keep-alive included).
+#[test]
+fn http12_and_http19_are_served_as_http11() {
+    let server = start_http();
+    let mut client = server.connect();
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let request = format!("GET /later {version}\r\nHost: a\r\n\r\n");
+        exchange(&mut client, request.as_bytes(), &ok(b"You say that later"));
+    }
+    // Its fields are read as ever: a Content-Length body is echoed.
+    exchange(
+        &mut client,
+        b"POST / HTTP/1.2\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+        &ok(b"You say that hi"),
+    );
+}
+
+#[test]
+fn http12_without_host_is_400() {
+    refused(b"GET / HTTP/1.2\r\n\r\n", BAD);
+}
+
+#[test]
+fn malformed_versions_are_400_not_505() {
+    for version in [
+        "HTTP/1",
+        "HTTP/01.01",
+        "HTTP/ 1.1",
+        "http/1.1",
+        "HTTP/1.1.1",
+        "HTTP/1.10",
+        "HTTP/a.b",
+        "HTTPS/1.1",
+        "HTTP/1.1x",
+    ] {
+        let request = format!("GET / {version}\r\nHost: a\r\n\r\n");
+        let reason = refused(request.as_bytes(), BAD);
+        // `HTTP/1.1` then more is a line that does not end where it should.
+        assert!(
+            reason == "the HTTP version must be HTTP/ DIGIT . DIGIT"
+                || reason == "bad line ending in the request head",
+            "{version}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_version_in_pieces_is_read_once_whole() {
+    // `HTTP/2` may yet become `HTTP/2.0` (505) or stay malformed (400): wait for the line.
+    let server = start_http();
+    let mut client = server.connect();
+    send(&mut client, b"GET / HTTP/2");
+    common::expect_silence(&mut client, Duration::from_millis(200));
+    send(
+        &mut client,
+        &[&b"\r\nHost: a\r\n\r\n"[..], SMUGGLED].concat(),
+    );
+    expect_refusal(&mut client, BAD);
 }
 
 #[test]
@@ -609,7 +672,7 @@ fn an_error_after_answered_pipelined_requests_ends_the_pipeline() {
     let request = [
         &get("/first")[..],
         &post(b"second"),
-        b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
         SMUGGLED,
     ]
     .concat();
@@ -687,10 +750,53 @@ fn options_with_a_malformed_chunked_body_is_400() {
 }
 
 #[test]
-fn head_with_a_malformed_chunked_body_is_400() {
-    refused(
+fn head_with_a_malformed_chunked_body_is_400_without_a_body() {
+    refused_head(
         b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
         BAD,
+        "a chunk size must be hex digits",
+    );
+}
+
+/// RFC 9110 §9.3.2: an answer to HEAD carries no content, an error's included. Its head is the
+/// one a GET would get, `Content-Length` of the line it would carry included (RFC 9110 §8.6).
+#[track_caller]
+fn refused_head(request: &[u8], status: &str, reason: &str) {
+    let server = start_http();
+    let mut client = server.connect();
+    send(&mut client, &[request, SMUGGLED].concat());
+    let got = mask_dates(&read_to_eof(&mut client));
+    assert_eq!(
+        show(&got),
+        show(&error_head(status, reason.len() + 1)),
+        "{}",
+        show(request)
+    );
+    let mut next = server.connect();
+    exchange(&mut next, &get("/still"), &ok(b"You say that still"));
+}
+
+#[test]
+fn head_errors_have_no_body() {
+    refused_head(
+        b"HEAD / HTTP/1.1\r\n\r\n",
+        BAD,
+        "an HTTP/1.1 request needs exactly one Host header",
+    );
+    refused_head(
+        b"HEAD / HTTP/1.1\r\nHost: a@b\r\n\r\n",
+        BAD,
+        "the Host header is not a valid host",
+    );
+    refused_head(
+        b"HEAD / HTTP/2.0\r\nHost: a\r\n\r\n",
+        VERSION,
+        "only HTTP/1.0 and HTTP/1.1 are supported",
+    );
+    refused_head(
+        b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+        TOO_LARGE,
+        "the body is larger than --max-body",
     );
 }
 
@@ -719,4 +825,203 @@ fn an_idle_keep_alive_connection_gets_no_408() {
     exchange(&mut client, &get("/one"), &ok(b"You say that one"));
     common::expect_silence(&mut client, Duration::from_millis(1500));
     exchange(&mut client, &get("/two"), &ok(b"You say that two"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunk extensions: the grammar of RFC 9112 §7.1.1, or 400
+
+#[test]
+fn chunk_extension_that_is_a_bare_semicolon_is_400() {
+    refused(&chunked_request(b"5;\r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_extension_name_with_a_bad_byte_is_400() {
+    refused(&chunked_request(b"5;bad[=x\r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn whitespace_after_a_chunk_size_without_an_extension_is_400() {
+    refused(&chunked_request(b"5 \r\nhello\r\n0\r\n\r\n"), BAD);
+}
+
+#[test]
+fn chunk_extensions_that_match_the_grammar_are_accepted() {
+    let server = start_http();
+    let mut client = server.connect();
+    for line in [&b"5;a=b"[..], b"5 ; a = \"q\\\"x\""] {
+        let body = [line, b"\r\nhello\r\n0\r\n\r\n"].concat();
+        send(&mut client, &chunked_request(&body));
+        let answer = read_response(&mut client, false);
+        assert_eq!(answer.body, b"You say that hello", "{}", show(line));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host (RFC 9112 §3.2, RFC 3986 host [":" port]): 400
+
+#[test]
+fn invalid_host_values_are_400() {
+    for host in [
+        "a b",
+        "a@b",
+        "user@host",
+        "a/b",
+        "host/path",
+        "[::1",
+        "a, b",
+        "a,b",
+        "a:b:c",
+        "a:8x",
+        "a\"b",
+        "a{b",
+        "[zz]",
+        "[::1]x",
+        "%zz",
+        ":80",
+        "[::1%eth0]",
+    ] {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let reason = refused(request.as_bytes(), BAD);
+        assert_eq!(reason, "the Host header is not a valid host", "{host}");
+    }
+}
+
+#[test]
+fn an_empty_host_in_http11_is_400() {
+    refused(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", BAD);
+    refused(b"GET / HTTP/1.1\r\nHost: \r\n\r\n", BAD);
+}
+
+#[test]
+fn non_ascii_host_is_400() {
+    refused("GET / HTTP/1.1\r\nHost: caf\u{e9}\r\n\r\n".as_bytes(), BAD);
+}
+
+#[test]
+fn valid_host_values_are_accepted() {
+    let server = start_http();
+    let mut client = server.connect();
+    for host in [
+        "a",
+        "localhost:8080",
+        "127.0.0.1",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:8080",
+        "[2001:db8::192.0.2.1]",
+        "[v1.fe80::a+en1]",
+        "my-host.example_~!$&'()*+;=",
+        "a%20b",
+        "a:",
+        "xn--caf-dma.example",
+    ] {
+        let request = format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        exchange(&mut client, request.as_bytes(), &ok(b"You say that h"));
+    }
+    // HTTP/1.0 need not name a host; an empty Host then says nothing.
+    let mut old = server.connect();
+    send(&mut old, b"GET /h HTTP/1.0\r\nHost:\r\n\r\n");
+    assert_eq!(
+        show(&mask_dates(&read_to_eof(&mut old))),
+        show(&ok_conn(b"You say that h", Conn::Close))
+    );
+}
+
+/// RFC 9112 §3.2.2: with an absolute-form target the target's authority is the host; the Host
+/// field is still required in HTTP/1.1, but its value is ignored.
+#[test]
+fn an_absolute_form_target_s_authority_wins_over_host() {
+    let server = start_http();
+    let mut client = server.connect();
+    exchange(
+        &mut client,
+        b"GET http://example.com:80/abs HTTP/1.1\r\nHost: not valid\r\n\r\n",
+        &ok(b"You say that abs"),
+    );
+    refused(b"GET http://example.com/abs HTTP/1.1\r\n\r\n", BAD);
+    for target in [
+        "http://user@a/abs",
+        "http:///abs",
+        "http://a b/abs",
+        "https://a,b/",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let reason = refused(request.as_bytes(), BAD);
+        assert!(
+            reason == "the request target's authority is not a valid host"
+                || reason == "whitespace inside the request target",
+            "{target}: {reason}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request line: the target, the method, empty lines before it
+
+#[test]
+fn a_space_inside_the_target_is_400_not_505() {
+    let reason = refused(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", BAD);
+    assert_eq!(reason, "whitespace inside the request target");
+}
+
+#[test]
+fn a_tab_inside_the_target_is_400() {
+    refused(b"GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", BAD);
+}
+
+#[test]
+fn non_ascii_bytes_in_the_target_are_400() {
+    let reason = refused("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes(), BAD);
+    assert_eq!(
+        reason,
+        "the request target must be ASCII (percent-encode the rest)"
+    );
+    refused(b"GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n\r\n", BAD);
+}
+
+#[test]
+fn a_100_kb_method_is_501_not_414() {
+    let server = start_http();
+    let mut client = server.connect();
+    let method = "A".repeat(100 * 1024);
+    let request = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+    // Refused long before it has all come: the rest may meet a closed socket.
+    write_unless_closed(&mut client, request.as_bytes());
+    let reason = expect_refusal(&mut client, "501 Not Implemented");
+    assert_eq!(reason, "the method is longer than any this server knows");
+}
+
+#[test]
+fn a_method_longer_than_any_known_is_501() {
+    let request = format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "M".repeat(33));
+    refused(request.as_bytes(), "501 Not Implemented");
+}
+
+#[test]
+fn a_few_empty_lines_before_a_request_are_ignored() {
+    let server = start_http();
+    let mut client = server.connect();
+    let request = [&b"\r\n\n\r\n\r\n\r\n\r\n\r\n\r\n"[..], &get("/after")].concat();
+    exchange(&mut client, &request, &ok(b"You say that after"));
+    // Counted per request: the next may have as many.
+    exchange(&mut client, &request, &ok(b"You say that after"));
+}
+
+#[test]
+fn more_than_8_empty_lines_before_a_request_are_400() {
+    let request = [&b"\r\n".repeat(9)[..], &get("/after")].concat();
+    let reason = refused(&request, BAD);
+    assert_eq!(reason, "more than 8 empty lines before the request line");
+}
+
+#[test]
+fn content_length_over_max_body_stays_413() {
+    // Deliberate: the suite expects 400, nginx answers 413 too (see the README).
+    let reason = refused_with(
+        &small_body_limit(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n",
+        TOO_LARGE,
+    );
+    assert_eq!(reason, "the body is larger than --max-body");
 }

@@ -370,7 +370,7 @@ fn a_refusal_held_behind_the_output_cap_comes_after_every_answer() {
     });
     let mut client = server.connect();
     let (mut requests, expected) = mixed_pipeline(600, "before the error");
-    requests.extend_from_slice(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+    requests.extend_from_slice(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n");
     requests.extend_from_slice(SMUGGLED);
     let mut writer = client.try_clone().expect("clone the stream");
     let sender = thread::spawn(move || writer.write_all(&requests));

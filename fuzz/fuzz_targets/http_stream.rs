@@ -25,9 +25,11 @@
 //!
 //! By design, not findings: a head that arrives in several reads is parsed again only once an
 //! empty line may have arrived (so a head dribbled a byte at a time costs one parse, not one per
-//! byte). A malformed head that the whole run refuses at once (400) is then refused by a cut run
-//! at its end, at `--max-header` (414/431) or not at all before EOF; `lazy_head` accepts exactly
-//! that difference.
+//! byte). A malformed head that the whole run refuses at once (400, 505, or 501 for a method
+//! longer than any known) is then refused by a cut run at its end, at `--max-header`
+//! (414/431/501) or not at all before EOF; `lazy_head` accepts exactly that difference. Empty
+//! lines before a request line are dropped as they come and counted (more than 8 are 400), so a
+//! cut run may not have counted the last of them by EOF: the same difference.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -325,7 +327,9 @@ fn tolerated(finding: &str) -> bool {
 
 /// Where the error response starting somewhere in `out` ends, if there is one: a status line
 /// of 4xx or 5xx, our `Server`, a `Date` of this run (so echoed body bytes that merely look like
-/// one are not taken for it), `Content-Length` and `Connection: close`.
+/// one are not taken for it), `Content-Length` and `Connection: close`, then its one-line body,
+/// or nothing at all when it answers a HEAD (RFC 9110 §9.3.2: the head alone, its
+/// `Content-Length` still the line's).
 fn refusal_end(out: &[u8], wall_start: SystemTime) -> Option<usize> {
     memmem::find_iter(out, b"HTTP/1.1 ").find_map(|at| refusal_at(out, at, wall_start))
 }
@@ -341,11 +345,11 @@ fn last_refusal(out: &[u8], wall_start: SystemTime) -> Option<(usize, &[u8])> {
 /// other run never parsed (it answered nothing more, or 414/431 once the head passed
 /// `--max-header`), and before that they agree.
 fn lazy_head(whole: &[u8], other: &[u8], wall_start: SystemTime) -> bool {
-    let Some((at, b"400" | b"431" | b"505")) = last_refusal(whole, wall_start) else {
+    let Some((at, b"400" | b"431" | b"501" | b"505")) = last_refusal(whole, wall_start) else {
         return false;
     };
     let other_end = match last_refusal(other, wall_start) {
-        Some((end, b"414" | b"431")) => end,
+        Some((end, b"414" | b"431" | b"501")) => end,
         _ => other.len(),
     };
     same_answers(
@@ -391,6 +395,10 @@ fn refusal_at(out: &[u8], at: usize, wall_start: SystemTime) -> Option<usize> {
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let length: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
     let rest = rest[digits..].strip_prefix(b"\r\nConnection: close\r\n\r\n".as_slice())?;
+    // An error answer is written whole in one call: nothing after its head is a HEAD's.
+    if rest.is_empty() {
+        return Some(out.len());
+    }
     if rest.len() < length {
         return None;
     }

@@ -3,7 +3,9 @@
 //! A small state machine over byte slices: it keeps a few counters, never the body, and never
 //! more than the current chunk's size line or trailer line is long. It is strict: CRLF line
 //! ends only, at least one hex digit, sizes that overflow or pass the body limit refused, chunk
-//! extensions and trailers bounded and then ignored.
+//! extensions checked against their grammar (RFC 9112 §7.1.1), bounded and then ignored,
+//! trailers bounded and ignored. A proxy in front that reads a malformed extension differently
+//! would frame the body differently: refusing it closes a smuggling door.
 
 /// The longest chunk-size line accepted, extensions included. Real clients send none; a long
 /// one is an attack on the parser.
@@ -26,10 +28,25 @@ enum State {
     Size {
         digits: u8,
     },
-    /// After the size's digits: optional whitespace, then `;` and an extension, or CR.
-    AfterSize,
-    /// Inside chunk extensions (after a `;`), up to CR; they are ignored.
-    Extension,
+    /// Whitespace after the size's digits or after an extension's value (`BWS`): only a `;`
+    /// may follow, never the line's end (`5 \r\n` is refused).
+    BeforeSemicolon,
+    /// After a `;` and any whitespace: an extension's name must start.
+    ExtNameStart,
+    /// Inside an extension's name (a token).
+    ExtName,
+    /// Whitespace after an extension's name: `=` or `;` may follow.
+    AfterExtName,
+    /// After `=` and any whitespace: the value must start (a token or a quoted string).
+    ExtValueStart,
+    /// Inside a token value.
+    ExtToken,
+    /// Inside a quoted-string value.
+    Quoted,
+    /// After a backslash in a quoted string: the escaped byte.
+    QuotedPair,
+    /// After a quoted string's closing quote.
+    AfterQuoted,
     /// CR of a size line seen; LF must follow.
     SizeLf,
     /// Inside chunk data, `size` bytes to go.
@@ -90,6 +107,7 @@ impl ChunkedDecoder {
         max_body: u64,
         mut data: impl FnMut(&'a [u8]),
     ) -> Result<usize, ChunkError> {
+        use ChunkError::Malformed;
         let mut at = 0;
         while at < input.len() {
             let byte = input[at];
@@ -116,25 +134,57 @@ impl ChunkedDecoder {
                     None if digits == 0 => {
                         return Err(ChunkError::Malformed("a chunk size must be hex digits"))
                     }
-                    None => {
-                        self.state = State::AfterSize;
-                        continue; // this byte belongs to what follows the digits
-                    }
+                    None => match byte {
+                        b'\r' => self.state = State::SizeLf,
+                        b';' => self.state = State::ExtNameStart,
+                        b' ' | b'\t' => self.state = State::BeforeSemicolon,
+                        b'\n' => return Err(Malformed("a chunk size line must end in CRLF")),
+                        _ => return Err(Malformed("a chunk size must be hex digits")),
+                    },
                 },
-                State::AfterSize => match byte {
-                    b'\r' => self.state = State::SizeLf,
-                    b';' => self.state = State::Extension,
+                State::BeforeSemicolon => match byte {
                     b' ' | b'\t' => {}
-                    b'\n' => {
-                        return Err(ChunkError::Malformed("a chunk size line must end in CRLF"))
-                    }
-                    _ => return Err(ChunkError::Malformed("a chunk size must be hex digits")),
+                    b';' => self.state = State::ExtNameStart,
+                    _ => return Err(Malformed("whitespace in a chunk size line must lead to ;")),
                 },
-                State::Extension => match byte {
+                State::ExtNameStart => match byte {
+                    b' ' | b'\t' => {}
+                    b if is_tchar(b) => self.state = State::ExtName,
+                    _ => return Err(Malformed("a chunk extension needs a name")),
+                },
+                State::ExtName | State::AfterExtName => match byte {
+                    b if is_tchar(b) && self.state == State::ExtName => {}
+                    b' ' | b'\t' => self.state = State::AfterExtName,
+                    b'=' => self.state = State::ExtValueStart,
+                    b';' => self.state = State::ExtNameStart,
+                    b'\r' if self.state == State::ExtName => self.state = State::SizeLf,
+                    _ => return Err(Malformed("bad byte in a chunk extension")),
+                },
+                State::ExtValueStart => match byte {
+                    b' ' | b'\t' => {}
+                    b'"' => self.state = State::Quoted,
+                    b if is_tchar(b) => self.state = State::ExtToken,
+                    _ => return Err(Malformed("a chunk extension's = needs a value")),
+                },
+                State::ExtToken | State::AfterQuoted => match byte {
+                    b if is_tchar(b) && self.state == State::ExtToken => {}
+                    b' ' | b'\t' => self.state = State::BeforeSemicolon,
+                    b';' => self.state = State::ExtNameStart,
                     b'\r' => self.state = State::SizeLf,
+                    _ => return Err(Malformed("bad byte in a chunk extension")),
+                },
+                State::Quoted => match byte {
+                    b'"' => self.state = State::AfterQuoted,
+                    b'\\' => self.state = State::QuotedPair,
+                    // qdtext: whitespace, visible bytes but `"` and `\`, obs-text.
                     b' ' | b'\t' => {}
                     b if is_visible(b) => {}
-                    _ => return Err(ChunkError::Malformed("bad byte in a chunk extension")),
+                    _ => return Err(Malformed("bad byte in a chunk extension")),
+                },
+                State::QuotedPair => match byte {
+                    b' ' | b'\t' => self.state = State::Quoted,
+                    b if is_visible(b) => self.state = State::Quoted,
+                    _ => return Err(Malformed("bad byte in a chunk extension")),
                 },
                 State::SizeLf => {
                     if byte != b'\n' {
@@ -187,10 +237,7 @@ impl ChunkedDecoder {
                 }
             }
             at += 1;
-            if matches!(
-                self.state,
-                State::Size { .. } | State::AfterSize | State::Extension | State::SizeLf
-            ) {
+            if self.in_size_line() {
                 self.line += 1;
                 if self.line > MAX_CHUNK_LINE {
                     return Err(ChunkError::Malformed("chunk size line too long"));
@@ -204,6 +251,26 @@ impl ChunkedDecoder {
         }
         Ok(at)
     }
+
+    /// The state is inside a chunk-size line, whose length is bounded by `MAX_CHUNK_LINE`.
+    fn in_size_line(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Data
+                | State::DataCr
+                | State::DataLf
+                | State::TrailerStart
+                | State::Trailer
+                | State::TrailerLf
+                | State::EndLf
+                | State::Done
+        )
+    }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: the bytes a token (an extension's name or value) is made of.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -256,6 +323,26 @@ mod tests {
             (b"0\r\nbad\0trailer", "bad byte in a trailer"),
             (b"0\r\n\rX", "a trailer line must end in CRLF"),
             (b"1;a\x00\r\n", "bad byte in a chunk extension"),
+            (b"5;\r\n", "a chunk extension needs a name"),
+            (b"5; \r\n", "a chunk extension needs a name"),
+            (b"5;;a\r\n", "a chunk extension needs a name"),
+            (b"5;=x\r\n", "a chunk extension needs a name"),
+            (b"5;bad[=x\r\n", "bad byte in a chunk extension"),
+            (b"5;a=\r\n", "a chunk extension's = needs a value"),
+            (b"5;a=[\r\n", "a chunk extension's = needs a value"),
+            (b"5;a=b[\r\n", "bad byte in a chunk extension"),
+            (b"5;a b\r\n", "bad byte in a chunk extension"),
+            (b"5;a \r\n", "bad byte in a chunk extension"),
+            (b"5;a=\"x\"y\r\n", "bad byte in a chunk extension"),
+            (b"5;a=\"x\r\n", "bad byte in a chunk extension"),
+            (b"5;a=\"\\\x01\"\r\n", "bad byte in a chunk extension"),
+            (b"5 \r\n", "whitespace in a chunk size line must lead to ;"),
+            (b"5\t\r\n", "whitespace in a chunk size line must lead to ;"),
+            (b"5 x\r\n", "whitespace in a chunk size line must lead to ;"),
+            (
+                b"5;a=b \r\n",
+                "whitespace in a chunk size line must lead to ;",
+            ),
             (b"5x\r\nhello\r\n", "a chunk size must be hex digits"),
             (b"10000000000000000\r\n", "chunk size too long"),
         ] {
@@ -264,6 +351,29 @@ mod tests {
                 Err(ChunkError::Malformed(why)),
                 "{}",
                 String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    /// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`, token or quoted-string values.
+    #[test]
+    fn extensions_that_match_the_grammar_are_ignored() {
+        for line in [
+            &b"5;a"[..],
+            b"5;a=b",
+            b"5 ; a = b",
+            b"5\t;\ta\t=\t\"q\\\"x\"",
+            b"5 ; a = \"q\\\"x\"",
+            b"5;a=\"\";b;c=\"; \\\\\" ; d=e",
+            b"5;a=\"\xc3\xa9\"",
+            b"5;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~",
+        ] {
+            let wire = [line, b"\r\nhello\r\n0\r\n\r\n"].concat();
+            assert_eq!(
+                decode(&[&wire], 100),
+                Ok((b"hello".to_vec(), Vec::new(), true)),
+                "{}",
+                line.escape_ascii()
             );
         }
     }

@@ -37,16 +37,12 @@ use body::{Body, Streamed};
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
 pub use request::MAX_HEADERS;
-use request::{push_decoded, refusal, ConnectionHeader, Refusal};
+use request::{push_decoded, refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{chunk_size_line, Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
-
-/// A held head buffer that grew past this is released once the head is answered, so one long
-/// head does not pin its memory to the connection.
-const KEEP_HELD_CAPACITY: usize = 4096;
 
 /// Room for an answer's head and the framing around a held chunked echo (the prefix's chunk
 /// and the data's chunk-size line), beyond the prefix and the body.
@@ -201,6 +197,9 @@ pub struct Http<R = Echo> {
     /// The server drains: every answer from now on says `Connection: close`, and its
     /// connection closes after it (clients open a new one elsewhere).
     draining: bool,
+    /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
+    #[cfg(test)]
+    parses: usize,
 }
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
@@ -218,6 +217,9 @@ pub struct HttpSession {
     hold: Option<Box<Held>>,
     /// The connection ends on an error response. For the metrics' close reason; never reset.
     failed: bool,
+    /// Empty lines dropped before the request line of the next request (at most
+    /// `MAX_EMPTY_LINES`).
+    empty_lines: usize,
 }
 
 impl HttpSession {
@@ -294,10 +296,14 @@ impl<R: Route> Http<R> {
             heads: Heads::new(),
             route,
             draining: false,
+            #[cfg(test)]
+            parses: 0,
         }
     }
 
-    /// Answers an error: one line saying what was wrong, then the connection closes.
+    /// Answers an error: one line saying what was wrong, then the connection closes. To a HEAD
+    /// the line is not sent (RFC 9110 §9.3.2); `Content-Length` still gives its length, as a
+    /// HEAD answer's may (RFC 9110 §8.6), the same head a GET would get.
     fn refuse(
         &mut self,
         session: &mut HttpSession,
@@ -312,8 +318,11 @@ impl<R: Route> Http<R> {
         };
         self.heads
             .write(answers, refusal.status, length, ConnectionHeader::Close);
-        answers.push(refusal.reason.as_bytes());
-        answers.push(b"\n");
+        let head_only = session.answer.reply == Reply::HeadOnly || request::is_head(&session.held);
+        if !head_only {
+            answers.push(refusal.reason.as_bytes());
+            answers.push(b"\n");
+        }
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
@@ -351,8 +360,26 @@ impl<R: Route> Http<R> {
                 if answers.is_full() {
                     return (at, Next::Pause);
                 }
+                if matches!(input[at], b'\r' | b'\n') {
+                    // Dropped as they come, so they are never parsed again with what follows.
+                    let (skip, lines) = request::empty_lines(&input[at..]);
+                    session.empty_lines += lines;
+                    if session.empty_lines > MAX_EMPTY_LINES {
+                        let refused = refusal(
+                            BAD_REQUEST,
+                            "more than 8 empty lines before the request line",
+                        );
+                        return (input.len(), self.refuse(session, answers, refused));
+                    }
+                    if skip > 0 {
+                        at += skip;
+                        continue;
+                    }
+                    // A CR whose LF has not come yet, or a bare CR that `start` refuses.
+                }
                 match self.start(session, &input[at..], answers) {
                     Ok(Some((used, answer_at))) => {
+                        session.empty_lines = 0;
                         at += used;
                         mark = answer_at;
                         if !matches!(session.body, Body::Head(_)) {
@@ -360,7 +387,12 @@ impl<R: Route> Http<R> {
                         }
                     }
                     Ok(None) => return (at, Next::Continue),
-                    Err(refused) => return (input.len(), self.refuse(session, answers, refused)),
+                    Err(refused) => {
+                        if request::is_head(&input[at..]) {
+                            session.answer.reply = Reply::HeadOnly;
+                        }
+                        return (input.len(), self.refuse(session, answers, refused));
+                    }
                 }
             } else {
                 let streamed = body::stream(
@@ -537,6 +569,10 @@ impl<R: Route> Http<R> {
         input: &[u8],
         answers: &mut Answers<'_>,
     ) -> Result<Option<(usize, usize)>, Refusal> {
+        #[cfg(test)]
+        {
+            self.parses += 1;
+        }
         let Some(head) = request::parse(input, self.limits.max_header, self.limits.max_body)?
         else {
             return Ok(None);
@@ -677,7 +713,9 @@ impl<R: Route> Http<R> {
     fn settle(&mut self, session: &mut HttpSession, next: Next, answers: &mut Answers<'_>) -> Next {
         match next {
             Next::Continue if session.held.is_empty() => {
-                if session.held.capacity() > KEEP_HELD_CAPACITY {
+                // An idle keep-alive connection holds no heap memory, whatever its last head
+                // needed: a head over one segment comes in pieces on a real network.
+                if session.held.capacity() > 0 {
                     session.held = Vec::new();
                 }
                 if let Body::Head(started) = &mut session.body {
@@ -1144,6 +1182,98 @@ mod tests {
         assert!(session.held.is_empty());
         assert!(matches!(session.body, Body::Head(None)));
         assert_eq!(mask_dates(&out), ok(b"a"));
+    }
+
+    /// Issue 16.5: a head that came in pieces needed a held buffer; once it is answered the
+    /// buffer's memory goes too (its capacity, not only its length), whatever its size.
+    #[test]
+    fn a_head_in_pieces_leaves_no_capacity_behind() {
+        let mut http = http(8192, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let field = format!("X-Cookie: {}\r\n", "c".repeat(3000));
+        let wire = format!("GET /a HTTP/1.1\r\nHost: a\r\n{field}\r\n");
+        let (first, second) = wire.as_bytes().split_at(1400);
+        for piece in [first, second] {
+            let next = http.on_read(
+                &mut session,
+                piece,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+            assert_eq!(next, Next::Continue);
+        }
+        assert_eq!(mask_dates(&out), ok(b"a"));
+        assert_eq!(session.held.capacity(), 0);
+    }
+
+    /// Issue 16.7: a head trickled two bytes at a time is parsed once its end has come, not
+    /// once per piece, and the empty lines before it are dropped as they come, never parsed
+    /// again with what follows.
+    #[test]
+    fn a_head_in_pieces_is_parsed_once() {
+        let mut http = http(1 << 20, 1 << 20);
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let fields: String = (0..90)
+            .map(|i| format!("X-{i}: {}\r\n", "v".repeat(40)))
+            .collect();
+        let wire = format!(
+            "{}GET /a HTTP/1.1\r\nHost: a\r\n{fields}\r\n",
+            "\r\n".repeat(MAX_EMPTY_LINES)
+        );
+        for piece in wire.as_bytes().chunks(2) {
+            let next = http.on_read(
+                &mut session,
+                piece,
+                &mut Answers::new(&mut out, usize::MAX, now),
+            );
+            assert_eq!(next, Next::Continue, "{}", out.escape_ascii());
+        }
+        assert_eq!(mask_dates(&out), ok(b"a"));
+        // Once when its first piece came with nothing held (it could have been whole), once
+        // when its end had come.
+        assert_eq!(http.parses, 2, "{} pieces", wire.len() / 2);
+        assert!(session.held.is_empty());
+    }
+
+    /// A few empty lines before a request line are ignored (RFC 9112 §2.2); past
+    /// `MAX_EMPTY_LINES` the request is refused, however they arrive.
+    #[test]
+    fn empty_lines_before_a_request_are_bounded() {
+        for split in [1, 2, 3, 1000] {
+            let wire = format!(
+                "{}GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+                "\r\n".repeat(MAX_EMPTY_LINES)
+            );
+            let pieces: Vec<&[u8]> = wire.as_bytes().chunks(split).collect();
+            let (out, next) = feed(&mut http(8192, 100), &pieces, usize::MAX);
+            assert_eq!((out, next), (ok(b"a"), Next::Continue), "split {split}");
+            let wire = format!("\n{wire}");
+            let pieces: Vec<&[u8]> = wire.as_bytes().chunks(split).collect();
+            let (out, next) = feed(&mut http(8192, 100), &pieces, usize::MAX);
+            assert_eq!(next, Next::Close, "split {split}");
+            assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+            assert!(out.ends_with(b"\r\n\r\nmore than 8 empty lines before the request line\n"));
+        }
+    }
+
+    /// An error answer to HEAD has the head a GET's would have, and no body.
+    #[test]
+    fn an_error_answer_to_head_has_no_body() {
+        for wire in [
+            &b"HEAD / HTTP/1.1\r\n\r\n"[..],
+            b"\r\nHEAD / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            let (out, next) = feed(&mut http(8192, 100), &[wire], usize::MAX);
+            assert_eq!(next, Next::Close);
+            let out = String::from_utf8_lossy(&out);
+            assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+            assert!(out.contains("\r\nContent-Length: "), "{out}");
+            assert!(out.ends_with("\r\nConnection: close\r\n\r\n"), "{out}");
+        }
     }
 
     /// Found by fuzzing: a head that came in two reads started the header timer, and the

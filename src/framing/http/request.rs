@@ -13,6 +13,18 @@ use crate::framing::Answers;
 /// answered 431.
 pub const MAX_HEADERS: usize = 100;
 
+/// Empty lines accepted before a request line. RFC 9112 §2.2 asks a server to ignore at least
+/// one (old clients send a CRLF after a POST body); hyper and nginx accept a few. One more is
+/// answered 400 (its reason names the number), so a client cannot keep a connection busy on
+/// empty lines alone.
+pub const MAX_EMPTY_LINES: usize = 8;
+
+/// The longest method accepted. The longest registered ones (`UPDATEREDIRECTREF`,
+/// `BASELINE-CONTROL`) are under 20 bytes; a longer token is no method this server could know,
+/// and is answered 501 as soon as it passes this, rather than read up to `--max-header` and
+/// answered 414 (the target is not what is long).
+pub const MAX_METHOD: usize = 32;
+
 /// A request that gets an error response.
 pub(super) struct Refusal {
     /// The status line's code and reason, e.g. `400 Bad Request`.
@@ -84,19 +96,60 @@ pub(super) fn parse(
         Ok(httparse::Status::Partial) if input.len() > max_header => {
             return Err(too_long(input, max_header))
         }
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => return partial(input),
+        // httparse knows HTTP/1.0 and 1.1 only: the rest is read here, off the common path.
+        Err(httparse::Error::Version) => return other_version(input, max_header, max_body),
         Err(e) => return Err(parse_error(e)),
     };
     let version = request.version.unwrap_or(1);
     let method = request.method.unwrap_or("GET");
     let target = request.path.unwrap_or("/");
-    let fields = Fields::read(request.headers)?;
+    accept(head_len, version, method, target, request.headers, max_body)
+}
+
+/// Checks a parsed head: what its fields say about its framing and its connection, its Host,
+/// its target. `version` is the minor version, 0 or 1.
+#[inline(always)]
+fn accept<'a>(
+    head_len: usize,
+    version: u8,
+    method: &'a str,
+    target: &'a str,
+    headers: &[httparse::Header<'_>],
+    max_body: u64,
+) -> Result<Option<Head<'a>>, Refusal> {
+    if method.len() > MAX_METHOD {
+        return Err(method_too_long());
+    }
+    let fields = Fields::read(headers)?;
 
     if fields.hosts != 1 && (version == 1 || fields.hosts > 1) {
         return Err(refusal(
             BAD_REQUEST,
             "an HTTP/1.1 request needs exactly one Host header",
         ));
+    }
+    // With an absolute-form target, the target's authority is the host and the Host field is
+    // ignored (RFC 9112 §3.2.2; it is still required above, as RFC 9112 §3.2 says).
+    let origin_form = target.as_bytes().first() == Some(&b'/');
+    let authority = (!origin_form)
+        .then(|| strip_scheme(target))
+        .flatten()
+        .map(|rest| {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            &rest.as_bytes()[..end]
+        });
+    match (authority, fields.host) {
+        (Some(authority), _) if !valid_host(authority) => {
+            return Err(refusal(
+                BAD_REQUEST,
+                "the request target's authority is not a valid host",
+            ))
+        }
+        (None, Some(host)) if !valid_host(host) && (version == 1 || !host.is_empty()) => {
+            return Err(refusal(BAD_REQUEST, "the Host header is not a valid host"))
+        }
+        _ => {}
     }
     let expect_continue = match fields.expect {
         Expect::None => false,
@@ -156,6 +209,12 @@ pub(super) fn parse(
             "only OPTIONS may have * as its target",
         ));
     }
+    if !target.is_ascii() {
+        return Err(refusal(
+            BAD_REQUEST,
+            "the request target must be ASCII (percent-encode the rest)",
+        ));
+    }
     let path = echo_path(target)?;
     let decoded_len = decoded_len(path)?;
     Ok(Some(Head {
@@ -172,9 +231,228 @@ pub(super) fn parse(
     }))
 }
 
-/// 431, or 414 when the request line alone is past `max_header`.
+/// A head that has not completed: wait for more, unless what has come is already a method
+/// longer than any known.
+#[cold]
+fn partial(input: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
+    let line = &input[empty_lines(input).0..];
+    if line.len() > MAX_METHOD && memchr::memchr(b' ', &line[..=MAX_METHOD]).is_none() {
+        return Err(method_too_long());
+    }
+    Ok(None)
+}
+
+fn method_too_long() -> Refusal {
+    refusal(
+        "501 Not Implemented",
+        "the method is longer than any this server knows",
+    )
+}
+
+/// The request line's version is not `HTTP/1.0` or `HTTP/1.1` (httparse's `Version` error).
+/// RFC 9112 §2.3: a version is `HTTP/` DIGIT `.` DIGIT and nothing else; anything else is a
+/// malformed request line (400), a whole one of a major version other than 1 is 505, and a
+/// later HTTP/1 minor version is answered as HTTP/1.1.
+///
+/// httparse has read the method and the target before it looked at the version, so the line
+/// is `method SP target SP rest`; a space in the target shows as a space in `rest`.
+#[cold]
+#[inline(never)]
+fn other_version(
+    input: &[u8],
+    max_header: usize,
+    max_body: u64,
+) -> Result<Option<Head<'_>>, Refusal> {
+    let start = empty_lines(input).0;
+    let bad = |why| Err(refusal(BAD_REQUEST, why));
+    let text = &input[start..];
+    let line_end = memchr::memchr(b'\n', text);
+    let line = &text[..line_end.unwrap_or(text.len())];
+    // Read as bytes, not text: whether a bad byte is in sight must not change the reason.
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return bad("bad request line");
+    };
+    let so_far = rest.strip_suffix(b"\r").unwrap_or(rest);
+    let version = if line_end.is_some() { so_far } else { rest };
+    let pattern = |at: usize, b: u8| match at {
+        0..=4 => b == b"HTTP/"[at],
+        6 => b == b'.',
+        _ => b.is_ascii_digit(),
+    };
+    let well_formed = |v: &[u8]| v.iter().enumerate().all(|(at, &b)| pattern(at, b));
+    let like_a_version = |start: &[u8]| b"HTTP"[..start.len()].eq_ignore_ascii_case(start);
+    let undecided =
+        (so_far.len() <= 8 && well_formed(so_far)) || (rest.len() < 4 && like_a_version(rest));
+    if line_end.is_none() && undecided {
+        // Perhaps a version still arriving (`HTTP/2` may become `HTTP/2.0`), or too little
+        // of what follows the space to tell a version from more of the target.
+        return if input.len() > max_header {
+            Err(too_long(input, max_header))
+        } else {
+            Ok(None)
+        };
+    }
+    if version.len() != 8 || !well_formed(version) {
+        // Said from the first bytes after the space alone, so the reason is the same however
+        // the line arrives: what does not start like a version is more of the target.
+        return bad(if like_a_version(&rest[..rest.len().min(4)]) {
+            "the HTTP version must be HTTP/ DIGIT . DIGIT"
+        } else {
+            "whitespace inside the request target"
+        });
+    }
+    if !version.starts_with(b"HTTP/1.") {
+        return Err(refusal(
+            "505 HTTP Version Not Supported",
+            "only HTTP/1.0 and HTTP/1.1 are supported",
+        ));
+    }
+    // httparse has checked both as tokens (ASCII) before it looked at the version.
+    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target))
+    else {
+        return bad("bad request line");
+    };
+    // HTTP/1.2 and later minor versions: answered as HTTP/1.1, which they must understand.
+    let fields_at = start + line.len() + 1;
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (fields_len, count) = match httparse::parse_headers(&input[fields_at..], &mut fields) {
+        Ok(httparse::Status::Complete((len, read))) if fields_at + len <= max_header => {
+            (len, read.len())
+        }
+        Ok(httparse::Status::Complete(_)) => return Err(too_long(input, max_header)),
+        Ok(httparse::Status::Partial) if input.len() > max_header => {
+            return Err(too_long(input, max_header))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(parse_error(e)),
+    };
+    accept(
+        fields_at + fields_len,
+        1,
+        method,
+        target,
+        &fields[..count],
+        max_body,
+    )
+}
+
+/// The bytes and the number of the empty lines (CRLF or a bare LF) at the start of `input`. A
+/// CR at its very end is not counted: its LF has not come yet.
+pub(super) fn empty_lines(input: &[u8]) -> (usize, usize) {
+    let (mut at, mut lines) = (0, 0);
+    loop {
+        match input.get(at..at + 2) {
+            Some([b'\r', b'\n']) => at += 2,
+            _ if input.get(at) == Some(&b'\n') => at += 1,
+            _ => return (at, lines),
+        }
+        lines += 1;
+    }
+}
+
+/// The request that `input` starts is a HEAD: its error answer has no body (RFC 9110 §9.3.2).
+pub(super) fn is_head(input: &[u8]) -> bool {
+    input[empty_lines(input).0..].starts_with(b"HEAD ")
+}
+
+/// RFC 3986's `host [ ":" port ]`, as Host must be (RFC 9110 §7.2): an IP-literal in brackets
+/// (IPv6, or IPvFuture), or a reg-name (which covers IPv4), then perhaps a port of digits.
+/// Stricter than the grammar in one place: a reg-name's sub-delims include `,`, but a comma in
+/// Host reads as a list of hosts to a proxy that splits it, so it is refused.
+fn valid_host(value: &[u8]) -> bool {
+    // The common case in one pass over a table, no search: reg-name bytes, then `:` and digits.
+    let mut at = 0;
+    while at < value.len() && REG_NAME[usize::from(value[at])] == 1 {
+        at += 1;
+    }
+    if at == value.len() {
+        return at > 0;
+    }
+    if value[at] == b':' && at > 0 {
+        return value[at + 1..].iter().all(u8::is_ascii_digit);
+    }
+    valid_host_slow(value)
+}
+
+/// The rest of `host [":" port]`: IP-literals and percent-escapes.
+#[cold]
+fn valid_host_slow(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(close) = memchr::memchr(b']', value) else {
+            return false;
+        };
+        if !valid_ip_literal(&value[1..close]) {
+            return false;
+        }
+        match &value[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => return port.iter().all(u8::is_ascii_digit),
+            _ => return false,
+        }
+    } else {
+        let end = memchr::memchr(b':', value).unwrap_or(value.len());
+        (&value[..end], value.get(end + 1..).unwrap_or(&[]))
+    };
+    let reg_name_ok = host
+        .iter()
+        .enumerate()
+        .all(|(at, &b)| match REG_NAME[usize::from(b)] {
+            1 => true,
+            // A `%` must start an escape of two hex digits (which are reg-name bytes themselves).
+            _ => {
+                b == b'%'
+                    && host
+                        .get(at + 1..at + 3)
+                        .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit))
+            }
+        });
+    // An empty host is valid in a URI, but not as the host an HTTP request is for.
+    !host.is_empty() && reg_name_ok && port.iter().all(u8::is_ascii_digit)
+}
+
+/// The bytes of a reg-name (RFC 3986 §3.2.2): unreserved and sub-delims but `,` (1); `%` starts
+/// an escape. A table, as the check runs on every request.
+static REG_NAME: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'!' | b'$')
+            || matches!(c, b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=')
+        {
+            table[b] = 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// What is between the brackets of an IP-literal: an IPv6 address (no zone), or IPvFuture
+/// (`v` HEXDIG+ `.` then unreserved, sub-delims or `:`).
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = literal {
+        let dot = memchr::memchr(b'.', rest).unwrap_or(0);
+        return dot > 0
+            && rest[..dot].iter().all(u8::is_ascii_hexdigit)
+            && rest.len() > dot + 1
+            && rest[dot + 1..]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    std::str::from_utf8(literal).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// 431, or 414 when the request line alone is past `max_header`, or 501 when its method is.
 pub(super) fn too_long(head: &[u8], max_header: usize) -> Refusal {
-    let line_end = memchr::memchr(b'\n', &head[..head.len().min(max_header + 1)]);
+    let head = &head[..head.len().min(max_header + 1)];
+    let line = &head[empty_lines(head).0..];
+    if line.len() > MAX_METHOD && memchr::memchr(b' ', &line[..=MAX_METHOD]).is_none() {
+        return method_too_long();
+    }
+    let line_end = memchr::memchr(b'\n', head);
     if line_end.is_none_or(|end| end >= max_header) {
         refusal(
             "414 URI Too Long",
@@ -196,8 +474,10 @@ pub(super) fn has_head_end(bytes: &[u8]) -> bool {
 
 /// What the header fields of a request say about its framing and its connection.
 #[derive(Default)]
-struct Fields {
+struct Fields<'h> {
     hosts: usize,
+    /// The value of the last Host field (there must be one only).
+    host: Option<&'h [u8]>,
     length: Option<u64>,
     transfer: Transfer,
     close: bool,
@@ -225,8 +505,8 @@ enum Expect {
     Other,
 }
 
-impl Fields {
-    fn read(headers: &[httparse::Header<'_>]) -> Result<Fields, Refusal> {
+impl<'h> Fields<'h> {
+    fn read(headers: &[httparse::Header<'h>]) -> Result<Fields<'h>, Refusal> {
         let mut fields = Fields::default();
         let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
         for header in headers {
@@ -234,6 +514,8 @@ impl Fields {
             let value = header.value;
             if name.eq_ignore_ascii_case("host") {
                 fields.hosts += 1;
+                // httparse has trimmed the whitespace around it.
+                fields.host = Some(value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 let length = parse_length(value)?;
                 if fields.length.is_some_and(|seen| seen != length) {
