@@ -26,6 +26,7 @@ mod body;
 mod chunked;
 mod date;
 mod held;
+mod host;
 mod request;
 mod response;
 mod route;
