@@ -305,17 +305,6 @@ impl Config {
         (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
     }
 
-    /// The limits of HTTP mode.
-    pub fn http_limits(&self) -> crate::framing::HttpLimits {
-        crate::framing::HttpLimits {
-            max_header: self.max_header as usize,
-            max_body: self.max_body,
-            header_timeout: Duration::from_secs(self.header_timeout),
-            body_timeout: (self.body_timeout > 0).then(|| Duration::from_secs(self.body_timeout)),
-            held: std::sync::Arc::new(crate::framing::http::HeldBudget::new(self.max_held)),
-        }
-    }
-
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
     }

@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
@@ -22,7 +23,8 @@ use crate::config::{
     RESERVED_FDS,
 };
 use crate::event_loop::{Listener, SideLoop, Worker, WAKER};
-use crate::framing::{Chunk, Http, Line, Protocol};
+use crate::framing::http::HeldBudget;
+use crate::framing::{Chunk, Http, HttpLimits, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};
 use crate::systemd::{DrainNotices, Notifier};
@@ -227,7 +229,7 @@ impl Server {
         let group = Arc::new(Group::new(wakers, max_conns).with_drain_delay(config.drain_delay()));
         let mut workers = Vec::with_capacity(count);
         // One value for every loop: its budget for held answers is the process's.
-        let http_limits = config.http_limits();
+        let http_limits = http_limits(config);
         for (index, bound) in rest.into_iter().enumerate() {
             let prefix = config.prefix.as_bytes();
             let publish = !config.metrics_listen.is_empty();
@@ -431,10 +433,22 @@ where
     Ok(runner(worker))
 }
 
+/// The limits of HTTP mode from the flags, with a new `--max-held` budget. Built here rather than
+/// in `config`, which the framing imports: imports run one way, down to `config`.
+fn http_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        max_header: config.max_header as usize,
+        max_body: config.max_body,
+        header_timeout: Duration::from_secs(config.header_timeout),
+        body_timeout: (config.body_timeout > 0).then(|| Duration::from_secs(config.body_timeout)),
+        held: Arc::new(HeldBudget::new(config.max_held)),
+    }
+}
+
 /// HTTP's limits on the admin endpoint: a head has at most `SIDE_HEADER_TIMEOUT` to complete.
-fn admin_limits(config: &Config) -> crate::framing::HttpLimits {
-    let limits = config.http_limits();
-    crate::framing::HttpLimits {
+fn admin_limits(config: &Config) -> HttpLimits {
+    let limits = http_limits(config);
+    HttpLimits {
         header_timeout: limits
             .header_timeout
             .min(crate::config::SIDE_HEADER_TIMEOUT),
