@@ -3,7 +3,7 @@
 //! share (read and answers buffers, output pool, ready list, timers). It must never block, never
 //! allocate per message, never read past a budget, and never know which protocol it drives.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,8 +16,9 @@ use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 use super::accept::{refuse_full, Accepted};
+use super::drain::{Drain, Look};
 use super::timers::Timers;
-use crate::config::{Config, DRAIN_QUIET, LINGER, MAX_READ, READ_BUDGET};
+use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::Group;
@@ -56,10 +57,8 @@ pub(super) struct Connections<P: Protocol> {
     /// Connections open in this loop.
     open: usize,
     next_id: u64,
-    /// Connections this loop closed at a message boundary for the drain, by id, until their
-    /// lingering close ends: they count as `drain`. A set beside the slab rather than a field,
-    /// so a connection stays as small as it was; empty until the drain.
-    parting: HashSet<u64>,
+    /// Which connections the drain may close, and which it did.
+    drain: Drain,
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
     /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
@@ -94,7 +93,7 @@ impl<P: Protocol> Connections<P> {
             dead: Vec::new(),
             open: 0,
             next_id: 0,
-            parting: HashSet::new(),
+            drain: Drain::default(),
             now: Instant::now(),
             counters: Counters::default(),
             cold_changed: true,
@@ -262,7 +261,7 @@ impl<P: Protocol> Connections<P> {
         // A deadline may start at accept (HTTP's header timeout).
         arm_deadline(&self.protocol, conn, &mut self.timers, key);
         if next != Next::Continue || !self.answers.is_empty() {
-            self.carry_out(key, next);
+            self.answer(key, next);
         }
     }
 
@@ -337,6 +336,13 @@ impl<P: Protocol> Connections<P> {
                 }
             };
         }
+        self.answer(key, next);
+    }
+
+    /// Does what the protocol asked after a call into it, writes its answers, then settles the
+    /// connection.
+    #[inline]
+    fn answer(&mut self, key: usize, next: Next) {
         let conn = &mut self.slab[key];
         match next {
             Next::Continue => {}
@@ -475,7 +481,7 @@ impl<P: Protocol> Connections<P> {
         let reason = match conn.phase {
             Phase::Dead => return,
             Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
-                if self.parting.remove(&conn.id) {
+                if self.drain.parted(conn.id) {
                     CloseReason::Drain
                 } else {
                     self.protocol.close_reason(&conn.session)
@@ -543,11 +549,9 @@ impl<P: Protocol> Connections<P> {
             let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused)
                 .then(|| self.protocol.deadline(&conn.session))
                 .flatten();
-            let part_at = if draining {
-                parting_at(&self.protocol, conn, now)
-            } else {
-                None
-            };
+            let part_at = draining
+                .then(|| Drain::look_at(&self.protocol, conn, now))
+                .flatten();
             if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
                 self.close(key, CloseReason::Client);
@@ -573,7 +577,7 @@ impl<P: Protocol> Connections<P> {
     pub fn start_drain(&mut self, now: Instant) {
         self.protocol.on_drain();
         for (key, conn) in self.slab.iter_mut() {
-            if let Some(at) = parting_at(&self.protocol, conn, now) {
+            if let Some(at) = Drain::look_at(&self.protocol, conn, now) {
                 self.timers.arm(&mut conn.timer_at, at, key, conn.id);
             }
         }
@@ -581,26 +585,21 @@ impl<P: Protocol> Connections<P> {
 
     /// Closes a connection idle at a message boundary during the drain with our FIN and the
     /// lingering close after it, as after a protocol's last word: the client reads every answer
-    /// and then the end of the stream. A byte that arrived since the last read would be lost to
-    /// the FIN, so a connection with anything to read is read and answered first, and looked at
-    /// again after `DRAIN_QUIET`.
+    /// and then the end of the stream; or reads and answers first what it finds waiting.
     fn part(&mut self, key: usize) {
         let conn = &mut self.slab[key];
-        match conn.socket.peek(&mut [0u8; 1]) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            _ => {
-                // Input, the peer's FIN or an error: the read finds out which.
+        match self.drain.look(conn, self.now) {
+            Look::Part => {
+                debug!("closing {} between messages for the drain", conn.peer());
+                // Reading as before, nothing to write: the poll interest stays.
+                linger(conn, key, self.now, &mut self.ready, &mut self.timers);
+            }
+            Look::ReadFirst { again } => {
                 conn.input = Input::ReadyUntilWouldBlock;
                 queue(&mut self.ready, conn, key);
-                let at = self.now + DRAIN_QUIET;
-                self.timers.set(&mut conn.timer_at, at, key, conn.id);
-                return;
+                self.timers.set(&mut conn.timer_at, again, key, conn.id);
             }
         }
-        debug!("closing {} between messages for the drain", conn.peer());
-        self.parting.insert(conn.id);
-        // Reading as before, nothing to write: the poll interest stays.
-        linger(conn, key, self.now, &mut self.ready, &mut self.timers);
     }
 
     /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
@@ -613,32 +612,8 @@ impl<P: Protocol> Connections<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
         );
-        self.carry_out(key, next);
-    }
-
-    /// Does what the protocol asked after a call outside a read (a new connection, a deadline),
-    /// and writes its answers like any other.
-    fn carry_out(&mut self, key: usize, next: Next) {
-        let conn = &mut self.slab[key];
-        match next {
-            Next::CloseNow => {
-                let reason = self.protocol.close_reason(&conn.session);
-                return self.close(key, reason);
-            }
-            Next::Close => conn.phase = Phase::Closing,
-            Next::Pause if conn.phase == Phase::Open => {
-                conn.phase = Phase::Paused;
-                self.counters.pauses += 1;
-                self.cold_changed = true;
-            }
-            Next::Pause | Next::Continue => {}
-        }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
-            debug!("writing to {}: {e}", conn.peer());
-            return self.close(key, CloseReason::of_io_error(&e));
-        }
         arm_deadline(&self.protocol, conn, &mut self.timers, key);
-        self.settle(key);
+        self.answer(key, next);
     }
 }
 
@@ -652,29 +627,6 @@ fn arm_deadline<P: Protocol>(
 ) {
     if let Some(at) = protocol.deadline(&conn.session) {
         timers.arm(&mut conn.timer_at, at, key, conn.id);
-    }
-}
-
-/// During the drain, when to look at a connection again: one idle at a message boundary (the
-/// protocol holds nothing, no answer waits, nothing is left to read) is closed once it has been
-/// quiet for `DRAIN_QUIET`; one busy or in the middle of a message is looked at again after that
-/// long; one already closing needs no look.
-fn parting_at<P: Protocol>(
-    protocol: &P,
-    conn: &Connection<P::Session>,
-    now: Instant,
-) -> Option<Instant> {
-    match conn.phase {
-        Phase::Open
-            if conn.pending() == 0
-                && conn.input == Input::Drained
-                && !conn.queued
-                && protocol.at_boundary(&conn.session) =>
-        {
-            Some(conn.last_active + DRAIN_QUIET)
-        }
-        Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
-        Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
     }
 }
 

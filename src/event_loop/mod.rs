@@ -13,6 +13,7 @@
 //!   full; it hands each accepted socket to a closure.
 //! - `drive`: the connections and the path of their bytes (read → protocol → write, settle,
 //!   close, linger), with what they share.
+//! - `drain`: which connections the drain may close between two messages, and which it did.
 //! - `timers`: the lazy timer heap the connections' deadlines wait on.
 //! - `lifecycle`: signals, lame duck, drain, shutdown; it says what the loop must do next.
 //! - `side`: with `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`]
@@ -21,6 +22,7 @@
 //!   nothing of them on the echo's message path.
 
 mod accept;
+mod drain;
 mod drive;
 mod lifecycle;
 mod side;

@@ -1,0 +1,79 @@
+//! The drain's say in a connection's life: when a connection may be closed between two messages
+//! (idle at a message boundary for `DRAIN_QUIET`), whether a look finds it still quiet, and which
+//! connections it parted, so that their close counts as `drain`. A [`Drain`] decides and
+//! remembers; it never closes, reads or writes a connection itself (a one-byte peek excepted),
+//! and costs nothing before the drain.
+
+use std::collections::HashSet;
+use std::io;
+use std::time::Instant;
+
+use crate::config::DRAIN_QUIET;
+use crate::connection::{Connection, Input, Phase};
+use crate::framing::Protocol;
+
+/// The connections the drain parted, until their close.
+#[derive(Debug, Default)]
+pub(super) struct Drain {
+    /// Connections closed at a message boundary for the drain, by id, until their lingering
+    /// close ends: they count as `drain`. A set beside the slab rather than a field, so a
+    /// connection stays as small as it was; empty until the drain.
+    parting: HashSet<u64>,
+}
+
+/// What a look at a connection idle at a message boundary found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// Nothing arrived: close it with our FIN and the lingering close after it, as after a
+    /// protocol's last word. From now it counts as parted.
+    Part,
+    /// Something waits to be read (input, the peer's FIN or an error; the read finds out
+    /// which): a byte would be lost to the FIN, so it is read and answered first, and looked at
+    /// again `again`.
+    ReadFirst { again: Instant },
+}
+
+impl Drain {
+    /// During the drain, when to look at a connection again: one idle at a message boundary (the
+    /// protocol holds nothing, no answer waits, nothing is left to read) may be closed once it
+    /// has been quiet for `DRAIN_QUIET`; one busy or in the middle of a message is looked at
+    /// again after that long; one already closing needs no look.
+    pub fn look_at<P: Protocol>(
+        protocol: &P,
+        conn: &Connection<P::Session>,
+        now: Instant,
+    ) -> Option<Instant> {
+        match conn.phase {
+            Phase::Open
+                if conn.pending() == 0
+                    && conn.input == Input::Drained
+                    && !conn.queued
+                    && protocol.at_boundary(&conn.session) =>
+            {
+                Some(conn.last_active + DRAIN_QUIET)
+            }
+            Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
+            Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
+        }
+    }
+
+    /// The look [`Drain::look_at`] set came due at `now` and found the connection idle at a
+    /// boundary: parts it, unless a byte arrived since its last read.
+    pub fn look<S>(&mut self, conn: &Connection<S>, now: Instant) -> Look {
+        match conn.socket.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.parting.insert(conn.id);
+                Look::Part
+            }
+            _ => Look::ReadFirst {
+                again: now + DRAIN_QUIET,
+            },
+        }
+    }
+
+    /// Connection `id`, in its lingering close, has closed: true if the drain parted it, and
+    /// then its close counts as `drain`.
+    pub fn parted(&mut self, id: u64) -> bool {
+        self.parting.remove(&id)
+    }
+}
