@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::Interest;
@@ -233,6 +233,14 @@ impl<S> Connection<S> {
     pub fn shutdown_write(&self) {
         // The peer may already be gone; then the close that follows is all that is left to do.
         let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// Makes the close that follows a TCP reset (`SO_LINGER` 0): the kernel sends RST rather
+    /// than FIN and drops what it has not sent, so the peer's next read fails with
+    /// `ECONNRESET` once it has read what arrived before.
+    pub fn abort(&self) {
+        // The peer may already be gone; then the close that follows is all that is left to do.
+        let _ = socket2::SockRef::from(&self.socket).set_linger(Some(Duration::ZERO));
     }
 
     /// The peer's address for a log line, read only when that line is printed.

@@ -29,10 +29,13 @@ pub enum CloseReason {
     LineTooLong,
     /// HTTP: a request got an error response (4xx/5xx) and the connection closed after it.
     HttpError,
+    /// We reset the connection (`SO_LINGER` 0) because the protocol asked to
+    /// ([`crate::framing::Next::Reset`]): a fault injected on purpose.
+    Aborted,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Client,
         CloseReason::Idle,
         CloseReason::Reset,
@@ -41,6 +44,7 @@ impl CloseReason {
         CloseReason::Drain,
         CloseReason::LineTooLong,
         CloseReason::HttpError,
+        CloseReason::Aborted,
     ];
 
     /// The label value.
@@ -54,6 +58,7 @@ impl CloseReason {
             CloseReason::Drain => "drain",
             CloseReason::LineTooLong => "line_too_long",
             CloseReason::HttpError => "http_error",
+            CloseReason::Aborted => "aborted",
         }
     }
 

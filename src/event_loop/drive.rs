@@ -362,6 +362,7 @@ impl<P: Protocol> Connections<P> {
                 let reason = self.protocol.close_reason(&conn.session);
                 return self.close(key, reason);
             }
+            Next::Reset => return self.reset(key),
         }
         if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
             debug!("writing to {}: {e}", conn.peer());
@@ -498,6 +499,22 @@ impl<P: Protocol> Connections<P> {
         self.dead.push(key);
         self.open -= 1;
         self.group.closed();
+    }
+
+    /// The protocol asked for a reset: writes what waits, older output first, as far as the
+    /// socket takes it now, then closes with RST instead of FIN.
+    #[cold]
+    fn reset(&mut self, key: usize) {
+        let conn = &mut self.slab[key];
+        let written = (conn.send(&mut self.answers, &mut self.pool, &mut self.counters))
+            .and_then(|()| conn.flush(&mut self.pool, &mut self.counters));
+        if let Err(e) = written {
+            // The connection ends here either way.
+            debug!("writing to {} before its reset: {e}", conn.peer());
+        }
+        debug!("resetting {} as the protocol asked", conn.peer());
+        conn.abort();
+        self.close(key, CloseReason::Aborted);
     }
 
     /// Closes every connection still open, for the shutdown.
@@ -654,5 +671,116 @@ fn queue<S>(ready: &mut VecDeque<usize>, conn: &mut Connection<S>, key: usize) {
     if !conn.queued {
         conn.queued = true;
         ready.push_back(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    use mio::{Poll, Waker};
+
+    use crate::config::Config;
+    use crate::event_loop::{Listener, Worker, WAKER};
+    use crate::framing::{Answers, Next, Protocol, ProtocolCounts};
+    use crate::group::Group;
+    use crate::metrics::{CloseReason, Counters};
+
+    /// Answers the first read with `say`, and asks for a reset in the same call.
+    struct Abort {
+        say: &'static [u8],
+        counts: ProtocolCounts,
+    }
+
+    impl Protocol for Abort {
+        type Session = ();
+
+        fn read_len(&self, _: &(), room: usize) -> usize {
+            room.max(1)
+        }
+
+        fn on_read(&mut self, _: &mut (), _: &[u8], answers: &mut Answers<'_>) -> Next {
+            answers.push(self.say);
+            Next::Reset
+        }
+
+        fn on_writable(&mut self, _: &mut (), _: &mut Answers<'_>) -> Next {
+            Next::Continue
+        }
+
+        fn on_eof(&mut self, _: &mut (), _: &mut Answers<'_>) {}
+
+        fn at_boundary(&self, _: &()) -> bool {
+            true
+        }
+
+        fn counts(&self) -> &ProtocolCounts {
+            &self.counts
+        }
+    }
+
+    /// Serves `Abort { say }` on a loop of its own, sends one message, and returns what the
+    /// client read before the stream ended, how it ended, and what the loop counted.
+    fn reset_after(say: &'static [u8]) -> (Vec<u8>, Result<(), ErrorKind>, Counters) {
+        let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        let group = Arc::new(Group::new(vec![waker], 16));
+        let listeners = vec![Listener::new(listener, addr)];
+        let protocol = Abort {
+            say,
+            counts: ProtocolCounts::default(),
+        };
+        let worker = Worker::new(
+            &Config::loopback(),
+            poll,
+            listeners,
+            group.clone(),
+            protocol,
+        );
+        let serving = thread::spawn(move || worker.unwrap().run());
+
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"hello").unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 64]);
+        let end = loop {
+            match client.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        group.abort();
+        let counters = serving.join().unwrap().unwrap();
+        (got, end, counters)
+    }
+
+    /// `Next::Reset` with answers: the client reads them, then a reset rather than the end of
+    /// the stream, and the close counts as `aborted`.
+    #[test]
+    fn a_reset_writes_the_answers_first_then_resets() {
+        let (got, end, counters) = reset_after(b"partial");
+        assert_eq!(got.escape_ascii().to_string(), "partial");
+        assert_eq!(end, Err(ErrorKind::ConnectionReset));
+        assert_eq!(counters.closed(CloseReason::Aborted), 1);
+        assert_eq!(counters.bytes_out, 7);
+    }
+
+    /// `Next::Reset` with no answer: the client reads nothing but the reset.
+    #[test]
+    fn a_reset_without_answers_is_only_a_reset() {
+        let (got, end, counters) = reset_after(b"");
+        assert_eq!(got, b"");
+        assert_eq!(end, Err(ErrorKind::ConnectionReset));
+        assert_eq!(counters.closed(CloseReason::Aborted), 1);
+        assert_eq!(counters.closed(CloseReason::Client), 0);
     }
 }

@@ -33,6 +33,14 @@ pub enum Next {
     Close,
     /// Close at once; whatever waits to be written is dropped.
     CloseNow,
+    /// Abort with a TCP reset (`SO_LINGER` 0), so that a client's retry logic can be tested
+    /// (issue 17's `reset` fault): stop reading, write what waits (the answers of this call
+    /// included, after any written before) as far as the socket takes it at once, without
+    /// waiting for room, then close. The peer reads those bytes, then `ECONNRESET` rather than
+    /// the end of the stream. What the socket did not take is dropped, and so may be what it
+    /// took but had not sent yet: that is what a reset does. Counted as
+    /// [`CloseReason::Aborted`]. To reset before any answer, append none.
+    Reset,
 }
 
 /// A protocol's view of one connection's answers: where it appends them, how much room is

@@ -606,7 +606,7 @@ impl<R: Route> Http<R> {
                 }
             }
             // The last word is said: no head is awaited any more, so no timer may answer 408.
-            Next::Close | Next::CloseNow => {
+            Next::Close | Next::CloseNow | Next::Reset => {
                 session.held = Vec::new();
                 session.hold = None;
                 if let Body::Head(started) = &mut session.body {
