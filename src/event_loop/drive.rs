@@ -13,10 +13,10 @@ use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Registry, Token};
-use slab::Slab;
 
 use super::accept::{refuse_full, Accepted};
 use super::drain::{Drain, Look};
+use super::slots::Slots;
 use super::timers::Timers;
 use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
@@ -35,7 +35,7 @@ pub(super) struct Connections<P: Protocol> {
     /// lends its registry to the acceptor, the lifecycle and the side loops; it lives here so
     /// that a reregister on the message path reaches it without an argument passed down.
     poll: Poll,
-    slab: Slab<Connection<P::Session>>,
+    slots: Slots<P::Session>,
     protocol: P,
     group: Arc<Group>,
     max_pending: usize,
@@ -52,11 +52,6 @@ pub(super) struct Connections<P: Protocol> {
     ready: VecDeque<usize>,
     /// Idle, linger and protocol deadlines, and the drain's looks, checked lazily.
     timers: Timers,
-    /// Slots of connections closed this turn, freed once the turn's events are all handled.
-    dead: Vec<usize>,
-    /// Connections open in this loop.
-    open: usize,
-    next_id: u64,
     /// Which connections the drain may close, and which it did.
     drain: Drain,
     /// The time of this turn of the loop, read once after each poll.
@@ -80,7 +75,7 @@ impl<P: Protocol> Connections<P> {
     pub fn new(config: &Config, poll: Poll, group: Arc<Group>, protocol: P) -> Connections<P> {
         Connections {
             poll,
-            slab: Slab::new(),
+            slots: Slots::default(),
             protocol,
             group,
             max_pending: config.max_pending as usize,
@@ -90,9 +85,6 @@ impl<P: Protocol> Connections<P> {
             pool: Pool::new(),
             ready: VecDeque::new(),
             timers: Timers::default(),
-            dead: Vec::new(),
-            open: 0,
-            next_id: 0,
             drain: Drain::default(),
             now: Instant::now(),
             counters: Counters::default(),
@@ -143,7 +135,7 @@ impl<P: Protocol> Connections<P> {
     }
 
     pub fn open(&self) -> usize {
-        self.open
+        self.slots.open()
     }
 
     /// Connections wait on the ready list: the next turn must not wait for an event.
@@ -158,7 +150,7 @@ impl<P: Protocol> Connections<P> {
 
     /// Makes this turn's counts visible to a scrape in `slot`: once per turn, never per message.
     pub fn publish(&mut self, slot: &Published) {
-        self.counters.open = self.open as u64;
+        self.counters.open = self.slots.open() as u64;
         slot.store_hot(&self.counters, self.protocol.counts());
         if std::mem::take(&mut self.cold_changed) {
             slot.store_cold(&self.counters);
@@ -167,7 +159,7 @@ impl<P: Protocol> Connections<P> {
 
     /// What this loop counted, for the summary once it ends.
     pub fn into_counters(mut self) -> Counters {
-        self.counters.open = self.open as u64;
+        self.counters.open = self.slots.open() as u64;
         self.counters
     }
 
@@ -194,9 +186,7 @@ impl<P: Protocol> Connections<P> {
             refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
-        let now = self.now;
-        let entry = self.slab.vacant_entry();
-        let key = entry.key();
+        let key = self.slots.next_key();
         // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
         // for the peer's delayed ACK.
         let _ = socket.set_nodelay(true);
@@ -210,14 +200,14 @@ impl<P: Protocol> Connections<P> {
             return;
         }
         debug!("connected with {peer}");
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut conn = Connection::new(socket, id, now);
-        if let Some(at) = self.idle_timeout.and_then(|idle| now.checked_add(idle)) {
-            self.timers.set(&mut conn.timer_at, at, key, id);
+        let key = self.slots.insert(socket, self.now);
+        let conn = &mut self.slots[key];
+        if let Some(at) = self
+            .idle_timeout
+            .and_then(|idle| self.now.checked_add(idle))
+        {
+            self.timers.set(&mut conn.timer_at, at, key, conn.id);
         }
-        entry.insert(conn);
-        self.open += 1;
         self.counters.accepted += 1;
         self.cold_changed = true;
         self.greet(key);
@@ -228,23 +218,20 @@ impl<P: Protocol> Connections<P> {
     /// idle. Scans the slab: only side loops, with a few dozen connections, do this.
     fn evict_oldest_idle(&mut self) -> bool {
         let protocol = &self.protocol;
-        let oldest = (self.slab.iter())
-            .filter(|(_, conn)| match conn.phase {
-                Phase::Lingering => true,
-                Phase::Open => {
-                    conn.pending() == 0
-                        && conn.input == Input::Drained
-                        && !conn.queued
-                        && protocol.at_boundary(&conn.session)
-                }
-                _ => false,
-            })
-            .min_by_key(|(_, conn)| conn.last_active)
-            .map(|(key, _)| key);
+        let oldest = self.slots.idle_longest(|conn| match conn.phase {
+            Phase::Lingering => true,
+            Phase::Open => {
+                conn.pending() == 0
+                    && conn.input == Input::Drained
+                    && !conn.queued
+                    && protocol.at_boundary(&conn.session)
+            }
+            _ => false,
+        });
         let Some(key) = oldest else {
             return false;
         };
-        debug!("full: closing {}, idle the longest", self.slab[key].peer());
+        debug!("full: closing {}, idle the longest", self.slots[key].peer());
         self.close(key, CloseReason::Idle);
         self.group.try_open()
     }
@@ -252,7 +239,7 @@ impl<P: Protocol> Connections<P> {
     /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
     /// this costs a call that does nothing, once per connection.
     fn greet(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         self.answers.clear();
         let next = self.protocol.on_open(
             &mut conn.session,
@@ -267,7 +254,7 @@ impl<P: Protocol> Connections<P> {
 
     /// A connection's socket has an event.
     pub fn on_event(&mut self, key: usize, event: &Event) {
-        let Some(conn) = self.slab.get_mut(key) else {
+        let Some(conn) = self.slots.get_mut(key) else {
             return;
         };
         if conn.phase == Phase::Dead {
@@ -289,7 +276,7 @@ impl<P: Protocol> Connections<P> {
             };
             // A connection closed since it was queued is skipped, and so is a newer one that
             // took its slot: that one was never queued.
-            if let Some(conn) = self.slab.get_mut(key) {
+            if let Some(conn) = self.slots.get_mut(key) {
                 if conn.queued && conn.phase != Phase::Dead {
                     conn.queued = false;
                     self.drive(key);
@@ -302,7 +289,7 @@ impl<P: Protocol> Connections<P> {
     /// what it held back once there is room, read and answer within the budget, then bring the
     /// connection's phase and poll interest in line.
     fn drive(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         match conn.flush(&mut self.pool, &mut self.counters) {
             Ok(0) => {}
             Ok(_) => conn.last_active = self.now,
@@ -331,7 +318,7 @@ impl<P: Protocol> Connections<P> {
             next = match self.read_and_answer(key) {
                 Ok(next) => next,
                 Err(e) => {
-                    debug!("reading from {}: {e}", self.slab[key].peer());
+                    debug!("reading from {}: {e}", self.slots[key].peer());
                     return self.close(key, CloseReason::of_io_error(&e));
                 }
             };
@@ -343,7 +330,7 @@ impl<P: Protocol> Connections<P> {
     /// connection.
     #[inline]
     fn answer(&mut self, key: usize, next: Next) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         match next {
             Next::Continue => {}
             Next::Pause => {
@@ -379,7 +366,7 @@ impl<P: Protocol> Connections<P> {
     fn read_and_answer(&mut self, key: usize) -> io::Result<Next> {
         // One slab lookup for the whole loop: the fields are borrowed apart.
         let Connections {
-            slab,
+            slots,
             protocol,
             answers,
             read_buf,
@@ -391,7 +378,7 @@ impl<P: Protocol> Connections<P> {
             turn_left,
             ..
         } = self;
-        let conn = &mut slab[key];
+        let conn = &mut slots[key];
         let lingering = conn.phase == Phase::Lingering;
         let mut budget = READ_BUDGET;
         loop {
@@ -448,7 +435,7 @@ impl<P: Protocol> Connections<P> {
     /// Moves a connection on after I/O: closes it when done, lingers after our last word,
     /// queues it when it can go on without a new event, reregisters when its interest changed.
     fn settle(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         let drained = conn.pending() == 0;
         match conn.phase {
             Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
@@ -478,7 +465,7 @@ impl<P: Protocol> Connections<P> {
     /// Closes a connection for `why`; after the protocol's last word (an error answer), the
     /// protocol's reason stands, however the linger ends, unless the shutdown cut it.
     fn close(&mut self, key: usize, why: CloseReason) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         let reason = match conn.phase {
             Phase::Dead => return,
             Phase::Closing | Phase::Lingering if why != CloseReason::Shutdown => {
@@ -494,10 +481,8 @@ impl<P: Protocol> Connections<P> {
         self.counters.close(reason);
         self.cold_changed = true;
         self.counters.pending -= conn.pending() as u64;
-        conn.phase = Phase::Dead;
         let _ = self.poll.registry().deregister(&mut conn.socket);
-        self.dead.push(key);
-        self.open -= 1;
+        self.slots.retire(key);
         self.group.closed();
     }
 
@@ -505,7 +490,7 @@ impl<P: Protocol> Connections<P> {
     /// socket takes it now, then closes with RST instead of FIN.
     #[cold]
     fn reset(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         let written = (conn.send(&mut self.answers, &mut self.pool, &mut self.counters))
             .and_then(|()| conn.flush(&mut self.pool, &mut self.counters));
         if let Err(e) = written {
@@ -519,29 +504,15 @@ impl<P: Protocol> Connections<P> {
 
     /// Closes every connection still open, for the shutdown.
     pub fn close_all(&mut self) {
-        let keys: Vec<usize> = self.slab.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            if self.slab[key].phase != Phase::Dead {
-                self.close(key, CloseReason::Shutdown);
-            }
+        for key in self.slots.live_keys() {
+            self.close(key, CloseReason::Shutdown);
         }
     }
 
     /// Frees the slots of the connections closed this turn; true if there were any (their
     /// descriptors are free to accept into only now).
     pub fn free_dead(&mut self) -> bool {
-        if self.dead.is_empty() {
-            return false;
-        }
-        for key in self.dead.drain(..) {
-            self.slab.remove(key);
-        }
-        let slab = &self.slab;
-        self.timers.sweep(self.open, |entry| {
-            slab.get(entry.key)
-                .is_some_and(|conn| entry.is_for(conn.id, conn.timer_at))
-        });
-        true
+        self.slots.free_dead(&mut self.timers)
     }
 
     /// Looks at the connections whose timer came due by `now`: closes the idle, ends lingering
@@ -550,7 +521,7 @@ impl<P: Protocol> Connections<P> {
     pub fn expire_timers(&mut self, now: Instant, draining: bool) {
         while let Some(entry) = self.timers.pop_due(now) {
             let key = entry.key;
-            let Some(conn) = self.slab.get_mut(key) else {
+            let Some(conn) = self.slots.get_mut(key) else {
                 continue;
             };
             if !entry.is_for(conn.id, conn.timer_at) || conn.phase == Phase::Dead {
@@ -593,7 +564,7 @@ impl<P: Protocol> Connections<P> {
     /// look later, as with idle timeouts.
     pub fn start_drain(&mut self, now: Instant) {
         self.protocol.on_drain();
-        for (key, conn) in self.slab.iter_mut() {
+        for (key, conn) in self.slots.iter_mut() {
             if let Some(at) = Drain::look_at(&self.protocol, conn, now) {
                 self.timers.arm(&mut conn.timer_at, at, key, conn.id);
             }
@@ -604,7 +575,7 @@ impl<P: Protocol> Connections<P> {
     /// lingering close after it, as after a protocol's last word: the client reads every answer
     /// and then the end of the stream; or reads and answers first what it finds waiting.
     fn part(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         match self.drain.look(conn, self.now) {
             Look::Part => {
                 debug!("closing {} between messages for the drain", conn.peer());
@@ -622,7 +593,7 @@ impl<P: Protocol> Connections<P> {
     /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
     /// its answer goes out like any other.
     fn on_protocol_deadline(&mut self, key: usize) {
-        let conn = &mut self.slab[key];
+        let conn = &mut self.slots[key];
         self.answers.clear();
         let room = self.max_pending.saturating_sub(conn.pending());
         let next = self.protocol.on_deadline(

@@ -14,6 +14,8 @@
 //! - `drive`: the connections and the path of their bytes (read → protocol → write, settle,
 //!   close, linger), with what they share.
 //! - `drain`: which connections the drain may close between two messages, and which it did.
+//! - `slots`: the slab the connections live in, their ids, the open count, the slots freed at
+//!   the end of a turn.
 //! - `timers`: the lazy timer heap the connections' deadlines wait on.
 //! - `lifecycle`: signals, lame duck, drain, shutdown; it says what the loop must do next.
 //! - `side`: with `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`]
@@ -26,6 +28,7 @@ mod drain;
 mod drive;
 mod lifecycle;
 mod side;
+mod slots;
 mod timers;
 
 use std::io;
