@@ -17,6 +17,7 @@ use mio::{Events, Poll, Registry, Token};
 use super::accept::{refuse_full, Accepted};
 use super::drain::{Drain, Look};
 use super::slots::Slots;
+use super::tally::Tally;
 use super::timers::Timers;
 use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
@@ -56,11 +57,8 @@ pub(super) struct Connections<P: Protocol> {
     drain: Drain,
     /// The time of this turn of the loop, read once after each poll.
     now: Instant,
-    /// What this loop did, counted here and nowhere else (see [`crate::metrics`]).
-    counters: Counters,
-    /// A counter that changes per connection rather than per message (accepts, refusals,
-    /// closes, pauses, accept errors) changed since the last publish: only then are they stored.
-    cold_changed: bool,
+    /// What this loop counted.
+    tally: Tally,
     /// Bytes read from all connections in one turn; the echo loops' is unbounded, a side loop's
     /// small (see [`Connections::bound_as_side`]). What is left waits on the ready list.
     turn_budget: usize,
@@ -87,8 +85,7 @@ impl<P: Protocol> Connections<P> {
             timers: Timers::default(),
             drain: Drain::default(),
             now: Instant::now(),
-            counters: Counters::default(),
-            cold_changed: true,
+            tally: Tally::default(),
             turn_budget: usize::MAX,
             turn_left: usize::MAX,
             evict_idle: false,
@@ -150,17 +147,12 @@ impl<P: Protocol> Connections<P> {
 
     /// Makes this turn's counts visible to a scrape in `slot`: once per turn, never per message.
     pub fn publish(&mut self, slot: &Published) {
-        self.counters.open = self.slots.open() as u64;
-        slot.store_hot(&self.counters, self.protocol.counts());
-        if std::mem::take(&mut self.cold_changed) {
-            slot.store_cold(&self.counters);
-        }
+        (self.tally).publish(slot, self.slots.open(), self.protocol.counts());
     }
 
     /// What this loop counted, for the summary once it ends.
-    pub fn into_counters(mut self) -> Counters {
-        self.counters.open = self.slots.open() as u64;
-        self.counters
+    pub fn into_counters(self) -> Counters {
+        self.tally.into_counters(self.slots.open())
     }
 
     /// Takes what a listener gave: a new connection, or a failure to count.
@@ -168,8 +160,7 @@ impl<P: Protocol> Connections<P> {
         match accepted {
             Ok((socket, peer)) => self.admit_socket(socket, peer),
             Err(kind) => {
-                self.counters.accept_errors[kind as usize] += 1;
-                self.cold_changed = true;
+                self.tally.cold().accept_errors[kind as usize] += 1;
             }
         }
     }
@@ -177,8 +168,7 @@ impl<P: Protocol> Connections<P> {
     fn admit_socket(&mut self, mut socket: TcpStream, peer: SocketAddr) {
         let admitted = self.group.try_open() || (self.evict_idle && self.evict_oldest_idle());
         if !admitted {
-            self.counters.refused_full += 1;
-            self.cold_changed = true;
+            self.tally.cold().refused_full += 1;
             self.group.refused_full(self.now);
             self.answers.clear();
             let mut answers = Answers::new(&mut self.answers, self.max_pending, self.now);
@@ -208,8 +198,7 @@ impl<P: Protocol> Connections<P> {
         {
             self.timers.set(&mut conn.timer_at, at, key, conn.id);
         }
-        self.counters.accepted += 1;
-        self.cold_changed = true;
+        self.tally.cold().accepted += 1;
         self.greet(key);
     }
 
@@ -290,7 +279,7 @@ impl<P: Protocol> Connections<P> {
     /// connection's phase and poll interest in line.
     fn drive(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        match conn.flush(&mut self.pool, &mut self.counters) {
+        match conn.flush(&mut self.pool, &mut self.tally.counters) {
             Ok(0) => {}
             Ok(_) => conn.last_active = self.now,
             Err(e) => {
@@ -336,8 +325,7 @@ impl<P: Protocol> Connections<P> {
             Next::Pause => {
                 if conn.phase == Phase::Open {
                     conn.phase = Phase::Paused;
-                    self.counters.pauses += 1;
-                    self.cold_changed = true;
+                    self.tally.cold().pauses += 1;
                 }
             }
             Next::Close => {
@@ -351,7 +339,7 @@ impl<P: Protocol> Connections<P> {
             }
             Next::Reset => return self.reset(key),
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.counters) {
+        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.tally.counters) {
             debug!("writing to {}: {e}", conn.peer());
             return self.close(key, CloseReason::of_io_error(&e));
         }
@@ -374,7 +362,7 @@ impl<P: Protocol> Connections<P> {
             timers,
             max_pending,
             now,
-            counters,
+            tally,
             turn_left,
             ..
         } = self;
@@ -415,7 +403,7 @@ impl<P: Protocol> Connections<P> {
             };
             budget = budget.saturating_sub(n);
             *turn_left -= n;
-            counters.bytes_in += n as u64;
+            tally.counters.bytes_in += n as u64;
             if !lingering {
                 conn.last_active = *now;
                 let mut answers = Answers::new(answers, room, *now);
@@ -478,9 +466,8 @@ impl<P: Protocol> Connections<P> {
             _ => why,
         };
         debug!("closed {} ({})", conn.peer(), reason.label());
-        self.counters.close(reason);
-        self.cold_changed = true;
-        self.counters.pending -= conn.pending() as u64;
+        self.tally.cold().close(reason);
+        self.tally.counters.pending -= conn.pending() as u64;
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.slots.retire(key);
         self.group.closed();
@@ -491,8 +478,8 @@ impl<P: Protocol> Connections<P> {
     #[cold]
     fn reset(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        let written = (conn.send(&mut self.answers, &mut self.pool, &mut self.counters))
-            .and_then(|()| conn.flush(&mut self.pool, &mut self.counters));
+        let written = (conn.send(&mut self.answers, &mut self.pool, &mut self.tally.counters))
+            .and_then(|()| conn.flush(&mut self.pool, &mut self.tally.counters));
         if let Err(e) = written {
             // The connection ends here either way.
             debug!("writing to {} before its reset: {e}", conn.peer());

@@ -16,6 +16,7 @@
 //! - `drain`: which connections the drain may close between two messages, and which it did.
 //! - `slots`: the slab the connections live in, their ids, the open count, the slots freed at
 //!   the end of a turn.
+//! - `tally`: what the loop counts, published once per turn.
 //! - `timers`: the lazy timer heap the connections' deadlines wait on.
 //! - `lifecycle`: signals, lame duck, drain, shutdown; it says what the loop must do next.
 //! - `side`: with `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`]
@@ -29,6 +30,7 @@ mod drive;
 mod lifecycle;
 mod side;
 mod slots;
+mod tally;
 mod timers;
 
 use std::io;
