@@ -3,7 +3,6 @@
 //! share (read and answers buffers, output pool, ready list, timers). It must never block, never
 //! allocate per message, never read past a budget, and never know which protocol it drives.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use mio::{Events, Poll, Registry, Token};
 
 use super::accept::{refuse_full, Accepted};
 use super::drain::{Drain, Look};
+use super::ready::Ready;
 use super::slots::Slots;
 use super::tally::Tally;
 use super::timers::Timers;
@@ -47,10 +47,8 @@ pub(super) struct Connections<P: Protocol> {
     answers: Vec<u8>,
     /// Output buffers lent to connections whose socket is full.
     pool: Pool,
-    /// Slab keys whose readiness was not used up this turn (read budget, a protocol with answers
-    /// held back); they are served next turn without waiting, because edge-triggered epoll will
-    /// not report them again.
-    ready: VecDeque<usize>,
+    /// Connections served next turn without waiting for an event.
+    ready: Ready,
     /// Idle, linger and protocol deadlines, and the drain's looks, checked lazily.
     timers: Timers,
     /// Which connections the drain may close, and which it did.
@@ -81,7 +79,7 @@ impl<P: Protocol> Connections<P> {
             read_buf: vec![0; MAX_READ].into(),
             answers: Vec::new(),
             pool: Pool::new(),
-            ready: VecDeque::new(),
+            ready: Ready::default(),
             timers: Timers::default(),
             drain: Drain::default(),
             now: Instant::now(),
@@ -259,18 +257,9 @@ impl<P: Protocol> Connections<P> {
 
     /// Serves the connections left over from last turn.
     pub fn serve_ready(&mut self) {
-        for _ in 0..self.ready.len() {
-            let Some(key) = self.ready.pop_front() else {
-                break;
-            };
-            // A connection closed since it was queued is skipped, and so is a newer one that
-            // took its slot: that one was never queued.
-            if let Some(conn) = self.slots.get_mut(key) {
-                if conn.queued && conn.phase != Phase::Dead {
-                    conn.queued = false;
-                    self.drive(key);
-                }
-            }
+        let mut left = self.ready.len();
+        while let Some(key) = self.ready.next(&mut self.slots, &mut left) {
+            self.drive(key);
         }
     }
 
@@ -377,7 +366,7 @@ impl<P: Protocol> Connections<P> {
                 return Ok(Next::Pause);
             }
             if budget == 0 || *turn_left == 0 {
-                queue(ready, conn, key);
+                ready.queue(conn, key);
                 return Ok(Next::Continue);
             }
             let room = *max_pending - used;
@@ -431,9 +420,7 @@ impl<P: Protocol> Connections<P> {
                 linger(conn, key, self.now, &mut self.ready, &mut self.timers)
             }
             // The answers went out at once: the protocol may answer what it held back.
-            Phase::Paused if conn.pending() <= self.max_pending / 2 => {
-                queue(&mut self.ready, conn, key)
-            }
+            Phase::Paused if conn.pending() <= self.max_pending / 2 => self.ready.queue(conn, key),
             _ => {}
         }
         let interest = conn.interest();
@@ -571,7 +558,7 @@ impl<P: Protocol> Connections<P> {
             }
             Look::ReadFirst { again } => {
                 conn.input = Input::ReadyUntilWouldBlock;
-                queue(&mut self.ready, conn, key);
+                self.ready.queue(conn, key);
                 self.timers.set(&mut conn.timer_at, again, key, conn.id);
             }
         }
@@ -611,7 +598,7 @@ fn linger<S>(
     conn: &mut Connection<S>,
     key: usize,
     now: Instant,
-    ready: &mut VecDeque<usize>,
+    ready: &mut Ready,
     timers: &mut Timers,
 ) {
     conn.shutdown_write();
@@ -620,16 +607,8 @@ fn linger<S>(
     conn.phase = Phase::Lingering;
     // Whatever already waits in the socket is read away next turn.
     conn.input = Input::ReadyUntilWouldBlock;
-    queue(ready, conn, key);
+    ready.queue(conn, key);
     timers.arm(&mut conn.timer_at, until, key, conn.id);
-}
-
-/// Puts a connection on the list served next turn, once.
-fn queue<S>(ready: &mut VecDeque<usize>, conn: &mut Connection<S>, key: usize) {
-    if !conn.queued {
-        conn.queued = true;
-        ready.push_back(key);
-    }
 }
 
 #[cfg(test)]

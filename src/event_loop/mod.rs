@@ -14,6 +14,7 @@
 //! - `drive`: the connections and the path of their bytes (read → protocol → write, settle,
 //!   close, linger), with what they share.
 //! - `drain`: which connections the drain may close between two messages, and which it did.
+//! - `ready`: the connections served next turn without waiting for an event.
 //! - `slots`: the slab the connections live in, their ids, the open count, the slots freed at
 //!   the end of a turn.
 //! - `tally`: what the loop counts, published once per turn.
@@ -28,6 +29,7 @@ mod accept;
 mod drain;
 mod drive;
 mod lifecycle;
+mod ready;
 mod side;
 mod slots;
 mod tally;
