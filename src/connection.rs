@@ -11,7 +11,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::Interest;
+use mio::{Interest, Registry, Token};
 
 use crate::metrics::Counters;
 
@@ -157,6 +157,18 @@ impl<S> Connection<S> {
             (false, true) => Interest::WRITABLE,
             (false, false) => self.registered,
         }
+    }
+
+    /// Brings the poll's interest in `registry` in line with [`Connection::interest`]; a
+    /// syscall only when it changed.
+    #[inline]
+    pub fn reregister(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        let interest = self.interest();
+        if interest != self.registered {
+            registry.reregister(&mut self.socket, Token(key), interest)?;
+            self.registered = interest;
+        }
+        Ok(())
     }
 
     /// One read into the loop's shared buffer.

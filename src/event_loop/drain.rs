@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::io;
 use std::time::Instant;
 
+use super::slots::Slots;
+use super::timers::Timers;
 use crate::config::DRAIN_QUIET;
 use crate::connection::{Connection, Input, Phase};
 use crate::framing::Protocol;
@@ -44,16 +46,36 @@ impl Drain {
         now: Instant,
     ) -> Option<Instant> {
         match conn.phase {
-            Phase::Open
-                if conn.pending() == 0
-                    && conn.input == Input::Drained
-                    && !conn.queued
-                    && protocol.at_boundary(&conn.session) =>
-            {
+            Phase::Open if Drain::at_boundary(protocol, conn) => {
                 Some(conn.last_active + DRAIN_QUIET)
             }
             Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
             Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
+        }
+    }
+
+    /// Whether an open connection is idle at a message boundary: the protocol holds nothing of
+    /// a message, no answer waits, nothing is left to read. Closing it cuts nothing.
+    pub fn at_boundary<P: Protocol>(protocol: &P, conn: &Connection<P::Session>) -> bool {
+        conn.pending() == 0
+            && conn.input == Input::Drained
+            && !conn.queued
+            && protocol.at_boundary(&conn.session)
+    }
+
+    /// The drain begins: every connection gets a look on `timers`, which from now on closes
+    /// those idle at a message boundary; activity only moves the look later, as with idle
+    /// timeouts.
+    pub fn start<P: Protocol>(
+        protocol: &P,
+        slots: &mut Slots<P::Session>,
+        timers: &mut Timers,
+        now: Instant,
+    ) {
+        for (key, conn) in slots.iter_mut() {
+            if let Some(at) = Drain::look_at(protocol, conn, now) {
+                timers.arm(&mut conn.timer_at, at, key, conn.id);
+            }
         }
     }
 

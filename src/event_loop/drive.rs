@@ -207,12 +207,7 @@ impl<P: Protocol> Connections<P> {
         let protocol = &self.protocol;
         let oldest = self.slots.idle_longest(|conn| match conn.phase {
             Phase::Lingering => true,
-            Phase::Open => {
-                conn.pending() == 0
-                    && conn.input == Input::Drained
-                    && !conn.queued
-                    && protocol.at_boundary(&conn.session)
-            }
+            Phase::Open => Drain::at_boundary(protocol, conn),
             _ => false,
         });
         let Some(key) = oldest else {
@@ -423,17 +418,9 @@ impl<P: Protocol> Connections<P> {
             Phase::Paused if conn.pending() <= self.max_pending / 2 => self.ready.queue(conn, key),
             _ => {}
         }
-        let interest = conn.interest();
-        if interest != conn.registered {
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut conn.socket, Token(key), interest)
-            {
-                debug!("reregistering {}: {e}", conn.peer());
-                return self.close(key, CloseReason::Error);
-            }
-            conn.registered = interest;
+        if let Err(e) = conn.reregister(self.poll.registry(), key) {
+            debug!("reregistering {}: {e}", conn.peer());
+            self.close(key, CloseReason::Error);
         }
     }
 
@@ -533,16 +520,10 @@ impl<P: Protocol> Connections<P> {
         }
     }
 
-    /// The drain begins: the protocol hears it, and every connection gets a look on the timer
-    /// heap, which from now on closes those idle at a message boundary; activity only moves the
-    /// look later, as with idle timeouts.
+    /// The drain begins: the protocol hears it, and every connection gets a look.
     pub fn start_drain(&mut self, now: Instant) {
         self.protocol.on_drain();
-        for (key, conn) in self.slots.iter_mut() {
-            if let Some(at) = Drain::look_at(&self.protocol, conn, now) {
-                self.timers.arm(&mut conn.timer_at, at, key, conn.id);
-            }
-        }
+        Drain::start(&self.protocol, &mut self.slots, &mut self.timers, now);
     }
 
     /// Closes a connection idle at a message boundary during the drain with our FIN and the
