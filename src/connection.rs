@@ -31,6 +31,9 @@ pub enum Phase {
     /// Not reading: the output reached `--max-pending` (the client reads slower than it sends)
     /// or the protocol holds answers it has no room for. Resumes below half the cap.
     Paused,
+    /// Not reading: the protocol's answer waits for its time (an HTTP `delay`, a `drip`'s next
+    /// piece). Resumes when the protocol's deadline has passed and it says so.
+    Waiting,
     /// The peer shut down its write side: flush every answer, then close.
     PeerDone,
     /// We decided to close (an error answer): flush, then linger.

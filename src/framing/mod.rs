@@ -12,6 +12,7 @@ pub mod chunk;
 pub mod http;
 pub mod line;
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use crate::metrics::{CloseReason, ProtocolCounts};
@@ -41,6 +42,12 @@ pub enum Next {
     /// took but had not sent yet: that is what a reset does. Counted as
     /// [`CloseReason::Aborted`]. To reset before any answer, append none.
     Reset,
+    /// Stop reading until the protocol's deadline ([`Protocol::deadline`]): an answer waits
+    /// for its time (issue 17's `delay`, a `drip`'s next piece). The answers of this call are
+    /// written; then the loop neither reads nor calls the protocol until that deadline, calls
+    /// [`Protocol::on_deadline`] then, and reads again (first what arrived meanwhile) once that
+    /// returns anything but `Wait`. Idle and drain timers still run.
+    Wait,
 }
 
 /// A protocol's view of one connection's answers: where it appends them, how much room is
@@ -50,13 +57,48 @@ pub struct Answers<'a> {
     /// `out` may grow to this length before the protocol should pause.
     limit: usize,
     now: Instant,
+    /// The connection answered, when the loop says (tests and tools driving a protocol do not).
+    origin: Option<Origin<'a>>,
+}
+
+/// The connection a protocol answers, for the rare answer that describes it (HTTP's
+/// `format=json`): its id on its loop, and its socket, whose peer is asked for on demand (a
+/// syscall, never on the message path), so a connection keeps no copy of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub id: u64,
+    socket: &'a mio::net::TcpStream,
+}
+
+impl Origin<'_> {
+    /// The peer's address, `None` once the peer is gone.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.socket.peer_addr().ok()
+    }
 }
 
 impl<'a> Answers<'a> {
     /// Answers appended to `out`, of which `room` more bytes fit under the output cap.
     pub fn new(out: &'a mut Vec<u8>, room: usize, now: Instant) -> Answers<'a> {
         let limit = out.len().saturating_add(room);
-        Answers { out, limit, now }
+        Answers {
+            out,
+            limit,
+            now,
+            origin: None,
+        }
+    }
+
+    /// Says which connection these answers go to: connection `id` of its loop, on `socket`.
+    #[inline]
+    pub fn on(mut self, id: u64, socket: &'a mio::net::TcpStream) -> Answers<'a> {
+        self.origin = Some(Origin { id, socket });
+        self
+    }
+
+    /// The connection answered, if the loop said.
+    pub fn origin(&self) -> Option<Origin<'a>> {
+        self.origin
     }
 
     #[inline]

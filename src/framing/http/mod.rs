@@ -600,7 +600,7 @@ impl<R: Route> Http<R> {
                 }
             }
             // The wait is ours, not the client's.
-            Next::Pause => {
+            Next::Pause | Next::Wait => {
                 if let Body::Head(started) = &mut session.body {
                     *started = None;
                 }
