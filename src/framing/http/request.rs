@@ -64,6 +64,12 @@ pub(super) struct Head<'a> {
     pub path: &'a [u8],
     /// Bytes of `path` percent-decoded.
     pub decoded_len: usize,
+    /// The target's query, after its `?`, still percent-encoded (not checked): where a request
+    /// asks for test-backend controls (issue 17). `None` without a `?`.
+    pub query: Option<&'a [u8]>,
+    /// Some header field's name starts with `x-` (any case): the request may carry controls in
+    /// its fields, which are read again then, off the common path.
+    pub x_fields: bool,
     /// What the request asked of its connection.
     pub connection: ConnectionHeader,
     /// `Expect: 100-continue` from a client that understands 100.
@@ -216,13 +222,15 @@ fn accept<'a>(
             "the request target must be ASCII (percent-encode the rest)",
         ));
     }
-    let path = echo_path(target)?;
+    let (path, query) = echo_path(target)?;
     let decoded_len = decoded_len(path)?;
     Ok(Some(Head {
         len: head_len,
         method,
         path,
         decoded_len,
+        query,
+        x_fields: fields.x_fields,
         connection,
         expect_continue,
         chunked,
@@ -396,6 +404,8 @@ struct Fields<'h> {
     close: bool,
     keep_alive: bool,
     expect: Expect,
+    /// A field's name starts with `x-`.
+    x_fields: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -457,6 +467,8 @@ impl<'h> Fields<'h> {
                 } else if fields.expect == Expect::None {
                     fields.expect = Expect::Continue;
                 }
+            } else if name.as_bytes().get(1) == Some(&b'-') && name.as_bytes()[0] | 0x20 == b'x' {
+                fields.x_fields = true;
             }
         }
         fields.transfer = match (codings, chunked, last_chunked) {
@@ -525,8 +537,9 @@ fn parse_error(e: httparse::Error) -> Refusal {
     }
 }
 
-/// What a request without a body said: its target's path after the leading `/`, query dropped.
-fn echo_path(target: &str) -> Result<&[u8], Refusal> {
+/// What a request without a body said: its target's path after the leading `/`, and apart, its
+/// query after the `?`, if any.
+fn echo_path(target: &str) -> Result<(&[u8], Option<&[u8]>), Refusal> {
     let path = if let Some(path) = target.strip_prefix('/') {
         path
     } else if target == "*" {
@@ -538,8 +551,10 @@ fn echo_path(target: &str) -> Result<&[u8], Refusal> {
         return Err(refusal(BAD_REQUEST, "the request target must start with /"));
     };
     let path = path.as_bytes();
-    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
-    Ok(&path[..end])
+    Ok(match memchr::memchr(b'?', path) {
+        Some(end) => (&path[..end], Some(&path[end + 1..])),
+        None => (path, None),
+    })
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
