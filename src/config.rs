@@ -126,6 +126,19 @@ pub const DEFAULT_MAX_HELD: u64 = 256 * 1024 * 1024;
 /// The largest `--max-held`: 1 TiB, like `--max-body`; it bounds memory, so larger is a typo.
 pub const MAX_HELD_LIMIT: u64 = 1 << 40;
 
+/// The default `--max-delay`: 10 s, the longest wait a request's `delay` (or `drip` interval)
+/// may ask for. Each delayed answer holds its connection and a timer entry, no more, so the bound
+/// is about what a test means (go-httpbin's is 10 s too), not about memory.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// The longest `--max-delay`: one hour, like `--shutdown-timeout`, so a delay's deadline cannot
+/// overflow.
+pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// The default `--max-size`: 1 MiB, the largest body a request's `size` may ask for. Bodies are
+/// written from a static filler, so the bound is about bandwidth, not memory.
+pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024;
+/// The largest `--max-size`: 1 TiB, like `--max-body`.
+pub const MAX_SIZE_LIMIT: u64 = 1 << 40;
+
 /// How the byte stream of a connection is cut into messages that each get an answer.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingKind {

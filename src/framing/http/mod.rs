@@ -24,6 +24,7 @@
 
 mod body;
 mod chunked;
+pub mod control;
 mod date;
 mod held;
 mod host;
