@@ -31,6 +31,7 @@ mod host;
 mod request;
 mod response;
 mod route;
+mod staged;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub use request::MAX_HEADERS;
 use request::{push_decoded, refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{chunk_size_line, Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
+pub use staged::Backend;
+use staged::{Controller, Lent, Step};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
@@ -97,6 +100,8 @@ pub struct Http<R = Echo> {
     /// The server drains: every answer from now on says `Connection: close`, and its
     /// connection closes after it (clients open a new one elsewhere).
     draining: bool,
+    /// The test-backend controls (issue 17): which requests have them, and what they need.
+    controls: Controller,
     /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
     #[cfg(test)]
     parses: usize,
@@ -120,6 +125,8 @@ pub struct HttpSession {
     /// Empty lines dropped before the request line of the next request (at most
     /// `MAX_EMPTY_LINES`).
     empty_lines: usize,
+    /// Requests started on this connection, for a `format=json` description.
+    requests: u32,
 }
 
 impl HttpSession {
@@ -162,12 +169,21 @@ impl<R: Route> Http<R> {
         Http {
             prefix: prefix.into(),
             limits,
-            heads: Heads::new(),
+            heads: Heads::new(None),
             route,
             draining: false,
+            controls: Controller::new(Backend::default()),
             #[cfg(test)]
             parses: 0,
         }
+    }
+
+    /// HTTP mode with the test-backend controls `backend` sets up (`--no-controls`,
+    /// `--http-defaults`, `--instance`, ...): `X-Served-By` on every answer with an instance.
+    pub fn with_backend(mut self, backend: Backend) -> Http<R> {
+        self.heads = Heads::new(backend.instance.as_deref());
+        self.controls = Controller::new(backend);
+        self
     }
 
     /// Answers an error: one line saying what was wrong, then the connection closes. To a HEAD
@@ -261,6 +277,26 @@ impl<R: Route> Http<R> {
                             session.answer.reply = Reply::HeadOnly;
                         }
                         return (input.len(), self.refuse(session, answers, refused));
+                    }
+                }
+            } else if let Body::Staged(staged) = &mut session.body {
+                let mut lent = Lent {
+                    heads: &mut self.heads,
+                    backend: &self.controls.backend,
+                    max_body: self.limits.max_body,
+                    draining: self.draining,
+                };
+                match staged.step(&input[at..], answers, &mut lent) {
+                    Step::More(used) => return (at + used, Next::Continue),
+                    Step::Hold(used, next) => return (at + used, next),
+                    Step::Done { used, close } => {
+                        at += used;
+                        if close {
+                            session.answer.connection = ConnectionHeader::Close;
+                        }
+                    }
+                    Step::Refused(refused) => {
+                        return (input.len(), self.refuse(session, answers, refused))
                     }
                 }
             } else {
@@ -453,6 +489,31 @@ impl<R: Route> Http<R> {
         };
         let has_body = head.chunked || head.length > 0;
         let routed = self.route.route(head.method, head.path);
+        session.requests = session.requests.wrapping_add(1);
+        if self.controls.wanted(&head) && routed.is_none() {
+            let raw = &input[..head.len];
+            let (prefix, budget, number) = (&self.prefix, &self.limits.held, session.requests);
+            if let Some(staged) = self
+                .controls
+                .stage(&head, raw, prefix, budget, number, answers)
+            {
+                if head.expect_continue && has_body && head.len == input.len() {
+                    answers.push(CONTINUE);
+                }
+                session.body = Body::Staged(staged?);
+                let reply = if head.head_only {
+                    Reply::HeadOnly
+                } else {
+                    Reply::Echo
+                };
+                session.answer = Answer {
+                    reply,
+                    connection,
+                    status: 0,
+                };
+                return Ok(Some((head.len, answers.len())));
+            }
+        }
         let reply = if routed.is_some() {
             Reply::Routed
         } else if head.options {
@@ -640,7 +701,7 @@ impl<R: Route> Protocol for Http<R> {
     ) -> Next {
         if session.held.is_empty() {
             let (used, next) = self.process(session, input, answers);
-            if matches!(next, Next::Continue | Next::Pause) {
+            if matches!(next, Next::Continue | Next::Pause | Next::Wait) {
                 session.held.extend_from_slice(&input[used..]);
             }
             return self.settle(session, next, answers);
@@ -666,7 +727,9 @@ impl<R: Route> Protocol for Http<R> {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() => return Next::Continue,
+            None if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
+                return Next::Continue
+            }
             None => {}
         }
         self.answer_held(session, answers)
@@ -695,15 +758,26 @@ impl<R: Route> Protocol for Http<R> {
                 true => None,
             };
         }
-        session
-            .body
-            .head_started()
-            .and_then(|started| started.checked_add(self.limits.header_timeout))
+        match &session.body {
+            Body::Head(started) => {
+                started.and_then(|at| at.checked_add(self.limits.header_timeout))
+            }
+            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
+            _ => None,
+        }
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
     /// body is complete), so the client can be told.
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        if let Body::Staged(staged) = &session.body {
+            if !staged.reading_body() {
+                // A staged answer's time has come: it goes on, then the requests behind it.
+                return self.answer_held(session, answers);
+            }
+            let why = "the request body stalled for longer than --body-timeout";
+            return self.refuse(session, answers, refusal("408 Request Timeout", why));
+        }
         let why = match &session.hold {
             Some(held) if !held.done => "the request body stalled for longer than --body-timeout",
             Some(_) => return Next::Continue,

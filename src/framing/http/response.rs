@@ -58,7 +58,8 @@ pub(super) enum Length {
 /// the `Date` of this second, and the count of answers by status.
 #[derive(Debug, Clone)]
 pub(super) struct Heads {
-    /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
+    /// `HTTP/1.1 200 OK`, `Server`, `X-Served-By` with `--instance`, and the start of `Date`,
+    /// written as one piece: naming the instance costs an answer nothing but its bytes.
     ok_head: Box<[u8]>,
     date: DateCache,
     /// Responses answered, by status.
@@ -66,9 +67,11 @@ pub(super) struct Heads {
 }
 
 impl Heads {
-    pub(super) fn new() -> Heads {
+    /// Heads that name `instance` (already checked to be a field value) in `X-Served-By`.
+    pub(super) fn new(instance: Option<&str>) -> Heads {
+        let served_by = instance.map_or(String::new(), |name| format!("X-Served-By: {name}\r\n"));
         let ok_head = format!(
-            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\n{served_by}Date: ",
             env!("CARGO_PKG_VERSION")
         );
         Heads {
@@ -80,6 +83,24 @@ impl Heads {
 
     pub(super) fn counts(&self) -> &ProtocolCounts {
         &self.counts
+    }
+
+    /// The counts, for what a controlled answer did beside its status.
+    pub(super) fn counts_mut(&mut self) -> &mut ProtocolCounts {
+        &mut self.counts
+    }
+
+    /// Writes (and counts) the start of a controlled answer's head, of any status: the status
+    /// line, `Server`, `X-Served-By`, `Date`. The caller writes its other fields and ends it with
+    /// [`end_head`].
+    pub(super) fn write_start(&mut self, answers: &mut Answers<'_>, status: u16, reason: &str) {
+        self.counts.response(status);
+        answers.push(b"HTTP/1.1 ");
+        answers.push(itoa::Buffer::new().format(status).as_bytes());
+        answers.push(b" ");
+        answers.push(reason.as_bytes());
+        answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
+        answers.push(self.date.at(answers.now()));
     }
 
     /// Uncounts an answer whose head was withdrawn before it went out.
@@ -179,7 +200,7 @@ impl Heads {
 
 /// The `Connection` field, if any, and the empty line that ends a head.
 #[inline(always)]
-fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
+pub(super) fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
     match connection {
         ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
         ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),

@@ -1,0 +1,793 @@
+//! A controlled answer (issue 17): the answer to a request that asked, by its query or its
+//! `X-Saythat-*` fields (or by `--http-defaults`), for a status, a delay, a size, extra fields,
+//! a slow body, a fault or a JSON description of itself. It is staged, not written: the echo is
+//! kept until the request is complete, then the request's drawn [`Plan`] says what goes out,
+//! when (on the loop's timers, through `Next::Wait`) and how (under the output cap, in drips, or
+//! cut by a reset).
+//!
+//! It keeps the echo (or the description) and nothing more: a `size` past the echo and every
+//! `drip` are written from a static filler. It must never sleep, never write before its request
+//! is complete, and never keep a buffer the `--max-held` budget did not grant.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::chunked::{ChunkError, ChunkedDecoder};
+use super::control::{ControlError, ControlLimits, Controls, Plan, ResetAt};
+use super::held::HeldBudget;
+use super::request::{self, refusal, ConnectionHeader, Refusal, BAD_REQUEST, TOO_LARGE};
+use super::response::{chunk_size_line, end_head, Heads};
+use crate::framing::{Answers, Next};
+
+/// One line of the filler a `size` past the echo is made of, repeated: a client that checks
+/// a body sees where each byte came from.
+const FILLER_LINE: &[u8; 64] = b"saythat filler 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ\n";
+const FILLER_LEN: usize = 4096;
+/// The filler, `FILLER_LINE` over and over: every body past its echo is written from here.
+static FILLER: [u8; FILLER_LEN] = filler();
+
+const fn filler() -> [u8; FILLER_LEN] {
+    let mut bytes = [0; FILLER_LEN];
+    let mut at = 0;
+    while at < FILLER_LEN {
+        bytes[at] = FILLER_LINE[at % FILLER_LINE.len()];
+        at += 1;
+    }
+    bytes
+}
+
+/// What the controls need beside a request: `--no-controls`, `--max-delay`, `--max-size`,
+/// `--http-defaults`, `--instance`, `--trust-proxy`, and which loop this is.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Controls are read (`--no-controls` turns them off: a query is only query text).
+    pub enabled: bool,
+    pub limits: ControlLimits,
+    /// The controls of a request that carries none (`--http-defaults`).
+    pub defaults: Option<Controls>,
+    /// The name every answer's `X-Served-By` gives, and a description's `instance`.
+    pub instance: Option<String>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` a description believes (`--trust-proxy`).
+    pub trusted: Vec<ipnet::IpNet>,
+    /// This loop's index among the workers, for a description.
+    pub worker: usize,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Backend {
+            enabled: true,
+            limits: ControlLimits::default(),
+            defaults: None,
+            instance: None,
+            trusted: Vec::new(),
+            worker: 0,
+        }
+    }
+}
+
+/// Which requests have controls, and how they are drawn: a loop's.
+#[derive(Debug)]
+pub(super) struct Controller {
+    pub backend: Backend,
+    /// Requests that may carry controls (a query, an `x-` field) are looked at: not with
+    /// `--no-controls`.
+    some: bool,
+    /// Every request is, for `--http-defaults`.
+    all: bool,
+    /// Draws the weighted choices.
+    rng: fastrand::Rng,
+}
+
+impl Clone for Controller {
+    /// A clone draws its own sequence.
+    fn clone(&self) -> Self {
+        Controller::new(self.backend.clone())
+    }
+}
+
+impl Controller {
+    pub fn new(backend: Backend) -> Controller {
+        Controller {
+            some: backend.enabled,
+            all: backend.enabled && backend.defaults.is_some(),
+            backend,
+            rng: fastrand::Rng::new(),
+        }
+    }
+
+    /// Whether the request of `head` may have controls: what a request without any pays.
+    #[inline(always)]
+    pub fn wanted(&self, head: &request::Head<'_>) -> bool {
+        self.all || (self.some && (head.query.is_some() || head.x_fields))
+    }
+
+    /// The staged answer of the request of `head` (whose bytes are `raw`), the `number`th on
+    /// its connection, if it has controls after all (or defaults apply): `Err` when the
+    /// `--max-held` budget has no room for its echo. A refused control is a staged `400`.
+    #[cold]
+    #[inline(never)]
+    pub fn stage(
+        &mut self,
+        head: &request::Head<'_>,
+        raw: &[u8],
+        prefix: &[u8],
+        budget: &Arc<HeldBudget>,
+        number: u32,
+        answers: &Answers<'_>,
+    ) -> Option<Result<Box<Staged>, Refusal>> {
+        let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
+        let origin = Origin {
+            id: answers.origin().map(|origin| origin.id),
+            peer: answers
+                .origin()
+                .and_then(|origin| origin.peer())
+                .filter(|_| {
+                    // Asked of the socket only for a description.
+                    plan.as_ref().is_ok_and(|plan| plan.json)
+                }),
+            request: number,
+        };
+        let request = Request {
+            head: raw,
+            prefix,
+            path: head.path,
+            head_only: head.head_only,
+            connection: head.connection,
+            length: head.length,
+            chunked: head.chunked,
+            now: answers.now(),
+        };
+        Some(Staged::new(&request, plan, origin, budget))
+    }
+}
+
+/// The controls of the request whose head is `head` (all of it: request line and fields), or
+/// `None` when it carries none and no defaults apply: then it is answered as any other.
+fn plan_for(
+    backend: &Backend,
+    query: Option<&[u8]>,
+    x_fields: bool,
+    head: &[u8],
+    rng: &mut fastrand::Rng,
+) -> Option<Result<Plan, ControlError>> {
+    let mut controls = Controls::default();
+    let limits = &backend.limits;
+    if let Some(query) = query {
+        if let Err(e) = controls.add_query(query, limits) {
+            return Some(Err(e));
+        }
+    }
+    if x_fields {
+        for (name, value) in fields(head).iter().flatten() {
+            if let Err(e) = controls.add_header(name, value, limits) {
+                return Some(Err(e));
+            }
+        }
+    }
+    match &backend.defaults {
+        _ if !controls.is_empty() => Some(Ok(controls.draw(rng))),
+        Some(defaults) => Some(Ok(defaults.draw(rng))),
+        None => None,
+    }
+}
+
+/// The header fields of a complete, accepted head, as httparse reads them past the request
+/// line (whatever its version); `None` if they do not parse again.
+pub(super) fn fields(head: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let start = memchr::memchr(b'\n', head)? + 1;
+    let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+    match httparse::parse_headers(&head[start..], &mut fields) {
+        Ok(httparse::Status::Complete((_, read))) => {
+            Some(read.iter().map(|f| (f.name.as_bytes(), f.value)).collect())
+        }
+        _ => None,
+    }
+}
+
+/// What the request said that its answer shows: the echo's start, and the request's body.
+enum Content {
+    /// The echo: the prefix, then the decoded path or the body.
+    Echo,
+    /// The description of the request: its head is kept, its body collected, described once
+    /// the body is in.
+    Json { head: Vec<u8>, origin: Origin },
+    /// A refused control's line (`400`); the request's body is read and dropped.
+    Refused,
+}
+
+/// Who asked, for a description: the connection's id on its loop, its peer, and the request's
+/// number on it (from 1).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Origin {
+    pub id: Option<u64>,
+    pub peer: Option<SocketAddr>,
+    pub request: u32,
+}
+
+/// The request's body still to come, read into the content (or dropped).
+#[derive(Debug)]
+enum Rest {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Where a staged answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The request's body is on its way.
+    Body,
+    /// Complete: the answer's head waits until then.
+    Delayed(Instant),
+    /// The head is out: the body goes out as room allows; this many bytes of it so far.
+    Sending(u64),
+    /// The head is out: the body goes out in drips, the next at this time; this many bytes so
+    /// far.
+    Dripping(Instant, u64),
+}
+
+/// What a call into a staged answer came to.
+pub(super) enum Step {
+    /// This many bytes of the input were the request's body (all of it); more is to come.
+    More(usize),
+    /// The body ended after this many bytes, and the answer is all out; the connection closes
+    /// after it if `close`.
+    Done { used: usize, close: bool },
+    /// The body ended after this many bytes (or none was left); the loop is to do this (wait,
+    /// pause for room, reset) before the answer goes on.
+    Hold(usize, Next),
+    /// The request gets this error response instead (its body broke its framing, or the
+    /// budget had no room for it).
+    Refused(Refusal),
+}
+
+/// What a staged answer needs of the protocol, lent for a call.
+pub(super) struct Lent<'a> {
+    pub heads: &'a mut Heads,
+    pub backend: &'a Backend,
+    pub max_body: u64,
+    pub draining: bool,
+}
+
+/// A controlled answer, from its request's head until its last byte is out.
+#[derive(Debug)]
+pub(super) struct Staged {
+    plan: Plan,
+    content: Content,
+    /// The echo's or the description's bytes, as far as the answer shows them.
+    kept: Kept,
+    rest: Rest,
+    /// A HEAD: the head alone goes out.
+    head_only: bool,
+    /// HTTP/1.1: a drip may go chunked (an HTTP/1.0 client gets it by Content-Length).
+    chunked_ok: bool,
+    /// What the request asked of its connection; `Close` once the answer closes it.
+    connection: ConnectionHeader,
+    /// Bytes of body the answer sends, once its head is out.
+    body_len: u64,
+    stage: Stage,
+    /// When body bytes last arrived, for `--body-timeout`.
+    last_read: Instant,
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Content::Echo => "Echo",
+            Content::Json { .. } => "Json",
+            Content::Refused => "Refused",
+        })
+    }
+}
+
+/// What a staged request is, from its head.
+pub(super) struct Request<'a> {
+    /// The whole head.
+    pub head: &'a [u8],
+    pub prefix: &'a [u8],
+    /// The target's path, still percent-encoded (checked).
+    pub path: &'a [u8],
+    pub head_only: bool,
+    pub connection: ConnectionHeader,
+    /// Content-Length, or 0.
+    pub length: u64,
+    pub chunked: bool,
+    pub now: Instant,
+}
+
+impl Staged {
+    /// Stages the answer `plan` (or the refusal `refused`) asks for the request `request`;
+    /// `Err` when `--max-held` has no room for its echo.
+    pub(super) fn new(
+        request: &Request<'_>,
+        plan: Result<Plan, ControlError>,
+        origin: Origin,
+        budget: &Arc<HeldBudget>,
+    ) -> Result<Box<Staged>, Refusal> {
+        let rest = if request.chunked {
+            Rest::Chunked(ChunkedDecoder::new())
+        } else if request.length > 0 {
+            Rest::Length(request.length)
+        } else {
+            Rest::None
+        };
+        let has_body = !matches!(rest, Rest::None);
+        let budget = budget.clone();
+        let (plan, content, kept) = match plan {
+            Ok(plan) if plan.json => {
+                let head = request.head.to_vec();
+                (
+                    plan,
+                    Content::Json { head, origin },
+                    Kept::new(u64::MAX, budget),
+                )
+            }
+            Ok(plan) => {
+                // How much of the echo the answer shows: none of it to a HEAD, at most `size`.
+                let keep = match plan.size {
+                    _ if request.head_only => 0,
+                    Some(size) => size,
+                    None => u64::MAX,
+                };
+                let mut kept = Kept::new(keep, budget);
+                kept.push(request.prefix);
+                if !has_body {
+                    push_decoded(&mut kept, request.path);
+                }
+                (plan, Content::Echo, kept)
+            }
+            Err(refused) => {
+                // Its line alone, whatever the request's body says.
+                let line = refused.to_string();
+                let mut kept = Kept::new(line.len() as u64, budget);
+                kept.push(line.as_bytes());
+                (refused_plan(), Content::Refused, kept)
+            }
+        };
+        kept.check()?;
+        Ok(Box::new(Staged {
+            plan,
+            content,
+            kept,
+            rest,
+            head_only: request.head_only,
+            chunked_ok: version(request.head) != b"HTTP/1.0",
+            connection: request.connection,
+            body_len: 0,
+            stage: Stage::Body,
+            last_read: request.now,
+        }))
+    }
+
+    /// When the loop must call again: the body's `--body-timeout`, the delay's end, the next
+    /// drip; `None` while the answer waits for room only.
+    pub(super) fn deadline(&self, body_timeout: Option<Duration>) -> Option<Instant> {
+        match self.stage {
+            Stage::Body => body_timeout.and_then(|timeout| self.last_read.checked_add(timeout)),
+            Stage::Delayed(at) | Stage::Dripping(at, _) => Some(at),
+            Stage::Sending(_) => None,
+        }
+    }
+
+    /// Whether the request's body is still on its way (a deadline then is a stalled body).
+    pub(super) fn reading_body(&self) -> bool {
+        self.stage == Stage::Body
+    }
+
+    /// Takes `input` (which starts inside the request's body, if one is still to come) and
+    /// moves the answer on as far as it can now.
+    pub(super) fn step(
+        &mut self,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+        lent: &mut Lent<'_>,
+    ) -> Step {
+        let now = answers.now();
+        let mut used = 0;
+        if self.stage == Stage::Body {
+            match self.take_body(input, lent.max_body) {
+                Ok((n, false)) => {
+                    if n > 0 {
+                        self.last_read = now;
+                    }
+                    return Step::More(n);
+                }
+                Ok((n, true)) => used = n,
+                Err(refused) => return Step::Refused(refused),
+            }
+            if let Content::Json { head, origin } = &self.content {
+                let description = describe(head, &self.kept.bytes, origin, lent.backend);
+                self.kept.replace(&description);
+                if let Err(refused) = self.kept.check() {
+                    return Step::Refused(refused);
+                }
+            }
+            self.stage = Stage::Delayed(now + self.plan.delay);
+        }
+        loop {
+            match self.stage {
+                Stage::Body => return Step::More(used),
+                Stage::Delayed(at) if at > now => return Step::Hold(used, Next::Wait),
+                Stage::Delayed(_) => {
+                    if let Some(next) = self.head(answers, lent) {
+                        return Step::Hold(used, next);
+                    }
+                }
+                Stage::Sending(sent) => return self.send(used, sent, answers, lent),
+                Stage::Dripping(at, _) if at > now => return Step::Hold(used, Next::Wait),
+                Stage::Dripping(_, sent) => return self.drip(used, sent, answers, lent),
+            }
+        }
+    }
+
+    /// Reads the request's body from `input`: how many bytes were its, and whether it is done.
+    fn take_body(&mut self, input: &[u8], max_body: u64) -> Result<(usize, bool), Refusal> {
+        let kept = &mut self.kept;
+        // A refusal's body is read and dropped: its content is its line.
+        let drop = matches!(self.content, Content::Refused);
+        let taken = match &mut self.rest {
+            Rest::None => return Ok((0, true)),
+            Rest::Length(left) => {
+                let take = (*left).min(input.len() as u64) as usize;
+                if !drop {
+                    kept.push(&input[..take]);
+                }
+                *left -= take as u64;
+                (take, *left == 0)
+            }
+            Rest::Chunked(decoder) => {
+                let used = decoder
+                    .decode(input, max_body, |data| {
+                        if !drop {
+                            kept.push(data)
+                        }
+                    })
+                    .map_err(|e| match e {
+                        ChunkError::TooLarge => {
+                            refusal(TOO_LARGE, "the chunked body is larger than --max-body")
+                        }
+                        ChunkError::Malformed(why) => refusal(BAD_REQUEST, why),
+                    })?;
+                (used, decoder.is_done())
+            }
+        };
+        self.kept.check()?;
+        if taken.1 {
+            self.rest = Rest::None;
+        }
+        Ok(taken)
+    }
+
+    /// The answer's head goes out (or a reset instead); the body is to follow. Returns what
+    /// the loop must do first, if anything.
+    fn head(&mut self, answers: &mut Answers<'_>, lent: &mut Lent<'_>) -> Option<Next> {
+        let counts = &mut lent.heads.counts_mut().controls;
+        if !self.plan.delay.is_zero() {
+            counts.delayed += 1;
+        }
+        if self.plan.reset == Some(ResetAt::BeforeHead) {
+            counts.resets += 1;
+            return Some(Next::Reset);
+        }
+        if self.plan.close {
+            counts.closes += 1;
+            self.connection = ConnectionHeader::Close;
+        } else if lent.draining {
+            self.connection = ConnectionHeader::Close;
+        }
+        let status = self.plan.status;
+        let total = self.total();
+        let bodiless = status < 200 || status == 204 || status == 304;
+        let drip_body = self.plan.drip.is_some() && !bodiless;
+        let chunked = drip_body && self.chunked_ok;
+        lent.heads.write_start(answers, status, reason(status));
+        if !bodiless {
+            answers.push(match self.content {
+                Content::Json { .. } => b"\r\nContent-Type: application/json",
+                _ => b"\r\nContent-Type: text/plain; charset=utf-8",
+            });
+            if chunked {
+                answers.push(b"\r\nTransfer-Encoding: chunked");
+            } else {
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(total).as_bytes());
+            }
+        }
+        for (name, value) in &self.plan.headers {
+            answers.push(b"\r\n");
+            answers.push(name.as_bytes());
+            answers.push(b": ");
+            answers.push(value.as_bytes());
+        }
+        end_head(answers, self.connection);
+        // No body (a reset "halfway through" it comes right after the head), or all of it.
+        self.body_len = if self.head_only || bodiless { 0 } else { total };
+        match self.plan.drip {
+            // Unframed, by Content-Length, to an HTTP/1.0 client (`chunked_ok`).
+            Some(drip) if drip_body && !self.head_only => {
+                lent.heads.counts_mut().controls.dripped += 1;
+                self.stage = Stage::Dripping(answers.now() + drip.every, 0);
+            }
+            _ => self.stage = Stage::Sending(0),
+        }
+        None
+    }
+
+    /// Bytes of the answer's body, as its head tells them (a HEAD's too).
+    fn total(&self) -> u64 {
+        match self.content {
+            Content::Refused => self.kept.bytes.len() as u64,
+            _ => self.plan.size.unwrap_or(self.kept.seen),
+        }
+    }
+
+    /// Where the body stops: its end, or its middle for a `reset` there.
+    fn stop(&self) -> u64 {
+        match self.plan.reset {
+            Some(ResetAt::MidBody) => self.body_len / 2,
+            _ => self.body_len,
+        }
+    }
+
+    /// The body as room allows.
+    fn send(
+        &mut self,
+        used: usize,
+        sent: u64,
+        answers: &mut Answers<'_>,
+        lent: &mut Lent<'_>,
+    ) -> Step {
+        let stop = self.stop();
+        let piece = (stop - sent).min(answers.room().max(1) as u64);
+        self.push_body(answers, sent, piece);
+        let sent = sent + piece;
+        if sent < stop {
+            self.stage = Stage::Sending(sent);
+            return Step::Hold(used, Next::Pause);
+        }
+        self.end(used, lent)
+    }
+
+    /// The next drip, then a wait for the one after.
+    fn drip(
+        &mut self,
+        used: usize,
+        sent: u64,
+        answers: &mut Answers<'_>,
+        lent: &mut Lent<'_>,
+    ) -> Step {
+        let Some(drip) = self.plan.drip else {
+            return self.end(used, lent);
+        };
+        let now = answers.now();
+        if answers.is_full() {
+            // The client reads slower than we drip: this drip waits for the next turn of it.
+            self.stage = Stage::Dripping(now + drip.every, sent);
+            return Step::Hold(used, Next::Wait);
+        }
+        let stop = self.stop();
+        let piece = (stop - sent).min(u64::from(drip.bytes));
+        if piece > 0 {
+            if self.chunked_ok {
+                let mut line = [0u8; 18];
+                answers.push(chunk_size_line(piece as usize, &mut line));
+                self.push_body(answers, sent, piece);
+                answers.push(b"\r\n");
+            } else {
+                self.push_body(answers, sent, piece);
+            }
+        }
+        let sent = sent + piece;
+        if sent < stop {
+            self.stage = Stage::Dripping(now + drip.every, sent);
+            return Step::Hold(used, Next::Wait);
+        }
+        if self.chunked_ok && self.plan.reset != Some(ResetAt::MidBody) {
+            answers.push(b"0\r\n\r\n");
+        }
+        self.end(used, lent)
+    }
+
+    /// The body went out as far as it goes: the answer is done, or a reset cuts it here.
+    fn end(&mut self, used: usize, lent: &mut Lent<'_>) -> Step {
+        if self.plan.reset == Some(ResetAt::MidBody) {
+            lent.heads.counts_mut().controls.resets += 1;
+            return Step::Hold(used, Next::Reset);
+        }
+        Step::Done {
+            used,
+            close: self.connection == ConnectionHeader::Close,
+        }
+    }
+
+    /// Writes `len` bytes of the body from `from`: the kept content, then the filler.
+    fn push_body(&self, answers: &mut Answers<'_>, from: u64, len: u64) {
+        let content = &self.kept.bytes;
+        let (mut at, end) = (from, from + len);
+        if (at as usize) < content.len() {
+            let upto = (end as usize).min(content.len());
+            answers.push(&content[at as usize..upto]);
+            at = upto as u64;
+        }
+        while at < end {
+            let offset = ((at - content.len() as u64) % FILLER_LEN as u64) as usize;
+            let take = ((end - at) as usize).min(FILLER_LEN - offset);
+            answers.push(&FILLER[offset..offset + take]);
+            at += take as u64;
+        }
+    }
+}
+
+/// The plan of a refused control's answer: a plain `400`, nothing else asked.
+fn refused_plan() -> Plan {
+    Plan {
+        status: 400,
+        delay: Duration::ZERO,
+        size: None,
+        headers: Vec::new(),
+        drip: None,
+        close: false,
+        reset: None,
+        json: false,
+    }
+}
+
+/// The content of a staged answer as far as it is shown (`keep` bytes at most), and the length
+/// of all of it, with its buffer's capacity reserved in the `--max-held` budget.
+#[derive(Debug)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// Bytes of content seen, kept or not.
+    seen: u64,
+    keep: u64,
+    /// Bytes reserved in `budget`: the capacity of `bytes`.
+    reserved: u64,
+    budget: Arc<HeldBudget>,
+    /// The budget refused to grow `bytes`.
+    full: bool,
+}
+
+impl Kept {
+    fn new(keep: u64, budget: Arc<HeldBudget>) -> Kept {
+        Kept {
+            bytes: Vec::new(),
+            seen: 0,
+            keep,
+            reserved: 0,
+            budget,
+            full: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.seen += data.len() as u64;
+        let room = self.keep.saturating_sub(self.bytes.len() as u64);
+        let take = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if take == 0 || self.full {
+            return;
+        }
+        let want = self.bytes.len() + take;
+        if want > self.bytes.capacity() {
+            // Doubling, within what is kept at most.
+            let keep = usize::try_from(self.keep).unwrap_or(usize::MAX);
+            let capacity = want.max((self.bytes.capacity() * 2).min(keep));
+            let more = (capacity - self.bytes.capacity()) as u64;
+            if !self.budget.try_reserve(more) {
+                self.full = true;
+                return;
+            }
+            self.bytes.reserve_exact(capacity - self.bytes.len());
+            self.reserved += more;
+        }
+        self.bytes.extend_from_slice(&data[..take]);
+    }
+
+    /// Makes `data` all the content there is.
+    fn replace(&mut self, data: &[u8]) {
+        self.bytes.clear();
+        self.seen = 0;
+        self.push(data);
+    }
+
+    /// A 503 once the budget has refused a byte.
+    fn check(&self) -> Result<(), Refusal> {
+        match self.full {
+            true => Err(super::held_full()),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
+}
+
+/// Appends `path` percent-decoded (already checked).
+fn push_decoded(kept: &mut Kept, path: &[u8]) {
+    let mut decoded = Vec::with_capacity(path.len());
+    request::push_decoded(
+        &mut Answers::new(&mut decoded, usize::MAX, Instant::now()),
+        path,
+    );
+    kept.push(&decoded);
+}
+
+/// The version of the request line at the start of `head` (its last word).
+fn version(head: &[u8]) -> &[u8] {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.rsplit(|&b| b == b' ').next().unwrap_or_default()
+}
+
+/// The JSON description of a request.
+fn describe(head: &[u8], body: &[u8], origin: &Origin, backend: &Backend) -> Vec<u8> {
+    let _ = (head, body, origin, backend);
+    b"{}".to_vec()
+}
+
+/// The reason phrase of `status` (RFC 9110's, and a few others clients know); empty for a code
+/// without one, as RFC 9112 allows.
+pub(super) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
+}
