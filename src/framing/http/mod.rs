@@ -26,6 +26,7 @@ mod body;
 mod chunked;
 pub mod control;
 mod date;
+pub mod describe;
 mod held;
 mod host;
 mod request;
