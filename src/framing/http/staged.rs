@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 use super::control::{ControlError, ControlLimits, Controls, Plan, ResetAt};
+use super::describe::Description;
 use super::held::HeldBudget;
 use super::request::{self, refusal, ConnectionHeader, Refusal, BAD_REQUEST, TOO_LARGE};
 use super::response::{chunk_size_line, end_head, Heads};
@@ -723,10 +724,36 @@ fn version(head: &[u8]) -> &[u8] {
     line.rsplit(|&b| b == b' ').next().unwrap_or_default()
 }
 
-/// The JSON description of a request.
+/// The JSON description of the request whose head is `head` and body `body`.
 fn describe(head: &[u8], body: &[u8], origin: &Origin, backend: &Backend) -> Vec<u8> {
-    let _ = (head, body, origin, backend);
-    b"{}".to_vec()
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let line = std::str::from_utf8(&head[..line_end]).unwrap_or_default();
+    let mut words = line.trim_end_matches('\r').splitn(3, ' ');
+    let (method, target) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+    let rest = head.get(line_end + 1..).unwrap_or_default();
+    let headers = match httparse::parse_headers(rest, &mut fields) {
+        Ok(httparse::Status::Complete((_, read))) => read,
+        _ => &[],
+    };
+    let description = Description {
+        method,
+        target,
+        version: u8::from(version(head) != b"HTTP/1.0"),
+        headers,
+        body,
+        peer: origin.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        connection: origin.id.unwrap_or(0),
+        request: u64::from(origin.request),
+        instance: backend.instance.as_deref(),
+        worker: backend.worker,
+    };
+    let mut out = Vec::new();
+    description.write_json(&backend.trusted, &mut out);
+    out
 }
 
 /// The reason phrase of `status` (RFC 9110's, and a few others clients know); empty for a code
