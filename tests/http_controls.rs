@@ -12,7 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::http::*;
-use common::{connect, read_exact_timeout, read_to_eof, send, show, TestServer, PREFIX};
+use common::{
+    connect, read_exact_timeout, read_to_eof, send, show, ServerProcess, TestServer, PREFIX,
+};
 use saythat::framing::http::control::{ControlLimits, Controls};
 
 /// `HTTP/1.1 STATUS`, `Server`, the masked `Date`, then `fields` (each ending in CRLF) and the
@@ -573,4 +575,101 @@ fn a_thousand_concurrent_delays_on_one_worker_are_all_answered() {
         took < delay + Duration::from_secs(5),
         "{CLIENTS} delays took {took:?}"
     );
+}
+
+/// Sends `request` on a new connection to `server` (the binary) and reads one answer.
+fn ask_process(server: &ServerProcess, request: &[u8], head_only: bool) -> Response {
+    let mut client = server.connect();
+    send(&mut client, request);
+    read_response(&mut client, head_only)
+}
+
+/// `--no-controls`: a query is only query text again, a field only a field.
+#[test]
+fn no_controls_ignores_them() {
+    let server = ServerProcess::serve(&http_args(&["--no-controls"]));
+    let got = ask_process(&server, &get("/x?status=503&delay=5s&reset=100"), false);
+    same(&got, &ok(b"You say that x"));
+    let got = ask_process(&server, &get_with("/x", "X-Saythat-Status: 503\r\n"), false);
+    same(&got, &ok(b"You say that x"));
+}
+
+/// `--http-defaults` applies to a request without controls of its own, and only to it.
+#[test]
+fn http_defaults_apply_only_to_requests_without_controls() {
+    let server = ServerProcess::serve(&http_args(&["--http-defaults", "status=503&header=D:1"]));
+    let got = ask_process(&server, &get("/plain"), false);
+    same(
+        &got,
+        &answer("503 Service Unavailable", &echo("plain"), "D: 1\r\n"),
+    );
+    // Ordinary query text is no control: the defaults still apply.
+    let got = ask_process(&server, &get("/q?foo=1"), false);
+    same(
+        &got,
+        &answer("503 Service Unavailable", &echo("q"), "D: 1\r\n"),
+    );
+    // A request with a control of its own gets only its own.
+    let got = ask_process(&server, &get("/own?status=201"), false);
+    same(&got, &answer("201 Created", &echo("own"), ""));
+}
+
+/// `--instance`: every HTTP answer says which instance gave it, controlled or not, refusals
+/// and OPTIONS included; `format=json` names it.
+#[test]
+fn instance_names_itself_on_every_answer() {
+    let server = ServerProcess::serve(&http_args(&["--instance", "east-1"]));
+    let served = |head: &[u8]| {
+        contains(head, b"\r\nServer: saythat/") && contains(head, b"\r\nX-Served-By: east-1\r\n")
+    };
+    let mut client = server.connect();
+    send(&mut client, &get("/plain"));
+    let got = read_response(&mut client, false);
+    assert!(served(&got.head), "{}", show(&got.head));
+    assert_eq!(got.body, echo("plain"));
+    send(&mut client, &get("/x?status=503"));
+    assert!(served(&read_response(&mut client, false).head));
+    send(&mut client, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(served(&read_response(&mut client, true).head));
+    send(&mut client, &get("/?format=json"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&read_response(&mut client, false).body).unwrap();
+    assert_eq!(json["instance"], "east-1");
+    send(&mut client, b"GET /x HTTP/1.1\r\n\r\n");
+    let got = read_to_eof(&mut client);
+    assert!(served(&got), "{}", show(&got));
+    assert!(got.starts_with(b"HTTP/1.1 400 "), "{}", show(&got));
+}
+
+/// A description names the client behind a proxy only when the peer is a trusted one.
+#[test]
+fn format_json_believes_forwarded_for_only_from_a_trusted_proxy() {
+    let request = get_with("/?format=json", "X-Forwarded-For: 203.0.113.7\r\n");
+    let client_of = |server: &ServerProcess| {
+        let got = ask_process(server, &request, false);
+        let json: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        json["client"].as_str().unwrap_or_default().to_string()
+    };
+    let untrusting = ServerProcess::serve(&http_args(&[]));
+    assert_eq!(client_of(&untrusting), "127.0.0.1");
+    let trusting = ServerProcess::serve(&http_args(&["--trust-proxy", "127.0.0.0/8"]));
+    assert_eq!(client_of(&trusting), "203.0.113.7");
+}
+
+/// `--max-delay` and `--max-size` bound the controls: past them, a 400 that names the flag.
+#[test]
+fn the_bounds_are_the_flags_and_the_refusal_names_them() {
+    let server = ServerProcess::serve(&http_args(&["--max-delay", "1s", "--max-size", "1000"]));
+    let got = ask_process(&server, &get("/x?delay=2s"), false);
+    let line = "control delay: 2s is past --max-delay 1s; raise --max-delay or ask for less\n";
+    same(&got, &answer("400 Bad Request", line.as_bytes(), ""));
+    let got = ask_process(&server, &get("/x?size=1001"), false);
+    assert!(
+        got.head.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        show(&got.head)
+    );
+    assert!(contains(&got.body, b"--max-size"), "{}", show(&got.body));
+    let got = ask_process(&server, &get("/x?size=1000"), false);
+    assert_eq!(got.body.len(), 1000);
 }
