@@ -280,7 +280,7 @@ impl<P: Protocol> Connections<P> {
             let room = self.max_pending - conn.pending();
             next = self.protocol.on_writable(
                 &mut conn.session,
-                &mut Answers::new(&mut self.answers, room, self.now).on(conn.id, &conn.socket),
+                &mut Answers::new(&mut self.answers, room, self.now),
             );
             // What the protocol awaits may have changed (a held head's timer starts again once
             // the answers before it are out): every call into it is followed by a look at its
@@ -374,7 +374,7 @@ impl<P: Protocol> Connections<P> {
                         // The peer read our last word and closed: the linger is over.
                         return Ok(Next::CloseNow);
                     }
-                    let mut answers = Answers::new(answers, room, *now).on(conn.id, &conn.socket);
+                    let mut answers = Answers::new(answers, room, *now);
                     protocol.on_eof(&mut conn.session, &mut answers);
                     conn.phase = Phase::PeerDone;
                     return Ok(Next::Continue);
@@ -391,7 +391,7 @@ impl<P: Protocol> Connections<P> {
             tally.counters.bytes_in += n as u64;
             if !lingering {
                 conn.last_active = *now;
-                let mut answers = Answers::new(answers, room, *now).on(conn.id, &conn.socket);
+                let mut answers = Answers::new(answers, room, *now);
                 let next = protocol.on_read(&mut conn.session, &read_buf[..n], &mut answers);
                 timers.arm_deadline(protocol, conn, key);
                 if next != Next::Continue {

@@ -57,13 +57,14 @@ pub struct Answers<'a> {
     /// `out` may grow to this length before the protocol should pause.
     limit: usize,
     now: Instant,
-    /// The connection answered, when the loop says (tests and tools driving a protocol do not).
+    /// The connection answered: the loop says so to [`Protocol::on_deadline`] only, off the
+    /// message path (a protocol that needs it asks for a deadline due at once).
     origin: Option<Origin<'a>>,
 }
 
 /// The connection a protocol answers, for the rare answer that describes it (HTTP's
 /// `format=json`): its id on its loop, and its socket, whose peer is asked for on demand (a
-/// syscall, never on the message path), so a connection keeps no copy of it.
+/// syscall), so a connection keeps no copy of it.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub id: u64,

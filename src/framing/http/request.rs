@@ -429,6 +429,7 @@ enum Expect {
 }
 
 impl<'h> Fields<'h> {
+    #[inline(always)]
     fn read(headers: &[httparse::Header<'h>]) -> Result<Fields<'h>, Refusal> {
         let mut fields = Fields::default();
         let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
@@ -539,6 +540,7 @@ fn parse_error(e: httparse::Error) -> Refusal {
 
 /// What a request without a body said: its target's path after the leading `/`, and apart, its
 /// query after the `?`, if any.
+#[inline(always)]
 fn echo_path(target: &str) -> Result<(&[u8], Option<&[u8]>), Refusal> {
     let path = if let Some(path) = target.strip_prefix('/') {
         path

@@ -119,17 +119,6 @@ impl Controller {
         answers: &Answers<'_>,
     ) -> Option<Result<Box<Staged>, Refusal>> {
         let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
-        let origin = Origin {
-            id: answers.origin().map(|origin| origin.id),
-            peer: answers
-                .origin()
-                .and_then(|origin| origin.peer())
-                .filter(|_| {
-                    // Asked of the socket only for a description.
-                    plan.as_ref().is_ok_and(|plan| plan.json)
-                }),
-            request: number,
-        };
         let request = Request {
             head: raw,
             prefix,
@@ -140,7 +129,7 @@ impl Controller {
             chunked: head.chunked,
             now: answers.now(),
         };
-        Some(Staged::new(&request, plan, origin, budget))
+        Some(Staged::new(&request, plan, number, budget))
     }
 }
 
@@ -191,20 +180,11 @@ pub(super) fn fields(head: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 enum Content {
     /// The echo: the prefix, then the decoded path or the body.
     Echo,
-    /// The description of the request: its head is kept, its body collected, described once
-    /// the body is in.
-    Json { head: Vec<u8>, origin: Origin },
+    /// The description of the request, the `request`th on its connection: its head is kept,
+    /// its body collected, described once the body is in.
+    Json { head: Vec<u8>, request: u32 },
     /// A refused control's line (`400`); the request's body is read and dropped.
     Refused,
-}
-
-/// Who asked, for a description: the connection's id on its loop, its peer, and the request's
-/// number on it (from 1).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Origin {
-    pub id: Option<u64>,
-    pub peer: Option<SocketAddr>,
-    pub request: u32,
 }
 
 /// The request's body still to come, read into the content (or dropped).
@@ -220,6 +200,10 @@ enum Rest {
 enum Stage {
     /// The request's body is on its way.
     Body,
+    /// Complete, to be described: the loop says which connection it came on only to a
+    /// protocol's deadline (so the message path never pays for it), so a deadline due at once
+    /// is asked for first (`Some` since then).
+    Describing(Option<Instant>),
     /// Complete: the answer's head waits until then.
     Delayed(Instant),
     /// The head is out: the body goes out as room allows; this many bytes of it so far.
@@ -304,7 +288,7 @@ impl Staged {
     pub(super) fn new(
         request: &Request<'_>,
         plan: Result<Plan, ControlError>,
-        origin: Origin,
+        number: u32,
         budget: &Arc<HeldBudget>,
     ) -> Result<Box<Staged>, Refusal> {
         let rest = if request.chunked {
@@ -319,11 +303,11 @@ impl Staged {
         let (plan, content, kept) = match plan {
             Ok(plan) if plan.json => {
                 let head = request.head.to_vec();
-                (
-                    plan,
-                    Content::Json { head, origin },
-                    Kept::new(u64::MAX, budget),
-                )
+                let content = Content::Json {
+                    head,
+                    request: number,
+                };
+                (plan, content, Kept::new(u64::MAX, budget))
             }
             Ok(plan) => {
                 // How much of the echo the answer shows: none of it to a HEAD, at most `size`.
@@ -367,8 +351,8 @@ impl Staged {
     pub(super) fn deadline(&self, body_timeout: Option<Duration>) -> Option<Instant> {
         match self.stage {
             Stage::Body => body_timeout.and_then(|timeout| self.last_read.checked_add(timeout)),
-            Stage::Delayed(at) | Stage::Dripping(at, _) => Some(at),
-            Stage::Sending(_) => None,
+            Stage::Delayed(at) | Stage::Dripping(at, _) | Stage::Describing(Some(at)) => Some(at),
+            Stage::Sending(_) | Stage::Describing(None) => None,
         }
     }
 
@@ -398,18 +382,32 @@ impl Staged {
                 Ok((n, true)) => used = n,
                 Err(refused) => return Step::Refused(refused),
             }
-            if let Content::Json { head, origin } = &self.content {
-                let description = describe(head, &self.kept.bytes, origin, lent.backend);
-                self.kept.replace(&description);
-                if let Err(refused) = self.kept.check() {
-                    return Step::Refused(refused);
-                }
-            }
-            self.stage = Stage::Delayed(now + self.plan.delay);
+            self.stage = match self.content {
+                Content::Json { .. } => Stage::Describing(None),
+                _ => Stage::Delayed(now + self.plan.delay),
+            };
         }
         loop {
             match self.stage {
                 Stage::Body => return Step::More(used),
+                Stage::Describing(None) if answers.origin().is_none() => {
+                    self.stage = Stage::Describing(Some(now));
+                    return Step::Hold(used, Next::Wait);
+                }
+                Stage::Describing(_) => {
+                    if let Content::Json { head, request } = &self.content {
+                        let origin = answers.origin();
+                        let peer = origin.and_then(|origin| origin.peer());
+                        let id = origin.map_or(0, |origin| origin.id);
+                        let who = (peer, id, *request);
+                        let description = describe(head, &self.kept.bytes, who, lent.backend);
+                        self.kept.replace(&description);
+                        if let Err(refused) = self.kept.check() {
+                            return Step::Refused(refused);
+                        }
+                    }
+                    self.stage = Stage::Delayed(now + self.plan.delay);
+                }
                 Stage::Delayed(at) if at > now => return Step::Hold(used, Next::Wait),
                 Stage::Delayed(_) => {
                     if let Some(next) = self.head(answers, lent) {
@@ -724,8 +722,14 @@ fn version(head: &[u8]) -> &[u8] {
     line.rsplit(|&b| b == b' ').next().unwrap_or_default()
 }
 
-/// The JSON description of the request whose head is `head` and body `body`.
-fn describe(head: &[u8], body: &[u8], origin: &Origin, backend: &Backend) -> Vec<u8> {
+/// The JSON description of the request whose head is `head` and body `body`, which came from
+/// `peer` on connection `id` of its loop, the `request`th on it.
+fn describe(
+    head: &[u8],
+    body: &[u8],
+    (peer, id, request): (Option<SocketAddr>, u64, u32),
+    backend: &Backend,
+) -> Vec<u8> {
     let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
     let line = std::str::from_utf8(&head[..line_end]).unwrap_or_default();
     let mut words = line.trim_end_matches('\r').splitn(3, ' ');
@@ -745,9 +749,9 @@ fn describe(head: &[u8], body: &[u8], origin: &Origin, backend: &Backend) -> Vec
         version: u8::from(version(head) != b"HTTP/1.0"),
         headers,
         body,
-        peer: origin.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-        connection: origin.id.unwrap_or(0),
-        request: u64::from(origin.request),
+        peer: peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        connection: id,
+        request: u64::from(request),
         instance: backend.instance.as_deref(),
         worker: backend.worker,
     };
