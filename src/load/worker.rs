@@ -17,9 +17,13 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::conn::{Phase, Slot};
+use super::error::LoadError;
 use super::fault::Fault;
+use super::plan::Plan;
+use super::progress::{Snapshot, PROGRESS_INTERVAL};
 use super::report::{new_histogram, Tally};
-use super::{LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
+use super::schedule::Schedule;
+use super::RECONNECT_BACKOFF;
 use crate::describe;
 
 /// Bytes asked of one read(2), into the loop's one shared buffer: connections have none.
@@ -44,15 +48,6 @@ pub(crate) struct Share {
     pub conns: usize,
     /// This thread's part of `--messages`.
     pub budget: Option<u64>,
-}
-
-/// What a thread has counted so far, for the live progress line.
-#[derive(Clone)]
-pub(crate) struct Snapshot {
-    pub thread: usize,
-    pub answered: u64,
-    pub errors: u64,
-    pub hist: Histogram<u64>,
 }
 
 /// What a thread counted by its end.
@@ -190,11 +185,13 @@ impl Worker {
     /// `next_due` may name another thread's connection, which `hand_out_due` skips, so this can
     /// say true once more than needed, never less.
     fn due_left(&self) -> bool {
-        self.plan.rate.is_some()
-            && !self.slots.is_empty()
+        let due = |s: &Schedule| s.due_at(self.next_due);
+        !self.slots.is_empty()
             && self
                 .plan
-                .due_at(self.next_due)
+                .schedule
+                .as_ref()
+                .and_then(due)
                 .is_some_and(|due| due < self.plan.end)
     }
 
@@ -243,8 +240,14 @@ impl Worker {
         if let Some(&(_, t)) = self.backoff.front() {
             at = at.min(t);
         }
-        let due = self.plan.due_at(self.next_due);
-        if let Some(due) = due.filter(|&due| self.plan.rate.is_some() && due < self.plan.end) {
+        let due = |s: &Schedule| s.due_at(self.next_due);
+        if let Some(due) = self
+            .plan
+            .schedule
+            .as_ref()
+            .and_then(due)
+            .filter(|&due| due < self.plan.end)
+        {
             at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
         }
         if self.behind {
@@ -257,9 +260,9 @@ impl Worker {
     /// `SCHEDULE_LOOKAHEAD`.
     /// Message `i` of the run goes to connection `i % conns`; other threads' are skipped.
     fn hand_out_due(&mut self, reg: &Registry, now: Instant) {
-        if self.plan.rate.is_none() {
+        let Some(schedule) = self.plan.schedule else {
             return;
-        }
+        };
         if self.slots.is_empty() {
             return;
         }
@@ -277,7 +280,7 @@ impl Worker {
                 continue;
             }
             // Not due yet, or never: after the run's end, or too far ahead to represent.
-            match self.plan.due_at(self.next_due) {
+            match schedule.due_at(self.next_due) {
                 Some(due) if due <= now + SCHEDULE_LOOKAHEAD && due < self.plan.end => {}
                 _ => return,
             }
@@ -600,18 +603,19 @@ impl Worker {
     /// the load asked for, so each is an error, unless `--messages` did not ask for it.
     fn count_not_sent(&mut self) {
         let plan = &*self.plan;
-        if plan.rate.is_none() {
+        let Some(schedule) = &plan.schedule else {
             return;
-        }
+        };
         let (first, end) = (
-            plan.first_due_from(plan.measure_start),
-            plan.first_due_from(plan.end),
+            schedule.first_due_from(plan.measure_start),
+            schedule.first_due_from(plan.end),
         );
         let mut not_sent: u64 = 0;
         for slot in &self.slots {
             // A connection sends its messages in order: those from `issued` on were never sent.
-            let from = slot.issued.max(plan.share_below(first, slot.id));
-            not_sent = not_sent.saturating_add(plan.share_below(end, slot.id).saturating_sub(from));
+            let from = slot.issued.max(schedule.share_below(first, slot.id));
+            let due = schedule.share_below(end, slot.id);
+            not_sent = not_sent.saturating_add(due.saturating_sub(from));
         }
         if let Some(left) = self.budget {
             not_sent = not_sent.min(left);
