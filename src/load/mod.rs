@@ -6,26 +6,29 @@
 //!
 //! A run, file by file: `args.rs` the flags and their bounds; `plan.rs` checks them together and
 //! fixes the clock's marks, with `schedule.rs` the `--rate` timetable; this file starts one
-//! `worker.rs` loop per thread over its share of the connections (`conn.rs` one connection,
-//! `message.rs` what it sends, `check.rs`/`http.rs` what must come back, `fault.rs` how a wrong
-//! answer is told); `progress.rs` draws the live line while they run; their counts merge into
-//! `report.rs`. `error.rs` is why a run could not happen at all.
+//! `worker.rs` loop per thread over its share of the connections. The loop composes `dial.rs`
+//! (opening connections, the back-off), `conn.rs` (one connection: `message.rs` what it sends,
+//! `check.rs`/`http.rs` what must come back, `fault.rs` how a wrong answer is told),
+//! `record.rs` (the counts and latencies) and `progress.rs` (the live line). The threads'
+//! records merge into `report.rs`. `error.rs` is why a run could not happen at all.
 
 mod args;
 mod check;
 mod conn;
+mod dial;
 mod error;
 mod fault;
 mod http;
 mod message;
 mod plan;
 mod progress;
+mod record;
 mod report;
 mod schedule;
 mod worker;
 
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::ValueEnum;
 
@@ -34,17 +37,14 @@ pub use args::{
     LoadArgs, MAX_CONNS, MAX_PIPELINE, MAX_RATE, MAX_SECONDS, MAX_SIZE, MAX_THREADS,
     MIN_TIMEOUT_SECS,
 };
+pub use dial::{MAX_CONNECTS_IN_FLIGHT, RECONNECT_BACKOFF};
 pub use error::{LoadError, LoadErrorKind};
 pub use message::HttpMethod;
 use plan::Plan;
-pub use plan::MAX_CONNECTS_IN_FLIGHT;
 use progress::{show_progress, Snapshot};
 use report::{new_histogram, RunFacts, Tally};
 pub use report::{LoadReport, MAX_ERROR_SAMPLES};
 use worker::Share;
-
-/// Wait before a connection is opened again after its connect failed or the server closed it.
-pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Raises the soft fd limit to the hard one and checks `conns` fit under it.
 fn ensure_fds(conns: u32) -> Result<(), LoadError> {

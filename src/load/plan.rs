@@ -12,15 +12,12 @@ use super::args::{
     check_rate, duration_secs, timeout_secs, warmup_secs, LoadArgs, MAX_CONNS, MAX_PIPELINE,
     MAX_SIZE, MAX_THREADS,
 };
+use super::dial::MAX_CONNECTS_IN_FLIGHT;
 use super::error::LoadError;
 use super::message::{HttpMethod, Protocol};
 use super::schedule::Schedule;
 use crate::config::{FramingKind, MAX_PREFIX};
 
-/// Non-blocking connects in progress at once over all threads. It keeps the handshakes under way
-/// below a server's accept backlog (saythat's is 4096): SYNs beyond it are dropped, and the
-/// kernel retries each only a second later.
-pub const MAX_CONNECTS_IN_FLIGHT: usize = 512;
 /// Slowest pass over all connections looking for timeouts; shorter `--timeout`s get a quarter of
 /// themselves, so a timeout is noticed at most 25% late.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_millis(100);

@@ -4,7 +4,7 @@
 //! never slow the load threads (they send a snapshot at most once a `PROGRESS_INTERVAL`, and
 //! only when stderr is a terminal) nor draw anywhere but stderr.
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -23,6 +23,37 @@ pub(crate) struct Snapshot {
     pub answered: u64,
     pub errors: u64,
     pub hist: Histogram<u64>,
+}
+
+/// A load thread's end of the line: a snapshot at most every `PROGRESS_INTERVAL`, and none at
+/// all when no line is drawn.
+pub(crate) struct Feed {
+    tx: Option<Sender<Snapshot>>,
+    next: Instant,
+}
+
+impl Feed {
+    /// Sends on `tx`, if any, from one interval after `start`.
+    pub(crate) fn new(tx: Option<Sender<Snapshot>>, start: Instant) -> Self {
+        Feed {
+            tx,
+            next: start + PROGRESS_INTERVAL,
+        }
+    }
+
+    /// Sends `snapshot()` if one is due at `now`.
+    pub(crate) fn tick(&mut self, now: Instant, snapshot: impl FnOnce() -> Snapshot) {
+        if let (Some(tx), true) = (&self.tx, now >= self.next) {
+            self.next = now + PROGRESS_INTERVAL;
+            // The receiver only goes away once every thread has ended; nothing to do if it did.
+            let _ = tx.send(snapshot());
+        }
+    }
+
+    /// When the next snapshot is due, if any is sent.
+    pub(crate) fn wakeup(&self) -> Option<Instant> {
+        self.tx.as_ref().map(|_| self.next)
+    }
 }
 
 /// Draws the live line on stderr from the threads' snapshots until every thread has finished.

@@ -1,11 +1,19 @@
-//! The `--rate` schedule: when each message of the run is due, as pure arithmetic on the clock.
+//! The `--rate` schedule: when each message of the run is due, and each thread's place in it.
 //!
 //! It exists so the open loop's timing (message `i` of the run is due at `start + i / rate` and
 //! goes to connection `i % conns`) is written once, for the loop that hands messages out, the
-//! connection that dates them and the count of those never sent. It does no I/O and keeps no
-//! counter, and it must never round a due time earlier than the arithmetic says.
+//! connection that dates them and the count of those never sent. It does no I/O, and it must
+//! never hand a message out more than `SCHEDULE_LOOKAHEAD` before it is due.
 
 use std::time::{Duration, Instant};
+
+/// With `--rate`, messages are handed out this long before they are due, because epoll wakes the
+/// loop in whole milliseconds (mio rounds a shorter timeout up): without it a message would go out
+/// up to 1 ms late, and that lateness, the tool's own, would be charged to the server.
+const SCHEDULE_LOOKAHEAD: Duration = Duration::from_millis(1);
+/// `--rate` messages handed out in one turn of the loop; past it the loop polls without waiting
+/// and goes on, so an absurd rate cannot starve the connections' I/O.
+const MAX_DUE_PER_TURN: u32 = 4096;
 
 /// The open loop's timetable: `rate` messages per second over all `conns` connections from
 /// `start`. Only a run with `--rate` has one.
@@ -62,5 +70,111 @@ impl Schedule {
     /// connection `i % conns`, so that is message `j * conns + id`.
     pub(crate) fn intended(&self, id: u64, j: u64) -> Option<Instant> {
         self.due_at(j.saturating_mul(self.conns).saturating_add(id))
+    }
+
+    /// Of the messages due from `from` to before `to`, those the connections never sent, given
+    /// each connection's id and how many of its messages it sent (`issued`): a connection sends
+    /// its messages in order, so those from `issued` on were not.
+    pub(crate) fn not_sent(
+        &self,
+        from: Instant,
+        to: Instant,
+        conns: impl Iterator<Item = (u64, u64)>,
+    ) -> u64 {
+        let (first, end) = (self.first_due_from(from), self.first_due_from(to));
+        let mut not_sent: u64 = 0;
+        for (id, issued) in conns {
+            let sent_from = issued.max(self.share_below(first, id));
+            let due = self.share_below(end, id);
+            not_sent = not_sent.saturating_add(due.saturating_sub(sent_from));
+        }
+        not_sent
+    }
+}
+
+/// One thread's place in the schedule: the next message of the run to hand out, skipping those
+/// of other threads' connections.
+pub(crate) struct Cursor {
+    schedule: Schedule,
+    /// The thread's connections are `lo..hi` of the run's.
+    lo: u64,
+    hi: u64,
+    /// The index in the whole run's schedule of the next message to hand out.
+    next: u64,
+    /// Messages handed out this turn of the loop, at most `MAX_DUE_PER_TURN`.
+    handed: u32,
+    /// Handing out stopped at `MAX_DUE_PER_TURN`, so poll must not wait.
+    behind: bool,
+}
+
+impl Cursor {
+    /// The place of the thread owning connections `first_id..first_id + conns`, at the start.
+    pub(crate) fn new(schedule: Schedule, first_id: u64, conns: usize) -> Self {
+        Cursor {
+            schedule,
+            lo: first_id,
+            hi: first_id + conns as u64,
+            next: 0,
+            handed: 0,
+            behind: false,
+        }
+    }
+
+    /// A new turn of the loop: `MAX_DUE_PER_TURN` more may be handed out.
+    pub(crate) fn begin_turn(&mut self) {
+        self.handed = 0;
+        self.behind = false;
+    }
+
+    /// Hands out the next message due within `SCHEDULE_LOOKAHEAD` of `now` and before `end`:
+    /// returns its connection's index in the thread's share, or `None` when none is yet (or
+    /// this turn handed out its most).
+    pub(crate) fn next_due(&mut self, now: Instant, end: Instant) -> Option<usize> {
+        if self.lo == self.hi {
+            return None;
+        }
+        let n = self.schedule.conns;
+        loop {
+            let c = self.next % n;
+            if c < self.lo || c >= self.hi {
+                // Jump to this thread's first connection in this round or the next one.
+                let skip = if c < self.lo {
+                    self.lo - c
+                } else {
+                    n - c + self.lo
+                };
+                self.next = self.next.saturating_add(skip);
+                continue;
+            }
+            // Not due yet, or never: after the run's end, or too far ahead to represent.
+            match self.schedule.due_at(self.next) {
+                Some(due) if due <= now + SCHEDULE_LOOKAHEAD && due < end => {}
+                _ => return None,
+            }
+            if self.handed == MAX_DUE_PER_TURN {
+                self.behind = true;
+                return None;
+            }
+            self.handed += 1;
+            self.next += 1;
+            return Some((c - self.lo) as usize);
+        }
+    }
+
+    /// Messages due before `end` may not all be handed out yet, e.g. when the loop woke after
+    /// the end; `next_due` then hands them out. `next` may name another thread's connection,
+    /// which `next_due` skips, so this can say true once more than needed, never less.
+    pub(crate) fn left_before(&self, end: Instant) -> bool {
+        self.lo < self.hi && self.schedule.due_at(self.next).is_some_and(|due| due < end)
+    }
+
+    /// When the loop must wake to hand out the next message before `end`: at once when this turn
+    /// stopped at its most.
+    pub(crate) fn wakeup(&self, now: Instant, end: Instant) -> Option<Instant> {
+        if self.behind {
+            return Some(now);
+        }
+        let due = self.schedule.due_at(self.next).filter(|&due| due < end)?;
+        Some(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now))
     }
 }
