@@ -178,3 +178,91 @@ impl Cursor {
         Some(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Everything `next_due` hands out at `now` before `end`, as connection indices.
+    fn hand_out(cursor: &mut Cursor, now: Instant, end: Instant) -> Vec<usize> {
+        cursor.begin_turn();
+        std::iter::from_fn(|| cursor.next_due(now, end)).collect()
+    }
+
+    #[test]
+    fn a_thread_gets_only_its_own_connections_messages_in_order() {
+        // 1,000 messages/s over 5 connections; this thread owns connections 2 and 3.
+        let start = Instant::now();
+        let schedule = Schedule::new(1000.0, 5, start);
+        let mut cursor = Cursor::new(schedule, 2, 2);
+        let end = start + Duration::from_secs(1);
+        // Due by 9.5 ms (8.5 ms plus the lookahead): messages 0..=9, of which 2, 3, 7 and 8 are
+        // ours.
+        let now = start + Duration::from_micros(8_500);
+        assert_eq!(hand_out(&mut cursor, now, end), vec![0, 1, 0, 1]);
+        assert_eq!(hand_out(&mut cursor, now, end), Vec::<usize>::new());
+        // The next is message 12, due at 12 ms: wake 1 ms before it.
+        assert_eq!(cursor.wakeup(now, end), Some(start + ms(11)));
+        assert_eq!(hand_out(&mut cursor, start + ms(11), end), vec![0]);
+    }
+
+    #[test]
+    fn nothing_due_at_or_after_the_end_is_handed_out() {
+        let start = Instant::now();
+        let mut cursor = Cursor::new(Schedule::new(1000.0, 1, start), 0, 1);
+        let end = start + ms(3);
+        assert_eq!(hand_out(&mut cursor, start + ms(10), end), vec![0, 0, 0]);
+        assert!(!cursor.left_before(end));
+        assert_eq!(cursor.wakeup(start + ms(10), end), None);
+    }
+
+    #[test]
+    fn a_turn_hands_out_at_most_its_share_then_asks_to_be_woken_at_once() {
+        let start = Instant::now();
+        let mut cursor = Cursor::new(Schedule::new(1e9, 1, start), 0, 1);
+        let (now, end) = (start + ms(1), start + Duration::from_secs(1));
+        assert_eq!(
+            hand_out(&mut cursor, now, end).len(),
+            MAX_DUE_PER_TURN as usize
+        );
+        assert_eq!(cursor.wakeup(now, end), Some(now));
+        assert!(cursor.left_before(end));
+        assert_eq!(
+            hand_out(&mut cursor, now, end).len(),
+            MAX_DUE_PER_TURN as usize
+        );
+    }
+
+    #[test]
+    fn a_thread_with_no_connections_has_nothing_due() {
+        let start = Instant::now();
+        let mut cursor = Cursor::new(Schedule::new(1000.0, 4, start), 4, 0);
+        let end = start + Duration::from_secs(1);
+        assert_eq!(hand_out(&mut cursor, end, end), Vec::<usize>::new());
+        assert!(!cursor.left_before(end));
+    }
+
+    #[test]
+    fn messages_never_sent_are_those_due_in_the_window_from_each_connections_issued_on() {
+        // 100 messages/s over 2 connections: in 100 ms..200 ms messages 10..=19 are due, five
+        // each (connection 0: its 5th to 9th, connection 1: its 5th to 9th).
+        let start = Instant::now();
+        let schedule = Schedule::new(100.0, 2, start);
+        let (from, to) = (start + ms(100), start + ms(200));
+        // Connection 0 sent up to its 7th (so 3 not sent), connection 1 sent all of them.
+        assert_eq!(
+            schedule.not_sent(from, to, [(0, 7), (1, 10)].into_iter()),
+            3
+        );
+        // Sending fewer than were due before the window does not count those as not sent.
+        assert_eq!(
+            schedule.not_sent(from, to, [(0, 0), (1, 0)].into_iter()),
+            10
+        );
+        assert_eq!(schedule.intended(1, 5), schedule.due_at(11));
+    }
+}
