@@ -4,8 +4,11 @@
 //! environment variable) and the library's configuration, so tests, benches and the binary can
 //! never disagree about a default. It only describes; it must never open a socket.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// The lesson's port and address: loopback only, so nothing is exposed by accident.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -125,6 +128,25 @@ pub const MAX_BODY_TIMEOUT_SECS: u64 = 60 * 60;
 pub const DEFAULT_MAX_HELD: u64 = 256 * 1024 * 1024;
 /// The largest `--max-held`: 1 TiB, like `--max-body`; it bounds memory, so larger is a typo.
 pub const MAX_HELD_LIMIT: u64 = 1 << 40;
+
+/// The default `--max-delay`: 10 s, the longest wait a request's `delay` (or `drip` interval)
+/// may ask for. Each delayed answer holds its connection and a timer entry, no more, so the bound
+/// is about what a test means (go-httpbin's is 10 s too), not about memory.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// The longest `--max-delay`: one hour, like `--shutdown-timeout`, so a delay's deadline cannot
+/// overflow.
+pub const MAX_DELAY_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// The default `--max-size`: 1 MiB, the largest body a request's `size` may ask for. Bodies are
+/// written from a static filler, so the bound is about bandwidth, not memory.
+pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024;
+/// The largest `--max-size`: 1 TiB, like `--max-body`.
+pub const MAX_SIZE_LIMIT: u64 = 1 << 40;
+/// The longest `--instance`: it is a header value on every answer, and a name, not a document.
+pub const MAX_INSTANCE: usize = 255;
+/// The longest `--http-defaults`: a query of controls, read once at start.
+pub const MAX_HTTP_DEFAULTS: usize = 4096;
+/// Most `--trust-proxy` nets: each forwarding hop is matched against every one.
+pub const MAX_TRUSTED_NETS: usize = 64;
 
 /// How the byte stream of a connection is cut into messages that each get an answer.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +284,45 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
     pub drain_delay: u64,
+
+    /// HTTP: name this server in every answer (`X-Served-By: NAME`) and in `format=json`, so a
+    /// test behind a balancer sees which instance answered; `host` takes the machine's hostname.
+    /// At most 255 visible characters. Off unless given: answers keep their size.
+    #[arg(long, value_name = "NAME", env = "SAYTHAT_INSTANCE", value_parser = parse_instance)]
+    pub instance: Option<String>,
+
+    /// HTTP: controls applied to every request that carries none, as a query (e.g.
+    /// `delay=10ms:90,1s:10&status=503:1`), so a backend is made slow or flaky without touching
+    /// its clients. Checked at start against `--max-delay` and `--max-size`.
+    #[arg(long = "http-defaults", value_name = "QUERY", env = "SAYTHAT_HTTP_DEFAULTS",
+          value_parser = parse_http_defaults)]
+    pub http_defaults: Option<String>,
+
+    /// HTTP: the longest `delay` (and `drip` interval) a request may ask for, e.g. `10s`,
+    /// `500ms`, at most 1h; past it a request is answered 400 naming this flag.
+    #[arg(long = "max-delay", value_name = "DUR", env = "SAYTHAT_MAX_DELAY", default_value = "10s",
+          value_parser = parse_max_delay)]
+    pub max_delay: Duration,
+
+    /// HTTP: the largest body `size` a request may ask for, 0 to 1 TiB; past it a request is
+    /// answered 400 naming this flag.
+    #[arg(long = "max-size", value_name = "BYTES", env = "SAYTHAT_MAX_SIZE",
+          default_value_t = DEFAULT_MAX_SIZE,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SIZE_LIMIT))]
+    pub max_size: u64,
+
+    /// HTTP: turn every control off: the query and `X-Saythat-*` headers are ordinary text, and
+    /// `--http-defaults` is not applied.
+    #[arg(long = "no-controls", env = "SAYTHAT_NO_CONTROLS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_controls: bool,
+
+    /// HTTP: a proxy whose `Forwarded` / `X-Forwarded-For` names the client in `format=json`
+    /// (an address, or a net such as `10.0.0.0/8`); repeat for several, at most 64. None by
+    /// default: a forwarding header is never trusted unless its sender is.
+    #[arg(long = "trust-proxy", value_name = "CIDR", env = "SAYTHAT_TRUST_PROXY",
+          value_delimiter = ',', value_parser = parse_trust_proxy)]
+    pub trust_proxy: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -287,6 +348,12 @@ impl Default for Config {
             reuse_port: false,
             shutdown_timeout: 10,
             drain_delay: 0,
+            instance: None,
+            http_defaults: None,
+            max_delay: DEFAULT_MAX_DELAY,
+            max_size: DEFAULT_MAX_SIZE,
+            no_controls: false,
+            trust_proxy: Vec::new(),
         }
     }
 }
@@ -312,6 +379,82 @@ impl Config {
     pub fn drain_delay(&self) -> Duration {
         Duration::from_secs(self.drain_delay)
     }
+}
+
+/// A flag whose value is checked when the server starts, because reading it takes a part of the
+/// server that `config` must not import (`--http-defaults`, read by the HTTP framing): a usage
+/// error all the same (exit 2), naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.flag, self.message)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// Visible ASCII and spaces inside: what an HTTP header value and a JSON string both carry
+/// without escaping or surprise.
+fn printable(text: &str) -> bool {
+    text.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !text.starts_with(' ')
+        && !text.ends_with(' ')
+}
+
+fn parse_instance(name: &str) -> Result<String, String> {
+    let name = if name == "host" {
+        hostname()?
+    } else {
+        name.to_string()
+    };
+    if name.is_empty() || name.len() > MAX_INSTANCE || !printable(&name) {
+        return Err(format!(
+            "{name:?} is not an instance name: use 1 to {MAX_INSTANCE} visible ASCII characters \
+             (it is sent as a header), or host for the hostname"
+        ));
+    }
+    Ok(name)
+}
+
+/// The machine's hostname, as the kernel has it.
+fn hostname() -> Result<String, String> {
+    let path = "/proc/sys/kernel/hostname";
+    std::fs::read_to_string(path)
+        .map(|name| name.trim().to_string())
+        .map_err(|e| {
+            format!("cannot read the hostname from {path} ({e}); give a name instead of host")
+        })
+}
+
+fn parse_http_defaults(query: &str) -> Result<String, String> {
+    if query.len() > MAX_HTTP_DEFAULTS {
+        return Err(format!(
+            "the query is {} bytes; at most {MAX_HTTP_DEFAULTS} are allowed",
+            query.len()
+        ));
+    }
+    Ok(query.trim_start_matches('?').to_string())
+}
+
+fn parse_max_delay(text: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is not a duration: use e.g. 10s, 500ms or 1m"))?;
+    if delay > MAX_DELAY_LIMIT {
+        return Err(format!("{text} is past the longest allowed, 1h"));
+    }
+    Ok(delay)
+}
+
+/// A net (`10.0.0.0/8`, `fd00::/8`) or one address (`127.0.0.1`, `::1`).
+fn parse_trust_proxy(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a net: use e.g. 10.0.0.0/8 or ::1"))
 }
 
 fn parse_prefix(s: &str) -> Result<String, String> {

@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use log::{info, warn};
 use saythat::client::{self, Input, SendArgs};
+use saythat::config::FlagError;
 use saythat::load::{LoadArgs, LoadError, LoadErrorKind};
 use saythat::systemd::{self, ActivationError};
 use saythat::{Config, Server};
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
                 .downcast_ref::<LoadError>()
                 .is_some_and(|e| e.kind() == LoadErrorKind::InvalidArgs)
                 || e.downcast_ref::<ActivationError>()
-                    .is_some_and(ActivationError::is_usage);
+                    .is_some_and(ActivationError::is_usage)
+                || e.downcast_ref::<FlagError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

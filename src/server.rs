@@ -19,10 +19,11 @@ use mio::{Poll, Waker};
 use crate::admin::Endpoint;
 use crate::agent::Agent;
 use crate::config::{
-    Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS, MAX_LISTENERS,
-    RESERVED_FDS,
+    Config, FlagError, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS,
+    MAX_LISTENERS, MAX_TRUSTED_NETS, RESERVED_FDS,
 };
 use crate::event_loop::{Listener, SideLoop, Worker, WAKER};
+use crate::framing::http::control::{ControlLimits, Controls};
 use crate::framing::http::HeldBudget;
 use crate::framing::{Chunk, Http, HttpLimits, Line, Protocol};
 use crate::group::{Group, ServerHandle};
@@ -203,6 +204,7 @@ impl Server {
         if config.agent_listen.len() > MAX_LISTENERS {
             return Err(format!("give at most {MAX_LISTENERS} --agent-listen addresses").into());
         }
+        check_controls(config)?;
         let count = sets.len();
         let max_conns = connection_limit(config.max_conns);
         let mut bound = Vec::with_capacity(count);
@@ -443,6 +445,52 @@ fn http_limits(config: &Config) -> HttpLimits {
         body_timeout: (config.body_timeout > 0).then(|| Duration::from_secs(config.body_timeout)),
         held: Arc::new(HeldBudget::new(config.max_held)),
     }
+}
+
+/// The bounds of the test-backend controls, from `--max-delay` and `--max-size`.
+pub(crate) fn control_limits(config: &Config) -> ControlLimits {
+    ControlLimits {
+        max_delay: config.max_delay,
+        max_size: config.max_size,
+    }
+}
+
+/// `--http-defaults`, read as a request's query is (none: no control); a bad one is a usage
+/// error naming the flag.
+pub(crate) fn http_defaults(config: &Config) -> Result<Controls, FlagError> {
+    let mut defaults = Controls::default();
+    if let Some(query) = &config.http_defaults {
+        defaults
+            .add_query(query.as_bytes(), &control_limits(config))
+            .map_err(|e| FlagError {
+                flag: "--http-defaults",
+                message: e.to_string().trim_end().to_string(),
+            })?;
+    }
+    Ok(defaults)
+}
+
+/// Checks the flags of the test-backend controls before anything runs, and warns when they
+/// were given to a framing other than HTTP, which ignores them.
+fn check_controls(config: &Config) -> Result<(), FlagError> {
+    if config.trust_proxy.len() > MAX_TRUSTED_NETS {
+        return Err(FlagError {
+            flag: "--trust-proxy",
+            message: format!("give at most {MAX_TRUSTED_NETS} nets"),
+        });
+    }
+    http_defaults(config)?;
+    let given = config.instance.is_some()
+        || config.http_defaults.is_some()
+        || config.no_controls
+        || !config.trust_proxy.is_empty();
+    if given && config.framing != FramingKind::Http {
+        warn!(
+            "--instance, --http-defaults, --no-controls and --trust-proxy apply to --framing \
+             http only; they are ignored"
+        );
+    }
+    Ok(())
 }
 
 /// HTTP's limits on the admin endpoint: a head has at most `SIDE_HEADER_TIMEOUT` to complete.

@@ -495,3 +495,156 @@ fn load_against_a_server_stopped_mid_run_exits_1() {
         "{report}"
     );
 }
+
+/// A `GET` with `Connection: close` to an HTTP server process, answered by 200.
+fn expect_http_ok(server: &ServerProcess) {
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /hi HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send a GET");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[test]
+fn the_test_backend_flags_are_accepted_from_the_command_line_and_the_environment() {
+    let server = ServerProcess::serve(&[
+        "--framing",
+        "http",
+        "--instance",
+        "web-1",
+        "--http-defaults",
+        "?delay=1ms&header=X-Default:a,b",
+        "--max-delay",
+        "1500ms",
+        "--max-size",
+        "2048",
+        "--trust-proxy",
+        "10.0.0.0/8",
+        "--trust-proxy",
+        "::1",
+        "--no-controls",
+    ]);
+    expect_http_ok(&server);
+    // `host` is the hostname; the bounds let --http-defaults ask for more than the defaults do.
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0", "--framing", "http"]);
+    cmd.env("SAYTHAT_INSTANCE", "host")
+        .env("SAYTHAT_HTTP_DEFAULTS", "delay=20s&size=2000000")
+        .env("SAYTHAT_MAX_DELAY", "1m")
+        .env("SAYTHAT_MAX_SIZE", "2000000")
+        .env("SAYTHAT_TRUST_PROXY", "127.0.0.1,fd00::/8")
+        .env("SAYTHAT_NO_CONTROLS", "true");
+    let server = ServerProcess::start(cmd);
+    expect_http_ok(&server);
+}
+
+#[test]
+fn the_controls_flags_apply_to_http_only_and_say_so() {
+    let server = ServerProcess::serve(&["--instance", "web-1", "--trust-proxy", "::1"]);
+    // Logged before the `listening on` line the start waited for.
+    let warning = "--instance, --http-defaults, --no-controls and --trust-proxy apply to \
+                   --framing http only; they are ignored";
+    assert_eq!(server.count_lines(warning), 1, "{}", server.stderr());
+    let mut client = server.connect();
+    send_expect(&mut client, b"hi", b"You say that hi");
+}
+
+#[test]
+fn a_bad_test_backend_flag_exits_2_with_its_message() {
+    let long = "n".repeat(256);
+    let huge_query = format!("delay=1ms&{}", "a".repeat(4096));
+    // (the arguments after `serve --listen 127.0.0.1:0 --framing http`, what stderr must hold)
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--http-defaults", "delay=5parsecs"],
+            "error: --http-defaults: control delay: \"5parsecs\" is not a duration; use 150ms, \
+             2s, 10us or weighted 1ms:50,10ms:45 (percent)",
+        ),
+        (
+            &["--http-defaults", "delay=20s"],
+            "error: --http-defaults: control delay: 20s is past --max-delay 10s; raise \
+             --max-delay or ask for less",
+        ),
+        (
+            &["--max-size", "100", "--http-defaults", "size=101"],
+            "error: --http-defaults: control size: 101 is past --max-size 100; raise --max-size \
+             or ask for less",
+        ),
+        (
+            &["--http-defaults", "status=503:80,429:30"],
+            "error: --http-defaults: control status: \"503:80,429:30\" weighs 110% in all, past \
+             100%; weights are percents of the answers, and the rest are answered 200",
+        ),
+        (&["--http-defaults", &huge_query], "error: invalid value"),
+        (
+            &["--max-delay", "2h"],
+            "error: invalid value '2h' for '--max-delay <DUR>': 2h is past the longest allowed, \
+             1h",
+        ),
+        (
+            &["--max-delay", "soon"],
+            "error: invalid value 'soon' for '--max-delay <DUR>': \"soon\" is not a duration: \
+             use e.g. 10s, 500ms or 1m",
+        ),
+        (
+            &["--max-size", "1099511627777"],
+            "error: invalid value '1099511627777' for '--max-size <BYTES>': 1099511627777 is not \
+             in 0..=1099511627776",
+        ),
+        (
+            &["--trust-proxy", "10.0.0.0/33"],
+            "error: invalid value '10.0.0.0/33' for '--trust-proxy <CIDR>': \"10.0.0.0/33\" is \
+             not an address or a net: use e.g. 10.0.0.0/8 or ::1",
+        ),
+        (
+            &["--instance", "web\r\nX-Evil: 1"],
+            "\"web\\r\\nX-Evil: 1\" is not an instance name",
+        ),
+        (
+            &["--instance", ""],
+            "error: invalid value '' for '--instance <NAME>': \"\" is not an instance name: use \
+             1 to 255 visible ASCII characters (it is sent as a header), or host for the hostname",
+        ),
+        (&["--instance", &long], "is not an instance name"),
+        (
+            &["--no-controls=maybe"],
+            "error: unexpected value 'maybe' for '--no-controls'",
+        ),
+    ];
+    for &(args, expected) in cases {
+        let args = [
+            &["serve", "--listen", "127.0.0.1:0", "--framing", "http"],
+            args,
+        ]
+        .concat();
+        let output = run_to_end(saythat(&args), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}\n{}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "stderr should hold {expected:?} for {args:?}\n{}",
+            describe(&output)
+        );
+    }
+    // From the environment too, naming the flag.
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0", "--framing", "http"]);
+    cmd.env("SAYTHAT_HTTP_DEFAULTS", "status=abc");
+    let output = run_to_end(cmd, None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("error: --http-defaults: control status: \"abc\""),
+        "{}",
+        describe(&output)
+    );
+}

@@ -24,7 +24,9 @@
 
 mod body;
 mod chunked;
+pub mod control;
 mod date;
+pub mod describe;
 mod held;
 mod host;
 mod request;
