@@ -82,9 +82,12 @@ impl Heads {
         &self.counts
     }
 
-    /// Uncounts an answer whose head was withdrawn before it went out.
-    pub(super) fn withdraw(&mut self, status: u16) {
-        self.counts.withdraw(status);
+    /// Uncounts the head written for `answer`, if any: it will not go out.
+    pub(super) fn withdraw(&mut self, answer: &mut Answer) {
+        if answer.status != 0 {
+            self.counts.withdraw(answer.status);
+            answer.status = 0;
+        }
     }
 
     /// Writes an answer's status line and header fields.
