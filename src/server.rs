@@ -452,7 +452,7 @@ fn http_limits(config: &Config) -> HttpLimits {
 }
 
 /// The bounds of the test-backend controls, from `--max-delay` and `--max-size`.
-pub fn control_limits(config: &Config) -> ControlLimits {
+pub(crate) fn control_limits(config: &Config) -> ControlLimits {
     ControlLimits {
         max_delay: config.max_delay,
         max_size: config.max_size,
@@ -461,7 +461,7 @@ pub fn control_limits(config: &Config) -> ControlLimits {
 
 /// `--http-defaults`, read as a request's query is (none: no control); a bad one is a usage
 /// error naming the flag.
-pub fn http_defaults(config: &Config) -> Result<Controls, FlagError> {
+pub(crate) fn http_defaults(config: &Config) -> Result<Controls, FlagError> {
     let mut defaults = Controls::default();
     if let Some(query) = &config.http_defaults {
         defaults

@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 
 use super::check::Checker;
 use super::message::seed;
-use super::Plan;
+use super::plan::Plan;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,20 +106,20 @@ impl Slot {
         // it (`due` counts no other): late because the connection waited for an answer or the
         // loop woke late, they go out now and count from when they were due, as they would
         // mid-run, instead of being charged as never sent.
-        if now >= plan.end && plan.rate.is_none() {
+        if now >= plan.end && plan.schedule.is_none() {
             return 0;
         }
         let mut n = u64::from(plan.pipeline).saturating_sub(self.in_flight.len() as u64);
         if let Some(every) = plan.reconnect {
             n = n.min(every.saturating_sub(self.started_here));
         }
-        if plan.rate.is_some() {
+        if plan.schedule.is_some() {
             n = n.min(self.due.saturating_sub(self.issued));
         }
         // Only measured messages spend the budget; before the window opens nothing is measured
         // in closed loop, and with --rate being conservative here costs nothing.
         if let Some(left) = budget {
-            if plan.rate.is_some() || now >= plan.measure_start {
+            if plan.schedule.is_some() || now >= plan.measure_start {
                 n = n.min(left);
             }
         }
@@ -166,11 +166,11 @@ impl Slot {
         n -= take;
         let mut started = 0;
         while n > 0 {
-            let origin = match plan.rate {
+            let origin = match &plan.schedule {
                 // Sent early (see `SCHEDULE_LOOKAHEAD`), it counts from its actual send; sent
                 // late because the connection was busy, from when it should have gone.
-                Some(_) => {
-                    let at = plan.intended(self.id, self.issued);
+                Some(schedule) => {
+                    let at = schedule.intended(self.id, self.issued);
                     self.issued += 1;
                     at.map_or(now, |at| at.min(now))
                 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{LoadError, MAX_ERROR_SAMPLES};
+use super::error::LoadError;
 
+/// Error descriptions kept in the report; the rest are only counted.
+pub const MAX_ERROR_SAMPLES: usize = 5;
 /// Smallest latency the histogram tells apart, in µs.
 const LATENCY_LOW_US: u64 = 1;
 /// Largest latency recorded exactly, in µs (60 s); longer ones are recorded as this. A message

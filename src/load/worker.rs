@@ -1,25 +1,27 @@
 //! One load thread: a mio loop over its share of the connections, from first connect to the end.
 //!
 //! The loop fits on a screen: housekeeping (connects, the `--rate` schedule, timeouts), poll, then
-//! a match on the connection's phase. It must never block, never read or write more than the
+//! a match on the connection's phase. It composes the rooms beside it (`Dialer` opens
+//! connections, `Cursor` hands out the schedule, `Record` counts, `Feed` reports progress) and
+//! keeps the path of a connection's bytes. It must never block, never read or write more than the
 //! messages in flight call for, and always stop by itself: at the run's end it starts nothing
 //! more (with `--rate`, nothing but the messages that fell due before the end) and waits at most
 //! `--timeout` for the answers still due, which are timeouts past that.
 
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::conn::{Phase, Slot};
-use super::fault::Fault;
-use super::report::{new_histogram, Tally};
-use super::{LoadError, Plan, PROGRESS_INTERVAL, RECONNECT_BACKOFF};
+use super::dial::{Dialed, Dialer};
+use super::error::LoadError;
+use super::plan::Plan;
+use super::progress::{Feed, Snapshot};
+use super::record::{Close, Outcome, Record};
+use super::schedule::Cursor;
 use crate::describe;
 
 /// Bytes asked of one read(2), into the loop's one shared buffer: connections have none.
@@ -28,13 +30,6 @@ const READ_BUF: usize = 64 * 1024;
 const WRITE_BUF: usize = 64 * 1024;
 /// Readiness events taken from one poll.
 const EVENTS_CAPACITY: usize = 1024;
-/// With `--rate`, messages are handed out this long before they are due, because epoll wakes the
-/// loop in whole milliseconds (mio rounds a shorter timeout up): without it a message would go out
-/// up to 1 ms late, and that lateness, the tool's own, would be charged to the server.
-const SCHEDULE_LOOKAHEAD: Duration = Duration::from_millis(1);
-/// `--rate` messages handed out in one turn of the loop; past it the loop polls without waiting
-/// and goes on, so an absurd rate cannot starve the connections' I/O.
-const MAX_DUE_PER_TURN: u32 = 4096;
 
 /// The connections and budget one thread owns.
 pub(crate) struct Share {
@@ -46,66 +41,21 @@ pub(crate) struct Share {
     pub budget: Option<u64>,
 }
 
-/// What a thread has counted so far, for the live progress line.
-#[derive(Clone)]
-pub(crate) struct Snapshot {
-    pub thread: usize,
-    pub answered: u64,
-    pub errors: u64,
-    pub hist: Histogram<u64>,
-}
-
-/// What a thread counted by its end.
-pub(crate) struct Outcome {
-    pub tally: Tally,
-    pub hist: Histogram<u64>,
-    /// When its loop stopped (at the latest the run's end).
-    pub ended: Instant,
-    /// The first connect failure, in words, for the error when none ever succeeded.
-    pub connect_error: Option<String>,
-}
-
-/// Why a connection is closed (after which it is opened again while the run lasts).
-enum Close {
-    /// A wrong or unexpected byte (in HTTP also a status other than 200 or a `Connection:
-    /// close`), described: the stream is out of sync, or the server means to close it.
-    Wrong(Fault, String),
-    /// No complete answer within `--timeout`.
-    Timeout,
-    /// The server closed the connection (`None`) or it failed.
-    Peer(Option<io::Error>),
-    /// `--reconnect`: it carried its share of messages.
-    Churn,
-}
-
 struct Worker {
     plan: Arc<Plan>,
     thread: usize,
     slots: Vec<Slot>,
-    /// Connections to open as soon as fewer than `connects_per_thread` connects are in progress.
-    ready: VecDeque<usize>,
-    /// Connections to open again once their time comes; the times only grow along the queue,
-    /// since each is "now" plus the same back-off.
-    backoff: VecDeque<(usize, Instant)>,
-    connecting: usize,
-    /// Slots whose connect failed at least once; with none ever connected, all of them failing
-    /// ends the thread early rather than retrying a dead address for the whole run.
-    failed_slots: usize,
+    dial: Dialer,
+    /// With `--rate`: this thread's place in the schedule.
+    cursor: Option<Cursor>,
     /// What is left of this thread's `--messages`.
     budget: Option<u64>,
     /// Messages in flight on this thread's connections: once the run ends, or with `--messages`
     /// once the budget is spent, the thread ends when these are answered or lost.
     outstanding: u64,
-    /// With `--rate`: the index in the whole run's schedule of the next message to hand out.
-    next_due: u64,
-    /// Handing out `--rate` messages stopped at `MAX_DUE_PER_TURN`, so poll must not wait.
-    behind: bool,
     next_sweep: Instant,
-    next_progress: Instant,
-    progress: Option<Sender<Snapshot>>,
-    tally: Tally,
-    hist: Histogram<u64>,
-    connect_error: Option<String>,
+    feed: Feed,
+    record: Record,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
 }
@@ -159,20 +109,15 @@ impl Worker {
         Ok(Worker {
             thread: share.thread,
             slots,
-            ready: (0..share.conns).collect(),
-            backoff: VecDeque::new(),
-            connecting: 0,
-            failed_slots: 0,
+            dial: Dialer::new(share.conns, plan.connects_per_thread),
+            cursor: plan
+                .schedule
+                .map(|s| Cursor::new(s, share.first_id, share.conns)),
             budget: share.budget,
             outstanding: 0,
-            next_due: 0,
-            behind: false,
             next_sweep: plan.start + plan.sweep,
-            next_progress: plan.start + PROGRESS_INTERVAL,
-            progress,
-            tally: Tally::default(),
-            hist: new_histogram()?,
-            connect_error: None,
+            feed: Feed::new(progress, plan.start),
+            record: Record::new()?,
             read_buf: vec![0; READ_BUF],
             write_buf: vec![0; WRITE_BUF],
             plan,
@@ -180,37 +125,23 @@ impl Worker {
     }
 
     fn finished(&self, now: Instant) -> bool {
-        let gave_up = self.tally.conns_connected == 0 && self.failed_slots == self.slots.len();
-        let done = (now >= self.plan.end && !self.due_left()) || self.budget == Some(0);
+        let gave_up = !self.record.connected_any() && self.dial.all_failed();
+        // With `--rate`, messages due before the end may not all be handed out yet, e.g. when
+        // the loop woke after the end: `hand_out_due` hands them out, and `startable` lets them go.
+        let due_left = self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.left_before(self.plan.end));
+        let done = (now >= self.plan.end && !due_left) || self.budget == Some(0);
         gave_up || (done && self.outstanding == 0) || now >= self.plan.wait_end
-    }
-
-    /// With `--rate`: messages due before the end may not all be handed out yet, e.g. when the
-    /// loop woke after the end; `hand_out_due` then hands them out, and `startable` lets them go.
-    /// `next_due` may name another thread's connection, which `hand_out_due` skips, so this can
-    /// say true once more than needed, never less.
-    fn due_left(&self) -> bool {
-        self.plan.rate.is_some()
-            && !self.slots.is_empty()
-            && self
-                .plan
-                .due_at(self.next_due)
-                .is_some_and(|due| due < self.plan.end)
     }
 
     /// Everything driven by time rather than readiness.
     fn housekeeping(&mut self, reg: &Registry, now: Instant) {
         self.hand_out_due(reg, now);
-        while let Some(&(idx, at)) = self.backoff.front() {
-            if at > now {
-                break;
-            }
-            self.backoff.pop_front();
-            self.ready.push_back(idx);
-        }
         // Once the run has ended a new connection would carry nothing.
-        while self.connecting < self.plan.connects_per_thread && now < self.plan.end {
-            let Some(idx) = self.ready.pop_front() else {
+        while now < self.plan.end {
+            let Some(idx) = self.dial.next(now) else {
                 break;
             };
             self.connect(reg, idx, now);
@@ -219,16 +150,8 @@ impl Worker {
             self.next_sweep = now + self.plan.sweep;
             self.sweep(now);
         }
-        if let (Some(tx), true) = (&self.progress, now >= self.next_progress) {
-            self.next_progress = now + PROGRESS_INTERVAL;
-            // The receiver only goes away once every thread has ended; nothing to do if it did.
-            let _ = tx.send(Snapshot {
-                thread: self.thread,
-                answered: self.tally.answered,
-                errors: self.tally.errors(),
-                hist: self.hist.clone(),
-            });
-        }
+        let (record, thread) = (&self.record, self.thread);
+        self.feed.tick(now, || record.snapshot(thread));
     }
 
     fn next_wakeup(&self, now: Instant) -> Duration {
@@ -236,80 +159,43 @@ impl Worker {
             true => self.plan.end,
             false => self.plan.wait_end,
         };
-        let mut at = end.min(self.next_sweep);
-        if self.progress.is_some() {
-            at = at.min(self.next_progress);
-        }
-        if let Some(&(_, t)) = self.backoff.front() {
-            at = at.min(t);
-        }
-        let due = self.plan.due_at(self.next_due);
-        if let Some(due) = due.filter(|&due| self.plan.rate.is_some() && due < self.plan.end) {
-            at = at.min(due.checked_sub(SCHEDULE_LOOKAHEAD).unwrap_or(now));
-        }
-        if self.behind {
-            at = now;
-        }
-        at.saturating_duration_since(now)
+        let due = self
+            .cursor
+            .as_ref()
+            .and_then(|c| c.wakeup(now, self.plan.end));
+        [self.feed.wakeup(), self.dial.wakeup(), due]
+            .into_iter()
+            .flatten()
+            .fold(end.min(self.next_sweep), Instant::min)
+            .saturating_duration_since(now)
     }
 
-    /// With `--rate`: makes due the messages of this thread's connections whose time comes within
-    /// `SCHEDULE_LOOKAHEAD`.
-    /// Message `i` of the run goes to connection `i % conns`; other threads' are skipped.
+    /// With `--rate`: makes due the messages of this thread's connections whose time has come, and
+    /// sends them on the connections that can.
     fn hand_out_due(&mut self, reg: &Registry, now: Instant) {
-        if self.plan.rate.is_none() {
-            return;
+        let end = self.plan.end;
+        if let Some(cursor) = &mut self.cursor {
+            cursor.begin_turn();
         }
-        if self.slots.is_empty() {
-            return;
-        }
-        let n = self.plan.conns;
-        let lo = self.slots.first().map_or(0, |s| s.id);
-        let hi = lo + self.slots.len() as u64;
-        let mut handed = 0;
-        self.behind = false;
-        loop {
-            let c = self.next_due % n;
-            if c < lo || c >= hi {
-                // Jump to this thread's first connection in this round or the next one.
-                let skip = if c < lo { lo - c } else { n - c + lo };
-                self.next_due = self.next_due.saturating_add(skip);
-                continue;
-            }
-            // Not due yet, or never: after the run's end, or too far ahead to represent.
-            match self.plan.due_at(self.next_due) {
-                Some(due) if due <= now + SCHEDULE_LOOKAHEAD && due < self.plan.end => {}
-                _ => return,
-            }
-            if handed == MAX_DUE_PER_TURN {
-                self.behind = true;
-                return;
-            }
-            handed += 1;
-            self.next_due += 1;
-            let idx = (c - lo) as usize;
-            self.slots[idx].due += 1;
-            if self.slots[idx].phase == Phase::Open && !self.slots[idx].writable_interest {
+        while let Some(idx) = self.cursor.as_mut().and_then(|c| c.next_due(now, end)) {
+            let slot = &mut self.slots[idx];
+            slot.due += 1;
+            if slot.phase == Phase::Open && !slot.writable_interest {
                 self.send(reg, idx, now);
             }
         }
     }
 
     fn connect(&mut self, reg: &Registry, idx: usize, now: Instant) {
-        let mut sock = match TcpStream::connect(self.plan.addr) {
-            Ok(sock) => sock,
-            Err(e) => return self.connect_failed(idx, &e, now),
-        };
-        // WRITABLE reports the connect's outcome; it stays registered until output is drained.
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = reg.register(&mut sock, Token(idx), interest) {
-            return self.connect_failed(idx, &e, now);
+        match self.dial.open(self.plan.addr, reg, idx) {
+            Ok(sock) => {
+                let slot = &mut self.slots[idx];
+                slot.sock = Some(sock);
+                slot.phase = Phase::Connecting { since: now };
+                slot.writable_interest = true;
+            }
+            Err(e) => self.connect_failed(idx, &e, now),
         }
-        let slot = &mut self.slots[idx];
-        slot.sock = Some(sock);
-        slot.phase = Phase::Connecting { since: now };
-        slot.writable_interest = true;
-        self.connecting += 1;
     }
 
     /// A connecting socket is ready: connected, failed, or (spuriously) neither yet. `readable`
@@ -326,32 +212,19 @@ impl Worker {
         let Some(sock) = slot.sock.as_ref() else {
             return;
         };
-        // mio's recipe: take_error first, then peer_addr says whether the connect completed.
-        let outcome = match sock.take_error() {
-            Ok(None) => sock.peer_addr().map(|_| ()),
-            Ok(Some(e)) | Err(e) => Err(e),
-        };
-        let closed = match outcome {
-            Ok(()) => None,
-            Err(e) if e.kind() == ErrorKind::NotConnected => return,
-            // A reset (a broken pipe once a FIN came first) is only reported once the connect has
-            // succeeded, a refusal being `ConnectionRefused`: the server accepted the connection
-            // and dropped it at once, which is its close, not a connect failure.
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
-                Some(e)
-            }
-            Err(e) => return self.connect_failed(idx, &e, now),
+        let closed = match self.dial.outcome(sock) {
+            Dialed::Pending => return,
+            Dialed::Connected => None,
+            Dialed::ClosedAtOnce(e) => Some(e),
+            Dialed::Failed(e) => return self.connect_failed(idx, &e, now),
         };
         // Small messages must not wait for Nagle's algorithm; without it they still arrive.
         if let Err(e) = sock.set_nodelay(true) {
             log::debug!("conn {}: cannot set TCP_NODELAY: {e}", slot.id);
         }
         slot.phase = Phase::Open;
-        if !slot.ever_connected {
-            slot.ever_connected = true;
-            self.tally.conns_connected += 1;
-        }
-        self.connecting -= 1;
+        self.record.connected(!slot.ever_connected);
+        slot.ever_connected = true;
         match closed {
             Some(e) => self.close(idx, Close::Peer(Some(e)), now),
             // Edge-triggered: what came with the connect is not reported again, so read it now.
@@ -362,39 +235,15 @@ impl Worker {
     }
 
     fn connect_failed(&mut self, idx: usize, e: &io::Error, now: Instant) {
+        let plan = &*self.plan;
         let slot = &mut self.slots[idx];
-        log::debug!(
-            "conn {}: cannot connect to {}: {e}",
-            slot.id,
-            self.plan.addr
-        );
-        if matches!(slot.phase, Phase::Connecting { .. }) {
-            self.connecting -= 1;
-        }
-        if !slot.ever_failed {
-            slot.ever_failed = true;
-            self.failed_slots += 1;
-        }
-        self.outstanding = self
-            .outstanding
-            .saturating_sub(slot.reset_stream(&self.plan));
-        self.tally.connect_failures += 1;
-        // Past the warmup the server was asked for this connection and did not take it: the
-        // load the run was to measure was not carried (a server gone, refusing, or its backlog
-        // overflowing), so it is an error, as a lost answer is.
-        if now >= self.plan.measure_start {
-            self.tally.connect_errors += 1;
-            let at = now.saturating_duration_since(self.plan.start);
-            let what = format!(
-                "conn {}: cannot connect to {} after the warmup: {}",
-                slot.id,
-                self.plan.addr,
-                describe(e)
-            );
-            self.tally.sample(at, what);
-        }
-        self.connect_error.get_or_insert_with(|| describe(e));
-        self.backoff.push_back((idx, now + RECONNECT_BACKOFF));
+        log::debug!("conn {}: cannot connect to {}: {e}", slot.id, plan.addr);
+        let connecting = matches!(slot.phase, Phase::Connecting { .. });
+        self.dial
+            .failed(idx, connecting, !slot.ever_failed, || describe(e), now);
+        slot.ever_failed = true;
+        self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
+        self.record.connect_failed(slot.id, plan, e, now);
     }
 
     /// An open connection is ready: read the answers, then send what may be sent.
@@ -426,7 +275,7 @@ impl Worker {
                 Err(e) => return Err(Close::Peer(Some(e))),
             };
             if measuring {
-                self.tally.received_bytes += n as u64;
+                self.record.received(n);
             }
             let front = slot.in_flight.front().map_or(slot.next_seq, |m| m.seq);
             let fed = slot.checker.feed(
@@ -443,14 +292,8 @@ impl Worker {
                 .in_flight
                 .drain(..fed.completed.min(slot.in_flight.len()))
             {
-                self.tally.answered += 1;
+                self.record.answered(&m, now);
                 self.outstanding = self.outstanding.saturating_sub(1);
-                if m.measured {
-                    self.tally.messages += 1;
-                    let us = now.saturating_duration_since(m.origin).as_micros();
-                    self.hist
-                        .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
-                }
             }
             if let Some((fault, what)) = fed.error {
                 return Err(Close::Wrong(fault, what));
@@ -491,7 +334,7 @@ impl Worker {
                 Ok(0) => return Err(Close::Peer(Some(ErrorKind::WriteZero.into()))),
                 Ok(written) => {
                     if measuring {
-                        self.tally.sent_bytes += written as u64;
+                        self.record.sent(written);
                     }
                     self.outstanding += slot.commit(plan, written, now, &mut self.budget);
                 }
@@ -544,127 +387,42 @@ impl Worker {
     fn close(&mut self, idx: usize, why: Close, now: Instant) {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
-        let at = now.saturating_duration_since(plan.start);
-        let (id, unanswered) = (slot.id, slot.in_flight.len());
-        let mut back_off = true;
-        match why {
-            Close::Wrong(fault, what) => {
-                match fault {
-                    Fault::Wrong => self.tally.wrong += 1,
-                    Fault::BadStatus => self.tally.bad_status += 1,
-                    Fault::ConnectionClose => self.tally.connection_close += 1,
-                }
-                self.tally.sample(at, what);
-            }
-            Close::Timeout => {
-                back_off = false;
-                timed_out(&mut self.tally, &mut self.hist, slot, plan, now);
-            }
-            // A close that loses messages, or that comes before the server answered anything on
-            // the connection (it refused to serve it: a proxy whose backend is down, a restart),
-            // fails the clients, so it is an error even with no message sent yet (`--rate`).
-            Close::Peer(e) if unanswered > 0 || !slot.answered_here => {
-                self.tally.closed_early += 1;
-                let how = match e {
-                    None => "the server closed the connection".to_string(),
-                    Some(e) => format!("the connection failed ({})", describe(&e)),
-                };
-                let when = match unanswered {
-                    0 => "before its first answer".to_string(),
-                    n => format!("with {n} message(s) unanswered"),
-                };
-                self.tally.sample(at, format!("conn {id}: {how} {when}"));
-            }
-            // A server may close a connection it has served once it is idle (saythat's
-            // --idle-timeout, a drain): nothing was lost and the next messages go on a new one,
-            // any delay showing in their latency. Counted, so it is seen, but not an error.
-            Close::Peer(_) => self.tally.closed_idle += 1,
-            Close::Churn => back_off = false,
-        }
+        // A timeout was waited for already, and churn is no failure: neither backs off.
+        let back_off = !matches!(why, Close::Timeout | Close::Churn);
+        self.record.closed(slot, why, plan, now);
         // Dropping the socket closes it, which also takes it out of the epoll set.
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
         // Once the run has ended it stays closed: it would carry nothing.
         if now >= plan.end {
             return;
         }
-        self.tally.reconnects += 1;
-        if back_off {
-            self.backoff.push_back((idx, now + RECONNECT_BACKOFF));
-        } else {
-            self.ready.push_back(idx);
-        }
-    }
-
-    /// With `--rate`: counts the messages due in the measured window that were never sent, their
-    /// connection still waiting for answers, closed or connecting. The open loop's schedule is
-    /// the load asked for, so each is an error, unless `--messages` did not ask for it.
-    fn count_not_sent(&mut self) {
-        let plan = &*self.plan;
-        if plan.rate.is_none() {
-            return;
-        }
-        let (first, end) = (
-            plan.first_due_from(plan.measure_start),
-            plan.first_due_from(plan.end),
-        );
-        let mut not_sent: u64 = 0;
-        for slot in &self.slots {
-            // A connection sends its messages in order: those from `issued` on were never sent.
-            let from = slot.issued.max(plan.share_below(first, slot.id));
-            not_sent = not_sent.saturating_add(plan.share_below(end, slot.id).saturating_sub(from));
-        }
-        if let Some(left) = self.budget {
-            not_sent = not_sent.min(left);
-        }
-        if not_sent > 0 {
-            self.tally.not_sent += not_sent;
-            let what = format!(
-                "{not_sent} message(s) due by the end were never sent: their connections were \
-                 still waiting for answers, closed or connecting"
-            );
-            self.tally
-                .sample(plan.end.saturating_duration_since(plan.start), what);
-        }
+        self.record.reconnect();
+        self.dial.again(idx, back_off, now);
     }
 
     fn finish(mut self, now: Instant) -> Outcome {
-        self.tally.conns_open_at_end =
-            self.slots.iter().filter(|s| s.phase == Phase::Open).count() as u64;
+        let plan = &*self.plan;
+        let open = self.slots.iter().filter(|s| s.phase == Phase::Open).count() as u64;
         // Left only when `wait_end` came: each has waited at least `--timeout`, as the sweep would
         // have found had it come round once more.
         for slot in self.slots.iter().filter(|s| !s.in_flight.is_empty()) {
-            timed_out(&mut self.tally, &mut self.hist, slot, &self.plan, now);
+            self.record.timed_out(slot, plan, now);
         }
-        self.count_not_sent();
+        // With `--rate`: the messages due in the measured window that were never sent, their
+        // connection still waiting for answers, closed or connecting. The open loop's schedule is
+        // the load asked for, so each is an error, unless `--messages` did not ask for it.
+        if let Some(schedule) = &plan.schedule {
+            let conns = self.slots.iter().map(|s| (s.id, s.issued));
+            let mut not_sent = schedule.not_sent(plan.measure_start, plan.end, conns);
+            if let Some(left) = self.budget {
+                not_sent = not_sent.min(left);
+            }
+            let at = plan.end.saturating_duration_since(plan.start);
+            self.record.not_sent(not_sent, at);
+        }
         // Dropping the slots closes every socket.
         drop(std::mem::take(&mut self.slots));
-        Outcome {
-            tally: self.tally,
-            hist: self.hist,
-            ended: now.min(self.plan.end),
-            connect_error: self.connect_error,
-        }
-    }
-}
-
-/// Counts a connection whose oldest message waited `--timeout` without a complete answer, and
-/// records how long its measured messages have waited so far: their answers never came, but a
-/// stalled server must still show in the latency figures, at least by this much.
-fn timed_out(tally: &mut Tally, hist: &mut Histogram<u64>, slot: &Slot, plan: &Plan, now: Instant) {
-    tally.timeouts += 1;
-    if let Some(m) = slot.in_flight.front() {
-        let what = format!(
-            "conn {}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",
-            slot.id,
-            m.seq,
-            plan.timeout,
-            slot.checker.partial(&plan.proto),
-            plan.proto.size()
-        );
-        tally.sample(now.saturating_duration_since(plan.start), what);
-    }
-    for m in slot.in_flight.iter().filter(|m| m.measured) {
-        let us = now.saturating_duration_since(m.origin).as_micros();
-        hist.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+        let connect_error = self.dial.into_first_error();
+        self.record.finish(open, now.min(plan.end), connect_error)
     }
 }

@@ -6,6 +6,7 @@
 /// (IPv6, or IPvFuture), or a reg-name (which covers IPv4), then perhaps a port of digits.
 /// Stricter than the grammar in one place: a reg-name's sub-delims include `,`, but a comma in
 /// Host reads as a list of hosts to a proxy that splits it, so it is refused.
+#[inline(always)]
 pub(super) fn valid_host(value: &[u8]) -> bool {
     // The common case in one pass over a table, no search: reg-name bytes, then `:` and digits.
     let mut at = 0;

@@ -4,9 +4,10 @@
 //!
 //! This file is the [`Protocol`] impl and a connection's session: where a request starts and
 //! ends, what is held between reads, the header timeout. The parts it composes, each pure and
-//! none calling back here: `request` reads and checks a head, `response` writes answer heads,
-//! `body` streams a body into its answer (`chunked` decodes chunks), `date` keeps the `Date`,
-//! `route` lets another endpoint answer.
+//! none calling back here: `request` reads and checks a head, `answer` decides what a request is
+//! answered with, `response` writes answer heads, `body` streams a body into its answer
+//! (`chunked` decodes chunks), `held` keeps the answer to a body that spans reads, `date` keeps
+//! the `Date`, `route` lets another endpoint answer.
 //!
 //! Heads are parsed by `httparse` straight from the bytes the loop lends; a connection holds
 //! input only for a head that has not completed (at most `--max-header` bytes) or, after a
@@ -22,9 +23,12 @@
 //! answered in part. It must never panic on any input, never allocate per request when a request
 //! comes in one read, and never answer anything after an error response.
 
+mod answer;
 mod body;
+mod budget;
 mod chunked;
 pub mod control;
+mod controlled;
 mod date;
 pub mod describe;
 mod held;
@@ -32,62 +36,27 @@ mod host;
 mod request;
 mod response;
 mod route;
+mod setup;
 mod staged;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use body::{Body, Streamed};
+pub use budget::HeldBudget;
+use budget::HELD_FULL;
 pub use chunked::{ChunkError, ChunkedDecoder};
+use controlled::Controller;
 pub use date::DateCache;
-pub use held::HeldBudget;
-use held::{head_and_prefix_len, own_chunks_data, Held};
+use held::{Held, HeldStep};
 pub use request::MAX_HEADERS;
-use request::{push_decoded, refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
-use response::{chunk_size_line, Answer, Heads, Length, Reply, CONTINUE};
+use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
+use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
-pub use staged::Backend;
-use staged::{Controller, Lent, Step};
+pub use setup::{Backend, HttpLimits};
+use staged::Step;
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
-
-/// Room for an answer's head and the framing around a held chunked echo (the prefix's chunk
-/// and the data's chunk-size line), beyond the prefix and the body.
-const HEAD_SLACK: usize = 512;
-
-/// The 503 for a request whose answer does not fit in what is left of `--max-held`.
-const HELD_FULL: &str = "503 Service Unavailable";
-
-/// The limits of HTTP mode, from `--max-header`, `--max-body`, `--header-timeout`,
-/// `--body-timeout` and `--max-held`.
-#[derive(Debug, Clone)]
-pub struct HttpLimits {
-    /// Longest request head (request line and header fields).
-    pub max_header: usize,
-    /// Largest request body, by Content-Length or chunks.
-    pub max_body: u64,
-    /// Time a started head has to complete.
-    pub header_timeout: Duration,
-    /// Most time between two reads of a body (`None`: no limit).
-    pub body_timeout: Option<Duration>,
-    /// The budget for held answers, shared by every loop of the process.
-    pub held: Arc<HeldBudget>,
-}
-
-impl HttpLimits {
-    /// Limits with a budget of `max_held` bytes of its own and a 60 s body timeout, for tests
-    /// and tools that drive one protocol.
-    pub fn new(max_header: usize, max_body: u64, header_timeout: Duration) -> HttpLimits {
-        HttpLimits {
-            max_header,
-            max_body,
-            header_timeout,
-            body_timeout: Some(Duration::from_secs(60)),
-            held: Arc::new(HeldBudget::new(u64::MAX)),
-        }
-    }
-}
 
 /// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
 /// requests it routes, the rest are echoed.
@@ -138,26 +107,6 @@ impl HttpSession {
     }
 }
 
-/// What taking input into a held answer came to.
-enum HeldStep {
-    /// This many bytes of the input were body (all of it); more is to come.
-    More(usize),
-    /// The body ended after this many bytes, and its answer is being handed out: the rest waits.
-    Pause(usize),
-    /// The body ended after this many bytes, and its answer is all out.
-    Done(usize),
-    /// The request gets this error response instead.
-    Refused(Refusal),
-}
-
-/// The answer to a request whose held answer would not fit in what is left of `--max-held`.
-fn held_full() -> Refusal {
-    refusal(
-        HELD_FULL,
-        "the server holds as many answers as --max-held allows; try again",
-    )
-}
-
 impl Http {
     pub fn new(prefix: &[u8], limits: HttpLimits) -> Http {
         Http::with_route(prefix, limits, Echo)
@@ -169,21 +118,20 @@ impl<R: Route> Http<R> {
     pub fn with_route(prefix: &[u8], limits: HttpLimits, route: R) -> Http<R> {
         Http {
             prefix: prefix.into(),
+            controls: Controller::new(Backend::default(), prefix, &limits),
             limits,
             heads: Heads::new(None),
             route,
             draining: false,
-            controls: Controller::new(Backend::default()),
             #[cfg(test)]
             parses: 0,
         }
     }
 
-    /// HTTP mode with the test-backend controls `backend` sets up (`--no-controls`,
-    /// `--http-defaults`, `--instance`, ...): `X-Served-By` on every answer with an instance.
+    /// HTTP mode with the test-backend controls `backend` sets up (`--instance`, ...).
     pub fn with_backend(mut self, backend: Backend) -> Http<R> {
         self.heads = Heads::new(backend.instance.as_deref());
-        self.controls = Controller::new(backend);
+        self.controls = Controller::new(backend, &self.prefix, &self.limits);
         self
     }
 
@@ -230,11 +178,23 @@ impl<R: Route> Http<R> {
         // Where the answer to the request in progress starts in `answers`.
         let mut mark = answers.len();
         loop {
-            if session.hold.is_some() {
-                match self.held_body(session, &input[at..], answers) {
+            if let Some(held) = &mut session.hold {
+                let step = held.take(
+                    &input[at..],
+                    &mut session.body,
+                    &mut session.answer,
+                    self.limits.max_body,
+                    &self.prefix,
+                    &mut self.heads,
+                    answers,
+                );
+                match step {
                     HeldStep::More(used) => return (at + used, Next::Continue),
                     HeldStep::Pause(used) => return (at + used, Next::Pause),
-                    HeldStep::Done(used) => at += used,
+                    HeldStep::Done(used) => {
+                        session.hold = None;
+                        at += used;
+                    }
                     HeldStep::Refused(refused) => {
                         return (input.len(), self.refuse(session, answers, refused))
                     }
@@ -281,24 +241,11 @@ impl<R: Route> Http<R> {
                     }
                 }
             } else if let Body::Staged(staged) = &mut session.body {
-                let mut lent = Lent {
-                    heads: &mut self.heads,
-                    backend: &self.controls.backend,
-                    max_body: self.limits.max_body,
-                    draining: self.draining,
-                };
-                match staged.step(&input[at..], answers, &mut lent) {
-                    Step::More(used) => return (at + used, Next::Continue),
+                let lent = &mut self.controls.lend(&mut self.heads, self.draining);
+                match staged.step(&input[at..], answers, lent) {
                     Step::Hold(used, next) => return (at + used, next),
-                    Step::Done { used, close } => {
-                        at += used;
-                        if close {
-                            session.answer.connection = ConnectionHeader::Close;
-                        }
-                    }
-                    Step::Refused(refused) => {
-                        return (input.len(), self.refuse(session, answers, refused))
-                    }
+                    Step::Done(used, close) => (at, session.answer.connection) = (at + used, close),
+                    Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
                 }
             } else {
                 let streamed = body::stream(
@@ -339,10 +286,7 @@ impl<R: Route> Http<R> {
     /// Withdraws the answer to the request in progress, which starts at `mark` in `answers`
     /// and has not gone out, and uncounts it.
     fn withdraw(&mut self, session: &mut HttpSession, mark: usize, answers: &mut Answers<'_>) {
-        if session.answer.status != 0 {
-            self.heads.withdraw(session.answer.status);
-            session.answer.status = 0;
-        }
+        self.heads.withdraw(&mut session.answer);
         answers.truncate(mark);
     }
 
@@ -355,113 +299,25 @@ impl<R: Route> Http<R> {
         mark: usize,
         answers: &mut Answers<'_>,
     ) -> Result<(), Refusal> {
-        let mut out = answers.tail(mark).to_vec();
-        let mut raw_at = out.len();
-        if session.answer.reply == Reply::Echo && session.answer.status == 200 {
-            // The chunks echoed so far become raw data again, so the held answer's data goes
-            // out as one chunk whatever the reads were: the head, the prefix's chunk, then
-            // chunks of our own framing.
-            raw_at = head_and_prefix_len(&out, !self.prefix.is_empty());
-            let data = own_chunks_data(&out[raw_at..]);
-            out.truncate(raw_at);
-            out.extend_from_slice(&data);
-        }
-        let reserved = out.capacity() as u64;
-        if !self.limits.held.try_reserve(reserved) {
-            self.withdraw(session, mark, answers);
-            return Err(held_full());
-        }
-        answers.truncate(mark);
-        session.hold = Some(Box::new(Held {
-            raw_at,
-            out,
-            sent: 0,
-            done: false,
-            last_read: answers.now(),
-            reserved,
-            budget: self.limits.held.clone(),
-        }));
-        Ok(())
-    }
-
-    /// Takes `input`, which starts inside the body of a request whose answer is held, into that
-    /// answer; once the body is complete, hands the answer out as room allows.
-    #[cold]
-    fn held_body(
-        &mut self,
-        session: &mut HttpSession,
-        input: &[u8],
-        answers: &mut Answers<'_>,
-    ) -> HeldStep {
-        let HttpSession {
-            body, answer, hold, ..
-        } = session;
-        let Some(held) = hold else {
-            return HeldStep::Done(0);
-        };
-        let mut used = 0;
-        if !held.done {
-            let now = answers.now();
-            let echo_chunks = answer.reply == Reply::Echo && matches!(body, Body::Chunked(_));
-            if echo_chunks {
-                // Room for this read's data, the head and the last chunk's framing; the
-                // buffer doubles, up to what the largest body's answer needs.
-                let slack = HEAD_SLACK + self.prefix.len();
-                let want = held.out.len() + input.len() + slack;
-                if want > held.out.capacity() {
-                    let max_body = usize::try_from(self.limits.max_body).unwrap_or(usize::MAX);
-                    let largest = held.raw_at.saturating_add(max_body).saturating_add(slack);
-                    let capacity = want.max(held.out.capacity().saturating_mul(2).min(largest));
-                    if !held.grow_to(capacity) {
-                        if answer.status != 0 {
-                            self.heads.withdraw(answer.status);
-                        }
-                        return HeldStep::Refused(held_full());
-                    }
-                }
+        let echo = session.answer.reply == Reply::Echo && session.answer.status == 200;
+        let prefix_chunk = !self.prefix.is_empty();
+        let budget = &self.limits.held;
+        match Held::take_over(
+            answers.tail(mark),
+            echo,
+            prefix_chunk,
+            budget,
+            answers.now(),
+        ) {
+            Ok(held) => {
+                answers.truncate(mark);
+                session.hold = Some(held);
+                Ok(())
             }
-            let streamed = body::stream(
-                body,
-                answer,
-                input,
-                self.limits.max_body,
-                &self.prefix,
-                &mut self.heads,
-                &mut Answers::new(&mut held.out, usize::MAX, now),
-                Some(&mut held.raw_at),
-            );
-            if !input.is_empty() {
-                held.last_read = now;
+            Err(refused) => {
+                self.withdraw(session, mark, answers);
+                Err(refused)
             }
-            match streamed {
-                Streamed::More(n) => return HeldStep::More(n),
-                Streamed::Refused(refused) => {
-                    if answer.status != 0 {
-                        self.heads.withdraw(answer.status);
-                    }
-                    return HeldStep::Refused(refused);
-                }
-                Streamed::Done(n) => used = n,
-            }
-            if echo_chunks {
-                // The data since `raw_at` becomes one chunk, then the last chunk.
-                let data = held.out.len() - held.raw_at;
-                if data > 0 {
-                    let mut line = [0u8; 18];
-                    let size = chunk_size_line(data, &mut line);
-                    held.out
-                        .splice(held.raw_at..held.raw_at, size.iter().copied());
-                    held.out.extend_from_slice(b"\r\n");
-                }
-                held.out.extend_from_slice(b"0\r\n\r\n");
-            }
-            held.done = true;
-        }
-        if held.hand_out(answers) {
-            *hold = None;
-            HeldStep::Done(used)
-        } else {
-            HeldStep::Pause(used)
         }
     }
 
@@ -492,62 +348,20 @@ impl<R: Route> Http<R> {
         let routed = self.route.route(head.method, head.path);
         session.requests = session.requests.wrapping_add(1);
         if self.controls.wanted(&head) && routed.is_none() {
-            let raw = &input[..head.len];
-            let (prefix, budget, number) = (&self.prefix, &self.limits.held, session.requests);
-            if let Some(staged) = self
-                .controls
-                .stage(&head, raw, prefix, budget, number, answers)
-            {
-                if head.expect_continue && has_body && head.len == input.len() {
-                    answers.push(CONTINUE);
-                }
-                session.body = Body::Staged(staged?);
-                let reply = if head.head_only {
-                    Reply::HeadOnly
-                } else {
-                    Reply::Echo
-                };
-                session.answer = Answer {
-                    reply,
-                    connection,
-                    status: 0,
-                };
+            let (number, controls) = (session.requests, &mut self.controls);
+            if let Some(staged) = controls.stage(&head, input, number, connection, answers) {
+                (session.body, session.answer) = staged?;
                 return Ok(Some((head.len, answers.len())));
             }
         }
-        let reply = if routed.is_some() {
-            Reply::Routed
-        } else if head.options {
-            Reply::Options
-        } else if head.head_only {
-            Reply::HeadOnly
-        } else {
-            Reply::Echo
-        };
+        let reply = answer::reply(&head, routed.as_ref());
         // A Content-Length body that goes on past this read: its answer is held, and its size
         // is known now, so the budget says yes or no before anything is said or read.
         let spans = !head.chunked && head.length > (input.len() - head.len) as u64;
         let mut held = None;
         if spans {
-            let content = match (&routed, reply) {
-                (Some(routed), _) => routed.len as u64,
-                (None, Reply::Echo) => self.prefix.len() as u64 + head.length,
-                (None, _) => 0,
-            };
-            let capacity = content.saturating_add(HEAD_SLACK as u64);
-            let capacity = usize::try_from(capacity).map_err(|_| held_full())?;
-            if !self.limits.held.try_reserve(capacity as u64) {
-                return Err(held_full());
-            }
-            held = Some(Box::new(Held {
-                out: Vec::with_capacity(capacity),
-                raw_at: 0,
-                sent: 0,
-                done: false,
-                last_read: answers.now(),
-                reserved: capacity as u64,
-                budget: self.limits.held.clone(),
-            }));
+            let content = answer::content_len(&head, routed.as_ref(), reply, &self.prefix);
+            held = Some(Held::reserve(content, &self.limits.held, answers.now())?);
         }
         // `100 Continue` goes out alone, when the body is about to be read: nothing of it came
         // with the head.
@@ -555,14 +369,13 @@ impl<R: Route> Http<R> {
             answers.push(CONTINUE);
         }
         let mark = answers.len();
+        let (prefix, route, heads) = (&self.prefix, &mut self.route, &mut self.heads);
         let status = match held.as_mut() {
-            Some(held) => self.answer_head(
-                &head,
-                routed,
-                connection,
-                &mut Answers::new(&mut held.out, usize::MAX, answers.now()),
-            ),
-            None => self.answer_head(&head, routed, connection, answers),
+            Some(held) => {
+                let out = &mut held.answers(answers.now());
+                answer::write_head(&head, routed, connection, prefix, route, heads, out)
+            }
+            None => answer::write_head(&head, routed, connection, prefix, route, heads, answers),
         };
         session.body = if head.chunked {
             Body::Chunked(ChunkedDecoder::new())
@@ -578,54 +391,6 @@ impl<R: Route> Http<R> {
         };
         session.hold = held;
         Ok(Some((head.len, mark)))
-    }
-
-    /// Writes what is answered at a request's head into `out`; returns the status written, 0
-    /// when the answer waits for a chunked body.
-    #[inline(always)]
-    fn answer_head(
-        &mut self,
-        head: &request::Head<'_>,
-        routed: Option<Routed>,
-        connection: ConnectionHeader,
-        out: &mut Answers<'_>,
-    ) -> u16 {
-        if let Some(routed) = routed {
-            let length = Length::Typed(routed.content_type, routed.len as u64);
-            self.heads.write(out, routed.status, length, connection);
-            if !head.head_only {
-                self.route.body(out);
-            }
-            routed
-                .status
-                .get(..3)
-                .and_then(|code| code.parse().ok())
-                .unwrap_or(0)
-        } else if head.chunked {
-            // Answered as the chunks arrive (echo) or once they all have.
-            0
-        } else if head.options {
-            self.heads
-                .write(out, "204 No Content", Length::NoContent, connection);
-            204
-        } else {
-            let has_body = head.length > 0;
-            let said = if has_body {
-                head.length
-            } else {
-                head.decoded_len as u64
-            };
-            let answer_len = self.prefix.len() as u64 + said;
-            self.heads
-                .write(out, "200 OK", Length::Bytes(answer_len), connection);
-            if !head.head_only {
-                out.push(&self.prefix);
-                if !has_body {
-                    push_decoded(out, head.path);
-                }
-            }
-            200
-        }
     }
 
     /// Answers what `session.held` holds, keeping what is left of it in place.
@@ -720,10 +485,9 @@ impl<R: Route> Protocol for Http<R> {
 
     fn on_writable(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
         match &mut session.hold {
-            Some(held) if held.done => {}
+            Some(held) if held.is_done() => {}
             Some(held) => {
-                // Reading resumes after a wait of ours: the body's clock starts again.
-                held.last_read = answers.now();
+                held.resume(answers.now());
                 if session.held.is_empty() {
                     return Next::Continue;
                 }
@@ -751,13 +515,7 @@ impl<R: Route> Protocol for Http<R> {
     /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes.
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         if let Some(held) = &session.hold {
-            return match held.done {
-                false => self
-                    .limits
-                    .body_timeout
-                    .and_then(|timeout| held.last_read.checked_add(timeout)),
-                true => None,
-            };
+            return held.deadline(self.limits.body_timeout);
         }
         match &session.body {
             Body::Head(started) => {
@@ -771,25 +529,21 @@ impl<R: Route> Protocol for Http<R> {
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
     /// body is complete), so the client can be told.
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if let Body::Staged(staged) = &session.body {
-            if !staged.reading_body() {
-                // A staged answer's time has come: it goes on, then the requests behind it.
-                return self.answer_held(session, answers);
-            }
-            let why = "the request body stalled for longer than --body-timeout";
-            return self.refuse(session, answers, refusal("408 Request Timeout", why));
+        if let Body::Staged(_) = session.body {
+            // A staged answer's time has come (or its body's): it goes on, then what follows.
+            return self.answer_held(session, answers);
         }
         let why = match &session.hold {
-            Some(held) if !held.done => "the request body stalled for longer than --body-timeout",
+            Some(held) if !held.is_done() => {
+                "the request body stalled for longer than --body-timeout"
+            }
             Some(_) => return Next::Continue,
             None if session.body.head_started().is_some() => {
                 "the request head did not complete within --header-timeout"
             }
             None => return Next::Continue,
         };
-        if session.answer.status != 0 {
-            self.heads.withdraw(session.answer.status);
-        }
+        self.heads.withdraw(&mut session.answer);
         self.refuse(session, answers, refusal("408 Request Timeout", why))
     }
 
@@ -829,6 +583,8 @@ impl<R: Route> Protocol for Http<R> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     const P: &[u8] = b"You say that ";
 

@@ -93,19 +93,22 @@ impl Heads {
     /// Writes (and counts) the start of a controlled answer's head, of any status: the status
     /// line, `Server`, `X-Served-By`, `Date`. The caller writes its other fields and ends it with
     /// [`end_head`].
-    pub(super) fn write_start(&mut self, answers: &mut Answers<'_>, status: u16, reason: &str) {
+    pub(super) fn write_start(&mut self, answers: &mut Answers<'_>, status: u16) {
         self.counts.response(status);
         answers.push(b"HTTP/1.1 ");
         answers.push(itoa::Buffer::new().format(status).as_bytes());
         answers.push(b" ");
-        answers.push(reason.as_bytes());
+        answers.push(reason(status).as_bytes());
         answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
         answers.push(self.date.at(answers.now()));
     }
 
-    /// Uncounts an answer whose head was withdrawn before it went out.
-    pub(super) fn withdraw(&mut self, status: u16) {
-        self.counts.withdraw(status);
+    /// Uncounts the head written for `answer`, if any: it will not go out.
+    pub(super) fn withdraw(&mut self, answer: &mut Answer) {
+        if answer.status != 0 {
+            self.counts.withdraw(answer.status);
+            answer.status = 0;
+        }
     }
 
     /// Writes an answer's status line and header fields.
@@ -229,4 +232,67 @@ pub(super) fn chunk_size_line(mut n: usize, line: &mut [u8; 18]) -> &[u8] {
         }
     }
     &line[at..]
+}
+
+/// The reason phrase of `status` (RFC 9110's, and a few others clients know); empty for a code
+/// without one, as RFC 9112 allows.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
 }

@@ -13,12 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::budget::{HeldBudget, Kept};
 use super::chunked::{ChunkError, ChunkedDecoder};
-use super::control::{ControlError, ControlLimits, Controls, Plan, ResetAt};
+use super::control::{ControlError, Plan, ResetAt};
 use super::describe::Description;
-use super::held::HeldBudget;
 use super::request::{self, refusal, ConnectionHeader, Refusal, BAD_REQUEST, TOO_LARGE};
 use super::response::{chunk_size_line, end_head, Heads};
+use super::setup::Backend;
 use crate::framing::{Answers, Next};
 
 /// One line of the filler a `size` past the echo is made of, repeated: a client that checks
@@ -36,144 +37,6 @@ const fn filler() -> [u8; FILLER_LEN] {
         at += 1;
     }
     bytes
-}
-
-/// What the controls need beside a request: `--no-controls`, `--max-delay`, `--max-size`,
-/// `--http-defaults`, `--instance`, `--trust-proxy`, and which loop this is.
-#[derive(Debug, Clone)]
-pub struct Backend {
-    /// Controls are read (`--no-controls` turns them off: a query is only query text).
-    pub enabled: bool,
-    pub limits: ControlLimits,
-    /// The controls of a request that carries none (`--http-defaults`).
-    pub defaults: Option<Controls>,
-    /// The name every answer's `X-Served-By` gives, and a description's `instance`.
-    pub instance: Option<String>,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` a description believes (`--trust-proxy`).
-    pub trusted: Vec<ipnet::IpNet>,
-    /// This loop's index among the workers, for a description.
-    pub worker: usize,
-}
-
-impl Default for Backend {
-    fn default() -> Self {
-        Backend {
-            enabled: true,
-            limits: ControlLimits::default(),
-            defaults: None,
-            instance: None,
-            trusted: Vec::new(),
-            worker: 0,
-        }
-    }
-}
-
-/// Which requests have controls, and how they are drawn: a loop's.
-#[derive(Debug)]
-pub(super) struct Controller {
-    pub backend: Backend,
-    /// Requests that may carry controls (a query, an `x-` field) are looked at: not with
-    /// `--no-controls`.
-    some: bool,
-    /// Every request is, for `--http-defaults`.
-    all: bool,
-    /// Draws the weighted choices.
-    rng: fastrand::Rng,
-}
-
-impl Clone for Controller {
-    /// A clone draws its own sequence.
-    fn clone(&self) -> Self {
-        Controller::new(self.backend.clone())
-    }
-}
-
-impl Controller {
-    pub fn new(backend: Backend) -> Controller {
-        Controller {
-            some: backend.enabled,
-            all: backend.enabled && backend.defaults.is_some(),
-            backend,
-            rng: fastrand::Rng::new(),
-        }
-    }
-
-    /// Whether the request of `head` may have controls: what a request without any pays.
-    #[inline(always)]
-    pub fn wanted(&self, head: &request::Head<'_>) -> bool {
-        self.all || (self.some && (head.query.is_some() || head.x_fields))
-    }
-
-    /// The staged answer of the request of `head` (whose bytes are `raw`), the `number`th on
-    /// its connection, if it has controls after all (or defaults apply): `Err` when the
-    /// `--max-held` budget has no room for its echo. A refused control is a staged `400`.
-    #[cold]
-    #[inline(never)]
-    pub fn stage(
-        &mut self,
-        head: &request::Head<'_>,
-        raw: &[u8],
-        prefix: &[u8],
-        budget: &Arc<HeldBudget>,
-        number: u32,
-        answers: &Answers<'_>,
-    ) -> Option<Result<Box<Staged>, Refusal>> {
-        let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
-        let request = Request {
-            head: raw,
-            prefix,
-            path: head.path,
-            head_only: head.head_only,
-            connection: head.connection,
-            length: head.length,
-            chunked: head.chunked,
-            now: answers.now(),
-        };
-        Some(Staged::new(&request, plan, number, budget))
-    }
-}
-
-/// The controls of the request whose head is `head` (all of it: request line and fields), or
-/// `None` when it carries none and no defaults apply: then it is answered as any other.
-fn plan_for(
-    backend: &Backend,
-    query: Option<&[u8]>,
-    x_fields: bool,
-    head: &[u8],
-    rng: &mut fastrand::Rng,
-) -> Option<Result<Plan, ControlError>> {
-    let mut controls = Controls::default();
-    let limits = &backend.limits;
-    if let Some(query) = query {
-        if let Err(e) = controls.add_query(query, limits) {
-            return Some(Err(e));
-        }
-    }
-    if x_fields {
-        for (name, value) in fields(head).iter().flatten() {
-            if let Err(e) = controls.add_header(name, value, limits) {
-                return Some(Err(e));
-            }
-        }
-    }
-    match &backend.defaults {
-        _ if !controls.is_empty() => Some(Ok(controls.draw(rng))),
-        Some(defaults) => Some(Ok(defaults.draw(rng))),
-        None => None,
-    }
-}
-
-/// The header fields of a complete, accepted head, as httparse reads them past the request
-/// line (whatever its version); `None` if they do not parse again.
-pub(super) fn fields(head: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let start = memchr::memchr(b'\n', head)? + 1;
-    let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
-    match httparse::parse_headers(&head[start..], &mut fields) {
-        Ok(httparse::Status::Complete((_, read))) => {
-            Some(read.iter().map(|f| (f.name.as_bytes(), f.value)).collect())
-        }
-        _ => None,
-    }
 }
 
 /// What the request said that its answer shows: the echo's start, and the request's body.
@@ -215,14 +78,12 @@ enum Stage {
 
 /// What a call into a staged answer came to.
 pub(super) enum Step {
-    /// This many bytes of the input were the request's body (all of it); more is to come.
-    More(usize),
-    /// The body ended after this many bytes, and the answer is all out; the connection closes
-    /// after it if `close`.
-    Done { used: usize, close: bool },
-    /// The body ended after this many bytes (or none was left); the loop is to do this (wait,
-    /// pause for room, reset) before the answer goes on.
+    /// This many bytes of the input were the request's body; the loop is to do this (read more
+    /// of the body, wait, pause for room, reset) before the answer goes on.
     Hold(usize, Next),
+    /// The body ended after this many bytes, and the answer is all out; what it said of the
+    /// connection (`Close`: it closes after it).
+    Done(usize, ConnectionHeader),
     /// The request gets this error response instead (its body broke its framing, or the
     /// budget had no room for it).
     Refused(Refusal),
@@ -233,6 +94,7 @@ pub(super) struct Lent<'a> {
     pub heads: &'a mut Heads,
     pub backend: &'a Backend,
     pub max_body: u64,
+    pub body_timeout: Option<Duration>,
     pub draining: bool,
 }
 
@@ -356,11 +218,6 @@ impl Staged {
         }
     }
 
-    /// Whether the request's body is still on its way (a deadline then is a stalled body).
-    pub(super) fn reading_body(&self) -> bool {
-        self.stage == Stage::Body
-    }
-
     /// Takes `input` (which starts inside the request's body, if one is still to come) and
     /// moves the answer on as far as it can now.
     pub(super) fn step(
@@ -376,8 +233,11 @@ impl Staged {
                 Ok((n, false)) => {
                     if n > 0 {
                         self.last_read = now;
+                    } else if self.deadline(lent.body_timeout).is_some_and(|at| at <= now) {
+                        let why = "the request body stalled for longer than --body-timeout";
+                        return Step::Refused(refusal("408 Request Timeout", why));
                     }
-                    return Step::More(n);
+                    return Step::Hold(n, Next::Continue);
                 }
                 Ok((n, true)) => used = n,
                 Err(refused) => return Step::Refused(refused),
@@ -389,7 +249,7 @@ impl Staged {
         }
         loop {
             match self.stage {
-                Stage::Body => return Step::More(used),
+                Stage::Body => return Step::Hold(used, Next::Continue),
                 Stage::Describing(None) if answers.origin().is_none() => {
                     self.stage = Stage::Describing(Some(now));
                     return Step::Hold(used, Next::Wait);
@@ -481,7 +341,7 @@ impl Staged {
         let bodiless = status < 200 || status == 204 || status == 304;
         let drip_body = self.plan.drip.is_some() && !bodiless;
         let chunked = drip_body && self.chunked_ok;
-        lent.heads.write_start(answers, status, reason(status));
+        lent.heads.write_start(answers, status);
         if !bodiless {
             answers.push(match self.content {
                 Content::Json { .. } => b"\r\nContent-Type: application/json",
@@ -595,10 +455,7 @@ impl Staged {
             lent.heads.counts_mut().controls.resets += 1;
             return Step::Hold(used, Next::Reset);
         }
-        Step::Done {
-            used,
-            close: self.connection == ConnectionHeader::Close,
-        }
+        Step::Done(used, self.connection)
     }
 
     /// Writes `len` bytes of the body from `from`: the kept content, then the filler.
@@ -630,78 +487,6 @@ fn refused_plan() -> Plan {
         close: false,
         reset: None,
         json: false,
-    }
-}
-
-/// The content of a staged answer as far as it is shown (`keep` bytes at most), and the length
-/// of all of it, with its buffer's capacity reserved in the `--max-held` budget.
-#[derive(Debug)]
-struct Kept {
-    bytes: Vec<u8>,
-    /// Bytes of content seen, kept or not.
-    seen: u64,
-    keep: u64,
-    /// Bytes reserved in `budget`: the capacity of `bytes`.
-    reserved: u64,
-    budget: Arc<HeldBudget>,
-    /// The budget refused to grow `bytes`.
-    full: bool,
-}
-
-impl Kept {
-    fn new(keep: u64, budget: Arc<HeldBudget>) -> Kept {
-        Kept {
-            bytes: Vec::new(),
-            seen: 0,
-            keep,
-            reserved: 0,
-            budget,
-            full: false,
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) {
-        self.seen += data.len() as u64;
-        let room = self.keep.saturating_sub(self.bytes.len() as u64);
-        let take = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        if take == 0 || self.full {
-            return;
-        }
-        let want = self.bytes.len() + take;
-        if want > self.bytes.capacity() {
-            // Doubling, within what is kept at most.
-            let keep = usize::try_from(self.keep).unwrap_or(usize::MAX);
-            let capacity = want.max((self.bytes.capacity() * 2).min(keep));
-            let more = (capacity - self.bytes.capacity()) as u64;
-            if !self.budget.try_reserve(more) {
-                self.full = true;
-                return;
-            }
-            self.bytes.reserve_exact(capacity - self.bytes.len());
-            self.reserved += more;
-        }
-        self.bytes.extend_from_slice(&data[..take]);
-    }
-
-    /// Makes `data` all the content there is.
-    fn replace(&mut self, data: &[u8]) {
-        self.bytes.clear();
-        self.seen = 0;
-        self.push(data);
-    }
-
-    /// A 503 once the budget has refused a byte.
-    fn check(&self) -> Result<(), Refusal> {
-        match self.full {
-            true => Err(super::held_full()),
-            false => Ok(()),
-        }
-    }
-}
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        self.budget.release(self.reserved);
     }
 }
 
@@ -758,67 +543,4 @@ fn describe(
     let mut out = Vec::new();
     description.write_json(&backend.trusted, &mut out);
     out
-}
-
-/// The reason phrase of `status` (RFC 9110's, and a few others clients know); empty for a code
-/// without one, as RFC 9112 allows.
-pub(super) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        102 => "Processing",
-        103 => "Early Hints",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        203 => "Non-Authoritative Information",
-        204 => "No Content",
-        205 => "Reset Content",
-        206 => "Partial Content",
-        207 => "Multi-Status",
-        300 => "Multiple Choices",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        418 => "I'm a teapot",
-        421 => "Misdirected Request",
-        422 => "Unprocessable Content",
-        425 => "Too Early",
-        426 => "Upgrade Required",
-        428 => "Precondition Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        451 => "Unavailable For Legal Reasons",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        507 => "Insufficient Storage",
-        508 => "Loop Detected",
-        511 => "Network Authentication Required",
-        _ => "",
-    }
 }

@@ -1,0 +1,159 @@
+//! Which requests have test-backend controls (issue 17), and what they ask: the cheap look a
+//! request without any pays (a query, an `x-` field name, `--http-defaults`), then, off the
+//! common path, the controls read from the query and the fields and drawn into a [`Plan`] for
+//! a staged answer. It must never cost a request without controls more than that look, nor let a
+//! refused control be anything but a `400` with its line.
+
+use super::body::Body;
+use super::control::{ControlError, Controls, Plan};
+use super::request::{self, ConnectionHeader, Refusal};
+use super::response::{Answer, Heads, Reply, CONTINUE};
+use super::setup::{Backend, HttpLimits};
+use super::staged::{Lent, Request, Staged};
+use crate::framing::Answers;
+
+/// Which requests have controls, how they are drawn, and what their staged answers need: a
+/// loop's.
+#[derive(Debug)]
+pub(super) struct Controller {
+    pub backend: Backend,
+    /// Requests that may carry controls (a query, an `x-` field) are looked at: not with
+    /// `--no-controls`.
+    some: bool,
+    /// Every request is, for `--http-defaults`.
+    all: bool,
+    /// Draws the weighted choices.
+    rng: fastrand::Rng,
+    /// The echo's prefix, and HTTP mode's limits (`--max-body`, `--body-timeout`, the
+    /// `--max-held` budget).
+    prefix: Box<[u8]>,
+    limits: HttpLimits,
+}
+
+impl Clone for Controller {
+    /// A clone draws its own sequence.
+    fn clone(&self) -> Self {
+        Controller::new(self.backend.clone(), &self.prefix, &self.limits)
+    }
+}
+
+impl Controller {
+    pub fn new(backend: Backend, prefix: &[u8], limits: &HttpLimits) -> Controller {
+        Controller {
+            some: backend.enabled,
+            all: backend.enabled && backend.defaults.is_some(),
+            backend,
+            rng: fastrand::Rng::new(),
+            prefix: prefix.into(),
+            limits: limits.clone(),
+        }
+    }
+
+    /// Whether the request of `head` may have controls: what a request without any pays.
+    #[inline(always)]
+    pub fn wanted(&self, head: &request::Head<'_>) -> bool {
+        self.all || (self.some && (head.query.is_some() || head.x_fields))
+    }
+
+    /// What a staged answer needs for a call: the heads to write (and count) with, and whether
+    /// the server drains.
+    pub fn lend<'a>(&'a self, heads: &'a mut Heads, draining: bool) -> Lent<'a> {
+        Lent {
+            heads,
+            backend: &self.backend,
+            max_body: self.limits.max_body,
+            body_timeout: self.limits.body_timeout,
+            draining,
+        }
+    }
+
+    /// The request of `head`, at the start of `input`, the `number`th on its connection, if it
+    /// has controls after all (or defaults apply): the session's body (its staged answer) and
+    /// answer, or `Err` when the `--max-held` budget has no room for its echo. A refused
+    /// control is a staged `400`. `100 Continue` goes out as for any request.
+    #[cold]
+    #[inline(never)]
+    pub fn stage(
+        &mut self,
+        head: &request::Head<'_>,
+        input: &[u8],
+        number: u32,
+        connection: ConnectionHeader,
+        answers: &mut Answers<'_>,
+    ) -> Option<Result<(Body, Answer), Refusal>> {
+        let raw = &input[..head.len];
+        let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
+        let request = Request {
+            head: raw,
+            prefix: &self.prefix,
+            path: head.path,
+            head_only: head.head_only,
+            connection,
+            length: head.length,
+            chunked: head.chunked,
+            now: answers.now(),
+        };
+        let staged = match Staged::new(&request, plan, number, &self.limits.held) {
+            Ok(staged) => staged,
+            Err(refused) => return Some(Err(refused)),
+        };
+        let has_body = head.chunked || head.length > 0;
+        if head.expect_continue && has_body && head.len == input.len() {
+            answers.push(CONTINUE);
+        }
+        let reply = if head.head_only {
+            Reply::HeadOnly
+        } else {
+            Reply::Echo
+        };
+        let answer = Answer {
+            reply,
+            connection,
+            status: 0,
+        };
+        Some(Ok((Body::Staged(staged), answer)))
+    }
+}
+
+/// The controls of the request whose head is `head` (all of it: request line and fields), or
+/// `None` when it carries none and no defaults apply: then it is answered as any other.
+fn plan_for(
+    backend: &Backend,
+    query: Option<&[u8]>,
+    x_fields: bool,
+    head: &[u8],
+    rng: &mut fastrand::Rng,
+) -> Option<Result<Plan, ControlError>> {
+    let mut controls = Controls::default();
+    let limits = &backend.limits;
+    if let Some(query) = query {
+        if let Err(e) = controls.add_query(query, limits) {
+            return Some(Err(e));
+        }
+    }
+    if x_fields {
+        for (name, value) in fields(head).iter().flatten() {
+            if let Err(e) = controls.add_header(name, value, limits) {
+                return Some(Err(e));
+            }
+        }
+    }
+    match &backend.defaults {
+        _ if !controls.is_empty() => Some(Ok(controls.draw(rng))),
+        Some(defaults) => Some(Ok(defaults.draw(rng))),
+        None => None,
+    }
+}
+
+/// The header fields of a complete, accepted head, as httparse reads them past the request
+/// line (whatever its version); `None` if they do not parse again.
+pub(super) fn fields(head: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let start = memchr::memchr(b'\n', head)? + 1;
+    let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+    match httparse::parse_headers(&head[start..], &mut fields) {
+        Ok(httparse::Status::Complete((_, read))) => {
+            Some(read.iter().map(|f| (f.name.as_bytes(), f.value)).collect())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,167 @@
+//! The run's plan: the options checked against each other and turned into what the load threads
+//! share read-only (what to send, the clock's marks, the `--rate` schedule, the bounds).
+//!
+//! It exists so every option is refused or accepted before any socket opens or any fd limit
+//! changes, including options built in code rather than parsed. It must never do I/O.
+
+use std::io::{self, IsTerminal};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::args::{
+    check_rate, duration_secs, timeout_secs, warmup_secs, LoadArgs, MAX_CONNS, MAX_PIPELINE,
+    MAX_SIZE, MAX_THREADS,
+};
+use super::dial::MAX_CONNECTS_IN_FLIGHT;
+use super::error::LoadError;
+use super::message::{HttpMethod, Protocol};
+use super::schedule::Schedule;
+use crate::config::{FramingKind, MAX_PREFIX};
+
+/// Slowest pass over all connections looking for timeouts; shorter `--timeout`s get a quarter of
+/// themselves, so a timeout is noticed at most 25% late.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `from + d`, or an error naming the time that does not fit the clock. With every time at most
+/// `MAX_SECONDS` it always fits; this keeps an `Instant` overflow from ever being a panic.
+fn later(from: Instant, d: Duration, what: &str) -> Result<Instant, LoadError> {
+    from.checked_add(d).ok_or_else(|| {
+        LoadError::invalid(
+            format!("cannot plan {what}"),
+            format!("{d:?} from now is past what this system's clock can represent"),
+            "give shorter --warmup, --duration or --timeout",
+        )
+    })
+}
+
+/// Everything the load threads share, checked and converted from `LoadArgs`; read-only.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub addr: SocketAddr,
+    /// What to send and what to expect back.
+    pub proto: Protocol,
+    /// Messages in flight per connection, 1..=`MAX_PIPELINE`.
+    pub pipeline: u32,
+    /// With `--rate` (open loop), when each message is due; `None` for closed loop.
+    pub schedule: Option<Schedule>,
+    /// All connections of the run, over every thread.
+    pub conns: u64,
+    /// Messages per connection before it is closed and opened again.
+    pub reconnect: Option<u64>,
+    /// Longest wait for a connect or a complete answer.
+    pub timeout: Duration,
+    /// How often connections are checked against `timeout`.
+    pub sweep: Duration,
+    /// This thread's part of `MAX_CONNECTS_IN_FLIGHT`.
+    pub connects_per_thread: usize,
+    /// When the run started, the warmup ended, and the run ends: no message starts after `end`.
+    pub start: Instant,
+    pub measure_start: Instant,
+    pub end: Instant,
+    /// `end` + `timeout`: the latest the loops wait for the answers to messages sent before
+    /// `end`. Every message still in flight then has waited at least `timeout`.
+    pub wait_end: Instant,
+    /// Threads send progress snapshots: stderr is a terminal to draw on.
+    pub progress: bool,
+}
+
+impl Plan {
+    /// Checks every option before any socket is opened.
+    pub(super) fn new(args: &LoadArgs, threads: u32, start: Instant) -> Result<Plan, LoadError> {
+        let secs = |flag: &str, v: f64, check: fn(f64) -> Result<Duration, String>| {
+            check(v).map_err(|cause| LoadError::invalid(format!("invalid --{flag} {v}"), cause, ""))
+        };
+        let duration = secs("duration", args.duration, duration_secs)?;
+        let warmup = secs("warmup", args.warmup, warmup_secs)?;
+        let timeout = secs("timeout", args.timeout, timeout_secs)?;
+        let range = |flag: &str, v: u64, max: u64| {
+            if (1..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(LoadError::invalid(
+                    format!("invalid --{flag} {v}"),
+                    format!("it must be between 1 and {max}"),
+                    "",
+                ))
+            }
+        };
+        range("conns", args.conns.into(), MAX_CONNS.into())?;
+        range("size", args.size.into(), MAX_SIZE.into())?;
+        range("pipeline", args.pipeline.into(), MAX_PIPELINE.into())?;
+        range("threads", args.threads.into(), MAX_THREADS.into())?;
+        if let Some(n) = args.messages {
+            range("messages", n, u64::MAX)?;
+        }
+        if let Some(n) = args.reconnect {
+            range("reconnect", n, u64::MAX)?;
+        }
+        if let Some(rate) = args.rate {
+            check_rate(rate)
+                .map_err(|cause| LoadError::invalid(format!("invalid --rate {rate}"), cause, ""))?;
+        }
+        if args.prefix.len() > MAX_PREFIX {
+            return Err(LoadError::invalid(
+                "invalid --prefix",
+                format!(
+                    "it is {} bytes and the server allows at most {MAX_PREFIX}",
+                    args.prefix.len()
+                ),
+                "",
+            ));
+        }
+        if args.pipeline > 1 && args.framing == FramingKind::Chunk && !args.prefix.is_empty() {
+            return Err(LoadError::invalid(
+                format!("cannot use --pipeline {}", args.pipeline),
+                "in chunk framing the server may answer several pipelined messages with one \
+                 prefix, so the answers cannot be checked",
+                "use --framing line or http, an empty --prefix '', or --pipeline 1",
+            ));
+        }
+        if args.method != HttpMethod::Get && args.framing != FramingKind::Http {
+            return Err(LoadError::invalid(
+                "cannot use --method post",
+                "only HTTP requests have a method",
+                "add --framing http, or leave --method out",
+            ));
+        }
+        let measure_start = later(start, warmup, "the warmup")?;
+        let end = later(measure_start, duration, "the measured time")?;
+        Ok(Plan {
+            addr: args.addr,
+            proto: Protocol::new(
+                args.prefix.as_bytes(),
+                args.framing,
+                args.size,
+                args.method,
+                args.addr,
+            ),
+            pipeline: args.pipeline,
+            schedule: args
+                .rate
+                .map(|rate| Schedule::new(rate, args.conns.into(), start)),
+            conns: args.conns.into(),
+            reconnect: args.reconnect,
+            timeout,
+            sweep: (timeout / 4).clamp(Duration::from_millis(1), MAX_SWEEP_INTERVAL),
+            connects_per_thread: MAX_CONNECTS_IN_FLIGHT.div_ceil(threads as usize),
+            start,
+            measure_start,
+            end,
+            wait_end: later(end, timeout, "the wait for the last answers")?,
+            progress: io::stderr().is_terminal(),
+        })
+    }
+
+    /// The same plan with its clock started at `start`.
+    pub(super) fn starting_at(self, start: Instant) -> Result<Plan, LoadError> {
+        let shift = start.saturating_duration_since(self.start);
+        Ok(Plan {
+            start,
+            schedule: self.schedule.map(|s| s.starting_at(start)),
+            measure_start: later(self.measure_start, shift, "the warmup")?,
+            end: later(self.end, shift, "the measured time")?,
+            wait_end: later(self.wait_end, shift, "the wait for the last answers")?,
+            ..self
+        })
+    }
+}
