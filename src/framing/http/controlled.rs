@@ -4,7 +4,6 @@
 //! a staged answer. It must never cost a request without controls more than that look, nor let a
 //! refused control be anything but a `400` with its line.
 
-use super::body::Body;
 use super::control::{ControlError, Controls, Plan};
 use super::request::{self, ConnectionHeader, Refusal};
 use super::response::{Answer, Heads, Reply, CONTINUE};
@@ -52,7 +51,8 @@ impl Controller {
     /// Whether the request of `head` may have controls: what a request without any pays.
     #[inline(always)]
     pub fn wanted(&self, head: &request::Head<'_>) -> bool {
-        self.all || (self.some && (head.query.is_some() || head.x_fields))
+        // Without short cuts: a branch less on the message path.
+        self.all | (self.some & (head.query.is_some() | head.x_fields))
     }
 
     /// What a staged answer needs for a call: the heads to write (and count) with, and whether
@@ -68,8 +68,8 @@ impl Controller {
     }
 
     /// The request of `head`, at the start of `input`, the `number`th on its connection, if it
-    /// has controls after all (or defaults apply): the session's body (its staged answer) and
-    /// answer, or `Err` when the `--max-held` budget has no room for its echo. A refused
+    /// has controls after all (or defaults apply): its staged answer and the session's answer,
+    /// or `Err` when the `--max-held` budget has no room for its echo. A refused
     /// control is a staged `400`. `100 Continue` goes out as for any request.
     #[cold]
     #[inline(never)]
@@ -80,7 +80,7 @@ impl Controller {
         number: u32,
         connection: ConnectionHeader,
         answers: &mut Answers<'_>,
-    ) -> Option<Result<(Body, Answer), Refusal>> {
+    ) -> Option<Result<(Box<Staged>, Answer), Refusal>> {
         let raw = &input[..head.len];
         let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
         let request = Request {
@@ -111,7 +111,7 @@ impl Controller {
             connection,
             status: 0,
         };
-        Some(Ok((Body::Staged(staged), answer)))
+        Some(Ok((staged, answer)))
     }
 }
 

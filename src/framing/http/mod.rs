@@ -53,7 +53,7 @@ use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 pub use setup::{Backend, HttpLimits};
-use staged::Step;
+use staged::{Staged, Step};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
@@ -94,9 +94,11 @@ pub struct HttpSession {
     failed: bool,
     /// Empty lines dropped before the request line of the next request (at most
     /// `MAX_EMPTY_LINES`).
-    empty_lines: usize,
+    empty_lines: u8,
     /// Requests started on this connection, for a `format=json` description.
     requests: u32,
+    /// The staged answer of the request in progress (`Body::Staged`), if it has controls.
+    staged: Option<Box<Staged>>,
 }
 
 impl HttpSession {
@@ -160,6 +162,7 @@ impl<R: Route> Http<R> {
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
+        session.staged = None;
         session.end_request();
         Next::Close
     }
@@ -209,8 +212,9 @@ impl<R: Route> Http<R> {
                 if matches!(input[at], b'\r' | b'\n') {
                     // Dropped as they come, so they are never parsed again with what follows.
                     let (skip, lines) = request::empty_lines(&input[at..]);
-                    session.empty_lines += lines;
-                    if session.empty_lines > MAX_EMPTY_LINES {
+                    let lines = u8::try_from(lines).unwrap_or(u8::MAX);
+                    session.empty_lines = session.empty_lines.saturating_add(lines);
+                    if usize::from(session.empty_lines) > MAX_EMPTY_LINES {
                         let refused = refusal(
                             BAD_REQUEST,
                             "more than 8 empty lines before the request line",
@@ -240,11 +244,14 @@ impl<R: Route> Http<R> {
                         return (input.len(), self.refuse(session, answers, refused));
                     }
                 }
-            } else if let Body::Staged(staged) = &mut session.body {
+            } else if let (Body::Staged, Some(staged)) = (&session.body, &mut session.staged) {
                 let lent = &mut self.controls.lend(&mut self.heads, self.draining);
                 match staged.step(&input[at..], answers, lent) {
                     Step::Hold(used, next) => return (at + used, next),
-                    Step::Done(used, close) => (at, session.answer.connection) = (at + used, close),
+                    Step::Done(used, close) => {
+                        (at, session.answer.connection) = (at + used, close);
+                        session.staged = None;
+                    }
                     Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
                 }
             } else {
@@ -350,7 +357,9 @@ impl<R: Route> Http<R> {
         if self.controls.wanted(&head) && routed.is_none() {
             let (number, controls) = (session.requests, &mut self.controls);
             if let Some(staged) = controls.stage(&head, input, number, connection, answers) {
-                (session.body, session.answer) = staged?;
+                let (staged, answer) = staged?;
+                (session.body, session.answer, session.staged) =
+                    (Body::Staged, answer, Some(staged));
                 return Ok(Some((head.len, answers.len())));
             }
         }
@@ -492,7 +501,7 @@ impl<R: Route> Protocol for Http<R> {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
+            None if session.held.is_empty() && !matches!(session.body, Body::Staged) => {
                 return Next::Continue
             }
             None => {}
@@ -521,7 +530,9 @@ impl<R: Route> Protocol for Http<R> {
             Body::Head(started) => {
                 started.and_then(|at| at.checked_add(self.limits.header_timeout))
             }
-            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
+            Body::Staged => {
+                (session.staged.as_ref()).and_then(|s| s.deadline(self.limits.body_timeout))
+            }
             _ => None,
         }
     }
@@ -529,7 +540,7 @@ impl<R: Route> Protocol for Http<R> {
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
     /// body is complete), so the client can be told.
     fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if let Body::Staged(_) = session.body {
+        if let Body::Staged = session.body {
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
         }

@@ -210,6 +210,7 @@ impl Staged {
 
     /// When the loop must call again: the body's `--body-timeout`, the delay's end, the next
     /// drip; `None` while the answer waits for room only.
+    #[inline(never)]
     pub(super) fn deadline(&self, body_timeout: Option<Duration>) -> Option<Instant> {
         match self.stage {
             Stage::Body => body_timeout.and_then(|timeout| self.last_read.checked_add(timeout)),
