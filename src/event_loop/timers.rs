@@ -53,7 +53,8 @@ impl Timers {
     }
 
     /// Makes sure the loop wakes by the protocol's deadline for a connection, if it has one
-    /// earlier than the connection's next timer.
+    /// earlier than the connection's next timer. Inlined into the read path, as it was there.
+    #[inline]
     pub fn arm_deadline<P: Protocol>(
         &mut self,
         protocol: &P,

@@ -521,20 +521,20 @@ impl<R: Route> Protocol for Http<R> {
         // A request cut short by the client gets no answer: the client is gone.
     }
 
-    /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes.
+    /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes, or
+    /// when a staged answer goes on.
+    #[inline]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         if let Some(held) = &session.hold {
             return held.deadline(self.limits.body_timeout);
         }
-        match &session.body {
-            Body::Head(started) => {
-                started.and_then(|at| at.checked_add(self.limits.header_timeout))
-            }
-            Body::Staged => {
-                (session.staged.as_ref()).and_then(|s| s.deadline(self.limits.body_timeout))
-            }
-            _ => None,
+        if let Some(staged) = &session.staged {
+            return staged.deadline(self.limits.body_timeout);
         }
+        session
+            .body
+            .head_started()
+            .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
