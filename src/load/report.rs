@@ -400,7 +400,12 @@ impl fmt::Display for LoadReport {
                 true => "none".to_string(),
                 false => statuses.join(", "),
             };
-            writeln!(f, "  statuses    {statuses}")?;
+            // Counted over the whole run, as errors are: a status is never warmup noise.
+            let warmup = match self.warmup_s > 0.0 {
+                true => " (warmup included)",
+                false => "",
+            };
+            writeln!(f, "  statuses    {statuses}{warmup}")?;
         }
         // The HTTP kinds only where they can happen, so the echo framings' line stays as it was.
         let http = match self.method {
