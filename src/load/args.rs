@@ -25,6 +25,9 @@ pub const MAX_SECONDS: f64 = 86_400.0;
 /// Shortest `--timeout` in seconds: timeouts are looked for every millisecond at best, so a
 /// shorter one could not be told apart.
 pub const MIN_TIMEOUT_SECS: f64 = 0.001;
+/// Longest `--query`, in bytes: a query of controls is a few dozen bytes; this keeps a request
+/// head well under saythat's default `--max-header` of 8 KiB.
+pub const MAX_QUERY: usize = 4096;
 /// Largest `--rate` in messages/s, far beyond what one machine's loopback carries; it keeps the
 /// schedule's message numbers (rate times seconds) well inside a `u64`.
 pub const MAX_RATE: f64 = 1e9;
@@ -83,6 +86,13 @@ pub struct LoadArgs {
     /// the body of a POST.
     #[arg(long, value_enum, env = "SAYTHAT_LOAD_METHOD", default_value = "get")]
     pub method: HttpMethod,
+
+    /// With `--framing http`: query text sent with every request, as `?STRING` after its path
+    /// (e.g. `delay=10ms&status=503:10`, a test backend's controls). Visible ASCII without `#`
+    /// (percent-encode the rest), at most 4096 bytes. With a `status` control, any final status
+    /// 200 to 599 is a right answer; each status is counted in the report.
+    #[arg(long, value_name = "STRING", env = "SAYTHAT_LOAD_QUERY", value_parser = parse_query)]
+    pub query: Option<String>,
 
     /// The prefix the server puts before every answer; empty for a plain echo server.
     #[arg(long, value_name = "STR", env = "SAYTHAT_LOAD_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -181,4 +191,43 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     parse_number(s, check_rate)
+}
+
+/// Checks `--query` is query text that fits a request line as it is: visible ASCII, no `#`
+/// (it would end the query), not empty, at most `MAX_QUERY` bytes. A leading `?` is refused
+/// rather than sent twice.
+pub(super) fn check_query(query: &str) -> Result<(), String> {
+    if query.is_empty() {
+        return Err("it is empty: leave --query out to send no query".to_string());
+    }
+    if query.len() > MAX_QUERY {
+        return Err(format!(
+            "it is {} bytes and at most {MAX_QUERY} are sent",
+            query.len()
+        ));
+    }
+    if query.starts_with('?') {
+        return Err("give the text after the `?`: it is added before the query".to_string());
+    }
+    let bad = query
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii_graphic() || c == '#');
+    match bad {
+        Some((at, c)) => {
+            let what = match c {
+                ' ' => "a space".to_string(),
+                '#' => "`#`".to_string(),
+                c => format!("{c:?}"),
+            };
+            Err(format!(
+                "{what} at byte {at} cannot be sent in a query (no space, control character, `#` \
+                 or non-ASCII): percent-encode it, e.g. %20 for a space, %23 for `#`"
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+fn parse_query(s: &str) -> Result<String, String> {
+    check_query(s).map(|()| s.to_string())
 }

@@ -4,7 +4,7 @@
 //!
 //! It must never accept a byte other than the one expected.
 
-use super::fault::{context, quote, unasked, Fault, Fed};
+use super::fault::{context, quote, unasked, Fault, Fed, Statuses};
 use super::http::HttpChecker;
 use super::message::{seed, Protocol};
 
@@ -53,7 +53,8 @@ impl Checker {
     }
 
     /// Checks `data`, the next bytes from connection `conn`, whose oldest message in flight is
-    /// `seq` and which has `in_flight` messages awaiting an answer.
+    /// `seq` and which has `in_flight` messages awaiting an answer. In HTTP each final answer's
+    /// status is counted in `statuses`.
     pub(crate) fn feed(
         &mut self,
         proto: &Protocol,
@@ -61,10 +62,11 @@ impl Checker {
         seq: u64,
         in_flight: usize,
         data: &[u8],
+        statuses: &mut Statuses,
     ) -> Fed {
         match self {
             Checker::Echo(c) => c.feed(proto, conn, seq, in_flight, data),
-            Checker::Http(c) => c.feed(proto, conn, seq, in_flight, data),
+            Checker::Http(c) => c.feed(proto, conn, seq, in_flight, data, statuses),
         }
     }
 }
@@ -214,7 +216,7 @@ mod tests {
         let mut c = Checker::new(&p);
         let mut done = 0;
         for piece in stream.chunks(37) {
-            let fed = c.feed(&p, 7, 0, 1, piece);
+            let fed = c.feed(&p, 7, 0, 1, piece, &mut Statuses::default());
             assert_eq!(fed.error, None);
             done += fed.completed;
         }
@@ -226,7 +228,7 @@ mod tests {
         let p = Protocol::echo(PREFIX, FramingKind::Chunk, 8);
         let mut stream = chunked(PREFIX, &p.message(seed(3, 5)), &[]);
         stream[15] = b'X';
-        let fed = Checker::new(&p).feed(&p, 3, 5, 1, &stream);
+        let fed = Checker::new(&p).feed(&p, 3, 5, 1, &stream, &mut Statuses::default());
         let (fault, err) = fed.error.expect("the corruption is found");
         assert_eq!(fault, Fault::Wrong);
         assert!(err.contains("conn 3") && err.contains("message 5"), "{err}");
@@ -243,7 +245,10 @@ mod tests {
         let mut stream = PREFIX.to_vec();
         stream.extend_from_slice(PREFIX);
         stream.extend_from_slice(&msg);
-        assert!(Checker::new(&p).feed(&p, 0, 0, 1, &stream).error.is_some());
+        assert!(Checker::new(&p)
+            .feed(&p, 0, 0, 1, &stream, &mut Statuses::default())
+            .error
+            .is_some());
     }
 
     #[test]
@@ -251,9 +256,17 @@ mod tests {
         let p = Protocol::echo(PREFIX, FramingKind::Line, 8);
         let msg = p.message(seed(0, 0));
         let ok = chunked(PREFIX, &msg, &[]);
-        assert_eq!(Checker::new(&p).feed(&p, 0, 0, 1, &ok).completed, 1);
+        assert_eq!(
+            Checker::new(&p)
+                .feed(&p, 0, 0, 1, &ok, &mut Statuses::default())
+                .completed,
+            1
+        );
         let split = chunked(PREFIX, &msg, &[3]);
-        assert!(Checker::new(&p).feed(&p, 0, 0, 1, &split).error.is_some());
+        assert!(Checker::new(&p)
+            .feed(&p, 0, 0, 1, &split, &mut Statuses::default())
+            .error
+            .is_some());
     }
 
     #[test]
@@ -264,8 +277,12 @@ mod tests {
             stream.extend_from_slice(&p.message(seed(4, s)));
         }
         let mut c = Checker::new(&p);
-        assert_eq!(c.feed(&p, 4, 10, 3, &stream).completed, 3);
-        let fed = c.feed(&p, 4, 13, 0, b"z");
+        assert_eq!(
+            c.feed(&p, 4, 10, 3, &stream, &mut Statuses::default())
+                .completed,
+            3
+        );
+        let fed = c.feed(&p, 4, 13, 0, b"z", &mut Statuses::default());
         assert!(fed
             .error
             .expect("unexpected")
@@ -293,7 +310,7 @@ mod tests {
             let mut c = Checker::new(&p);
             let mut done = 0;
             for piece in stream.chunks(delivery) {
-                let fed = c.feed(&p, 9, 0, 1, piece);
+                let fed = c.feed(&p, 9, 0, 1, piece, &mut Statuses::default());
                 proptest::prop_assert_eq!(fed.error, None);
                 done += fed.completed;
             }
@@ -303,7 +320,7 @@ mod tests {
             let i = flip_at % bad.len();
             proptest::prop_assume!(bad[i] != flip_to);
             bad[i] = flip_to;
-            let fed = Checker::new(&p).feed(&p, 9, 0, 1, &bad);
+            let fed = Checker::new(&p).feed(&p, 9, 0, 1, &bad, &mut Statuses::default());
             // A changed byte may turn payload into a valid-looking prefix start; the stream is
             // then still wrong, just noticed a few bytes later, or it ends incomplete.
             proptest::prop_assert!(fed.error.is_some() || fed.completed == 0);
@@ -314,8 +331,14 @@ mod tests {
     fn an_answer_to_another_message_is_wrong() {
         let p = Protocol::echo(PREFIX, FramingKind::Line, 32);
         let stale = chunked(PREFIX, &p.message(seed(1, 0)), &[]);
-        assert!(Checker::new(&p).feed(&p, 1, 1, 1, &stale).error.is_some());
+        assert!(Checker::new(&p)
+            .feed(&p, 1, 1, 1, &stale, &mut Statuses::default())
+            .error
+            .is_some());
         let other = chunked(PREFIX, &p.message(seed(2, 0)), &[]);
-        assert!(Checker::new(&p).feed(&p, 1, 0, 1, &other).error.is_some());
+        assert!(Checker::new(&p)
+            .feed(&p, 1, 0, 1, &other, &mut Statuses::default())
+            .error
+            .is_some());
     }
 }

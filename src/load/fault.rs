@@ -28,6 +28,37 @@ pub(crate) struct Fed {
     pub error: Option<(Fault, String)>,
 }
 
+/// How many final HTTP answers came with each status code, in the order first seen. A run sees
+/// one or a few; codes are three digits, so at most 900 entries, ever.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Statuses(Vec<(u16, u64)>);
+
+impl Statuses {
+    /// One more answer with status `code`.
+    pub(crate) fn count(&mut self, code: u16) {
+        self.add_n(code, 1);
+    }
+
+    fn add_n(&mut self, code: u16, n: u64) {
+        match self.0.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, count)) => *count += n,
+            None => self.0.push((code, n)),
+        }
+    }
+
+    /// Adds another's counts to these.
+    pub(crate) fn add(&mut self, other: &Statuses) {
+        for &(code, n) in &other.0 {
+            self.add_n(code, n);
+        }
+    }
+
+    /// The counts by status, lowest first.
+    pub(crate) fn by_code(&self) -> std::collections::BTreeMap<u16, u64> {
+        self.0.iter().copied().collect()
+    }
+}
+
 /// The error for `data[i]`, answer byte `received` of connection `conn`, arriving while no
 /// message awaits an answer.
 pub(super) fn unasked(conn: u64, received: u64, data: &[u8], i: usize) -> (Fault, String) {

@@ -4,10 +4,11 @@
 //! Unlike the echo framings, answers are framed by their heads, so the checker parses: heads with
 //! httparse straight from the bytes read (a connection holds bytes only for a head split across
 //! reads), bodies compared as they stream, never stored. It must never allocate per answer in
-//! steady state, and never pass anything but `HTTP/1.1 200 OK`, a body of exactly the prefix and
-//! the message, and a connection kept alive.
+//! steady state, and never pass anything but `HTTP/1.1 200 OK` (or, when `--query` asks for a
+//! status, any final status up to 599), a body of exactly the prefix and the message (none after
+//! 204 and 304), and a connection kept alive.
 
-use super::fault::{context, escape, quote, unasked, Fault, Fed};
+use super::fault::{context, escape, quote, unasked, Fault, Fed, Statuses};
 use super::message::{seed, Protocol};
 
 /// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
@@ -92,6 +93,9 @@ enum Framing {
     /// An interim `1xx` answer (RFC 9110 section 15.2): a head alone, the final answer to the
     /// same request still to come.
     Interim,
+    /// A `204` or `304` answer, asked for with a `status` control: a head alone, and complete
+    /// (RFC 9110 sections 15.3.5 and 15.4.5).
+    Empty,
 }
 
 /// Checks one connection's HTTP answers: every one `200 OK`, kept alive, framed by a
@@ -125,6 +129,7 @@ impl HttpChecker {
         mut seq: u64,
         in_flight: usize,
         data: &[u8],
+        statuses: &mut Statuses,
     ) -> Fed {
         let mut fed = Fed::default();
         let mut msg_seed = seed(conn, seq);
@@ -136,7 +141,7 @@ impl HttpChecker {
             }
             let rest = &data[i..];
             let step = match self.part {
-                Part::Head => self.head(proto, rest),
+                Part::Head => self.head(proto, rest, statuses),
                 Part::Length => self.length_body(proto, msg_seed, rest),
                 Part::Chunked(chunk) => self.chunked_body(proto, msg_seed, chunk, rest),
             };
@@ -169,17 +174,22 @@ impl HttpChecker {
         fed
     }
 
-    /// Takes head bytes from `rest`: returns how many, and whether the answer is complete (never:
-    /// a body follows).
-    fn head(&mut self, proto: &Protocol, rest: &[u8]) -> Result<(usize, bool), Bad> {
+    /// Takes head bytes from `rest`: returns how many, and whether the answer is complete (only
+    /// a 204 or 304 is: otherwise a body follows). A final answer's status is counted.
+    fn head(
+        &mut self,
+        proto: &Protocol,
+        rest: &[u8],
+        statuses: &mut Statuses,
+    ) -> Result<(usize, bool), Bad> {
         let held = self.head.len();
         let parsed = if held == 0 {
             // The usual case: the whole head is in this read, parsed where it lies.
-            parse_head(rest, proto.body_len())
+            parse_head(rest, proto, statuses)
         } else {
             let take = rest.len().min(MAX_HEAD - held);
             self.head.extend_from_slice(&rest[..take]);
-            parse_head(&self.head, proto.body_len())
+            parse_head(&self.head, proto, statuses)
         };
         let (len, framing) = match parsed {
             Ok(Some(complete)) => complete,
@@ -200,14 +210,16 @@ impl HttpChecker {
             self.head = Vec::new();
         }
         self.head.clear();
+        let complete = matches!(framing, Framing::Empty);
         self.part = match framing {
             Framing::Length => Part::Length,
             Framing::Chunked => Part::Chunked(Chunk::Size { size: 0, digits: 0 }),
-            // Skipped: the next head is the same request's.
-            Framing::Interim => Part::Head,
+            // Interim: skipped, the next head is the same request's. Empty: the next is the next
+            // request's.
+            Framing::Interim | Framing::Empty => Part::Head,
         };
         // The head ends inside `rest`: the held bytes never held its end.
-        Ok((len.saturating_sub(held), false))
+        Ok((len.saturating_sub(held), complete))
     }
 
     /// Compares body bytes from `rest` with the expected body: the Content-Length was checked, so
@@ -342,8 +354,14 @@ impl HttpChecker {
 }
 
 /// Parses an answer head from the start of `buf`: `None` while it is incomplete, else its length
-/// and how its body is framed, or what is wrong with it. The body must be `body_len` bytes.
-fn parse_head(buf: &[u8], body_len: u64) -> Result<Option<(usize, Framing)>, Bad> {
+/// and how its body is framed, or what is wrong with it. The body must be `proto.body_len()`
+/// bytes. A complete final head's status is counted in `statuses`, right or not.
+fn parse_head(
+    buf: &[u8],
+    proto: &Protocol,
+    statuses: &mut Statuses,
+) -> Result<Option<(usize, Framing)>, Bad> {
+    let body_len = proto.body_len();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -366,19 +384,27 @@ fn parse_head(buf: &[u8], body_len: u64) -> Result<Option<(usize, Framing)>, Bad
     if (100..200).contains(&code) && code != 101 {
         return Ok(Some((len, Framing::Interim)));
     }
-    if code != 200 {
+    statuses.count(code);
+    // A `status` control in the query asks for other statuses: each is a right answer, with
+    // the same body (the echo) unless the status has none. Which ones were asked for is not
+    // checked yet.
+    let asked = proto.any_status() && (200..600).contains(&code);
+    if code != 200 && !asked {
         return Err(Bad {
             fault: Fault::BadStatus,
             at: 0,
             what: format!("status `{code} {reason}` where `200 OK` was expected"),
         });
     }
-    if response.version != Some(1) || reason != "OK" {
+    if response.version != Some(1) || (code == 200 && reason != "OK") {
         let version = response.version.unwrap_or(0);
         return Err(Bad::wrong(
             0,
             format!("status line `HTTP/1.{version} {code} {reason}` where `HTTP/1.1 200 OK` was expected"),
         ));
+    }
+    if code == 204 || code == 304 {
+        return Ok(Some((len, Framing::Empty)));
     }
     let (mut length, mut chunked, mut close) = (None, None, false);
     for h in response.headers.iter() {
@@ -468,7 +494,7 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = HOST.parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host)
+        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None)
     }
 
     /// The body every answer to message `seq` on connection `conn` must have.
@@ -536,10 +562,21 @@ mod tests {
         piece: usize,
         in_flight: usize,
     ) -> (usize, Option<(Fault, String)>) {
+        feed_counting(p, stream, piece, in_flight, &mut Statuses::default())
+    }
+
+    /// `feed_in_pieces`, counting the answers' statuses in `statuses`.
+    fn feed_counting(
+        p: &Protocol,
+        stream: &[u8],
+        piece: usize,
+        in_flight: usize,
+        statuses: &mut Statuses,
+    ) -> (usize, Option<(Fault, String)>) {
         let mut c = HttpChecker::default();
         let mut done = 0;
         for bytes in stream.chunks(piece) {
-            let fed = c.feed(p, 1, done as u64, in_flight - done, bytes);
+            let fed = c.feed(p, 1, done as u64, in_flight - done, bytes, statuses);
             done += fed.completed;
             if fed.error.is_some() {
                 return (done, fed.error);
@@ -596,6 +633,75 @@ mod tests {
         let (kind, what) = fault(&p, &[closing.as_bytes(), &good].concat());
         assert_eq!(kind, Fault::ConnectionClose);
         assert!(what.contains("Connection: close"), "{what}");
+    }
+
+    /// An answer of `status` (code and reason) with `body`, by Content-Length.
+    fn status_answer(status: &str, body: &[u8]) -> Vec<u8> {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        [head.as_bytes(), body].concat()
+    }
+
+    #[test]
+    fn with_a_status_control_any_final_status_is_right_and_each_is_counted() {
+        let host = HOST.parse().expect("an address");
+        let query = Some("delay=1ms&status=503:10,204:5");
+        let p = Protocol::new(PREFIX, FramingKind::Http, 8, HttpMethod::Get, host, query);
+        // The echo with 200 and 503; 204 and 304 have no body, whatever their head says.
+        let stream = [
+            saythat_answer(&body(&p, 1, 0)),
+            status_answer("503 Service Unavailable", &body(&p, 1, 1)),
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n".to_vec(),
+            status_answer("599 Whatever", &body(&p, 1, 4)),
+            saythat_answer(&body(&p, 1, 5)),
+        ]
+        .concat();
+        for piece in [1, 7, stream.len()] {
+            let mut statuses = Statuses::default();
+            let fed = feed_counting(&p, &stream, piece, 6, &mut statuses);
+            assert_eq!(fed, (6, None), "in pieces of {piece}");
+            let counted: Vec<_> = statuses.by_code().into_iter().collect();
+            assert_eq!(counted, [(200, 2), (204, 1), (304, 1), (503, 1), (599, 1)]);
+        }
+        // Still wrong: a wrong body, a status past 599, 101, and a 200 that is not `OK`.
+        let mut wrong = status_answer("503 Service Unavailable", &body(&p, 1, 0));
+        *wrong.last_mut().expect("a body") = b'#';
+        assert_eq!(fault(&p, &wrong).0, Fault::Wrong);
+        let past = status_answer("600 Beyond", &body(&p, 1, 0));
+        assert_eq!(fault(&p, &past).0, Fault::BadStatus);
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(fault(&p, switching).0, Fault::BadStatus);
+        assert_eq!(
+            fault(&p, &status_answer("200 Fine", &body(&p, 1, 0))).0,
+            Fault::Wrong
+        );
+    }
+
+    #[test]
+    fn without_a_status_control_another_status_is_counted_and_bad() {
+        for query in [
+            None,
+            Some("delay=1ms"),
+            Some("xstatus=503"),
+            Some("a=status"),
+        ] {
+            let host = HOST.parse().expect("an address");
+            let p = Protocol::new(PREFIX, FramingKind::Http, 8, HttpMethod::Get, host, query);
+            let stream = [
+                saythat_answer(&body(&p, 1, 0)),
+                status_answer("503 Service Unavailable", &body(&p, 1, 1)),
+            ]
+            .concat();
+            let mut statuses = Statuses::default();
+            let (done, error) = feed_counting(&p, &stream, stream.len(), 2, &mut statuses);
+            assert_eq!(done, 1, "{query:?}");
+            assert_eq!(error.map(|e| e.0), Some(Fault::BadStatus), "{query:?}");
+            let counted: Vec<_> = statuses.by_code().into_iter().collect();
+            assert_eq!(counted, [(200, 1), (503, 1)], "{query:?}");
+        }
     }
 
     #[test]
@@ -740,8 +846,16 @@ mod tests {
             // Every answer is cut inside its head, at a different place.
             let answer = saythat_answer(&body(&p, 1, seq));
             let (first, second) = answer.split_at(20 + seq as usize);
-            assert_eq!(c.feed(&p, 1, seq, 1, first).completed, 0);
-            assert_eq!(c.feed(&p, 1, seq, 1, second).completed, 1);
+            assert_eq!(
+                c.feed(&p, 1, seq, 1, first, &mut Statuses::default())
+                    .completed,
+                0
+            );
+            assert_eq!(
+                c.feed(&p, 1, seq, 1, second, &mut Statuses::default())
+                    .completed,
+                1
+            );
             assert!(c.head.is_empty());
             assert_eq!(
                 *capacity.get_or_insert(c.head.capacity()),

@@ -48,13 +48,14 @@ pub(crate) struct Protocol {
 }
 
 impl Protocol {
-    /// The protocol of `framing`; `method` and `host` only shape HTTP requests.
+    /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests.
     pub(crate) fn new(
         prefix: &[u8],
         framing: FramingKind,
         size: u32,
         method: HttpMethod,
         host: SocketAddr,
+        query: Option<&str>,
     ) -> Self {
         let alphabet = ALPHABET
             .iter()
@@ -63,7 +64,7 @@ impl Protocol {
             .collect();
         let request = match framing {
             FramingKind::Chunk | FramingKind::Line => None,
-            FramingKind::Http => Some(RequestShape::new(method, host, size)),
+            FramingKind::Http => Some(RequestShape::new(method, host, size, query)),
         };
         let around = request.as_ref().map_or(0, RequestShape::len);
         Protocol {
@@ -82,7 +83,7 @@ impl Protocol {
     #[cfg(test)]
     pub(crate) fn echo(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
         let host = SocketAddr::from(([127, 0, 0, 1], 8080));
-        Protocol::new(prefix, framing, size, HttpMethod::Get, host)
+        Protocol::new(prefix, framing, size, HttpMethod::Get, host, None)
     }
 
     /// Payload bytes per message.
@@ -93,6 +94,12 @@ impl Protocol {
     /// Bytes written per message, request head included.
     pub(crate) fn wire_size(&self) -> u32 {
         self.wire_size
+    }
+
+    /// HTTP: the requests carry a `status` control, so any final status from 200 to 599 is a
+    /// right answer.
+    pub(super) fn any_status(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| r.any_status)
     }
 
     /// HTTP: the length of every answer's body, prefix and payload.
@@ -187,28 +194,46 @@ pub enum HttpMethod {
 
 /// The bytes of every request before and after its payload. Requests are keep-alive HTTP/1.1
 /// (no `Connection` header), and the payload is letters and digits, so a path needs no
-/// percent-encoding.
+/// percent-encoding; `--query`, checked as query text, follows the path as it is.
 #[derive(Debug)]
 pub(crate) struct RequestShape {
     pub before: Box<[u8]>,
     pub after: Box<[u8]>,
+    /// The query carries a `status` control (or mendhak's alias): the server is asked for other
+    /// statuses than 200.
+    pub any_status: bool,
 }
 
+/// Query keys that ask a test backend for a status: fortio's and go-httpbin's `status`, and
+/// mendhak's `x-set-response-status-code`.
+const STATUS_CONTROLS: [&str; 2] = ["status", "x-set-response-status-code"];
+
 impl RequestShape {
-    pub(crate) fn new(method: HttpMethod, host: SocketAddr, size: u32) -> Self {
+    pub(crate) fn new(
+        method: HttpMethod,
+        host: SocketAddr,
+        size: u32,
+        query: Option<&str>,
+    ) -> Self {
+        let query = query.map_or(String::new(), |q| format!("?{q}"));
         let (before, after) = match method {
             HttpMethod::Get => (
                 "GET /".to_string(),
-                format!(" HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+                format!("{query} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
             ),
             HttpMethod::Post => (
-                format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"),
+                format!("POST /{query} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"),
                 String::new(),
             ),
         };
+        let any_status = query
+            .trim_start_matches('?')
+            .split('&')
+            .any(|pair| STATUS_CONTROLS.contains(&pair.split('=').next().unwrap_or("")));
         RequestShape {
             before: before.into_bytes().into(),
             after: after.into_bytes().into(),
+            any_status,
         }
     }
 
@@ -226,7 +251,7 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = "127.0.0.1:8080".parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host)
+        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None)
     }
 
     /// The whole request of message `seq` on connection `conn`, filled in one go.
@@ -278,7 +303,22 @@ mod tests {
         let head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 20\r\n\r\n";
         assert_eq!(request(&post, 1, 0), [&head[..], &msg[..]].concat());
 
-        for p in [&get, &post] {
+        let host = "127.0.0.1:8080".parse().expect("an address");
+        let query = Some("delay=10ms&status=503:10");
+        let get_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Get, host, query);
+        let expected = [
+            b"GET /",
+            &msg[..],
+            b"?delay=10ms&status=503:10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(request(&get_q, 1, 0), expected);
+        let post_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Post, host, query);
+        let head = b"POST /?delay=10ms&status=503:10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+                     Content-Length: 20\r\n\r\n";
+        assert_eq!(request(&post_q, 1, 0), [&head[..], &msg[..]].concat());
+
+        for p in [&get, &post, &get_q, &post_q] {
             let whole = request(p, 1, 0);
             for piece in 1..whole.len() {
                 let mut out = vec![0; whole.len()];
@@ -288,5 +328,30 @@ mod tests {
                 assert_eq!(out, whole, "filled in pieces of {piece}");
             }
         }
+    }
+
+    #[test]
+    fn a_status_control_is_found_among_the_query_pairs() {
+        let host = "127.0.0.1:8080".parse().expect("an address");
+        let asks =
+            |query: Option<&str>| RequestShape::new(HttpMethod::Get, host, 8, query).any_status;
+        for query in [
+            "status=503",
+            "delay=1ms&status=503:10,429:1.5",
+            "a=1&status",
+            "x-set-response-status-code=418",
+        ] {
+            assert!(asks(Some(query)), "{query}");
+        }
+        for query in [
+            "delay=1ms",
+            "xstatus=503",
+            "a=status",
+            "status_x=1",
+            "STATUS=503",
+        ] {
+            assert!(!asks(Some(query)), "{query}");
+        }
+        assert!(!asks(None));
     }
 }

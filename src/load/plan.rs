@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::args::{
-    check_rate, duration_secs, timeout_secs, warmup_secs, LoadArgs, MAX_CONNS, MAX_PIPELINE,
-    MAX_SIZE, MAX_THREADS,
+    check_query, check_rate, duration_secs, timeout_secs, warmup_secs, LoadArgs, MAX_CONNS,
+    MAX_PIPELINE, MAX_SIZE, MAX_THREADS,
 };
 use super::dial::MAX_CONNECTS_IN_FLIGHT;
 use super::error::LoadError;
@@ -124,6 +124,18 @@ impl Plan {
                 "add --framing http, or leave --method out",
             ));
         }
+        if let Some(query) = &args.query {
+            if args.framing != FramingKind::Http {
+                return Err(LoadError::invalid(
+                    "cannot use --query",
+                    "only HTTP requests have a query",
+                    "add --framing http, or leave --query out",
+                ));
+            }
+            check_query(query).map_err(|cause| {
+                LoadError::invalid(format!("invalid --query {query:?}"), cause, "")
+            })?;
+        }
         let measure_start = later(start, warmup, "the warmup")?;
         let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {
@@ -134,6 +146,7 @@ impl Plan {
                 args.size,
                 args.method,
                 args.addr,
+                args.query.as_deref(),
             ),
             pipeline: args.pipeline,
             schedule: args

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use super::conn::{InFlight, Slot};
 use super::error::LoadError;
-use super::fault::Fault;
+use super::fault::{Fault, Statuses};
 use super::plan::Plan;
 use super::progress::Snapshot;
 use super::report::{new_histogram, Tally};
@@ -92,6 +92,11 @@ impl Record {
     /// `n` bytes read inside the measured window.
     pub(crate) fn received(&mut self, n: usize) {
         self.tally.received_bytes += n as u64;
+    }
+
+    /// Where the answers' statuses are counted.
+    pub(crate) fn statuses(&mut self) -> &mut Statuses {
+        &mut self.tally.statuses
     }
 
     /// Message `m`'s answer is complete and right at `now`.

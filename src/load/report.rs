@@ -3,6 +3,7 @@
 //! The report is the tool's only output, so it names its units and says what each count means;
 //! it must never present a figure from unverified answers or from outside the measured window.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::error::LoadError;
+use super::fault::Statuses;
 
 /// Error descriptions kept in the report; the rest are only counted.
 pub const MAX_ERROR_SAMPLES: usize = 5;
@@ -56,6 +58,8 @@ pub(crate) struct Tally {
     pub reconnects: u64,
     pub conns_connected: u64,
     pub conns_open_at_end: u64,
+    /// HTTP: final answers by status, warmup included.
+    pub statuses: Statuses,
     /// The first errors, each with when it happened since the start.
     pub samples: Vec<(Duration, String)>,
 }
@@ -96,6 +100,7 @@ impl Tally {
         self.reconnects += other.reconnects;
         self.conns_connected += other.conns_connected;
         self.conns_open_at_end += other.conns_open_at_end;
+        self.statuses.add(&other.statuses);
         self.samples.extend(other.samples);
         self.samples.sort_by_key(|(at, _)| *at);
         self.samples.truncate(MAX_ERROR_SAMPLES);
@@ -159,8 +164,9 @@ pub struct LoadReport {
     /// Answers with a wrong or unexpected byte; in HTTP also answer heads that do not frame the
     /// expected body (a malformed head or chunk, a wrong or missing Content-Length).
     pub wrong: u64,
-    /// HTTP: answers with a status other than `200 OK`; each closes its connection, which is
-    /// reconnected. 0 in the echo framings.
+    /// HTTP: answers with a status other than `200 OK` (when `--query` carries a `status`
+    /// control, other than 200 to 599); each closes its connection, which is reconnected. 0 in
+    /// the echo framings.
     pub bad_status: u64,
     /// HTTP: answers saying `Connection: close`, when every request asked to keep the connection
     /// alive; each closes its connection, which is reconnected. 0 in the echo framings.
@@ -194,6 +200,10 @@ pub struct LoadReport {
     /// Connections closed and opened again: `--reconnect` churn, and after every error while the
     /// run lasts.
     pub reconnects: u64,
+    /// HTTP: the final answers received by status code (`{"200": 9000, "503": 1000}`), warmup
+    /// included, right or not (a status other than 200 is `bad_status` unless `--query` asked
+    /// for statuses); interim `1xx` answers are not counted. Empty in the echo framings.
+    pub statuses: BTreeMap<u16, u64>,
     /// The first few errors, each with when it happened.
     pub first_errors: Vec<String>,
 }
@@ -298,6 +308,7 @@ impl LoadReport {
             connect_failures: tally.connect_failures,
             connect_errors: tally.connect_errors,
             reconnects: tally.reconnects,
+            statuses: tally.statuses.by_code(),
             first_errors: tally
                 .samples
                 .into_iter()
@@ -379,6 +390,23 @@ impl fmt::Display for LoadReport {
             self.closed_idle,
             self.reconnects
         )?;
+        if self.method.is_some() {
+            let statuses: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect();
+            let statuses = match statuses.is_empty() {
+                true => "none".to_string(),
+                false => statuses.join(", "),
+            };
+            // Counted over the whole run, as errors are: a status is never warmup noise.
+            let warmup = match self.warmup_s > 0.0 {
+                true => " (warmup included)",
+                false => "",
+            };
+            writeln!(f, "  statuses    {statuses}{warmup}")?;
+        }
         // The HTTP kinds only where they can happen, so the echo framings' line stays as it was.
         let http = match self.method {
             Some(_) => format!(

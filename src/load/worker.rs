@@ -284,6 +284,7 @@ impl Worker {
                 front,
                 slot.in_flight.len(),
                 &self.read_buf[..n],
+                self.record.statuses(),
             );
             if fed.completed > 0 {
                 slot.answered_here = true;

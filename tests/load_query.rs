@@ -1,0 +1,295 @@
+//! `saythat load --query`: the query text sent with every HTTP request, the answers counted by
+//! status, and a status other than 200 taken as right only when the query asks for statuses.
+//!
+//! Against saythat's own HTTP framing (which drops the query from the echo) and against tiny std
+//! servers that record what they were sent or answer 503 on purpose. Every byte goes to 127.0.0.1.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Output;
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+
+use clap::Parser;
+use common::{run_to_end, saythat, TestServer, TIMEOUT};
+use saythat::load::{self, LoadArgs, LoadReport};
+use saythat::{Config, FramingKind};
+
+const PREFIX: &[u8] = b"You say that ";
+const QUERY: &str = "delay=10ms&status=503:10";
+
+/// `LoadArgs` parsed like the command line, so the tests also cover the flag's parser.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// An HTTP run of 4 connections for up to 30 s with no warmup against `addr`, changed by `extra`
+/// flags.
+fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
+    let addr = addr.to_string();
+    let mut argv = vec!["load", "--addr", &addr, "--framing", "http"];
+    for default in [["--warmup", "0"], ["--duration", "30"], ["--conns", "4"]] {
+        if !extra.contains(&default[0]) {
+            argv.extend(default);
+        }
+    }
+    argv.extend(extra);
+    Cli::try_parse_from(argv)
+        .expect("the test's flags parse")
+        .load
+}
+
+fn run_ok(args: &LoadArgs) -> LoadReport {
+    match load::run(args) {
+        Ok(report) => {
+            println!("{report}");
+            report
+        }
+        Err(e) => panic!("the run failed: {e}"),
+    }
+}
+
+fn statuses(pairs: &[(u16, u64)]) -> BTreeMap<u16, u64> {
+    pairs.iter().copied().collect()
+}
+
+/// A server on a free loopback port that reads each request (its head, and a Content-Length
+/// body), reports its request line on `lines`, and answers what `answer` makes of the `n`-th
+/// request of the connection and its message (the body, else the path between `/` and `?`).
+fn serve(lines: Option<Sender<String>>, answer: fn(usize, &[u8]) -> Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("a bound listener");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_nodelay(true);
+            let lines = lines.clone();
+            thread::spawn(move || http_echo(stream, lines, answer));
+        }
+    });
+    addr
+}
+
+fn http_echo(s: TcpStream, lines: Option<Sender<String>>, answer: fn(usize, &[u8]) -> Vec<u8>) {
+    let Ok(mut out) = s.try_clone() else { return };
+    let mut input = BufReader::new(s);
+    let mut line = String::new();
+    for n in 0.. {
+        line.clear();
+        if !matches!(input.read_line(&mut line), Ok(1..)) {
+            return;
+        }
+        if let Some(tx) = &lines {
+            let _ = tx.send(line.clone());
+        }
+        let target = line.split(' ').nth(1).unwrap_or("/").to_string();
+        let mut length = 0;
+        loop {
+            let mut field = String::new();
+            if !matches!(input.read_line(&mut field), Ok(1..)) {
+                return;
+            }
+            if field == "\r\n" {
+                break;
+            }
+            if let Some(v) = field.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if input.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = target.split('?').next().unwrap_or("/");
+        let message = match length {
+            0 => path.trim_start_matches('/').as_bytes().to_vec(),
+            _ => body,
+        };
+        if out.write_all(&answer(n, &message)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The echo of `message` with status `status` (code and reason).
+fn echo(status: &str, message: &[u8]) -> Vec<u8> {
+    let body = [PREFIX, message].concat();
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+/// Answers every 5th request of a connection `503 Service Unavailable`, the rest `200 OK`,
+/// each with the echo, keeping the connection: as a test backend asked `status=503:20` does.
+fn flaky(n: usize, message: &[u8]) -> Vec<u8> {
+    match n % 5 {
+        4 => echo("503 Service Unavailable", message),
+        _ => echo("200 OK", message),
+    }
+}
+
+fn ok(_: usize, message: &[u8]) -> Vec<u8> {
+    echo("200 OK", message)
+}
+
+#[test]
+fn the_query_follows_the_path_of_every_get_and_the_slash_of_every_post() {
+    for method in ["get", "post"] {
+        let (tx, rx) = mpsc::channel();
+        let addr = serve(Some(tx), ok);
+        let flags = ["--method", method, "--query", QUERY, "--messages", "40"];
+        let report = run_ok(&args(addr, &flags));
+        assert_eq!((report.messages, report.errors), (40, 0), "{report}");
+        let lines: Vec<String> = rx.try_iter().collect();
+        assert_eq!(lines.len(), 40, "{lines:?}");
+        for line in &lines {
+            let target = line.split(' ').nth(1).unwrap_or_default();
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            assert_eq!(query, QUERY, "{line:?}");
+            match method {
+                "get" => assert_eq!(path.len(), 1 + 64, "the message is the path: {line:?}"),
+                _ => assert_eq!(path, "/", "{line:?}"),
+            }
+            assert!(line.ends_with(" HTTP/1.1\r\n"), "{line:?}");
+        }
+    }
+}
+
+#[test]
+fn against_saythat_every_answer_is_a_counted_200_and_the_requests_are_exact() {
+    let server = TestServer::start(&Config {
+        framing: FramingKind::Http,
+        ..Config::loopback()
+    });
+    let flags = ["--query", QUERY, "--pipeline", "4", "--messages", "2000"];
+    let report = run_ok(&args(server.addr(), &flags));
+    assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
+    assert_eq!(report.statuses, statuses(&[(200, 2000)]), "{report}");
+    // Every request went out once, whole: its head with `?QUERY`, and the 64-byte path.
+    let host = format!("Host: {}\r\n", server.addr());
+    let request = "GET /? HTTP/1.1\r\n".len() + QUERY.len() + host.len() + 2 + 64;
+    assert_eq!(report.sent_bytes, 2000 * request as u64, "{report}");
+    let json = serde_json::to_value(&report).expect("a report serialises");
+    assert_eq!(json["statuses"], serde_json::json!({"200": 2000}), "{json}");
+    let text = report.to_string();
+    assert!(text.contains("statuses    200: 2000"), "{text}");
+}
+
+#[test]
+fn with_a_status_control_another_status_is_counted_and_no_error() {
+    // One connection, so its every 5th answer of the 400 is a 503.
+    let flags = [
+        "--query",
+        "status=503:20",
+        "--conns",
+        "1",
+        "--pipeline",
+        "2",
+        "--messages",
+        "400",
+    ];
+    let report = run_ok(&args(serve(None, flaky), &flags));
+    assert_eq!((report.messages, report.errors), (400, 0), "{report}");
+    assert_eq!(report.reconnects, 0, "kept alive: {report}");
+    assert_eq!(
+        report.statuses,
+        statuses(&[(200, 320), (503, 80)]),
+        "{report}"
+    );
+    let json = serde_json::to_value(&report).expect("a report serialises");
+    assert_eq!(json["statuses"], serde_json::json!({"200": 320, "503": 80}));
+}
+
+#[test]
+fn without_a_status_control_another_status_is_a_counted_bad_status() {
+    for query in [None, Some("delay=10ms")] {
+        let mut flags = vec!["--duration", "0.5"];
+        if let Some(query) = query {
+            flags.extend(["--query", query]);
+        }
+        let report = run_ok(&args(serve(None, flaky), &flags));
+        assert!(report.bad_status > 0, "{query:?}: {report}");
+        assert_eq!(report.errors, report.bad_status, "{query:?}: {report}");
+        assert_eq!(
+            report.statuses.get(&503),
+            Some(&report.bad_status),
+            "each 503 is counted, and is the bad status: {report}"
+        );
+        // Four 200s before each 503 on a connection, and at most four more on each of the 4
+        // connections the run ended before their 503.
+        let oks = report.statuses.get(&200).copied().unwrap_or(0);
+        let bad = report.bad_status;
+        assert!(oks >= 4 * bad && oks <= 4 * bad + 16, "{report}");
+        assert_eq!(report.statuses.len(), 2, "{report}");
+    }
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\nstdout: {:?}\nstderr: {:?}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_query_that_is_not_query_text_or_without_http_is_refused_with_exit_2() {
+    for (query, framing, says) in [
+        ("a b", "http", "a space at byte 1"),
+        ("a\r\nb", "http", "'\\r' at byte 1"),
+        ("a\nb", "http", "'\\n' at byte 1"),
+        ("delay=1ms#x", "http", "`#` at byte 9"),
+        ("é=1", "http", "'é' at byte 0"),
+        ("", "http", "it is empty"),
+        ("?status=503", "http", "give the text after the `?`"),
+        ("status=503", "chunk", "only HTTP requests have a query"),
+    ] {
+        let argv = [
+            "load",
+            "--addr",
+            "127.0.0.1:9",
+            "--framing",
+            framing,
+            "--query",
+            query,
+        ];
+        let output = run_to_end(saythat(&argv), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{query:?}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--query") && stderr.contains(says),
+            "{query:?}: {}",
+            describe(&output)
+        );
+    }
+    let long = "a".repeat(4097);
+    let argv = ["load", "--framing", "http", "--query", &long];
+    let output = run_to_end(saythat(&argv), None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at most 4096"));
+}
+
+#[test]
+fn a_query_built_in_code_meets_the_same_checks() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut a = args(addr, &[]);
+    a.query = Some("a b".to_string());
+    let err = load::run(&a).expect_err("a space is no query text");
+    assert!(err.to_string().contains("a space at byte 1"), "{err}");
+    a.query = Some("status=503".to_string());
+    a.framing = FramingKind::Chunk;
+    let err = load::run(&a).expect_err("no query in echo");
+    assert!(err.to_string().contains("cannot use --query"), "{err}");
+}
