@@ -80,7 +80,7 @@ pub(super) fn write_head<R: Route>(
         if !head.head_only {
             out.push(prefix);
             if !has_body {
-                push_decoded(out, head.path);
+                push_decoded(out, head.path, head.decoded_len);
             }
         }
         200

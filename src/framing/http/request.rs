@@ -216,8 +216,7 @@ fn accept<'a>(
             "the request target must be ASCII (percent-encode the rest)",
         ));
     }
-    let path = echo_path(target)?;
-    let decoded_len = decoded_len(path)?;
+    let (path, decoded_len) = echo_path(target)?;
     Ok(Some(Head {
         len: head_len,
         method,
@@ -525,21 +524,61 @@ fn parse_error(e: httparse::Error) -> Refusal {
     }
 }
 
-/// What a request without a body said: its target's path after the leading `/`, query dropped.
-fn echo_path(target: &str) -> Result<&[u8], Refusal> {
-    let path = if let Some(path) = target.strip_prefix('/') {
-        path
-    } else if target == "*" {
-        ""
-    } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form (RFC 9112 §3.2.2), which servers must accept.
-        rest.find('/').map_or("", |slash| &rest[slash + 1..])
-    } else {
-        return Err(refusal(BAD_REQUEST, "the request target must start with /"));
+/// What a request without a body said: its target's path after the leading `/`, query dropped,
+/// and its length percent-decoded (a `%` not followed by two hex digits is refused: the
+/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
+///
+/// One pass finds the first `?` or `%`; for a path with no escape, the common case, that is all
+/// there is to know, so the path is not scanned again, here or when it is written.
+#[inline(always)]
+fn echo_path(target: &str) -> Result<(&[u8], usize), Refusal> {
+    let path = match target.strip_prefix('/') {
+        Some(path) => path.as_bytes(),
+        None => other_form_path(target)?,
     };
-    let path = path.as_bytes();
-    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
-    Ok(&path[..end])
+    match memchr::memchr2(b'?', b'%', path) {
+        None => Ok((path, path.len())),
+        Some(at) if path[at] == b'?' => Ok((&path[..at], at)),
+        Some(at) => escaped_path(path, at),
+    }
+}
+
+/// The path of a target that does not start with `/`: `*` (OPTIONS) has none; an absolute-form
+/// one (RFC 9112 §3.2.2), which servers must accept, has the part after its authority.
+#[cold]
+fn other_form_path(target: &str) -> Result<&[u8], Refusal> {
+    if target == "*" {
+        Ok(b"")
+    } else if let Some(rest) = strip_scheme(target) {
+        Ok(rest
+            .find('/')
+            .map_or("", |slash| &rest[slash + 1..])
+            .as_bytes())
+    } else {
+        Err(refusal(BAD_REQUEST, "the request target must start with /"))
+    }
+}
+
+/// `echo_path` for a path with a `%` at `first`, before any `?`: the path up to its query,
+/// every escape checked, and its decoded length.
+#[cold]
+#[inline(never)]
+fn escaped_path(path: &[u8], first: usize) -> Result<(&[u8], usize), Refusal> {
+    let end = memchr::memchr(b'?', &path[first..]).map_or(path.len(), |at| first + at);
+    let path = &path[..end];
+    let mut escapes = 0;
+    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
+    for at in memchr::memchr_iter(b'%', &path[first..]) {
+        let pair = path.get(first + at + 1..first + at + 3);
+        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(refusal(
+                BAD_REQUEST,
+                "bad percent-encoding in the request target",
+            ));
+        }
+        escapes += 1;
+    }
+    Ok((path, path.len() - 2 * escapes))
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
@@ -550,27 +589,20 @@ fn strip_scheme(target: &str) -> Option<&str> {
     })
 }
 
-/// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
-/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
-#[inline]
-fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
-    let mut escapes = 0;
-    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
-    for at in memchr::memchr_iter(b'%', path) {
-        let pair = path.get(at + 1..at + 3);
-        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(refusal(
-                BAD_REQUEST,
-                "bad percent-encoding in the request target",
-            ));
-        }
-        escapes += 1;
+/// Writes `path` percent-decoded (already checked by `echo_path`), in runs between escapes;
+/// `decoded_len` long, which says whether it has any.
+#[inline(always)]
+pub(super) fn push_decoded(answers: &mut Answers<'_>, path: &[u8], decoded_len: usize) {
+    if decoded_len == path.len() {
+        answers.push(path);
+    } else {
+        push_unescaped(answers, path);
     }
-    Ok(path.len() - 2 * escapes)
 }
 
-/// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
-pub(super) fn push_decoded(answers: &mut Answers<'_>, path: &[u8]) {
+#[cold]
+#[inline(never)]
+fn push_unescaped(answers: &mut Answers<'_>, path: &[u8]) {
     let mut rest = path;
     while let Some(at) = memchr::memchr(b'%', rest) {
         answers.push(&rest[..at]);
