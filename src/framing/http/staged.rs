@@ -20,6 +20,7 @@ use super::describe::Description;
 use super::request::{self, refusal, ConnectionHeader, Refusal, BAD_REQUEST, TOO_LARGE};
 use super::response::{chunk_size_line, end_head, Heads};
 use super::setup::Backend;
+use super::target;
 use crate::framing::{Answers, Next};
 
 /// One line of the filler a `size` past the echo is made of, repeated: a client that checks
@@ -494,10 +495,9 @@ fn refused_plan() -> Plan {
 /// Appends `path` percent-decoded (already checked).
 fn push_decoded(kept: &mut Kept, path: &[u8]) {
     let mut decoded = Vec::with_capacity(path.len());
-    request::push_decoded(
-        &mut Answers::new(&mut decoded, usize::MAX, Instant::now()),
-        path,
-    );
+    // A decoded length that is not the path's: its escapes, if any, are decoded.
+    let answers = &mut Answers::new(&mut decoded, usize::MAX, Instant::now());
+    target::push_decoded(answers, path, usize::MAX);
     kept.push(&decoded);
 }
 
