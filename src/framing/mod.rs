@@ -29,6 +29,12 @@ pub enum Next {
     /// cap. The loop calls [`Protocol::on_writable`] once the output has drained below half of
     /// it, and reads again when that returns `Continue`.
     Pause,
+    /// Stop reading until the protocol's deadline ([`Protocol::deadline`]): an answer waits
+    /// for its time (issue 17's `delay`, a `drip`'s next piece). The answers of this call are
+    /// written; then the loop neither reads nor calls the protocol until that deadline, calls
+    /// [`Protocol::on_deadline`] then, and reads again (first what arrived meanwhile) once that
+    /// returns anything but `Wait`. Idle and drain timers still run.
+    Wait,
     /// The last answer is the protocol's last word (an error): stop reading, write what waits,
     /// then close with a lingering close, so the peer reads it rather than a reset.
     Close,
@@ -42,12 +48,6 @@ pub enum Next {
     /// took but had not sent yet: that is what a reset does. Counted as
     /// [`CloseReason::Aborted`]. To reset before any answer, append none.
     Reset,
-    /// Stop reading until the protocol's deadline ([`Protocol::deadline`]): an answer waits
-    /// for its time (issue 17's `delay`, a `drip`'s next piece). The answers of this call are
-    /// written; then the loop neither reads nor calls the protocol until that deadline, calls
-    /// [`Protocol::on_deadline`] then, and reads again (first what arrived meanwhile) once that
-    /// returns anything but `Wait`. Idle and drain timers still run.
-    Wait,
 }
 
 /// A protocol's view of one connection's answers: where it appends them, how much room is

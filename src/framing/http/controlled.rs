@@ -5,8 +5,8 @@
 //! refused control be anything but a `400` with its line.
 
 use super::control::{ControlError, Controls, Plan};
-use super::request::{self, ConnectionHeader, Refusal};
-use super::response::{Answer, Heads, Reply, CONTINUE};
+use super::request::{self, Refusal};
+use super::response::{Answer, Heads, Reply};
 use super::setup::{Backend, HttpLimits};
 use super::staged::{Lent, Request, Staged};
 use crate::framing::Answers;
@@ -52,7 +52,7 @@ impl Controller {
     #[inline(always)]
     pub fn wanted(&self, head: &request::Head<'_>) -> bool {
         // Without short cuts: a branch less on the message path.
-        self.all | (self.some & (head.query.is_some() | head.x_fields))
+        self.all | (self.some & head.controls)
     }
 
     /// What a staged answer needs for a call: the heads to write (and count) with, and whether
@@ -67,51 +67,36 @@ impl Controller {
         }
     }
 
-    /// The request of `head`, at the start of `input`, the `number`th on its connection, if it
-    /// has controls after all (or defaults apply): its staged answer and the session's answer,
-    /// or `Err` when the `--max-held` budget has no room for its echo. A refused
-    /// control is a staged `400`. `100 Continue` goes out as for any request.
+    /// The staged answer of `request`, the `number`th on its connection, if it has controls
+    /// after all (or defaults apply), in place of the `answer` written for it from `mark` on in
+    /// `answers` (withdrawn, uncounted); `Err` when the `--max-held` budget has no room for its
+    /// echo. A refused control is a staged `400`.
     #[cold]
     #[inline(never)]
     pub fn stage(
         &mut self,
-        head: &request::Head<'_>,
-        input: &[u8],
+        request: Request<'_>,
         number: u32,
-        connection: ConnectionHeader,
+        heads: &mut Heads,
+        answer: &mut Answer,
+        mark: usize,
         answers: &mut Answers<'_>,
-    ) -> Option<Result<(Box<Staged>, Answer), Refusal>> {
-        let raw = &input[..head.len];
-        let plan = plan_for(&self.backend, head.query, head.x_fields, raw, &mut self.rng)?;
-        let request = Request {
-            head: raw,
-            prefix: &self.prefix,
-            path: head.path,
-            head_only: head.head_only,
-            connection,
-            length: head.length,
-            chunked: head.chunked,
-            now: answers.now(),
-        };
-        let staged = match Staged::new(&request, plan, number, &self.limits.held) {
-            Ok(staged) => staged,
-            Err(refused) => return Some(Err(refused)),
-        };
-        let has_body = head.chunked || head.length > 0;
-        if head.expect_continue && has_body && head.len == input.len() {
-            answers.push(CONTINUE);
-        }
-        let reply = if head.head_only {
+    ) -> Option<Result<Box<Staged>, Refusal>> {
+        let plan = plan_for(&self.backend, request.head, &mut self.rng)?;
+        heads.withdraw(answer);
+        answers.truncate(mark);
+        answer.reply = if request.head_only {
             Reply::HeadOnly
         } else {
             Reply::Echo
         };
-        let answer = Answer {
-            reply,
-            connection,
-            status: 0,
-        };
-        Some(Ok((staged, answer)))
+        Some(Staged::new(
+            &request,
+            &self.prefix,
+            plan,
+            number,
+            &self.limits.held,
+        ))
     }
 }
 
@@ -119,20 +104,18 @@ impl Controller {
 /// `None` when it carries none and no defaults apply: then it is answered as any other.
 fn plan_for(
     backend: &Backend,
-    query: Option<&[u8]>,
-    x_fields: bool,
     head: &[u8],
     rng: &mut fastrand::Rng,
 ) -> Option<Result<Plan, ControlError>> {
     let mut controls = Controls::default();
     let limits = &backend.limits;
-    if let Some(query) = query {
+    if let Some(query) = query(head) {
         if let Err(e) = controls.add_query(query, limits) {
             return Some(Err(e));
         }
     }
-    if x_fields {
-        for (name, value) in fields(head).iter().flatten() {
+    for (name, value) in fields(head).iter().flatten() {
+        if name.first().is_some_and(|b| b | 0x20 == b'x') {
             if let Err(e) = controls.add_header(name, value, limits) {
                 return Some(Err(e));
             }
@@ -143,6 +126,15 @@ fn plan_for(
         Some(defaults) => Some(Ok(defaults.draw(rng))),
         None => None,
     }
+}
+
+/// The query of the target of the request line at the start of `head` (an accepted one: the
+/// target is its second word), after the first `?`, as sent.
+fn query(head: &[u8]) -> Option<&[u8]> {
+    let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    let target = line.split(|&b| b == b' ').nth(1)?;
+    let at = memchr::memchr(b'?', target)?;
+    Some(&target[at + 1..])
 }
 
 /// The header fields of a complete, accepted head, as httparse reads them past the request

@@ -54,7 +54,7 @@ use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 pub use setup::{Backend, HttpLimits};
-use staged::{Staged, Step};
+use staged::{Request, Staged, Step};
 
 use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
@@ -354,16 +354,6 @@ impl<R: Route> Http<R> {
         };
         let has_body = head.chunked || head.length > 0;
         let routed = self.route.route(head.method, head.path);
-        session.requests = session.requests.wrapping_add(1);
-        if self.controls.wanted(&head) && routed.is_none() {
-            let (number, controls) = (session.requests, &mut self.controls);
-            if let Some(staged) = controls.stage(&head, input, number, connection, answers) {
-                let (staged, answer) = staged?;
-                (session.body, session.answer, session.staged) =
-                    (Body::Staged, answer, Some(staged));
-                return Ok(Some((head.len, answers.len())));
-            }
-        }
         let reply = answer::reply(&head, routed.as_ref());
         // A Content-Length body that goes on past this read: its answer is held, and its size
         // is known now, so the budget says yes or no before anything is said or read.
@@ -400,6 +390,19 @@ impl<R: Route> Http<R> {
             status,
         };
         session.hold = held;
+        session.requests = session.requests.wrapping_add(1);
+        // With controls (rare), the answer just written gives way to a staged one: writing it
+        // first keeps this path as lean as it was.
+        if self.controls.wanted(&head) && reply != Reply::Routed {
+            let request = Request::of(&head, input, connection, answers.now());
+            let (number, answer, heads) = (session.requests, &mut session.answer, &mut self.heads);
+            if let Some(staged) = self
+                .controls
+                .stage(request, number, heads, answer, mark, answers)
+            {
+                (session.body, session.hold, session.staged) = (Body::Staged, None, Some(staged?));
+            }
+        }
         Ok(Some((head.len, mark)))
     }
 

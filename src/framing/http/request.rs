@@ -65,12 +65,10 @@ pub(super) struct Head<'a> {
     pub path: &'a [u8],
     /// Bytes of `path` percent-decoded.
     pub decoded_len: usize,
-    /// The target's query, after its `?`, still percent-encoded (not checked): where a request
-    /// asks for test-backend controls (issue 17). `None` without a `?`.
-    pub query: Option<&'a [u8]>,
-    /// Some header field's name starts with `x-` (any case): the request may carry controls in
-    /// its fields, which are read again then, off the common path.
-    pub x_fields: bool,
+    /// The request may ask for test-backend controls (issue 17): its target has a query, or a
+    /// field's name starts with `x-` (any case). Its head is read again for them then, off the
+    /// common path (`controlled`): one flag keeps a `Head` as small as it was.
+    pub controls: bool,
     /// What the request asked of its connection.
     pub connection: ConnectionHeader,
     /// `Expect: 100-continue` from a client that understands 100.
@@ -222,8 +220,7 @@ fn accept<'a>(
         method,
         path,
         decoded_len,
-        query,
-        x_fields: fields.x_fields,
+        controls: query.is_some() | fields.x_fields,
         connection,
         expect_continue,
         chunked,

@@ -134,10 +134,10 @@ impl std::fmt::Debug for Content {
 pub(super) struct Request<'a> {
     /// The whole head.
     pub head: &'a [u8],
-    pub prefix: &'a [u8],
     /// The target's path, still percent-encoded (checked).
     pub path: &'a [u8],
     pub head_only: bool,
+    /// What the answer is to say of the connection.
     pub connection: ConnectionHeader,
     /// Content-Length, or 0.
     pub length: u64,
@@ -145,11 +145,35 @@ pub(super) struct Request<'a> {
     pub now: Instant,
 }
 
+impl<'a> Request<'a> {
+    /// The request of `head`, at the start of `input`. Built on the controlled path only, from
+    /// the head's fields: a head passed by reference to a call would live in memory on every
+    /// request, not in registers.
+    #[inline(always)]
+    pub fn of(
+        head: &request::Head<'a>,
+        input: &'a [u8],
+        connection: ConnectionHeader,
+        now: Instant,
+    ) -> Request<'a> {
+        Request {
+            head: &input[..head.len],
+            path: head.path,
+            head_only: head.head_only,
+            connection,
+            length: head.length,
+            chunked: head.chunked,
+            now,
+        }
+    }
+}
+
 impl Staged {
     /// Stages the answer `plan` (or the refusal `refused`) asks for the request `request`;
     /// `Err` when `--max-held` has no room for its echo.
     pub(super) fn new(
         request: &Request<'_>,
+        prefix: &[u8],
         plan: Result<Plan, ControlError>,
         number: u32,
         budget: &Arc<HeldBudget>,
@@ -180,7 +204,7 @@ impl Staged {
                     None => u64::MAX,
                 };
                 let mut kept = Kept::new(keep, budget);
-                kept.push(request.prefix);
+                kept.push(prefix);
                 if !has_body {
                     push_decoded(&mut kept, request.path);
                 }
