@@ -21,7 +21,7 @@ use super::tally::Tally;
 use super::timers::Timers;
 use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
-use crate::framing::{Answers, Next, Protocol};
+use crate::framing::{Answers, Next, Origin, Protocol};
 use crate::group::Group;
 use crate::metrics::{CloseReason, Counters, Published};
 
@@ -554,7 +554,8 @@ impl<P: Protocol> Connections<P> {
         let room = self.max_pending.saturating_sub(conn.pending());
         let next = self.protocol.on_deadline(
             &mut conn.session,
-            &mut Answers::new(&mut self.answers, room, self.now).on(conn.id, &conn.socket),
+            &mut Answers::new(&mut self.answers, room, self.now),
+            Some(Origin::new(conn.id, &conn.socket)),
         );
         if conn.phase == Phase::Waiting && next != Next::Wait {
             // The wait is over: read again, first what arrived meanwhile.
@@ -599,7 +600,7 @@ mod tests {
 
     use crate::config::Config;
     use crate::event_loop::{Listener, Worker, WAKER};
-    use crate::framing::{Answers, Next, Protocol, ProtocolCounts};
+    use crate::framing::{Answers, Next, Origin, Protocol, ProtocolCounts};
     use crate::group::Group;
     use crate::metrics::{CloseReason, Counters};
 
@@ -735,7 +736,12 @@ mod tests {
             due.0
         }
 
-        fn on_deadline(&mut self, due: &mut Self::Session, out: &mut Answers<'_>) -> Next {
+        fn on_deadline(
+            &mut self,
+            due: &mut Self::Session,
+            out: &mut Answers<'_>,
+            _: Option<Origin<'_>>,
+        ) -> Next {
             *due = (None, true);
             out.push(b"late;");
             Next::Continue

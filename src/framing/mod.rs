@@ -57,21 +57,24 @@ pub struct Answers<'a> {
     /// `out` may grow to this length before the protocol should pause.
     limit: usize,
     now: Instant,
-    /// The connection answered: the loop says so to [`Protocol::on_deadline`] only, off the
-    /// message path (a protocol that needs it asks for a deadline due at once).
-    origin: Option<Origin<'a>>,
 }
 
 /// The connection a protocol answers, for the rare answer that describes it (HTTP's
 /// `format=json`): its id on its loop, and its socket, whose peer is asked for on demand (a
-/// syscall), so a connection keeps no copy of it.
+/// syscall), so a connection keeps no copy of it. The loop says it to
+/// [`Protocol::on_deadline`] only, off the message path: a protocol that needs it asks for a
+/// deadline due at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub id: u64,
     socket: &'a mio::net::TcpStream,
 }
 
-impl Origin<'_> {
+impl<'a> Origin<'a> {
+    pub fn new(id: u64, socket: &'a mio::net::TcpStream) -> Origin<'a> {
+        Origin { id, socket }
+    }
+
     /// The peer's address, `None` once the peer is gone.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.socket.peer_addr().ok()
@@ -82,24 +85,7 @@ impl<'a> Answers<'a> {
     /// Answers appended to `out`, of which `room` more bytes fit under the output cap.
     pub fn new(out: &'a mut Vec<u8>, room: usize, now: Instant) -> Answers<'a> {
         let limit = out.len().saturating_add(room);
-        Answers {
-            out,
-            limit,
-            now,
-            origin: None,
-        }
-    }
-
-    /// Says which connection these answers go to: connection `id` of its loop, on `socket`.
-    #[inline]
-    pub fn on(mut self, id: u64, socket: &'a mio::net::TcpStream) -> Answers<'a> {
-        self.origin = Some(Origin { id, socket });
-        self
-    }
-
-    /// The connection answered, if the loop said.
-    pub fn origin(&self) -> Option<Origin<'a>> {
-        self.origin
+        Answers { out, limit, now }
     }
 
     #[inline]
@@ -212,8 +198,14 @@ pub trait Protocol {
         None
     }
 
-    /// A deadline from [`Protocol::deadline`] has passed.
-    fn on_deadline(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) -> Next {
+    /// A deadline from [`Protocol::deadline`] has passed. `origin` is the connection (`None`
+    /// when no loop drives the protocol, in tests).
+    fn on_deadline(
+        &mut self,
+        _session: &mut Self::Session,
+        _answers: &mut Answers<'_>,
+        _origin: Option<Origin<'_>>,
+    ) -> Next {
         Next::Continue
     }
 

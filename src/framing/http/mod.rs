@@ -56,7 +56,7 @@ pub use route::{Echo, Route, Routed};
 pub use setup::{Backend, HttpLimits};
 use staged::{Request, Staged, Step};
 
-use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
+use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
 /// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
@@ -396,10 +396,10 @@ impl<R: Route> Http<R> {
         if self.controls.wanted(&head) && reply != Reply::Routed {
             let request = Request::of(&head, input, connection, answers.now());
             let (number, answer, heads) = (session.requests, &mut session.answer, &mut self.heads);
-            if let Some(staged) = self
+            let staged = self
                 .controls
-                .stage(request, number, heads, answer, mark, answers)
-            {
+                .stage(request, number, heads, answer, mark, answers);
+            if let Some(staged) = staged {
                 (session.body, session.hold, session.staged) = (Body::Staged, None, Some(staged?));
             }
         }
@@ -505,9 +505,7 @@ impl<R: Route> Protocol for Http<R> {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() && !matches!(session.body, Body::Staged) => {
-                return Next::Continue
-            }
+            None if session.held.is_empty() && session.staged.is_none() => return Next::Continue,
             None => {}
         }
         self.answer_held(session, answers)
@@ -543,8 +541,14 @@ impl<R: Route> Protocol for Http<R> {
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
     /// body is complete), so the client can be told.
-    fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
-        if let Body::Staged = session.body {
+    fn on_deadline(
+        &mut self,
+        session: &mut HttpSession,
+        answers: &mut Answers<'_>,
+        origin: Option<Origin<'_>>,
+    ) -> Next {
+        if let (Body::Staged, Some(staged)) = (&session.body, &mut session.staged) {
+            staged.meet(origin);
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
         }
@@ -1154,7 +1158,11 @@ mod tests {
             );
             assert_eq!((next, out.len()), (Next::Continue, 0));
             assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
-            let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+            let next = http.on_deadline(
+                &mut session,
+                &mut Answers::new(&mut out, usize::MAX, now),
+                None,
+            );
             assert_eq!(next, Next::Close);
             assert!(
                 out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
@@ -1248,7 +1256,11 @@ mod tests {
         let now = Instant::now();
         http.on_open(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
         assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
-        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        let next = http.on_deadline(
+            &mut session,
+            &mut Answers::new(&mut out, usize::MAX, now),
+            None,
+        );
         assert_eq!(next, Next::Close);
         assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }
@@ -1265,7 +1277,11 @@ mod tests {
             &mut Answers::new(&mut out, usize::MAX, now),
         );
         assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
-        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        let next = http.on_deadline(
+            &mut session,
+            &mut Answers::new(&mut out, usize::MAX, now),
+            None,
+        );
         assert_eq!(next, Next::Close);
         assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }

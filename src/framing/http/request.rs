@@ -220,7 +220,7 @@ fn accept<'a>(
         method,
         path,
         decoded_len,
-        controls: query.is_some() | fields.x_fields,
+        controls: query | fields.x_fields,
         connection,
         expect_continue,
         chunked,

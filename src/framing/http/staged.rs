@@ -21,7 +21,7 @@ use super::request::{self, refusal, ConnectionHeader, Refusal, BAD_REQUEST, TOO_
 use super::response::{chunk_size_line, end_head, Heads};
 use super::setup::Backend;
 use super::target;
-use crate::framing::{Answers, Next};
+use crate::framing::{Answers, Next, Origin};
 
 /// One line of the filler a `size` past the echo is made of, repeated: a client that checks
 /// a body sees where each byte came from.
@@ -45,8 +45,13 @@ enum Content {
     /// The echo: the prefix, then the decoded path or the body.
     Echo,
     /// The description of the request, the `request`th on its connection: its head is kept,
-    /// its body collected, described once the body is in.
-    Json { head: Vec<u8>, request: u32 },
+    /// its body collected, described once the body is in and the loop has said which
+    /// connection it came on (`who`: its peer and id).
+    Json {
+        head: Vec<u8>,
+        request: u32,
+        who: Option<(Option<SocketAddr>, u64)>,
+    },
     /// A refused control's line (`400`); the request's body is read and dropped.
     Refused,
 }
@@ -193,6 +198,7 @@ impl Staged {
                 let content = Content::Json {
                     head,
                     request: number,
+                    who: None,
                 };
                 (plan, content, Kept::new(u64::MAX, budget))
             }
@@ -231,6 +237,16 @@ impl Staged {
             stage: Stage::Body,
             last_read: request.now,
         }))
+    }
+
+    /// The loop says which connection the request came on (to a deadline): kept for its
+    /// description, if it is to be described now.
+    pub(super) fn meet(&mut self, origin: Option<Origin<'_>>) {
+        if let (Stage::Describing(Some(_)), Content::Json { who, .. }) =
+            (self.stage, &mut self.content)
+        {
+            *who = origin.map(|origin| (origin.peer(), origin.id));
+        }
     }
 
     /// When the loop must call again: the body's `--body-timeout`, the delay's end, the next
@@ -276,15 +292,13 @@ impl Staged {
         loop {
             match self.stage {
                 Stage::Body => return Step::Hold(used, Next::Continue),
-                Stage::Describing(None) if answers.origin().is_none() => {
+                Stage::Describing(None) => {
                     self.stage = Stage::Describing(Some(now));
                     return Step::Hold(used, Next::Wait);
                 }
-                Stage::Describing(_) => {
-                    if let Content::Json { head, request } = &self.content {
-                        let origin = answers.origin();
-                        let peer = origin.and_then(|origin| origin.peer());
-                        let id = origin.map_or(0, |origin| origin.id);
+                Stage::Describing(Some(_)) => {
+                    if let Content::Json { head, request, who } = &self.content {
+                        let (peer, id) = who.unwrap_or_default();
                         let who = (peer, id, *request);
                         let description = describe(head, &self.kept.bytes, who, lent.backend);
                         self.kept.replace(&description);
