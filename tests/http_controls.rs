@@ -673,3 +673,53 @@ fn the_bounds_are_the_flags_and_the_refusal_names_them() {
     let got = ask_process(&server, &get("/x?size=1000"), false);
     assert_eq!(got.body.len(), 1000);
 }
+
+/// The value of the sample `series` (name and labels) in a scrape of `metrics`, 0 if absent.
+fn sample(metrics: std::net::SocketAddr, series: &str) -> u64 {
+    let mut scrape = connect(metrics);
+    send(
+        &mut scrape,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&read_to_eof(&mut scrape)).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `/metrics` counts what the controls did: delays served, drips, resets and closes, and the
+/// statuses they asked for.
+#[test]
+fn the_metrics_count_delays_drips_and_faults() {
+    let server = TestServer::start(&saythat::Config {
+        metrics_listen: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))],
+        ..http_config()
+    });
+    let mut client = server.connect();
+    exchange(&mut client, &get("/a?delay=10ms"), &ok(b"You say that a"));
+    send(&mut client, &get("/b?drip=100:1ms&status=503"));
+    read_response(&mut client, false);
+    send(&mut client, &get("/c?close=100"));
+    read_to_eof(&mut client);
+    let mut client = server.connect();
+    send(&mut client, &get("/d?reset=100"));
+    assert_eq!(
+        read_until_end(&mut client).1,
+        Err(ErrorKind::ConnectionReset)
+    );
+    let metrics = server.metrics[0];
+    let expected = [
+        ("saythat_http_delayed_total", 1),
+        ("saythat_http_dripped_total", 1),
+        ("saythat_http_faults_total{kind=\"reset\"}", 1),
+        ("saythat_http_faults_total{kind=\"close\"}", 1),
+        ("saythat_http_responses_total{code=\"503\"}", 1),
+        ("saythat_connections_closed_total{reason=\"aborted\"}", 1),
+    ];
+    common::wait_for(common::TIMEOUT, "the controls counted", || {
+        expected
+            .iter()
+            .all(|&(series, n)| sample(metrics, series) == n)
+            .then_some(())
+    });
+}
