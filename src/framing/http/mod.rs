@@ -36,10 +36,12 @@ mod host;
 mod request;
 mod response;
 mod route;
+mod session;
 mod setup;
 mod staged;
 mod target;
 
+use std::mem::ManuallyDrop;
 use std::time::Instant;
 
 use body::{Body, Streamed};
@@ -53,8 +55,9 @@ pub use request::MAX_HEADERS;
 use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
+pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
-use staged::{Request, Staged, Step};
+use staged::{Request, Step};
 
 use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
@@ -76,38 +79,6 @@ pub struct Http<R = Echo> {
     /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
     #[cfg(test)]
     parses: usize,
-}
-
-/// A connection's HTTP state between reads. Between requests it holds no heap memory.
-#[derive(Debug, Default)]
-pub struct HttpSession {
-    /// Input not processed yet: a head that has not completed, or after a pause, the requests
-    /// whose answers had no room. It always starts at the beginning of a request.
-    held: Vec<u8>,
-    /// What the next bytes are.
-    body: Body,
-    /// How the request in progress is answered.
-    answer: Answer,
-    /// The answer to a request whose body spans reads, until it is handed out; `None` otherwise
-    /// (boxed: a connection that never sends such a body pays one pointer).
-    hold: Option<Box<Held>>,
-    /// The connection ends on an error response. For the metrics' close reason; never reset.
-    failed: bool,
-    /// Empty lines dropped before the request line of the next request (at most
-    /// `MAX_EMPTY_LINES`).
-    empty_lines: u8,
-    /// Requests started on this connection, for a `format=json` description.
-    requests: u32,
-    /// The staged answer of the request in progress (`Body::Staged`), if it has controls.
-    staged: Option<Box<Staged>>,
-}
-
-impl HttpSession {
-    /// Ready for the next request.
-    fn end_request(&mut self) {
-        self.body = Body::Head(None);
-        self.answer = Answer::default();
-    }
 }
 
 impl Http {
@@ -163,7 +134,7 @@ impl<R: Route> Http<R> {
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
-        session.staged = None;
+        session.free_staged();
         session.end_request();
         Next::Close
     }
@@ -245,13 +216,13 @@ impl<R: Route> Http<R> {
                         return (input.len(), self.refuse(session, answers, refused));
                     }
                 }
-            } else if let (Body::Staged, Some(staged)) = (&session.body, &mut session.staged) {
+            } else if let Body::Staged(staged) = &mut session.body {
                 let lent = &mut self.controls.lend(&mut self.heads, self.draining);
                 match staged.step(&input[at..], answers, lent) {
                     Step::Hold(used, next) => return (at + used, next),
                     Step::Done(used, close) => {
                         (at, session.answer.connection) = (at + used, close);
-                        session.staged = None;
+                        session.free_staged();
                     }
                     Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
                 }
@@ -390,17 +361,17 @@ impl<R: Route> Http<R> {
             status,
         };
         session.hold = held;
-        session.requests = session.requests.wrapping_add(1);
         // With controls (rare), the answer just written gives way to a staged one: writing it
         // first keeps this path as lean as it was.
         if self.controls.wanted(&head) && reply != Reply::Routed {
             let request = Request::of(&head, input, connection, answers.now());
-            let (number, answer, heads) = (session.requests, &mut session.answer, &mut self.heads);
+            let number = session.requests.wrapping_add(1);
+            let (answer, heads) = (&mut session.answer, &mut self.heads);
             let staged = self
                 .controls
                 .stage(request, number, heads, answer, mark, answers);
             if let Some(staged) = staged {
-                (session.body, session.hold, session.staged) = (Body::Staged, None, Some(staged?));
+                (session.body, session.hold) = (Body::Staged(ManuallyDrop::new(staged?)), None);
             }
         }
         Ok(Some((head.len, mark)))
@@ -505,7 +476,9 @@ impl<R: Route> Protocol for Http<R> {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() && session.staged.is_none() => return Next::Continue,
+            None if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
+                return Next::Continue
+            }
             None => {}
         }
         self.answer_held(session, answers)
@@ -530,13 +503,13 @@ impl<R: Route> Protocol for Http<R> {
         if let Some(held) = &session.hold {
             return held.deadline(self.limits.body_timeout);
         }
-        if let Some(staged) = &session.staged {
-            return staged.deadline(self.limits.body_timeout);
+        match &session.body {
+            Body::Head(started) => {
+                started.and_then(|at| at.checked_add(self.limits.header_timeout))
+            }
+            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
+            _ => None,
         }
-        session
-            .body
-            .head_started()
-            .and_then(|started| started.checked_add(self.limits.header_timeout))
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
@@ -547,7 +520,7 @@ impl<R: Route> Protocol for Http<R> {
         answers: &mut Answers<'_>,
         origin: Option<Origin<'_>>,
     ) -> Next {
-        if let (Body::Staged, Some(staged)) = (&session.body, &mut session.staged) {
+        if let Body::Staged(staged) = &mut session.body {
             staged.meet(origin);
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
