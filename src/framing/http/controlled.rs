@@ -67,21 +67,25 @@ impl Controller {
         }
     }
 
-    /// The staged answer of `request`, the `number`th on its connection, if it has controls
-    /// after all (or defaults apply), in place of the `answer` written for it from `mark` on in
-    /// `answers` (withdrawn, uncounted); `Err` when the `--max-held` budget has no room for its
-    /// echo. A refused control is a staged `400`.
+    /// The staged answer of the request at the start of `input`, the `number`th on its
+    /// connection, if it has controls after all (or defaults apply), in place of the `answer`
+    /// written for it from `mark` on in `answers` (withdrawn, uncounted); `Err` when the
+    /// `--max-held` budget has no room for its echo. A refused control is a staged `400`.
     #[cold]
     #[inline(never)]
     pub fn stage(
         &mut self,
-        request: Request<'_>,
+        input: &[u8],
         number: u32,
         heads: &mut Heads,
         answer: &mut Answer,
         mark: usize,
         answers: &mut Answers<'_>,
     ) -> Option<Result<Box<Staged>, Refusal>> {
+        // Read again (it was accepted a moment ago), so the common path keeps no head around.
+        let (max_header, max_body) = (self.limits.max_header, self.limits.max_body);
+        let head = request::parse(input, max_header, max_body).ok().flatten()?;
+        let request = Request::of(&head, input, answer.connection, answers.now());
         let plan = plan_for(&self.backend, request.head, &mut self.rng)?;
         heads.withdraw(answer);
         answers.truncate(mark);

@@ -57,7 +57,7 @@ use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
-use staged::{Request, Step};
+use staged::Step;
 
 use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
@@ -325,6 +325,8 @@ impl<R: Route> Http<R> {
         };
         let has_body = head.chunked || head.length > 0;
         let routed = self.route.route(head.method, head.path);
+        // Decided now, so that nothing of the head need live past the answer written below.
+        let controlled = self.controls.wanted(&head) && routed.is_none();
         let reply = answer::reply(&head, routed.as_ref());
         // A Content-Length body that goes on past this read: its answer is held, and its size
         // is known now, so the budget says yes or no before anything is said or read.
@@ -363,14 +365,13 @@ impl<R: Route> Http<R> {
         session.hold = held;
         // With controls (rare), the answer just written gives way to a staged one: writing it
         // first keeps this path as lean as it was.
-        if self.controls.wanted(&head) && reply != Reply::Routed {
-            let request = Request::of(&head, input, connection, answers.now());
+        if controlled {
             let number = session.requests.wrapping_add(1);
             let (answer, heads) = (&mut session.answer, &mut self.heads);
-            let staged = self
+            if let Some(staged) = self
                 .controls
-                .stage(request, number, heads, answer, mark, answers);
-            if let Some(staged) = staged {
+                .stage(input, number, heads, answer, mark, answers)
+            {
                 (session.body, session.hold) = (Body::Staged(ManuallyDrop::new(staged?)), None);
             }
         }
