@@ -11,6 +11,7 @@
 pub mod chunk;
 pub mod http;
 pub mod line;
+pub mod ws;
 
 use std::time::Instant;
 
