@@ -65,6 +65,15 @@ impl<'a> Answers<'a> {
         self.out.extend_from_slice(bytes);
     }
 
+    /// Appends `bytes` and lends them back, to be changed where they landed (a WebSocket
+    /// payload is unmasked in the answer, not copied twice).
+    #[inline]
+    pub fn push_mut(&mut self, bytes: &[u8]) -> &mut [u8] {
+        let start = self.out.len();
+        self.out.extend_from_slice(bytes);
+        &mut self.out[start..]
+    }
+
     /// Appends `buffer` and leaves it empty. When nothing else was answered yet, the buffer
     /// itself is handed over: a large held answer (an unterminated last line) is not copied.
     pub fn push_owned(&mut self, buffer: &mut Vec<u8>) {
