@@ -923,6 +923,7 @@ mod tests {
     #[test]
     fn an_idle_session_is_small_and_holds_no_heap_memory() {
         let size = std::mem::size_of::<WsSession>();
+        println!("size_of::<WsSession>() = {size}");
         assert!(size <= 128, "WsSession is {size} bytes");
         let mut ws = ws();
         let mut session = WsSession::default();
