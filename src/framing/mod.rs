@@ -2,7 +2,8 @@
 //! [`Protocol`] through it without knowing which one it is: the lesson's chunk echo
 //! ([`chunk`]), line echo ([`line`](mod@line)) and HTTP/1.1 ([`http`]), each a file of this folder
 //! but HTTP, a folder of its own (the protocol and its session, the request, the response, the
-//! body).
+//! body). WebSocket ([`ws`], a folder too: handshake, frame codec, UTF-8 validation, session) is
+//! what an HTTP request may upgrade to; it is not entered from HTTP yet.
 //!
 //! A protocol is pure: it never does I/O, never blocks, never allocates per message in steady
 //! state, and never holds more of a connection's input than its documented bound. Incomplete
