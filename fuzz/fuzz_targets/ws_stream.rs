@@ -38,7 +38,7 @@ fn drive<'a>(
     let mut session = Default::default();
     let mut out = Vec::new();
     let now = Instant::now();
-    let mut check = |next: Next, before: usize, room: usize, out: &Vec<u8>, input: usize| {
+    let check = |next: Next, before: usize, room: usize, out: &Vec<u8>, input: usize| {
         let grown = out.len() - before;
         if next == Next::Pause {
             assert!(grown >= room, "paused with room left ({grown} < {room})");
