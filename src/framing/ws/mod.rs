@@ -63,7 +63,7 @@ enum Ending {
 }
 
 /// One WebSocket connection's state between reads. Small and without heap memory while idle;
-/// [`WsSession::held`] allocates only when a read found the output full.
+/// its held read allocates only when a read found the output full, and is let go after.
 #[derive(Debug, Default)]
 pub struct WsSession {
     /// The start of a frame header cut by the end of a read.
