@@ -148,16 +148,19 @@ impl WebSocket {
             if input.is_empty() {
                 return Ok(());
             }
-            // A frame at a time past the cap would let a pipelining client grow the output
-            // without bound; a frame already begun is finished, as far as this read goes.
+            // No frame starts past the cap, or a pipelining client would grow the output
+            // without bound; a frame already begun is answered as far as this read goes.
             if s.head.is_empty() && answers.is_full() {
                 return Err(Next::Pause);
             }
             match s.head.read(input) {
                 Err(violation) => {
-                    // The stream cannot be followed past a broken header: close at once.
-                    close_frame(answers, violation.code, violation.reason);
-                    s.ending = Ending::Refused;
+                    // The stream cannot be followed past a broken header: close at once, with
+                    // a close frame unless ours went out already.
+                    if s.closing.is_none() {
+                        close_frame(answers, violation.code, violation.reason);
+                        s.ending = Ending::Refused;
+                    }
                     return Err(Next::Close);
                 }
                 Ok(None) => return Ok(()),
@@ -723,6 +726,15 @@ mod tests {
             Next::Close
         );
         assert_eq!(out, close(1002, "continuation without a message"));
+        // A broken header while waiting ends it too, without a second close.
+        let (out, next) = run(
+            &mut self::ws(),
+            &[cf(0x80, b"x"), vec![0x81, 0x01, b'!']].concat(),
+        );
+        assert_eq!(
+            (out, next),
+            (close(1002, "continuation without a message"), Next::Close)
+        );
 
         let input = [cf(0x01, b"a"), cf(0x81, b"b")].concat();
         let (out, next) = run(&mut self::ws(), &input);
