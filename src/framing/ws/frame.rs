@@ -187,8 +187,14 @@ impl HeaderReader {
 /// Unmasks (or masks: it is its own inverse) `bytes`, which start `at` bytes into a payload
 /// masked with `mask`.
 pub fn unmask(bytes: &mut [u8], mask: [u8; 4], at: u64) {
-    let mut key = mask;
-    key.rotate_left((at % 4) as usize);
+    // The key as seen from the first byte of `bytes`.
+    let r = at as usize;
+    let key = [
+        mask[r & 3],
+        mask[(r + 1) & 3],
+        mask[(r + 2) & 3],
+        mask[(r + 3) & 3],
+    ];
     // Eight bytes at a time: the key repeats every four, so it lines up with every word.
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
