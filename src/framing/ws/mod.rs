@@ -912,6 +912,7 @@ mod tests {
         assert_eq!(ws.deadline(&idle), Some(now + CLOSE_WAIT));
         assert_eq!(ws.close_reason(&idle), CloseReason::Drain);
         // Mid-message: no deadline until the message ends, then the close follows its answer.
+        assert!(!ws.at_boundary(&busy));
         assert_eq!(ws.deadline(&busy), None);
         let next = ws.on_read(
             &mut busy,
@@ -947,14 +948,22 @@ mod tests {
         ]
         .concat();
         let mut out = Vec::new();
+        let mut boundaries = Vec::new();
+        let mut read = 0;
         for piece in input.chunks(3) {
             ws.on_read(
                 &mut session,
                 piece,
                 &mut Answers::new(&mut out, usize::MAX, Instant::now()),
             );
+            read += piece.len();
+            if ws.at_boundary(&session) {
+                boundaries.push(read);
+            }
         }
-        assert!(ws.at_boundary(&session));
+        // Frames of 7 bytes: the fragmented message (with its ping) ends at 21, the next at 28;
+        // every other cut is inside a header, a payload or a message.
+        assert_eq!(boundaries, [21, 28]);
         assert_eq!(session.held.capacity(), 0);
     }
 
