@@ -723,3 +723,34 @@ fn the_metrics_count_delays_drips_and_faults() {
             .then_some(())
     });
 }
+
+/// A staged request's body that stalls gets 408 after `--body-timeout`, as any other's.
+#[test]
+fn a_stalled_body_with_controls_times_out() {
+    let server = ServerProcess::serve(&http_args(&["--body-timeout", "1"]));
+    let mut client = server.connect();
+    send(
+        &mut client,
+        b"POST /?status=201 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhal",
+    );
+    let got = read_to_eof(&mut client);
+    assert!(got.starts_with(b"HTTP/1.1 408 "), "{}", show(&got));
+    assert!(contains(&got, b"--body-timeout"), "{}", show(&got));
+}
+
+/// `--idle-timeout` still counts while an answer waits: nothing is read or written meanwhile,
+/// so a delay past it closes the connection, unanswered.
+#[test]
+fn the_idle_timeout_still_applies_during_a_delay() {
+    let server = ServerProcess::serve(&http_args(&["--idle-timeout", "1"]));
+    let mut client = server.connect();
+    let sent = Instant::now();
+    send(&mut client, &get("/x?delay=5s"));
+    let (got, _) = read_until_end(&mut client);
+    assert_eq!(show(&got), "");
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
