@@ -51,9 +51,7 @@ async fn echo(socket: TcpStream, prefix: Arc<str>) {
             Message::Text(text) => Message::text(format!("{prefix}{}", text.as_str())),
             Message::Binary(data) => Message::binary([prefix.as_bytes(), &data].concat()),
             // Pings are answered and a close echoed by tungstenite as the stream is read.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
-                continue
-            }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => continue,
         };
         if ws.send(answer).await.is_err() {
             return;
