@@ -205,6 +205,11 @@ fn finish_sending(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::{Command, Stdio};
+
+    fn carries(file: &File) -> bool {
+        carries_data(file.metadata().expect("fstat").file_type())
+    }
 
     #[test]
     fn pipes_and_files_carry_data_and_devices_do_not() {

@@ -398,9 +398,4 @@ mod tests {
         }
         assert_eq!(close_reason(&[0x03, 0xE9, b'b']), "close code 1001: \"b\"");
     }
-    use std::process::{Command, Stdio};
-
-    fn carries(file: &File) -> bool {
-        carries_data(file.metadata().expect("fstat").file_type())
-    }
 }
