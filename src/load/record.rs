@@ -27,7 +27,7 @@ pub(crate) enum Close {
     /// The server closed the connection (`None`) or it failed.
     Peer(Option<io::Error>),
     /// WebSocket: the server sent a close frame with this code; counted as a `Peer` close.
-    WsClose(u16),
+    WebSocket(u16),
     /// `--reconnect`: it carried its share of messages.
     Churn,
 }
@@ -133,11 +133,11 @@ impl Record {
             // A close that loses messages, or that comes before the server answered anything on
             // the connection (it refused to serve it: a proxy whose backend is down, a restart),
             // fails the clients, so it is an error even with no message sent yet (`--rate`).
-            Close::Peer(_) | Close::WsClose(_) if unanswered > 0 || !slot.answered_here => {
+            Close::Peer(_) | Close::WebSocket(_) if unanswered > 0 || !slot.answered_here => {
                 self.tally.closed_early += 1;
                 let how = match why {
                     Close::Peer(Some(e)) => format!("the connection failed ({})", describe(&e)),
-                    Close::WsClose(code) => {
+                    Close::WebSocket(code) => {
                         format!("the server closed the WebSocket (close code {code})")
                     }
                     _ => "the server closed the connection".to_string(),
@@ -151,7 +151,7 @@ impl Record {
             // A server may close a connection it has served once it is idle (saythat's
             // --idle-timeout, a drain): nothing was lost and the next messages go on a new one,
             // any delay showing in their latency. Counted, so it is seen, but not an error.
-            Close::Peer(_) | Close::WsClose(_) => self.tally.closed_idle += 1,
+            Close::Peer(_) | Close::WebSocket(_) => self.tally.closed_idle += 1,
             Close::Churn => {}
         }
     }

@@ -342,7 +342,7 @@ impl Worker {
                 slot.phase = Phase::Open;
             }
             if let Some(code) = fed.closed {
-                return Err(Close::WsClose(code));
+                return Err(Close::WebSocket(code));
             }
             // The kernel gave less than asked, so it had no more: another edge-triggered event
             // comes when more arrives. Not so for an end of stream that is already queued.
