@@ -72,6 +72,15 @@ fn pipelined_large_text_messages_against_tokio_tungstenite_pass() {
     assert_clean(&run(&args(tungstenite_peer(), &flags)));
 }
 
+#[test]
+fn open_loop_with_churn_upgrades_every_new_connection() {
+    let flags = ["--rate", "400", "--reconnect", "5"];
+    let report = run(&args(tungstenite_peer(), &flags));
+    assert_clean(&report);
+    // About 400 messages in 1 s, 5 per connection: each reconnect upgraded again.
+    assert!(report.reconnects >= 40, "{report}");
+}
+
 /// How the raw peer answers each message.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Answer {
