@@ -77,6 +77,11 @@ pub const SIDE_REST: u32 = 19;
 /// connections to the metrics or agent port costs the echo a few accepts (and evictions) per
 /// `SIDE_TURN_INTERVAL`, not `ACCEPT_BUDGET` of them.
 pub const SIDE_ACCEPT_BUDGET: usize = 4;
+/// Answer bytes that may wait per side-loop connection (under `--max-pending`, if smaller): a
+/// few scrapes (about 3 KiB each). A client that pipelines `GET /metrics` and reads slowly is
+/// read no further past it, so a side turn writes at most this, plus one answer, per connection,
+/// and their memory is bounded by their slots, not by `--max-pending`.
+pub const SIDE_MAX_PENDING: usize = 16 * 1024;
 /// How long the admin endpoint reuses the text of its last scrape: scrapes within this of one
 /// another get the same text, so a client that scrapes as fast as it can costs one encoding a
 /// second, not one per request. Prometheus scrapes every 15 s or more.

@@ -4,10 +4,10 @@
 //! share of its thread, whatever their clients do: they get a turn only when their polls had
 //! events or a deadline came, after the driving loop's own, at most one per
 //! `SIDE_TURN_INTERVAL`, and after a turn that took `d` none for `SIDE_REST × d` (5% of the
-//! thread at most); each turn of theirs reads at most `SIDE_TURN_BUDGET` bytes and accepts at
-//! most `SIDE_ACCEPT_BUDGET` connections per listener. Their few slots are kept for health
-//! checks: short idle deadlines, and when full the oldest idle connection makes room for the
-//! new one.
+//! thread at most). Each turn of theirs reads at most `SIDE_TURN_BUDGET` bytes and accepts at
+//! most `SIDE_ACCEPT_BUDGET` connections per listener; a connection stops being read once
+//! `SIDE_MAX_PENDING` answer bytes wait for it. Their few slots are kept for health checks: short
+//! idle deadlines, and when full the oldest idle connection makes room for the new one.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use mio::{Events, Interest, Registry, Token};
 
 use super::{Worker, EVENT_CAPACITY};
 use crate::config::{
-    SIDE_ACCEPT_BUDGET, SIDE_IDLE_TIMEOUT, SIDE_REST, SIDE_TURN_BUDGET, SIDE_TURN_INTERVAL,
+    SIDE_ACCEPT_BUDGET, SIDE_IDLE_TIMEOUT, SIDE_MAX_PENDING, SIDE_REST, SIDE_TURN_BUDGET,
+    SIDE_TURN_INTERVAL,
 };
 use crate::framing::Protocol;
 
@@ -46,11 +47,12 @@ pub(crate) struct SideLoop<P: Protocol> {
 
 impl<P: Protocol> SideLoop<P> {
     /// Drives `worker` as a side loop, bounded as one: at most [`SIDE_TURN_BUDGET`] bytes read
-    /// and [`SIDE_ACCEPT_BUDGET`] connections accepted per listener per turn, connections silent
+    /// and [`SIDE_ACCEPT_BUDGET`] connections accepted per listener per turn, at most
+    /// [`SIDE_MAX_PENDING`] answer bytes waiting per connection, connections silent
     /// for [`SIDE_IDLE_TIMEOUT`] closed, and when full the oldest idle one closed to admit a new
     /// one.
     pub(crate) fn new(mut worker: Worker<P>) -> SideLoop<P> {
-        (worker.conns).bound_as_side(SIDE_TURN_BUDGET, SIDE_IDLE_TIMEOUT);
+        (worker.conns).bound_as_side(SIDE_TURN_BUDGET, SIDE_MAX_PENDING, SIDE_IDLE_TIMEOUT);
         worker.acceptor.set_budget(SIDE_ACCEPT_BUDGET);
         SideLoop {
             worker,
