@@ -90,11 +90,13 @@ impl<P: Protocol> Connections<P> {
         }
     }
 
-    /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn, connections
+    /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn and
+    /// `max_pending` answer bytes waiting per connection (under `--max-pending`), connections
     /// closed after `idle` without a word (from accept, and between requests), and the oldest
     /// idle one closed to admit a new one when full.
-    pub fn bound_as_side(&mut self, turn_budget: usize, idle: Duration) {
+    pub fn bound_as_side(&mut self, turn_budget: usize, max_pending: usize, idle: Duration) {
         self.turn_budget = turn_budget;
+        self.max_pending = self.max_pending.min(max_pending);
         self.turn_left = turn_budget;
         self.idle_timeout = Some(idle);
         self.evict_idle = true;
