@@ -486,15 +486,15 @@ fn digits(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FramingKind;
     use crate::load::message::HttpMethod;
+    use crate::load::message::LoadFraming;
 
     const PREFIX: &[u8] = b"You say that ";
     const HOST: &str = "127.0.0.1:8080";
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = HOST.parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None)
+        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false)
     }
 
     /// The body every answer to message `seq` on connection `conn` must have.
@@ -648,7 +648,15 @@ mod tests {
     fn with_a_status_control_any_final_status_is_right_and_each_is_counted() {
         let host = HOST.parse().expect("an address");
         let query = Some("delay=1ms&status=503:10,204:5");
-        let p = Protocol::new(PREFIX, FramingKind::Http, 8, HttpMethod::Get, host, query);
+        let p = Protocol::new(
+            PREFIX,
+            LoadFraming::Http,
+            8,
+            HttpMethod::Get,
+            host,
+            query,
+            false,
+        );
         // The echo with 200 and 503; 204 and 304 have no body, whatever their head says.
         let stream = [
             saythat_answer(&body(&p, 1, 0)),
@@ -689,7 +697,15 @@ mod tests {
             Some("a=status"),
         ] {
             let host = HOST.parse().expect("an address");
-            let p = Protocol::new(PREFIX, FramingKind::Http, 8, HttpMethod::Get, host, query);
+            let p = Protocol::new(
+                PREFIX,
+                LoadFraming::Http,
+                8,
+                HttpMethod::Get,
+                host,
+                query,
+                false,
+            );
             let stream = [
                 saythat_answer(&body(&p, 1, 0)),
                 status_answer("503 Service Unavailable", &body(&p, 1, 1)),
