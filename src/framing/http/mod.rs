@@ -78,8 +78,9 @@ pub struct Http<R = Echo> {
     draining: bool,
     /// The test-backend controls (issue 17): which requests have them, and what they need.
     controls: Controller,
-    /// The WebSocket echo a request may upgrade to (`None` when the prefix is not UTF-8).
-    ws: Option<WebSocket>,
+    /// The WebSocket echo a request may upgrade to; with a prefix that is not UTF-8 (which
+    /// the server refuses at start), every upgrade is refused.
+    ws: WebSocket,
     /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
     #[cfg(test)]
     parses: usize,
@@ -97,7 +98,11 @@ impl<R: Route> Http<R> {
         Http {
             prefix: prefix.into(),
             controls: Controller::new(Backend::default(), prefix, &limits),
-            ws: WebSocket::new(prefix, limits.max_message).ok(),
+            ws: WebSocket::new(
+                String::from_utf8_lossy(prefix).as_bytes(),
+                limits.max_message,
+            )
+            .expect("a lossy string is UTF-8"),
             limits,
             heads: Heads::new(None),
             route,
@@ -288,7 +293,7 @@ impl<R: Route> Http<R> {
         else {
             return Ok(None);
         };
-        if head.upgrade && self.upgrade(session, input, &head, answers)? {
+        if head.upgrade && self.upgrade(session, input, head.len, answers)? {
             return Ok(Some((head.len, answers.len())));
         }
         let connection = if self.draining {
@@ -544,9 +549,7 @@ impl<R: Route> Protocol for Http<R> {
 
     fn on_drain(&mut self) {
         self.draining = true;
-        if let Some(ws) = &mut self.ws {
-            ws.on_drain();
-        }
+        self.ws.on_drain();
     }
 
     /// HTTP clients read `503` with `Retry-After: 1`, not an echo framing's `ERR` line, which

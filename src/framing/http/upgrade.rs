@@ -9,7 +9,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::request::{refusal, Head, Refusal, BAD_REQUEST, MAX_HEADERS};
+use super::request::{refusal, Refusal, BAD_REQUEST, MAX_HEADERS};
 use super::response::{Answer, Length};
 use super::{HttpSession, Route};
 use crate::framing::ws::{handshake, WebSocket, WsSession};
@@ -38,7 +38,9 @@ pub(super) fn refusal_length(status: &str, body_len: u64) -> Length {
 }
 
 impl<R: Route> Http<R> {
-    /// `head`, parsed from the start of `input`, has an `Upgrade` field: if it asks for a
+    /// The head of `head_len` bytes at the start of `input` has an `Upgrade` field (only its
+    /// length is passed: a `Head` passed by reference would be spilled to memory on every
+    /// request, since its parse is inlined into the caller): if it asks for a
     /// WebSocket, writes the `101` and makes `session` a WebSocket one (`Ok(true)`) or refuses
     /// it; `Ok(false)`: another upgrade (e.g. `h2c`), which plain HTTP answers, ignoring it.
     #[cold]
@@ -47,22 +49,22 @@ impl<R: Route> Http<R> {
         &mut self,
         session: &mut HttpSession,
         input: &[u8],
-        head: &Head<'_>,
+        head_len: usize,
         answers: &mut Answers<'_>,
     ) -> Result<bool, Refusal> {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
         // The head parsed once already: it parses the same again.
         if request
-            .parse_with_uninit_headers(&input[..head.len], &mut fields)
+            .parse_with_uninit_headers(&input[..head_len], &mut fields)
             .is_err()
             || !handshake::is_upgrade(request.headers)
         {
             return Ok(false);
         }
-        let minor = request.version.unwrap_or(1);
-        let key = handshake::accept(head.method, minor, request.headers).map_err(refused)?;
-        if self.ws.is_none() {
+        let (method, minor) = (request.method.unwrap_or(""), request.version.unwrap_or(1));
+        let key = handshake::accept(method, minor, request.headers).map_err(refused)?;
+        if std::str::from_utf8(&self.prefix).is_err() {
             return Err(refusal(
                 BAD_REQUEST,
                 "WebSocket is off: the server's --prefix is not UTF-8",
@@ -82,8 +84,7 @@ impl<R: Route> Http<R> {
         &'a mut self,
         session: &'a mut HttpSession,
     ) -> Option<(&'a mut WebSocket, &'a mut WsSession)> {
-        let ws = session.ws.as_deref_mut()?;
-        Some((self.ws.as_mut()?, ws))
+        Some((&mut self.ws, session.ws.as_deref_mut()?))
     }
 
     /// [`Http::upgraded`], to look.
@@ -92,8 +93,7 @@ impl<R: Route> Http<R> {
         &'a self,
         session: &'a HttpSession,
     ) -> Option<(&'a WebSocket, &'a WsSession)> {
-        let ws = session.ws.as_deref()?;
-        Some((self.ws.as_ref()?, ws))
+        Some((&self.ws, session.ws.as_deref()?))
     }
 
     /// The connection just upgraded with bytes left after its upgrade request (held): they are
