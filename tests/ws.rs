@@ -252,3 +252,15 @@ fn send_ws_and_load_ws_against_the_binary() {
     assert_eq!(report.errors, 0, "{report}");
     assert!(report.messages > 100, "{report}");
 }
+
+#[test]
+fn a_prefix_that_is_not_utf8_is_refused_at_start() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = saythat(&["serve", "--listen", "127.0.0.1:0", "--framing", "http"]);
+    cmd.arg("--prefix")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff say "));
+    let output = run_to_end(cmd, None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid UTF-8"), "{stderr}");
+}
