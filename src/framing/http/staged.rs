@@ -583,3 +583,143 @@ fn describe(
     description.write_json(&backend.trusted, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::http::control::Drip;
+    use proptest::prelude::*;
+
+    const PREFIX: &[u8] = b"You say that ";
+
+    fn plan() -> Plan {
+        Plan {
+            status: 200,
+            ..refused_plan()
+        }
+    }
+
+    /// Stages `plan` for `GET /path` and drives it as the loop would, each call an hour after
+    /// the last (so every wait is over), with `room` under the output cap per call: the
+    /// answer's head, its body as sent over all the calls, and what the last call asked.
+    fn run(plan: Plan, path: &str, room: usize) -> (String, Vec<u8>, Next) {
+        let head = format!("GET /{path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let request = Request {
+            head: head.as_bytes(),
+            path: path.as_bytes(),
+            head_only: false,
+            connection: ConnectionHeader::Persist,
+            length: 0,
+            chunked: false,
+            now: Instant::now(),
+        };
+        let budget = Arc::new(HeldBudget::new(u64::MAX));
+        let Ok(mut staged) = Staged::new(&request, PREFIX, Ok(plan), 1, &budget) else {
+            panic!("no room in an unbounded budget");
+        };
+        let (mut heads, backend) = (Heads::new(None), Backend::default());
+        let (mut out, mut now) = (Vec::new(), Instant::now());
+        for _ in 0..100_000 {
+            now += Duration::from_secs(3600);
+            let mut lent = Lent {
+                heads: &mut heads,
+                backend: &backend,
+                max_body: 1 << 20,
+                body_timeout: None,
+                draining: false,
+            };
+            // What waited is written before each call, as the loop does: all the room is free.
+            let before = out.len();
+            let mut answers = Answers::new(&mut out, room, now);
+            let next = match staged.step(&[], &mut answers, &mut lent) {
+                Step::Hold(_, next) if next != Next::Reset => {
+                    assert!(out.len() > before || next == Next::Wait, "no progress");
+                    continue;
+                }
+                Step::Hold(_, next) => next,
+                Step::Done(_, _) => Next::Continue,
+                Step::Refused(refused) => panic!("refused: {}", refused.reason),
+            };
+            let at = memchr::memmem::find(&out, b"\r\n\r\n").map_or(0, |at| at + 4);
+            let body = out.split_off(at);
+            return (String::from_utf8_lossy(&out).into_owned(), body, next);
+        }
+        panic!("the answer never ended");
+    }
+
+    /// A body of `size` bytes: `echo`, cut, or followed by the filler.
+    fn sized(echo: &[u8], size: usize) -> Vec<u8> {
+        let mut body = echo[..echo.len().min(size)].to_vec();
+        let filler = FILLER_LINE.iter().copied().cycle();
+        body.extend(filler.take(size - body.len()));
+        body
+    }
+
+    /// The data of a chunked body, strictly framed.
+    fn dechunk(mut wire: &[u8]) -> Vec<u8> {
+        let mut data = Vec::new();
+        loop {
+            let line = memchr::memmem::find(wire, b"\r\n").expect("a size line");
+            let size = std::str::from_utf8(&wire[..line]).expect("hex");
+            let size = usize::from_str_radix(size, 16).expect("hex");
+            wire = &wire[line + 2..];
+            if size == 0 {
+                assert_eq!(wire, b"\r\n", "the end of the body");
+                return data;
+            }
+            data.extend_from_slice(&wire[..size]);
+            assert_eq!(&wire[size..size + 2], b"\r\n");
+            wire = &wire[size + 2..];
+        }
+    }
+
+    proptest! {
+        /// Any size, any room: exactly `size` bytes, the echo then the filler from where the
+        /// echo ends, across the filler's own length, in pieces no larger than the room.
+        #[test]
+        fn a_size_is_the_echo_then_the_filler(size in 0usize..20_000, room in 1usize..5000) {
+            let plan = Plan { size: Some(size as u64), ..plan() };
+            let (head, body, next) = run(plan, "hi", room);
+            prop_assert!(head.contains(&format!("\r\nContent-Length: {size}\r\n")), "{}", head);
+            prop_assert_eq!(next, Next::Continue);
+            prop_assert_eq!(body, sized(b"You say that hi", size));
+        }
+
+        /// Dripped, the same body in chunks of at most the drip's bytes.
+        #[test]
+        fn a_drip_is_the_same_body_in_pieces(size in 0usize..3000, bytes in 1u32..700) {
+            let drip = Drip { bytes, every: Duration::from_millis(10) };
+            let plan = Plan { size: Some(size as u64), drip: Some(drip), ..plan() };
+            let (head, body, _) = run(plan, "", usize::MAX);
+            prop_assert!(head.contains("\r\nTransfer-Encoding: chunked\r\n"), "{}", head);
+            prop_assert_eq!(dechunk(&body), sized(PREFIX, size));
+        }
+
+        /// A reset mid-body comes after exactly half the body.
+        #[test]
+        fn a_reset_mid_body_cuts_it_in_half(size in 0usize..5000) {
+            let plan = Plan { size: Some(size as u64), reset: Some(ResetAt::MidBody), ..plan() };
+            let (_, body, next) = run(plan, "x", usize::MAX);
+            prop_assert_eq!(next, Next::Reset);
+            prop_assert_eq!(body, sized(b"You say that x", size)[..size / 2].to_vec());
+        }
+    }
+
+    #[test]
+    fn statuses_without_a_body_have_no_length_and_unknown_codes_no_reason() {
+        for (status, line) in [
+            (204, "HTTP/1.1 204 No Content\r\n"),
+            (599, "HTTP/1.1 599 \r\n"),
+        ] {
+            let plan = Plan {
+                status,
+                size: Some(10),
+                ..plan()
+            };
+            let (head, body, _) = run(plan, "x", usize::MAX);
+            assert!(head.starts_with(line), "{head}");
+            assert_eq!(head.contains("Content-Length"), status == 599, "{head}");
+            assert_eq!(body.len(), if status == 599 { 10 } else { 0 });
+        }
+    }
+}
