@@ -146,6 +146,8 @@ pub const MAX_BODY_TIMEOUT_SECS: u64 = 60 * 60;
 pub const DEFAULT_MAX_HELD: u64 = 256 * 1024 * 1024;
 /// The largest `--max-held`: 1 TiB, like `--max-body`; it bounds memory, so larger is a typo.
 pub const MAX_HELD_LIMIT: u64 = 1 << 40;
+/// `--max-message`'s default, 16 MiB (the framing's own default is the same).
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 
 /// The default `--max-delay`: 10 s, the longest wait a request's `delay` (or `drip` interval)
 /// may ask for. Each delayed answer holds its connection and a timer entry, no more, so the bound
@@ -257,6 +259,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=MAX_HELD_LIMIT))]
     pub max_held: u64,
 
+    /// HTTP, after a WebSocket upgrade: the largest message a client may send, 1 to 1 TiB bytes
+    /// (prefix not counted); a larger one is refused with close code 1009. Messages are echoed
+    /// as they arrive, never held whole, so this bounds no memory: it is a policy.
+    #[arg(long, value_name = "BYTES", env = "SAYTHAT_MAX_MESSAGE", default_value_t = DEFAULT_MAX_MESSAGE,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HELD_LIMIT))]
+    pub max_message: u64,
+
     /// Answer bytes a connection may have waiting to be written, 1 to 1073741824 (1 GiB); at this
     /// cap the server stops reading from it until half has drained, so a client that never reads
     /// costs at most this.
@@ -359,6 +368,7 @@ impl Default for Config {
             header_timeout: 10,
             body_timeout: 60,
             max_held: DEFAULT_MAX_HELD,
+            max_message: DEFAULT_MAX_MESSAGE,
             max_pending: 64 * 1024,
             max_conns: None,
             idle_timeout: 300,

@@ -448,6 +448,7 @@ fn http_limits(config: &Config) -> HttpLimits {
         header_timeout: Duration::from_secs(config.header_timeout),
         body_timeout: (config.body_timeout > 0).then(|| Duration::from_secs(config.body_timeout)),
         held: Arc::new(HeldBudget::new(config.max_held)),
+        max_message: config.max_message,
     }
 }
 

@@ -12,7 +12,8 @@ use super::body::{self, Body, Streamed};
 use super::budget::{held_full, HeldBudget};
 use super::request::Refusal;
 use super::response::{chunk_size_line, Answer, Heads, Reply};
-use crate::framing::Answers;
+use super::{HttpSession, Route};
+use crate::framing::{Answers, Http};
 
 /// Room for an answer's head and the framing around a held chunked echo (the prefix's chunk
 /// and the data's chunk-size line), beyond the prefix and the body.
@@ -293,6 +294,51 @@ fn own_chunks_data(bytes: &[u8]) -> Vec<u8> {
         at = end;
     }
     data
+}
+
+impl<R: Route> Http<R> {
+    /// Withdraws the answer to the request in progress, which starts at `mark` in `answers`
+    /// and has not gone out, and uncounts it.
+    pub(super) fn withdraw(
+        &mut self,
+        session: &mut HttpSession,
+        mark: usize,
+        answers: &mut Answers<'_>,
+    ) {
+        self.heads.withdraw(&mut session.answer);
+        answers.truncate(mark);
+    }
+
+    /// A chunked body goes on past this read: moves its answer so far (from `mark`) out of
+    /// `answers` into a held answer, or refuses the request when the budget has no room.
+    #[cold]
+    pub(super) fn hold_answer(
+        &mut self,
+        session: &mut HttpSession,
+        mark: usize,
+        answers: &mut Answers<'_>,
+    ) -> Result<(), Refusal> {
+        let echo = session.answer.reply == Reply::Echo && session.answer.status == 200;
+        let prefix_chunk = !self.prefix.is_empty();
+        let budget = &self.limits.held;
+        match Held::take_over(
+            answers.tail(mark),
+            echo,
+            prefix_chunk,
+            budget,
+            answers.now(),
+        ) {
+            Ok(held) => {
+                answers.truncate(mark);
+                session.hold = Some(held);
+                Ok(())
+            }
+            Err(refused) => {
+                self.withdraw(session, mark, answers);
+                Err(refused)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod session;
 mod setup;
 mod staged;
 mod target;
+mod upgrade;
 
 use std::mem::ManuallyDrop;
 use std::time::Instant;
@@ -59,6 +60,7 @@ pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
 use staged::Step;
 
+use super::ws::WebSocket;
 use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 
@@ -76,6 +78,9 @@ pub struct Http<R = Echo> {
     draining: bool,
     /// The test-backend controls (issue 17): which requests have them, and what they need.
     controls: Controller,
+    /// The WebSocket echo a request may upgrade to; with a prefix that is not UTF-8 (which
+    /// the server refuses at start), every upgrade is refused.
+    ws: WebSocket,
     /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
     #[cfg(test)]
     parses: usize,
@@ -93,6 +98,11 @@ impl<R: Route> Http<R> {
         Http {
             prefix: prefix.into(),
             controls: Controller::new(Backend::default(), prefix, &limits),
+            ws: WebSocket::new(
+                String::from_utf8_lossy(prefix).as_bytes(),
+                limits.max_message,
+            )
+            .expect("a lossy string is UTF-8"),
             limits,
             heads: Heads::new(None),
             route,
@@ -122,7 +132,7 @@ impl<R: Route> Http<R> {
         let length = if refusal.status == HELD_FULL {
             Length::RetryAfter(body_len)
         } else {
-            Length::Bytes(body_len)
+            upgrade::refusal_length(refusal.status, body_len)
         };
         self.heads
             .write(answers, refusal.status, length, ConnectionHeader::Close);
@@ -207,6 +217,9 @@ impl<R: Route> Http<R> {
                         if !matches!(session.body, Body::Head(_)) {
                             continue;
                         }
+                        if session.ws.is_some() {
+                            return (at, Next::Continue);
+                        }
                     }
                     Ok(None) => return (at, Next::Continue),
                     Err(refused) => {
@@ -262,44 +275,6 @@ impl<R: Route> Http<R> {
         }
     }
 
-    /// Withdraws the answer to the request in progress, which starts at `mark` in `answers`
-    /// and has not gone out, and uncounts it.
-    fn withdraw(&mut self, session: &mut HttpSession, mark: usize, answers: &mut Answers<'_>) {
-        self.heads.withdraw(&mut session.answer);
-        answers.truncate(mark);
-    }
-
-    /// A chunked body goes on past this read: moves its answer so far (from `mark`) out of
-    /// `answers` into a held answer, or refuses the request when the budget has no room.
-    #[cold]
-    fn hold_answer(
-        &mut self,
-        session: &mut HttpSession,
-        mark: usize,
-        answers: &mut Answers<'_>,
-    ) -> Result<(), Refusal> {
-        let echo = session.answer.reply == Reply::Echo && session.answer.status == 200;
-        let prefix_chunk = !self.prefix.is_empty();
-        let budget = &self.limits.held;
-        match Held::take_over(
-            answers.tail(mark),
-            echo,
-            prefix_chunk,
-            budget,
-            answers.now(),
-        ) {
-            Ok(held) => {
-                answers.truncate(mark);
-                session.hold = Some(held);
-                Ok(())
-            }
-            Err(refused) => {
-                self.withdraw(session, mark, answers);
-                Err(refused)
-            }
-        }
-    }
-
     /// Parses the head at the start of `input` and answers it (the body, if any, follows):
     /// straight into `answers`, or, when a Content-Length body goes on past `input`, into a held
     /// answer reserved in the budget (refused 503 when it has no room). Returns the head's
@@ -318,6 +293,9 @@ impl<R: Route> Http<R> {
         else {
             return Ok(None);
         };
+        if head.upgrade && self.upgrade(session, input, head.len, answers)? {
+            return Ok(Some((head.len, answers.len())));
+        }
         let connection = if self.draining {
             ConnectionHeader::Close
         } else {
@@ -404,6 +382,9 @@ impl<R: Route> Http<R> {
                 }
             }
             Next::Continue => {
+                if session.ws.is_some() {
+                    return self.enter(session, answers);
+                }
                 if session.held.len() > self.limits.max_header {
                     let refused = request::too_long(&session.held, self.limits.max_header);
                     return self.refuse(session, answers, refused);
@@ -438,6 +419,9 @@ impl<R: Route> Protocol for Http<R> {
     /// While a body's answer is held, its bytes go there rather than to the output, so reads go
     /// on at full size (the hold is bounded by `--max-body` and `--max-held`).
     fn read_len(&self, session: &HttpSession, room: usize) -> usize {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.read_len(s, room);
+        }
         if session.hold.is_some() {
             return MAX_READ;
         }
@@ -450,6 +434,9 @@ impl<R: Route> Protocol for Http<R> {
         input: &[u8],
         answers: &mut Answers<'_>,
     ) -> Next {
+        if let Some((ws, s)) = self.upgraded(session) {
+            return ws.on_read(s, input, answers);
+        }
         if session.held.is_empty() {
             let (used, next) = self.process(session, input, answers);
             if matches!(next, Next::Continue | Next::Pause | Next::Wait) {
@@ -469,6 +456,9 @@ impl<R: Route> Protocol for Http<R> {
     }
 
     fn on_writable(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+        if let Some((ws, s)) = self.upgraded(session) {
+            return ws.on_writable(s, answers);
+        }
         match &mut session.hold {
             Some(held) if held.is_done() => {}
             Some(held) => {
@@ -493,14 +483,20 @@ impl<R: Route> Protocol for Http<R> {
         Next::Continue
     }
 
-    fn on_eof(&mut self, _: &mut HttpSession, _: &mut Answers<'_>) {
+    fn on_eof(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) {
         // A request cut short by the client gets no answer: the client is gone.
+        if let Some((ws, s)) = self.upgraded(session) {
+            ws.on_eof(s, answers);
+        }
     }
 
     /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes, or
     /// when a staged answer goes on.
     #[inline]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.deadline(s);
+        }
         if let Some(held) = &session.hold {
             return held.deadline(self.limits.body_timeout);
         }
@@ -521,6 +517,9 @@ impl<R: Route> Protocol for Http<R> {
         answers: &mut Answers<'_>,
         origin: Option<Origin<'_>>,
     ) -> Next {
+        if let Some((ws, s)) = self.upgraded(session) {
+            return ws.on_deadline(s, answers, origin);
+        }
         if let Body::Staged(staged) = &mut session.body {
             staged.meet(origin);
             // A staged answer's time has come (or its body's): it goes on, then what follows.
@@ -542,11 +541,15 @@ impl<R: Route> Protocol for Http<R> {
 
     /// Between requests: nothing held, no body in progress, no answer held.
     fn at_boundary(&self, session: &HttpSession) -> bool {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.at_boundary(s);
+        }
         session.held.is_empty() && matches!(session.body, Body::Head(_)) && session.hold.is_none()
     }
 
     fn on_drain(&mut self) {
         self.draining = true;
+        self.ws.on_drain();
     }
 
     /// HTTP clients read `503` with `Retry-After: 1`, not an echo framing's `ERR` line, which
@@ -562,6 +565,9 @@ impl<R: Route> Protocol for Http<R> {
     /// During the drain, a connection that ends after an answer (which said `Connection:
     /// close`) ends for the drain.
     fn close_reason(&self, session: &HttpSession) -> CloseReason {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.close_reason(s);
+        }
         if session.failed {
             CloseReason::HttpError
         } else if self.draining {

@@ -69,6 +69,8 @@ pub(super) struct Head<'a> {
     /// field's name starts with `x-` (any case). Its head is read again for them then, off the
     /// common path (`controlled`): one flag keeps a `Head` as small as it was.
     pub controls: bool,
+    /// A field named `Upgrade` came: the head is read again for a WebSocket upgrade (`upgrade`).
+    pub upgrade: bool,
     /// What the request asked of its connection.
     pub connection: ConnectionHeader,
     /// `Expect: 100-continue` from a client that understands 100.
@@ -221,6 +223,7 @@ fn accept<'a>(
         path,
         decoded_len,
         controls: query | fields.x_fields,
+        upgrade: fields.upgrade,
         connection,
         expect_continue,
         chunked,
@@ -396,6 +399,8 @@ struct Fields<'h> {
     expect: Expect,
     /// A field's name starts with `x-`.
     x_fields: bool,
+    /// A field named `Upgrade`.
+    upgrade: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -429,6 +434,10 @@ impl<'h> Fields<'h> {
             let known = match name.len() {
                 4 => is_name(name, b"host"),
                 6 => is_name(name, b"expect"),
+                7 => {
+                    fields.upgrade |= is_name(name, b"upgrade");
+                    false
+                }
                 10 => is_name(name, b"connection"),
                 14 => is_name(name, b"content-length"),
                 17 => is_name(name, b"transfer-encoding"),

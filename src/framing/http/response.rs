@@ -52,6 +52,8 @@ pub(super) enum Length {
     NoContent,
     /// A refusal of this many bytes that the client may try again in a second (503).
     RetryAfter(u64),
+    /// A refused WebSocket upgrade of this many bytes, naming the version spoken (426).
+    UpgradeRequired(u64),
 }
 
 /// What every answer head needs, shared by a loop's connections: the fixed start of a `200 OK`,
@@ -147,6 +149,12 @@ impl Heads {
                 answers.push(b"\r\nContent-Length: ");
                 answers.push(itoa::Buffer::new().format(n).as_bytes());
                 answers.push(b"\r\nRetry-After: 1");
+            }
+            Length::UpgradeRequired(n) => {
+                answers.push(TEXT);
+                answers.push(b"\r\nContent-Length: ");
+                answers.push(itoa::Buffer::new().format(n).as_bytes());
+                answers.push(b"\r\nSec-WebSocket-Version: 13");
             }
             Length::Chunked => {
                 answers.push(TEXT);

@@ -9,6 +9,7 @@ use std::mem::ManuallyDrop;
 use super::body::Body;
 use super::held::Held;
 use super::response::Answer;
+use crate::framing::ws::WsSession;
 
 /// A connection's HTTP state between reads. Between requests it holds no heap memory.
 #[derive(Debug, Default)]
@@ -31,6 +32,9 @@ pub struct HttpSession {
     /// Requests ended on this connection: the one in progress is the next, for a `format=json`
     /// description.
     pub(super) requests: u32,
+    /// After a `101 Switching Protocols`, the WebSocket this connection speaks from then on
+    /// (boxed: a connection that never upgrades pays one pointer).
+    pub(super) ws: Option<Box<WsSession>>,
 }
 
 impl HttpSession {

@@ -23,6 +23,8 @@ pub struct HttpLimits {
     pub body_timeout: Option<Duration>,
     /// The budget for held answers, shared by every loop of the process.
     pub held: Arc<HeldBudget>,
+    /// The largest WebSocket message a client may send after an upgrade (`--max-message`).
+    pub max_message: u64,
 }
 
 impl HttpLimits {
@@ -35,6 +37,7 @@ impl HttpLimits {
             header_timeout,
             body_timeout: Some(Duration::from_secs(60)),
             held: Arc::new(HeldBudget::new(u64::MAX)),
+            max_message: crate::framing::ws::DEFAULT_MAX_MESSAGE,
         }
     }
 }
