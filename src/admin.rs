@@ -130,6 +130,8 @@ impl Endpoint {
 }
 
 impl Route for Endpoint {
+    const WEBSOCKET: bool = false;
+
     fn route(&mut self, method: &str, path: &[u8]) -> Option<Routed> {
         let read = method == "GET" || method == "HEAD";
         match path {

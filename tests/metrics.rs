@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -597,4 +597,22 @@ fn process_metrics_survive_a_proc_without_stat() {
     let started = samples["process_start_time_seconds"];
     assert!(started <= now + 1.0 && started > now - 120.0, "{started}");
     // Dropped: killed, and with it (--kill-child) the server in its namespace.
+}
+
+/// The admin port is not an echo: a WebSocket upgrade asked of it is ignored (RFC 9110 §7.8
+/// lets a server do so) and the request answered as any other, never `101`.
+#[test]
+fn the_admin_port_ignores_a_websocket_upgrade() {
+    let server = TestServer::start(&metrics_config());
+    let mut client = common::connect(server.metrics[0]);
+    client
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .expect("write");
+    let answer = String::from_utf8_lossy(&common::read_to_eof(&mut client)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(!answer.contains("Sec-WebSocket-Accept"), "{answer}");
 }

@@ -18,6 +18,11 @@ pub trait Route {
 
     /// Writes the body of the answer [`Route::route`] just gave (not for HEAD).
     fn body(&mut self, answers: &mut Answers<'_>);
+
+    /// Whether a request may upgrade to the WebSocket echo here. An endpoint of its own (the
+    /// admin port's) says no: its `Upgrade` field is ignored, as RFC 9110 §7.8 allows, and the
+    /// request is answered as any other.
+    const WEBSOCKET: bool = true;
 }
 
 /// An answer chosen by a [`Route`]: its status, type and length; the body follows.

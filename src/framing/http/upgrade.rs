@@ -52,6 +52,9 @@ impl<R: Route> Http<R> {
         head_len: usize,
         answers: &mut Answers<'_>,
     ) -> Result<bool, Refusal> {
+        if !R::WEBSOCKET {
+            return Ok(false);
+        }
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
         // The head parsed once already: it parses the same again.
