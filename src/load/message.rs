@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use super::expect::Expect;
 use crate::config::FramingKind;
 
 /// Bytes messages are made of before the prefix's first byte is taken out: printable, so error
@@ -45,10 +46,14 @@ pub(crate) struct Protocol {
     pub(super) request: Option<RequestShape>,
     /// Bytes written per message: `size`, plus the request around it in HTTP.
     wire_size: u32,
+    /// HTTP: the right answers, as `--query` asks them.
+    pub(super) expect: Expect,
 }
 
 impl Protocol {
-    /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests.
+    /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests. The
+    /// error is why the server would refuse the query's controls, or why its answers cannot be
+    /// checked.
     pub(crate) fn new(
         prefix: &[u8],
         framing: FramingKind,
@@ -56,7 +61,8 @@ impl Protocol {
         method: HttpMethod,
         host: SocketAddr,
         query: Option<&str>,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let expect = Expect::new(query, prefix.len(), size)?;
         let alphabet = ALPHABET
             .iter()
             .copied()
@@ -67,7 +73,7 @@ impl Protocol {
             FramingKind::Http => Some(RequestShape::new(method, host, size, query)),
         };
         let around = request.as_ref().map_or(0, RequestShape::len);
-        Protocol {
+        Ok(Protocol {
             prefix: prefix.to_vec(),
             chunk: framing == FramingKind::Chunk,
             line: framing == FramingKind::Line,
@@ -76,7 +82,8 @@ impl Protocol {
             // A request's head is a few dozen bytes and `size` at most `MAX_SIZE`.
             wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
             request,
-        }
+            expect,
+        })
     }
 
     /// The protocol of an echo framing (unit tests).
@@ -84,6 +91,7 @@ impl Protocol {
     pub(crate) fn echo(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
         let host = SocketAddr::from(([127, 0, 0, 1], 8080));
         Protocol::new(prefix, framing, size, HttpMethod::Get, host, None)
+            .expect("no query, nothing to refuse")
     }
 
     /// Payload bytes per message.
@@ -94,12 +102,6 @@ impl Protocol {
     /// Bytes written per message, request head included.
     pub(crate) fn wire_size(&self) -> u32 {
         self.wire_size
-    }
-
-    /// HTTP: the requests carry a `status` control, so any final status from 200 to 599 is a
-    /// right answer.
-    pub(super) fn any_status(&self) -> bool {
-        self.request.as_ref().is_some_and(|r| r.any_status)
     }
 
     /// HTTP: the length of every answer's body, prefix and payload.
@@ -199,14 +201,9 @@ pub enum HttpMethod {
 pub(crate) struct RequestShape {
     pub before: Box<[u8]>,
     pub after: Box<[u8]>,
-    /// The query carries a `status` control (or mendhak's alias): the server is asked for other
-    /// statuses than 200.
-    pub any_status: bool,
+    /// For a JSON description of the request, which names its method.
+    pub method: HttpMethod,
 }
-
-/// Query keys that ask a test backend for a status: fortio's and go-httpbin's `status`, and
-/// mendhak's `x-set-response-status-code`.
-const STATUS_CONTROLS: [&str; 2] = ["status", "x-set-response-status-code"];
 
 impl RequestShape {
     pub(crate) fn new(
@@ -226,14 +223,10 @@ impl RequestShape {
                 String::new(),
             ),
         };
-        let any_status = query
-            .trim_start_matches('?')
-            .split('&')
-            .any(|pair| STATUS_CONTROLS.contains(&pair.split('=').next().unwrap_or("")));
         RequestShape {
             before: before.into_bytes().into(),
             after: after.into_bytes().into(),
-            any_status,
+            method,
         }
     }
 
@@ -251,7 +244,7 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = "127.0.0.1:8080".parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None)
+        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None).expect("no query")
     }
 
     /// The whole request of message `seq` on connection `conn`, filled in one go.
@@ -305,7 +298,8 @@ mod tests {
 
         let host = "127.0.0.1:8080".parse().expect("an address");
         let query = Some("delay=10ms&status=503:10");
-        let get_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Get, host, query);
+        let get_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Get, host, query)
+            .expect("a query of controls");
         let expected = [
             b"GET /",
             &msg[..],
@@ -313,7 +307,8 @@ mod tests {
         ]
         .concat();
         assert_eq!(request(&get_q, 1, 0), expected);
-        let post_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Post, host, query);
+        let post_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Post, host, query)
+            .expect("a query of controls");
         let head = b"POST /?delay=10ms&status=503:10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
                      Content-Length: 20\r\n\r\n";
         assert_eq!(request(&post_q, 1, 0), [&head[..], &msg[..]].concat());
@@ -328,30 +323,5 @@ mod tests {
                 assert_eq!(out, whole, "filled in pieces of {piece}");
             }
         }
-    }
-
-    #[test]
-    fn a_status_control_is_found_among_the_query_pairs() {
-        let host = "127.0.0.1:8080".parse().expect("an address");
-        let asks =
-            |query: Option<&str>| RequestShape::new(HttpMethod::Get, host, 8, query).any_status;
-        for query in [
-            "status=503",
-            "delay=1ms&status=503:10,429:1.5",
-            "a=1&status",
-            "x-set-response-status-code=418",
-        ] {
-            assert!(asks(Some(query)), "{query}");
-        }
-        for query in [
-            "delay=1ms",
-            "xstatus=503",
-            "a=status",
-            "status_x=1",
-            "STATUS=503",
-        ] {
-            assert!(!asks(Some(query)), "{query}");
-        }
-        assert!(!asks(None));
     }
 }
