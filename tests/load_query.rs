@@ -1,5 +1,7 @@
 //! `saythat load --query`: the query text sent with every HTTP request, the answers counted by
-//! status, and a status other than 200 taken as right only when the query asks for statuses.
+//! status and checked against the controls it carries (a status only among those asked, a body
+//! of a size asked, a JSON description of the request sent), and a query the server would refuse
+//! refused with exit 2.
 //!
 //! Against saythat's own HTTP framing (which drops the query from the echo) and against tiny std
 //! servers that record what they were sent or answer 503 on purpose. Every byte goes to 127.0.0.1.
@@ -292,4 +294,150 @@ fn a_query_built_in_code_meets_the_same_checks() {
     a.framing = FramingKind::Chunk;
     let err = load::run(&a).expect_err("no query in echo");
     assert!(err.to_string().contains("cannot use --query"), "{err}");
+}
+
+/// The echo of `message` cut or padded (with `-`) to `len` bytes, `200 OK`.
+fn sized(len: usize, message: &[u8]) -> Vec<u8> {
+    let mut body = [PREFIX, message].concat();
+    body.resize(len, b'-');
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+    [head.as_bytes(), &body].concat()
+}
+
+/// A JSON description of `GET /PATH` with no body, `200 OK`, as a test backend's `format=json`.
+fn described(path: &str) -> Vec<u8> {
+    let json = serde_json::json!({
+        "method": "GET", "target": format!("{path}?format=json"), "path": path,
+        "query": [["format", "json"]], "version": "HTTP/1.1", "body": "", "worker": 0
+    });
+    let body = serde_json::to_vec(&json).expect("JSON");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+/// Runs 200 messages on one connection against a server answering with `answer`, asking
+/// `query`: the report.
+fn run_asking(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>) -> LoadReport {
+    run_for(query, answer, "30")
+}
+
+/// `run_asking` for answers that never pass: half a second is errors enough.
+fn run_failing(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>) -> LoadReport {
+    run_for(query, answer, "0.5")
+}
+
+fn run_for(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>, secs: &str) -> LoadReport {
+    let flags = [
+        "--query",
+        query,
+        "--conns",
+        "1",
+        "--messages",
+        "200",
+        "--duration",
+        secs,
+    ];
+    match load::run(&args(serve(None, answer), &flags)) {
+        Ok(report) => {
+            println!("{report}");
+            report
+        }
+        Err(e) => panic!("the run could not start: {e}"),
+    }
+}
+
+/// The run failed with `errors` of one kind, and its first error says `says`.
+fn assert_failed(report: &LoadReport, says: &str) {
+    assert!(report.failure().is_some(), "{report}");
+    assert!(report.errors > 0, "{report}");
+    let first = report.first_errors.first().expect("an error sampled");
+    assert!(first.contains(says), "{first}\n{report}");
+}
+
+#[test]
+fn answers_as_the_query_asks_pass_and_others_fail_naming_what_is_wrong() {
+    // Statuses: 503 asked, 500 not.
+    let report = run_asking("status=503:20", flaky);
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("status=503:20", |n, m| match n % 5 {
+        4 => echo("500 Internal Server Error", m),
+        _ => echo("200 OK", m),
+    });
+    assert_eq!(report.bad_status, report.errors, "{report}");
+    assert_failed(
+        &report,
+        "status `500 Internal Server Error` where 200 or 503 (asked by --query) was expected",
+    );
+
+    // Sizes: 5 and 100 asked, with a rest of the echo (13 + 64 bytes); 99 is none of them.
+    let report = run_asking("size=5:30,100:30", |n, m| match n % 3 {
+        0 => sized(5, m),
+        1 => sized(100, m),
+        _ => sized(77, m),
+    });
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("size=5:30,100:30", |n, m| {
+        sized(if n < 3 { 100 } else { 99 }, m)
+    });
+    assert_eq!(report.wrong, report.errors, "{report}");
+    assert_failed(
+        &report,
+        "`Content-Length: 99` where 77 (prefix and message) or one of 5, 100 (asked by size) \
+         was expected",
+    );
+    // A right length with the echo's bytes wrong.
+    let report = run_failing("size=100", |_, m| {
+        let mut answer = sized(100, m);
+        let at = answer.len() - 100 + 20;
+        answer[at] = b'#';
+        answer
+    });
+    assert_failed(&report, "got '#'");
+
+    // A JSON description: of the request sent, or of another path, or no JSON at all.
+    let report = run_asking("format=json", |_, m| {
+        described(&format!("/{}", String::from_utf8_lossy(m)))
+    });
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("format=json", |_, _| described("/elsewhere"));
+    assert_failed(&report, "the JSON description's path is \"/elsewhere\"");
+    let report = run_failing("format=json", ok);
+    assert_failed(&report, "the JSON description does not parse");
+}
+
+#[test]
+fn a_query_whose_controls_the_server_would_refuse_exits_2_with_the_servers_reason() {
+    for (query, says) in [
+        ("status=abc", "control status"),
+        ("delay=5parsecs", "control delay"),
+        ("status=503:60,429:60", "control status"),
+        ("size=-1", "control size"),
+        ("format=json&size=10", "leave one of them out"),
+    ] {
+        let argv = [
+            "load",
+            "--addr",
+            "127.0.0.1:9",
+            "--framing",
+            "http",
+            "--query",
+            query,
+        ];
+        let output = run_to_end(saythat(&argv), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{query}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("invalid --query {query:?}")) && stderr.contains(says),
+            "{query}: {}",
+            describe(&output)
+        );
+    }
 }
