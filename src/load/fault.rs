@@ -13,7 +13,7 @@ pub(crate) enum Fault {
     /// A byte other than the one expected; in HTTP also a head that does not frame the expected
     /// body (a wrong Content-Length, no length at all, a malformed head or chunk).
     Wrong,
-    /// HTTP: a status other than `200 OK`.
+    /// HTTP: a status other than `200 OK`, or than those `--query` asked for.
     BadStatus,
     /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep.
     ConnectionClose,
