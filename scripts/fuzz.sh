@@ -16,14 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-targets=(http_stream chunked)
+targets=(http_stream chunked ws_stream)
 # An input that takes longer than this is a hang (libFuzzer's default is 20 minutes).
 input_timeout=10
 # Longest input per target: the decoder's past the 8 KiB of trailers it accepts (libFuzzer's
 # default, 4 KiB, would never reach that refusal); HTTP's at the default, since long inputs cut
 # into one-byte reads make it several times slower, and heads reach their limits at the small
-# --max-header values its plans pick.
-declare -A max_len=([http_stream]=4096 [chunked]=20000)
+# --max-header values its plans pick; WebSocket's past a 300-byte --max-message and a few
+# 16-bit lengths.
+declare -A max_len=([http_stream]=4096 [chunked]=20000 [ws_stream]=8192)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"

@@ -2,7 +2,8 @@
 //! [`Protocol`] through it without knowing which one it is: the lesson's chunk echo
 //! ([`chunk`]), line echo ([`line`](mod@line)) and HTTP/1.1 ([`http`]), each a file of this folder
 //! but HTTP, a folder of its own (the protocol and its session, the request, the response, the
-//! body).
+//! body). WebSocket ([`ws`], a folder too: handshake, frame codec, UTF-8 validation, session) is
+//! what an HTTP request may upgrade to; it is not entered from HTTP yet.
 //!
 //! A protocol is pure: it never does I/O, never blocks, never allocates per message in steady
 //! state, and never holds more of a connection's input than its documented bound. Incomplete
@@ -11,6 +12,7 @@
 pub mod chunk;
 pub mod http;
 pub mod line;
+pub mod ws;
 
 use std::time::Instant;
 
@@ -62,6 +64,15 @@ impl<'a> Answers<'a> {
     #[inline]
     pub fn push(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Appends `bytes` and lends them back, to be changed where they landed (a WebSocket
+    /// payload is unmasked in the answer, not copied twice).
+    #[inline]
+    pub fn push_mut(&mut self, bytes: &[u8]) -> &mut [u8] {
+        let start = self.out.len();
+        self.out.extend_from_slice(bytes);
+        &mut self.out[start..]
     }
 
     /// Appends `buffer` and leaves it empty. When nothing else was answered yet, the buffer

@@ -5,9 +5,10 @@
 //! It sees only heads the parser accepted and writes into whatever [`Answers`] it is lent (the
 //! output, or a held answer). It must never read a body, hold state, nor allocate.
 
-use super::request::{push_decoded, ConnectionHeader, Head};
+use super::request::{ConnectionHeader, Head};
 use super::response::{Heads, Length, Reply};
 use super::route::{Route, Routed};
+use super::target::push_decoded;
 use crate::framing::Answers;
 
 /// How the request `head` is answered, `routed` being what the route chose for it.
@@ -80,7 +81,7 @@ pub(super) fn write_head<R: Route>(
         if !head.head_only {
             out.push(prefix);
             if !has_body {
-                push_decoded(out, head.path);
+                push_decoded(out, head.path, head.decoded_len);
             }
         }
         200

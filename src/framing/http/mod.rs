@@ -4,10 +4,10 @@
 //!
 //! This file is the [`Protocol`] impl and a connection's session: where a request starts and
 //! ends, what is held between reads, the header timeout. The parts it composes, each pure and
-//! none calling back here: `request` reads and checks a head, `answer` decides what a request is
-//! answered with, `response` writes answer heads, `body` streams a body into its answer
-//! (`chunked` decodes chunks), `held` keeps the answer to a body that spans reads, `date` keeps
-//! the `Date`, `route` lets another endpoint answer.
+//! none calling back here: `request` reads and checks a head (`target` its target, `host` its
+//! Host), `answer` decides what a request is answered with, `response` writes answer heads,
+//! `body` streams a body into its answer (`chunked` decodes chunks), `held` keeps the answer to
+//! a body that spans reads, `date` keeps the `Date`, `route` lets another endpoint answer.
 //!
 //! Heads are parsed by `httparse` straight from the bytes the loop lends; a connection holds
 //! input only for a head that has not completed (at most `--max-header` bytes) or, after a
@@ -34,6 +34,7 @@ mod host;
 mod request;
 mod response;
 mod route;
+mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! Reading a request head: the glue around httparse, what the header fields say about the
-//! body and the connection, the request target, and the refusal table for what is not accepted.
+//! body and the connection, and the refusal table for what is not accepted (the target's own
+//! rules are `target`'s, the Host's `host`'s).
 //!
 //! Pure functions over the bytes the loop lends: no I/O, no allocation, no state kept between
 //! calls. It must never accept a head that frames its body two ways (request smuggling), and
@@ -8,7 +9,7 @@
 use std::mem::MaybeUninit;
 
 use super::host::valid_host;
-use crate::framing::Answers;
+use super::target;
 
 /// Header fields accepted in one request head, like nginx's and hyper's defaults; one more is
 /// answered 431.
@@ -60,7 +61,7 @@ pub(super) struct Head<'a> {
     pub len: usize,
     pub method: &'a str,
     /// What a request without a body says: the target's path after its `/`, query dropped,
-    /// still percent-encoded (checked; see [`push_decoded`]).
+    /// still percent-encoded (checked; see `target::push_decoded`).
     pub path: &'a [u8],
     /// Bytes of `path` percent-decoded.
     pub decoded_len: usize,
@@ -132,15 +133,7 @@ fn accept<'a>(
     }
     // With an absolute-form target, the target's authority is the host and the Host field is
     // ignored (RFC 9112 §3.2.2; it is still required above, as RFC 9112 §3.2 says).
-    let origin_form = target.as_bytes().first() == Some(&b'/');
-    let authority = (!origin_form)
-        .then(|| strip_scheme(target))
-        .flatten()
-        .map(|rest| {
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            &rest.as_bytes()[..end]
-        });
-    match (authority, fields.host) {
+    match (target::authority(target), fields.host) {
         (Some(authority), _) if !valid_host(authority) => {
             return Err(refusal(
                 BAD_REQUEST,
@@ -216,8 +209,7 @@ fn accept<'a>(
             "the request target must be ASCII (percent-encode the rest)",
         ));
     }
-    let path = echo_path(target)?;
-    let decoded_len = decoded_len(path)?;
+    let (path, decoded_len) = target::echo_path(target).map_err(|why| refusal(BAD_REQUEST, why))?;
     Ok(Some(Head {
         len: head_len,
         method,
@@ -423,13 +415,25 @@ impl<'h> Fields<'h> {
         let mut fields = Fields::default();
         let (mut fields_seen, mut chunked, mut codings, mut last_chunked) = (0, 0, 0, false);
         for header in headers {
-            let name = header.name;
+            let name = header.name.as_bytes();
             let value = header.value;
-            if name.eq_ignore_ascii_case("host") {
+            // The length picks the one name a field can be, so each is compared with one.
+            let known = match name.len() {
+                4 => is_name(name, b"host"),
+                6 => is_name(name, b"expect"),
+                10 => is_name(name, b"connection"),
+                14 => is_name(name, b"content-length"),
+                17 => is_name(name, b"transfer-encoding"),
+                _ => false,
+            };
+            if !known {
+                continue;
+            }
+            if name.len() == 4 {
                 fields.hosts += 1;
                 // httparse has trimmed the whitespace around it.
                 fields.host = Some(value);
-            } else if name.eq_ignore_ascii_case("content-length") {
+            } else if name.len() == 14 {
                 let length = parse_length(value)?;
                 if fields.length.is_some_and(|seen| seen != length) {
                     return Err(refusal(
@@ -438,19 +442,19 @@ impl<'h> Fields<'h> {
                     ));
                 }
                 fields.length = Some(length);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            } else if name.len() == 17 {
                 fields_seen += 1;
                 for coding in list(value) {
                     codings += 1;
                     last_chunked = coding.eq_ignore_ascii_case(b"chunked");
                     chunked += usize::from(last_chunked);
                 }
-            } else if name.eq_ignore_ascii_case("connection") {
+            } else if name.len() == 10 {
                 for option in list(value) {
                     fields.close |= option.eq_ignore_ascii_case(b"close");
                     fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
-            } else if name.eq_ignore_ascii_case("expect") {
+            } else {
                 // One expectation not understood is enough for 417, whatever else is asked.
                 if !trim(value).eq_ignore_ascii_case(b"100-continue") {
                     fields.expect = Expect::Other;
@@ -469,6 +473,38 @@ impl<'h> Fields<'h> {
         };
         Ok(fields)
     }
+}
+
+/// Whether the field name `name` is `lower` (lowercase letters and `-`, at least 4 bytes) in any
+/// case, compared a word at a time. Setting bit 5 of a byte lowercases a letter and maps no other
+/// token byte onto a letter or `-` (only CR, never in a name, becomes `-`), and httparse has
+/// checked that a name is a token.
+#[inline(always)]
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    if name.len() != lower.len() {
+        return false;
+    }
+    let len = name.len();
+    if len < 8 {
+        let word =
+            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let lowered = |at: usize| word(name, at) | 0x2020_2020;
+        return lowered(0) == word(lower, 0) && lowered(len - 4) == word(lower, len - 4);
+    }
+    let word = |b: &[u8], at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    // Whole words from the start, then the last word (overlapping the one before it).
+    let mut at = 0;
+    while at + 8 < len {
+        if word(name, at) | 0x2020_2020_2020_2020 != word(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(name, len - 8) | 0x2020_2020_2020_2020 == word(lower, len - 8)
 }
 
 /// `Content-Length`: digits only (no sign, no list, no spaces inside), within a u64.
@@ -525,58 +561,38 @@ fn parse_error(e: httparse::Error) -> Refusal {
     }
 }
 
-/// What a request without a body said: its target's path after the leading `/`, query dropped.
-fn echo_path(target: &str) -> Result<&[u8], Refusal> {
-    let path = if let Some(path) = target.strip_prefix('/') {
-        path
-    } else if target == "*" {
-        ""
-    } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form (RFC 9112 §3.2.2), which servers must accept.
-        rest.find('/').map_or("", |slash| &rest[slash + 1..])
-    } else {
-        return Err(refusal(BAD_REQUEST, "the request target must start with /"));
-    };
-    let path = path.as_bytes();
-    let end = memchr::memchr(b'?', path).unwrap_or(path.len());
-    Ok(&path[..end])
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn strip_scheme(target: &str) -> Option<&str> {
-    ["http://", "https://"].into_iter().find_map(|scheme| {
-        let head = target.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme)
-            .then(|| &target[scheme.len()..])
-    })
-}
-
-/// The length of `path` percent-decoded; a `%` not followed by two hex digits is refused (the
-/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
-#[inline]
-fn decoded_len(path: &[u8]) -> Result<usize, Refusal> {
-    let mut escapes = 0;
-    // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
-    for at in memchr::memchr_iter(b'%', path) {
-        let pair = path.get(at + 1..at + 3);
-        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(refusal(
-                BAD_REQUEST,
-                "bad percent-encoding in the request target",
-            ));
+    /// Every byte httparse lets into a field name (a token), in every place of every name read:
+    /// `is_name` says what `eq_ignore_ascii_case` says.
+    #[test]
+    fn a_name_is_known_in_any_case_and_no_other_token_is() {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        let names: [&[u8]; 5] = [
+            b"host",
+            b"expect",
+            b"connection",
+            b"content-length",
+            b"transfer-encoding",
+        ];
+        for lower in names {
+            assert!(is_name(&lower.to_ascii_uppercase(), lower));
+            for at in 0..lower.len() {
+                for b in (0..=255u8).filter(|&b| token(b)) {
+                    let mut name = lower.to_vec();
+                    name[at] = b;
+                    assert_eq!(
+                        is_name(&name, lower),
+                        name.eq_ignore_ascii_case(lower),
+                        "{:?} against {:?}",
+                        String::from_utf8_lossy(&name),
+                        String::from_utf8_lossy(lower)
+                    );
+                }
+            }
+            assert!(!is_name(&lower[1..], lower), "a shorter name");
         }
-        escapes += 1;
     }
-    Ok(path.len() - 2 * escapes)
-}
-
-/// Writes `path` percent-decoded (already checked by `decoded_len`), in runs between escapes.
-pub(super) fn push_decoded(answers: &mut Answers<'_>, path: &[u8]) {
-    let mut rest = path;
-    while let Some(at) = memchr::memchr(b'%', rest) {
-        answers.push(&rest[..at]);
-        let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-        answers.push(&[hex(rest[at + 1]) << 4 | hex(rest[at + 2])]);
-        rest = &rest[at + 3..];
-    }
-    answers.push(rest);
 }
