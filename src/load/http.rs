@@ -1054,6 +1054,47 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Answers as a query of statuses and sizes asks, by length or chunked, pass however
+        /// they are cut; one byte more or less in any of them is caught.
+        #[test]
+        fn asked_sizes_and_statuses_pass_however_cut(
+            picks in proptest::collection::vec((0usize..3, 0usize..3, proptest::bool::ANY), 1..6),
+            delivery in 1usize..200,
+            off_by_one in proptest::option::of((0usize..6, proptest::bool::ANY)),
+        ) {
+            let p = proto_asking(HttpMethod::Post, 20, "status=503:30,404:30&size=3:20,150:20");
+            let statuses = ["200 OK", "503 Service Unavailable", "404 Not Found"];
+            let sizes = [3, 150, 33];
+            let mut stream = Vec::new();
+            for (s, &(status, size, chunked)) in picks.iter().enumerate() {
+                let mut b = body(&p, 1, s as u64);
+                let mut len = sizes[size];
+                if let Some((_, more)) = off_by_one.filter(|&(which, _)| which == s) {
+                    len = if more { len + 1 } else { len - 1 };
+                }
+                b.resize(len, b'-');
+                let head = if chunked {
+                    format!("HTTP/1.1 {}\r\nTransfer-Encoding: chunked\r\n\r\n", statuses[status])
+                } else {
+                    format!("HTTP/1.1 {}\r\nContent-Length: {len}\r\n\r\n", statuses[status])
+                };
+                stream.extend_from_slice(head.as_bytes());
+                if chunked {
+                    stream.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                    stream.extend_from_slice(&b);
+                    stream.extend_from_slice(b"\r\n0\r\n\r\n");
+                } else {
+                    stream.extend_from_slice(&b);
+                }
+            }
+            let n = picks.len();
+            let (done, error) = feed_in_pieces(&p, &stream, delivery, n);
+            match off_by_one {
+                Some((which, _)) if which < n => proptest::prop_assert!(error.is_some() || done < n),
+                _ => proptest::prop_assert_eq!((done, error), (n, None)),
+            }
+        }
+
         /// Pipelined answers pass however they are cut, and changing any one byte is caught
         /// (or leaves the answers incomplete).
         #[test]
