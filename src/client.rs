@@ -1,5 +1,6 @@
 //! `saythat send`: the lesson's client. Connects, sends a message (or streams stdin, like `nc`),
-//! half-closes, and copies every answer to stdout until the server closes.
+//! half-closes, and copies every answer to stdout until the server closes. With `--ws` it speaks
+//! WebSocket instead (`ws.rs`).
 //!
 //! Plain blocking `std::net`, because one connection needs no event loop. It must never wait
 //! without a bound while it is the one expecting an answer.
@@ -12,6 +13,10 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::thread;
 use std::time::Duration;
+
+mod ws;
+
+pub use ws::{send_ws, WsTarget, MAX_WS_LINE};
 
 /// The lesson's message.
 pub const DEFAULT_MESSAGE: &str = "Hello? anyone is there? I am client";
@@ -34,6 +39,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS", env = "SAYTHAT_TIMEOUT", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
+
+    /// Speak WebSocket to this address (`HOST:PORT`) or URL (`ws://HOST[:PORT][/PATH]`) instead
+    /// of --addr: the argument, or each line of stdin, is sent as a text message, and each answer
+    /// printed on a line of its own. No TLS (`wss://`).
+    #[arg(long, value_name = "ADDR|URL")]
+    pub ws: Option<WsTarget>,
 
     /// What to send; `-` streams stdin. Without it, stdin is streamed when it is a pipe, a socket
     /// or a file (an empty one is an empty message: nothing is sent and nothing comes back), and
@@ -71,7 +82,8 @@ pub enum Input<'a> {
 /// What went wrong talking to the server, with the address and a hint.
 #[derive(Debug)]
 pub struct SendError {
-    addr: SocketAddr,
+    /// The address, or with `--ws` the URL, talked to.
+    addr: String,
     what: &'static str,
     source: io::Error,
     timeout: Duration,
@@ -79,7 +91,7 @@ pub struct SendError {
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (addr, secs) = (self.addr, self.timeout.as_secs());
+        let (addr, secs) = (&self.addr, self.timeout.as_secs());
         match (self.what, self.source.kind()) {
             ("connect", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
                 f,
@@ -122,7 +134,7 @@ pub fn send(
     out: &mut dyn Write,
 ) -> Result<Received, SendError> {
     let fail = |what, source| SendError {
-        addr,
+        addr: addr.to_string(),
         what,
         source,
         timeout,

@@ -23,6 +23,8 @@
 //!   notification (`READY=1`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC`); no libsystemd.
 //! - [`client`]: `saythat send`, a blocking client like the lesson's.
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
+//! - [`ws_client`]: the client side of WebSocket both speak (`send --ws`, `load --framing ws`):
+//!   the upgrade and its check, masked frame headers, the server's headers decoded; pure.
 //!
 //! Imports run one way: `server` → `event_loop` → `connection` / [`framing`] → [`config`] /
 //! `group` / [`metrics`]. [`systemd`], `admin` and `agent` are used by `server` (and `systemd`
@@ -40,6 +42,7 @@ pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod systemd;
+pub mod ws_client;
 
 pub use config::{Config, FramingKind};
 pub use group::ServerHandle;

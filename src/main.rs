@@ -110,12 +110,11 @@ fn send(args: &SendArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let received = client::send(
-        args.addr,
-        Duration::from_secs(args.timeout),
-        input,
-        &mut out,
-    )?;
+    let timeout = Duration::from_secs(args.timeout);
+    let received = match &args.ws {
+        Some(target) => client::send_ws(target, timeout, input, &mut out)?,
+        None => client::send(args.addr, timeout, input, &mut out)?,
+    };
     // Answers are printed byte for byte; only a terminal gets a newline to end the last line.
     if received.last_byte.is_some_and(|b| b != b'\n') && stdout.is_terminal() {
         let _ = writeln!(out);

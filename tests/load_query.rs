@@ -291,7 +291,7 @@ fn a_query_built_in_code_meets_the_same_checks() {
     let err = load::run(&a).expect_err("a space is no query text");
     assert!(err.to_string().contains("a space at byte 1"), "{err}");
     a.query = Some("status=503".to_string());
-    a.framing = FramingKind::Chunk;
+    a.framing = load::LoadFraming::Chunk;
     let err = load::run(&a).expect_err("no query in echo");
     assert!(err.to_string().contains("cannot use --query"), "{err}");
 }

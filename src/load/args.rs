@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::message::HttpMethod;
-use crate::config::{FramingKind, DEFAULT_PREFIX};
+use super::message::{HttpMethod, LoadFraming};
+use crate::config::DEFAULT_PREFIX;
 
 /// Largest `--conns`: connections to one address each need their own source port, so no more
 /// than 65,535 could ever open; the bound also caps what the connection table allocates.
@@ -51,7 +51,8 @@ pub struct LoadArgs {
     pub conns: u32,
 
     /// Bytes per message; in line framing the last one is the `\n`; in HTTP the request's path
-    /// (GET) or body (POST), its head not counted.
+    /// (GET) or body (POST), its head not counted; in WebSocket the payload, its frame header
+    /// not counted.
     #[arg(long, value_name = "BYTES", env = "SAYTHAT_LOAD_SIZE", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SIZE)))]
     pub size: u32,
@@ -67,20 +68,27 @@ pub struct LoadArgs {
           value_parser = parse_warmup)]
     pub warmup: f64,
 
-    /// Messages in flight per connection; above 1 needs line or http framing, or an empty prefix.
+    /// Messages in flight per connection; above 1 needs line, http or ws framing, or an empty
+    /// prefix.
     #[arg(long, value_name = "K", env = "SAYTHAT_LOAD_PIPELINE", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE)))]
     pub pipeline: u32,
 
-    /// How the server cuts input into messages: every read (`chunk`), every line (`line`), or
-    /// HTTP/1.1 requests (`http`), each answered `200 OK` with the prefix and the message.
+    /// How the server cuts input into messages: every read (`chunk`), every line (`line`),
+    /// HTTP/1.1 requests (`http`), each answered `200 OK` with the prefix and the message, or
+    /// WebSocket messages (`ws`, after an upgrade per connection), each answered by a message of
+    /// the same type with the prefix and the message.
     #[arg(
         long,
         value_enum,
         env = "SAYTHAT_LOAD_FRAMING",
         default_value = "chunk"
     )]
-    pub framing: FramingKind,
+    pub framing: LoadFraming,
+
+    /// With `--framing ws`: send text messages instead of binary ones.
+    #[arg(long, env = "SAYTHAT_LOAD_WS_TEXT")]
+    pub ws_text: bool,
 
     /// With `--framing http`: send each message as the path of a GET (`GET /MESSAGE`), or as
     /// the body of a POST.

@@ -1,12 +1,13 @@
 //! What a load connection must get back: the checker of its answer stream, as pure functions:
-//! no I/O. `Checker` is what a connection holds; this file holds the echo framings' checker, and
-//! HTTP's, framed by headers, is in `http.rs`.
+//! no I/O. `Checker` is what a connection holds; this file holds the echo framings' checker;
+//! HTTP's, framed by headers, is in `http.rs`, and WebSocket's, framed by frames, in `ws.rs`.
 //!
 //! It must never accept a byte other than the one expected.
 
 use super::fault::{context, quote, unasked, Fault, Fed, Statuses};
 use super::http::HttpChecker;
 use super::message::{seed, Protocol};
+use super::ws::WsChecker;
 
 /// Where the checker is in the answer stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +35,23 @@ fn answer_start(proto: &Protocol) -> At {
 pub(crate) enum Checker {
     Echo(EchoChecker),
     Http(HttpChecker),
+    Ws(WsChecker),
 }
 
 impl Checker {
     pub(crate) fn new(proto: &Protocol) -> Self {
-        match proto.request {
-            None => Checker::Echo(EchoChecker::new(proto)),
-            Some(_) => Checker::Http(HttpChecker::default()),
+        match (&proto.request, &proto.ws) {
+            (Some(_), _) => Checker::Http(HttpChecker::default()),
+            (None, Some(_)) => Checker::Ws(WsChecker::new()),
+            (None, None) => Checker::Echo(EchoChecker::new(proto)),
+        }
+    }
+
+    /// WebSocket: the upgrade request a new connection writes to `host` before any message.
+    pub(crate) fn upgrade_request(&self, host: std::net::SocketAddr) -> Option<Vec<u8>> {
+        match self {
+            Checker::Ws(c) => Some(c.upgrade_request(host)),
+            Checker::Echo(_) | Checker::Http(_) => None,
         }
     }
 
@@ -49,6 +60,7 @@ impl Checker {
         match self {
             Checker::Echo(c) => c.off,
             Checker::Http(c) => c.partial(proto),
+            Checker::Ws(c) => c.partial(proto),
         }
     }
 
@@ -67,6 +79,7 @@ impl Checker {
         match self {
             Checker::Echo(c) => c.feed(proto, conn, seq, in_flight, data),
             Checker::Http(c) => c.feed(proto, conn, seq, in_flight, data, statuses),
+            Checker::Ws(c) => c.feed(proto, conn, seq, in_flight, data),
         }
     }
 }
@@ -191,7 +204,7 @@ impl EchoChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FramingKind;
+    use crate::load::message::LoadFraming;
 
     const PREFIX: &[u8] = b"You say that ";
 
@@ -209,7 +222,7 @@ mod tests {
 
     #[test]
     fn chunk_answers_cut_anywhere_are_accepted() {
-        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 3000);
+        let p = Protocol::echo(PREFIX, LoadFraming::Chunk, 3000);
         let msg = p.message(seed(7, 0));
         let stream = chunked(PREFIX, &msg, &[1024, 2048, 2049]);
         // Deliver the stream itself in odd pieces too: the checker keeps its place across reads.
@@ -225,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_wrong_byte_is_described() {
-        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 8);
+        let p = Protocol::echo(PREFIX, LoadFraming::Chunk, 8);
         let mut stream = chunked(PREFIX, &p.message(seed(3, 5)), &[]);
         stream[15] = b'X';
         let fed = Checker::new(&p).feed(&p, 3, 5, 1, &stream, &mut Statuses::default());
@@ -240,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_prefix_where_payload_must_be_is_wrong() {
-        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 8);
+        let p = Protocol::echo(PREFIX, LoadFraming::Chunk, 8);
         let msg = p.message(seed(0, 0));
         let mut stream = PREFIX.to_vec();
         stream.extend_from_slice(PREFIX);
@@ -253,7 +266,7 @@ mod tests {
 
     #[test]
     fn line_framing_allows_no_prefix_inside_an_answer() {
-        let p = Protocol::echo(PREFIX, FramingKind::Line, 8);
+        let p = Protocol::echo(PREFIX, LoadFraming::Line, 8);
         let msg = p.message(seed(0, 0));
         let ok = chunked(PREFIX, &msg, &[]);
         assert_eq!(
@@ -271,7 +284,7 @@ mod tests {
 
     #[test]
     fn pipelined_answers_complete_in_order_and_extra_bytes_are_wrong() {
-        let p = Protocol::echo(b"", FramingKind::Chunk, 5);
+        let p = Protocol::echo(b"", LoadFraming::Chunk, 5);
         let mut stream = Vec::new();
         for s in 10..13 {
             stream.extend_from_slice(&p.message(seed(4, s)));
@@ -301,7 +314,7 @@ mod tests {
             flip_at in proptest::num::usize::ANY,
             flip_to in proptest::num::u8::ANY,
         ) {
-            let p = Protocol::echo(PREFIX, FramingKind::Chunk, size);
+            let p = Protocol::echo(PREFIX, LoadFraming::Chunk, size);
             let msg = p.message(seed(9, 0));
             let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c < msg.len()).collect();
             cuts.sort_unstable();
@@ -329,7 +342,7 @@ mod tests {
 
     #[test]
     fn an_answer_to_another_message_is_wrong() {
-        let p = Protocol::echo(PREFIX, FramingKind::Line, 32);
+        let p = Protocol::echo(PREFIX, LoadFraming::Line, 32);
         let stale = chunked(PREFIX, &p.message(seed(1, 0)), &[]);
         assert!(Checker::new(&p)
             .feed(&p, 1, 1, 1, &stale, &mut Statuses::default())

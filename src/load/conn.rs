@@ -21,6 +21,8 @@ pub(crate) enum Phase {
     Waiting,
     /// A non-blocking connect is in progress since then.
     Connecting { since: Instant },
+    /// WebSocket: connected, the upgrade request written then; no message goes before its `101`.
+    Upgrading { since: Instant },
     /// Connected: sending messages and checking answers.
     Open,
 }

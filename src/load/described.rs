@@ -81,18 +81,18 @@ pub(crate) fn check_description(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FramingKind;
-    use crate::load::message::seed;
+    use crate::load::message::{seed, LoadFraming};
 
     fn proto(method: HttpMethod) -> Protocol {
         let host = "127.0.0.1:8080".parse().expect("an address");
         Protocol::new(
             b"> ",
-            FramingKind::Http,
+            LoadFraming::Http,
             16,
             method,
             host,
             Some("format=json"),
+            false,
         )
         .expect("a query the server takes")
     }

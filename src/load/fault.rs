@@ -1,8 +1,9 @@
 //! What a checker reports about an answer stream: the kinds of wrong answer, what feeding bytes
 //! found, and the descriptions of wrong bytes.
 //!
-//! Shared by the echo checker (`check.rs`) and HTTP's (`http.rs`), which both import it and
-//! neither of which it knows; it must never decide what is right, only say what was found.
+//! Shared by the echo checker (`check.rs`), HTTP's (`http.rs`) and WebSocket's (`ws.rs`), which
+//! all import it and none of which it knows; it must never decide what is right, only say what
+//! was found.
 
 /// Received bytes quoted before a wrong byte in an error description.
 const CONTEXT: usize = 24;
@@ -11,7 +12,8 @@ const CONTEXT: usize = 24;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
     /// A byte other than the one expected; in HTTP also a head that does not frame the expected
-    /// body (a wrong Content-Length, no length at all, a malformed head or chunk).
+    /// body (a wrong Content-Length, no length at all, a malformed head or chunk); in WebSocket
+    /// also a refused upgrade, a frame of the wrong type or length, or one the RFC forbids.
     Wrong,
     /// HTTP: a status other than `200 OK`, or than those `--query` asked for.
     BadStatus,
@@ -26,6 +28,11 @@ pub(crate) struct Fed {
     pub completed: usize,
     /// The first wrong answer, described; the bytes after it were not looked at.
     pub error: Option<(Fault, String)>,
+    /// WebSocket: the `101` came, right: messages may be sent from now on.
+    pub upgraded: bool,
+    /// WebSocket: the server sent a close frame, with this code (1005 for none); the bytes after
+    /// it were not looked at, and the connection is done.
+    pub closed: Option<u16>,
 }
 
 /// How many final HTTP answers came with each status code, in the order first seen. A run sees

@@ -532,22 +532,30 @@ fn digits(value: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FramingKind;
     use crate::load::message::HttpMethod;
+    use crate::load::message::LoadFraming;
 
     const PREFIX: &[u8] = b"You say that ";
     const HOST: &str = "127.0.0.1:8080";
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = HOST.parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None).expect("no query")
+        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false).expect("no query")
     }
 
     /// `proto` with `query` sent, and its controls asked of the answers.
     fn proto_asking(method: HttpMethod, size: u32, query: &str) -> Protocol {
         let host = HOST.parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host, Some(query))
-            .expect("a query the server takes")
+        Protocol::new(
+            PREFIX,
+            LoadFraming::Http,
+            size,
+            method,
+            host,
+            Some(query),
+            false,
+        )
+        .expect("a query the server takes")
     }
 
     /// The body every answer to message `seq` on connection `conn` must have.
@@ -763,8 +771,16 @@ mod tests {
             Some("a=status"),
         ] {
             let host = HOST.parse().expect("an address");
-            let p = Protocol::new(PREFIX, FramingKind::Http, 8, HttpMethod::Get, host, query)
-                .expect("a query the server takes");
+            let p = Protocol::new(
+                PREFIX,
+                LoadFraming::Http,
+                8,
+                HttpMethod::Get,
+                host,
+                query,
+                false,
+            )
+            .expect("a query the server takes");
             let stream = [
                 saythat_answer(&body(&p, 1, 0)),
                 status_answer("503 Service Unavailable", &body(&p, 1, 1)),

@@ -1,6 +1,7 @@
 //! What a load connection sends, as pure functions: no I/O. Messages are regenerated from a
-//! seed, so no connection stores what it sent, and payload bytes never equal the prefix's first
-//! byte, so an echo answer stream parses one way only however the server cut it.
+//! seed, so no connection stores what it sent (in WebSocket its frame's mask key too), and
+//! payload bytes never equal the prefix's first byte, so an echo answer stream parses one way
+//! only however the server cut it.
 //!
 //! The checkers (`check.rs`, `http.rs`) read it to know what must come back; it must never know
 //! about them, nor store a message.
@@ -8,7 +9,8 @@
 use std::net::SocketAddr;
 
 use super::expect::Expect;
-use crate::config::FramingKind;
+use crate::framing::ws::frame::{unmask, Opcode};
+use crate::ws_client::{client_header, MAX_CLIENT_HEADER};
 
 /// Bytes messages are made of before the prefix's first byte is taken out: printable, so error
 /// descriptions read well, and without `\n`, which only ends a line in line framing.
@@ -44,23 +46,27 @@ pub(crate) struct Protocol {
     alphabet: Vec<u8>,
     /// HTTP framing: the request bytes around every payload.
     pub(super) request: Option<RequestShape>,
-    /// Bytes written per message: `size`, plus the request around it in HTTP.
+    /// WebSocket framing: the frame around every payload.
+    pub(super) ws: Option<WsShape>,
+    /// Bytes written per message: `size`, plus the request around it in HTTP or the frame
+    /// header in WebSocket.
     wire_size: u32,
     /// HTTP: the right answers, as `--query` asks them.
     pub(super) expect: Expect,
 }
 
 impl Protocol {
-    /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests. The
-    /// error is why the server would refuse the query's controls, or why its answers cannot be
-    /// checked.
+    /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests,
+    /// `ws_text` only WebSocket messages. The error is why the server would refuse the query's
+    /// controls, or why its answers cannot be checked.
     pub(crate) fn new(
         prefix: &[u8],
-        framing: FramingKind,
+        framing: LoadFraming,
         size: u32,
         method: HttpMethod,
         host: SocketAddr,
         query: Option<&str>,
+        ws_text: bool,
     ) -> Result<Self, String> {
         let expect = Expect::new(query, prefix.len(), size)?;
         let alphabet = ALPHABET
@@ -69,28 +75,32 @@ impl Protocol {
             .filter(|&b| prefix.first() != Some(&b))
             .collect();
         let request = match framing {
-            FramingKind::Chunk | FramingKind::Line => None,
-            FramingKind::Http => Some(RequestShape::new(method, host, size, query)),
+            LoadFraming::Http => Some(RequestShape::new(method, host, size, query)),
+            _ => None,
         };
-        let around = request.as_ref().map_or(0, RequestShape::len);
+        let ws = (framing == LoadFraming::Ws).then(|| WsShape::new(size, ws_text));
+        let around =
+            request.as_ref().map_or(0, RequestShape::len) + ws.as_ref().map_or(0, WsShape::len);
         Ok(Protocol {
             prefix: prefix.to_vec(),
-            chunk: framing == FramingKind::Chunk,
-            line: framing == FramingKind::Line,
+            chunk: framing == LoadFraming::Chunk,
+            line: framing == LoadFraming::Line,
             size,
             alphabet,
-            // A request's head is a few dozen bytes and `size` at most `MAX_SIZE`.
+            // A request's head is a few dozen bytes, a frame header 14 at most, and `size` at
+            // most `MAX_SIZE`.
             wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
             request,
+            ws,
             expect,
         })
     }
 
     /// The protocol of an echo framing (unit tests).
     #[cfg(test)]
-    pub(crate) fn echo(prefix: &[u8], framing: FramingKind, size: u32) -> Self {
+    pub(crate) fn echo(prefix: &[u8], framing: LoadFraming, size: u32) -> Self {
         let host = SocketAddr::from(([127, 0, 0, 1], 8080));
-        Protocol::new(prefix, framing, size, HttpMethod::Get, host, None)
+        Protocol::new(prefix, framing, size, HttpMethod::Get, host, None, false)
             .expect("no query, nothing to refuse")
     }
 
@@ -133,8 +143,11 @@ impl Protocol {
     }
 
     /// Writes bytes `from..from + out.len()` of the message with this seed into `out`: in HTTP
-    /// the request, its head around the payload.
+    /// the request, its head around the payload; in WebSocket the frame.
     pub(crate) fn fill(&self, seed: u64, from: u32, out: &mut [u8]) {
+        if let Some(ws) = &self.ws {
+            return self.fill_frame(ws, seed, from, out);
+        }
         let Some(request) = &self.request else {
             return self.fill_payload(seed, from, out);
         };
@@ -160,6 +173,26 @@ impl Protocol {
         }
     }
 
+    /// `fill` in WebSocket: the frame header, its mask key, then the payload masked with it.
+    fn fill_frame(&self, ws: &WsShape, seed: u64, from: u32, out: &mut [u8]) {
+        let mask = ws.mask(seed);
+        let mut head = [0u8; MAX_CLIENT_HEADER];
+        let h = ws.header.len();
+        head[..h].copy_from_slice(&ws.header);
+        head[h..h + 4].copy_from_slice(&mask);
+        let head = &head[..h + 4];
+        let (at, mut k) = (from as usize, 0);
+        if at < head.len() {
+            k = (head.len() - at).min(out.len());
+            out[..k].copy_from_slice(&head[at..at + k]);
+        }
+        if k < out.len() {
+            let off = (at + k - head.len()) as u32;
+            self.fill_payload(seed, off, &mut out[k..]);
+            unmask(&mut out[k..], mask, u64::from(off));
+        }
+    }
+
     /// Writes payload bytes `from..from + out.len()` of the message with this seed into `out`.
     fn fill_payload(&self, seed: u64, from: u32, out: &mut [u8]) {
         for (b, expected) in out.iter_mut().zip(self.bytes(seed, from)) {
@@ -182,6 +215,59 @@ impl Protocol {
         self.fill_payload(seed, 0, &mut m);
         m
     }
+}
+
+/// The frame every WebSocket message goes in: one unfragmented, masked frame of `size` bytes.
+#[derive(Debug)]
+pub(crate) struct WsShape {
+    /// Text or binary: what every message is sent as, and what every answer must be.
+    pub opcode: Opcode,
+    /// The frame header before its mask key: the same for every message, all of one size.
+    header: Box<[u8]>,
+    /// Mixed into a message's seed to give its frame's mask key. The key is regenerated like the
+    /// payload, so a frame written in pieces keeps its key, and this random salt (fastrand, per
+    /// run) keeps the keys unpredictable to the server, as RFC 6455 §10.3 asks.
+    salt: u64,
+}
+
+impl WsShape {
+    fn new(size: u32, text: bool) -> Self {
+        let opcode = if text { Opcode::Text } else { Opcode::Binary };
+        let (header, n) = client_header(true, opcode, u64::from(size), [0; 4]);
+        WsShape {
+            opcode,
+            header: header[..n - 4].into(),
+            salt: fastrand::u64(..),
+        }
+    }
+
+    /// Bytes of a frame besides its payload.
+    fn len(&self) -> usize {
+        self.header.len() + 4
+    }
+
+    /// The mask key of the message with this seed.
+    pub(super) fn mask(&self, seed: u64) -> [u8; 4] {
+        (mix(seed ^ self.salt) as u32).to_ne_bytes()
+    }
+}
+
+/// How the load generator frames its messages: the server's framings, and WebSocket.
+///
+/// Its own type rather than `serve`'s `FramingKind`: WebSocket is not a `--framing` of `serve`
+/// (a server's HTTP framing upgrades to it), but a load run must say which it speaks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadFraming {
+    /// Every read is a message, answered by the prefix and what was read.
+    #[default]
+    Chunk,
+    /// Every `\n`-terminated line is a message.
+    Line,
+    /// HTTP/1.1 requests, each answered `200 OK` with the prefix and the message.
+    Http,
+    /// WebSocket: an upgrade (`GET /`) per connection, then each message a masked frame,
+    /// answered by a message of the same type carrying the prefix and the message.
+    Ws,
 }
 
 /// The request method of `saythat load --framing http`.
@@ -244,7 +330,7 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = "127.0.0.1:8080".parse().expect("an address");
-        Protocol::new(PREFIX, FramingKind::Http, size, method, host, None).expect("no query")
+        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false).expect("no query")
     }
 
     /// The whole request of message `seq` on connection `conn`, filled in one go.
@@ -255,12 +341,12 @@ mod tests {
     }
     #[test]
     fn payload_never_contains_the_prefix_start_nor_a_stray_newline() {
-        for framing in [FramingKind::Chunk, FramingKind::Line] {
+        for framing in [LoadFraming::Chunk, LoadFraming::Line] {
             let p = Protocol::echo(b"a", framing, 500);
             for s in 0..50 {
                 let m = p.message(seed(1, s));
                 assert!(!m.contains(&b'a'));
-                let body = if framing == FramingKind::Line {
+                let body = if framing == LoadFraming::Line {
                     assert_eq!(m.last(), Some(&b'\n'));
                     &m[..m.len() - 1]
                 } else {
@@ -272,7 +358,7 @@ mod tests {
     }
     #[test]
     fn messages_differ_per_connection_and_per_message() {
-        let p = Protocol::echo(PREFIX, FramingKind::Chunk, 16);
+        let p = Protocol::echo(PREFIX, LoadFraming::Chunk, 16);
         assert_ne!(p.message(seed(1, 0)), p.message(seed(1, 1)));
         assert_ne!(p.message(seed(1, 0)), p.message(seed(2, 0)));
     }
@@ -298,8 +384,16 @@ mod tests {
 
         let host = "127.0.0.1:8080".parse().expect("an address");
         let query = Some("delay=10ms&status=503:10");
-        let get_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Get, host, query)
-            .expect("a query of controls");
+        let get_q = Protocol::new(
+            PREFIX,
+            LoadFraming::Http,
+            20,
+            HttpMethod::Get,
+            host,
+            query,
+            false,
+        )
+        .expect("a query of controls");
         let expected = [
             b"GET /",
             &msg[..],
@@ -307,8 +401,16 @@ mod tests {
         ]
         .concat();
         assert_eq!(request(&get_q, 1, 0), expected);
-        let post_q = Protocol::new(PREFIX, FramingKind::Http, 20, HttpMethod::Post, host, query)
-            .expect("a query of controls");
+        let post_q = Protocol::new(
+            PREFIX,
+            LoadFraming::Http,
+            20,
+            HttpMethod::Post,
+            host,
+            query,
+            false,
+        )
+        .expect("a query of controls");
         let head = b"POST /?delay=10ms&status=503:10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
                      Content-Length: 20\r\n\r\n";
         assert_eq!(request(&post_q, 1, 0), [&head[..], &msg[..]].concat());

@@ -8,7 +8,7 @@
 //! fixes the clock's marks, with `schedule.rs` the `--rate` timetable; this file starts one
 //! `worker.rs` loop per thread over its share of the connections. The loop composes `dial.rs`
 //! (opening connections, the back-off), `conn.rs` (one connection: `message.rs` what it sends,
-//! `check.rs`/`http.rs` what must come back, `fault.rs` how a wrong answer is told),
+//! `check.rs`/`http.rs`/`ws.rs` what must come back, `fault.rs` how a wrong answer is told),
 //! `record.rs` (the counts and latencies) and `progress.rs` (the live line). The threads'
 //! records merge into `report.rs`. `error.rs` is why a run could not happen at all.
 
@@ -28,20 +28,21 @@ mod record;
 mod report;
 mod schedule;
 mod worker;
+mod ws;
 
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use clap::ValueEnum;
 
-use crate::config::{FramingKind, RESERVED_FDS};
+use crate::config::RESERVED_FDS;
 pub use args::{
     LoadArgs, MAX_CONNS, MAX_PIPELINE, MAX_RATE, MAX_SECONDS, MAX_SIZE, MAX_THREADS,
     MIN_TIMEOUT_SECS,
 };
 pub use dial::{MAX_CONNECTS_IN_FLIGHT, RECONNECT_BACKOFF};
 pub use error::{LoadError, LoadErrorKind};
-pub use message::HttpMethod;
+pub use message::{HttpMethod, LoadFraming};
 use plan::Plan;
 use progress::{show_progress, Snapshot};
 use report::{new_histogram, RunFacts, Tally};
@@ -145,7 +146,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
     let facts = RunFacts {
         addr: args.addr.to_string(),
         framing: name(args.framing.to_possible_value()),
-        method: (args.framing == FramingKind::Http).then(|| name(args.method.to_possible_value())),
+        method: (args.framing == LoadFraming::Http).then(|| name(args.method.to_possible_value())),
         size: args.size,
         pipeline: args.pipeline,
         threads,

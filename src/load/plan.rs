@@ -14,9 +14,9 @@ use super::args::{
 };
 use super::dial::MAX_CONNECTS_IN_FLIGHT;
 use super::error::LoadError;
-use super::message::{HttpMethod, Protocol};
+use super::message::{HttpMethod, LoadFraming, Protocol};
 use super::schedule::Schedule;
-use crate::config::{FramingKind, MAX_PREFIX};
+use crate::config::MAX_PREFIX;
 
 /// Slowest pass over all connections looking for timeouts; shorter `--timeout`s get a quarter of
 /// themselves, so a timeout is noticed at most 25% late.
@@ -109,15 +109,15 @@ impl Plan {
                 "",
             ));
         }
-        if args.pipeline > 1 && args.framing == FramingKind::Chunk && !args.prefix.is_empty() {
+        if args.pipeline > 1 && args.framing == LoadFraming::Chunk && !args.prefix.is_empty() {
             return Err(LoadError::invalid(
                 format!("cannot use --pipeline {}", args.pipeline),
                 "in chunk framing the server may answer several pipelined messages with one \
                  prefix, so the answers cannot be checked",
-                "use --framing line or http, an empty --prefix '', or --pipeline 1",
+                "use --framing line, http or ws, an empty --prefix '', or --pipeline 1",
             ));
         }
-        if args.method != HttpMethod::Get && args.framing != FramingKind::Http {
+        if args.method != HttpMethod::Get && args.framing != LoadFraming::Http {
             return Err(LoadError::invalid(
                 "cannot use --method post",
                 "only HTTP requests have a method",
@@ -125,7 +125,7 @@ impl Plan {
             ));
         }
         if let Some(query) = &args.query {
-            if args.framing != FramingKind::Http {
+            if args.framing != LoadFraming::Http {
                 return Err(LoadError::invalid(
                     "cannot use --query",
                     "only HTTP requests have a query",
@@ -136,6 +136,13 @@ impl Plan {
                 LoadError::invalid(format!("invalid --query {query:?}"), cause, "")
             })?;
         }
+        if args.ws_text && args.framing != LoadFraming::Ws {
+            return Err(LoadError::invalid(
+                "cannot use --ws-text",
+                "only WebSocket messages are text or binary",
+                "add --framing ws, or leave --ws-text out",
+            ));
+        }
         // The query's controls are read as the server reads them: one it refuses would be
         // answered `400` every time.
         let proto = Protocol::new(
@@ -145,6 +152,7 @@ impl Plan {
             args.method,
             args.addr,
             args.query.as_deref(),
+            args.ws_text,
         )
         .map_err(|cause| {
             let query = args.query.as_deref().unwrap_or_default();

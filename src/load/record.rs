@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::conn::{InFlight, Slot};
+use super::conn::{InFlight, Phase, Slot};
 use super::error::LoadError;
 use super::fault::{Fault, Statuses};
 use super::plan::Plan;
@@ -26,6 +26,8 @@ pub(crate) enum Close {
     Timeout,
     /// The server closed the connection (`None`) or it failed.
     Peer(Option<io::Error>),
+    /// WebSocket: the server sent a close frame with this code; counted as a `Peer` close.
+    WebSocket(u16),
     /// `--reconnect`: it carried its share of messages.
     Churn,
 }
@@ -131,11 +133,14 @@ impl Record {
             // A close that loses messages, or that comes before the server answered anything on
             // the connection (it refused to serve it: a proxy whose backend is down, a restart),
             // fails the clients, so it is an error even with no message sent yet (`--rate`).
-            Close::Peer(e) if unanswered > 0 || !slot.answered_here => {
+            Close::Peer(_) | Close::WebSocket(_) if unanswered > 0 || !slot.answered_here => {
                 self.tally.closed_early += 1;
-                let how = match e {
-                    None => "the server closed the connection".to_string(),
-                    Some(e) => format!("the connection failed ({})", describe(&e)),
+                let how = match why {
+                    Close::Peer(Some(e)) => format!("the connection failed ({})", describe(&e)),
+                    Close::WebSocket(code) => {
+                        format!("the server closed the WebSocket (close code {code})")
+                    }
+                    _ => "the server closed the connection".to_string(),
                 };
                 let when = match unanswered {
                     0 => "before its first answer".to_string(),
@@ -146,7 +151,7 @@ impl Record {
             // A server may close a connection it has served once it is idle (saythat's
             // --idle-timeout, a drain): nothing was lost and the next messages go on a new one,
             // any delay showing in their latency. Counted, so it is seen, but not an error.
-            Close::Peer(_) => self.tally.closed_idle += 1,
+            Close::Peer(_) | Close::WebSocket(_) => self.tally.closed_idle += 1,
             Close::Churn => {}
         }
     }
@@ -161,6 +166,14 @@ impl Record {
     /// stalled server must still show in the latency figures, at least by this much.
     pub(crate) fn timed_out(&mut self, slot: &Slot, plan: &Plan, now: Instant) {
         self.tally.timeouts += 1;
+        let at = now.saturating_duration_since(plan.start);
+        if let Phase::Upgrading { .. } = slot.phase {
+            let what = format!(
+                "conn {}: no answer to the WebSocket upgrade within {:?}",
+                slot.id, plan.timeout
+            );
+            self.tally.sample(at, what);
+        }
         if let Some(m) = slot.in_flight.front() {
             let what = format!(
                 "conn {}: no complete answer to message {} within {:?} ({} of its {} payload bytes received)",

@@ -87,7 +87,9 @@ pub(crate) fn run(
                     let readable = event.is_readable() || ending;
                     w.on_connect_ready(poll.registry(), idx, readable, ending, now)
                 }
-                Some(Phase::Open) => w.on_ready(poll.registry(), idx, ending, now),
+                Some(Phase::Open | Phase::Upgrading { .. }) => {
+                    w.on_ready(poll.registry(), idx, ending, now)
+                }
                 // Closed earlier in this batch: the event was for a socket that is gone.
                 Some(Phase::Waiting) | None => {}
             }
@@ -225,6 +227,11 @@ impl Worker {
         slot.phase = Phase::Open;
         self.record.connected(!slot.ever_connected);
         slot.ever_connected = true;
+        if closed.is_none() {
+            if let Err(why) = self.upgrade(idx, now) {
+                return self.close(idx, why, now);
+            }
+        }
         match closed {
             Some(e) => self.close(idx, Close::Peer(Some(e)), now),
             // Edge-triggered: what came with the connect is not reported again, so read it now.
@@ -232,6 +239,38 @@ impl Worker {
             None if readable => self.on_ready(reg, idx, ending, now),
             None => self.send(reg, idx, now),
         }
+    }
+
+    /// WebSocket: writes the upgrade request of a connection just connected; its messages wait
+    /// for the `101` (`Phase::Upgrading`). Other framings have nothing to write first.
+    fn upgrade(&mut self, idx: usize, now: Instant) -> Result<(), Close> {
+        let plan = &*self.plan;
+        let slot = &mut self.slots[idx];
+        let (Some(request), Some(sock)) = (slot.checker.upgrade_request(plan.addr), &mut slot.sock)
+        else {
+            return Ok(());
+        };
+        // A new connection's send buffer (4 KiB at the least on Linux) takes the request's ~170
+        // bytes whole: a short write means the connection failed, not that it is full.
+        let written = loop {
+            match sock.write(&request) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match written {
+            Ok(n) if n == request.len() => {}
+            Ok(n) => {
+                let why = format!("only {n} of the upgrade request's {} bytes", request.len());
+                return Err(Close::Peer(Some(io::Error::new(ErrorKind::WriteZero, why))));
+            }
+            Err(e) => return Err(Close::Peer(Some(e))),
+        }
+        if now >= plan.measure_start && now < plan.end {
+            self.record.sent(request.len());
+        }
+        slot.phase = Phase::Upgrading { since: now };
+        Ok(())
     }
 
     fn connect_failed(&mut self, idx: usize, e: &io::Error, now: Instant) {
@@ -298,6 +337,12 @@ impl Worker {
             }
             if let Some((fault, what)) = fed.error {
                 return Err(Close::Wrong(fault, what));
+            }
+            if fed.upgraded {
+                slot.phase = Phase::Open;
+            }
+            if let Some(code) = fed.closed {
+                return Err(Close::WebSocket(code));
             }
             // The kernel gave less than asked, so it had no more: another edge-triggered event
             // comes when more arrives. Not so for an end of stream that is already queued.
@@ -372,6 +417,9 @@ impl Worker {
                 Phase::Connecting { since } if now.duration_since(since) >= timeout => {
                     self.connect_failed(idx, &ErrorKind::TimedOut.into(), now);
                 }
+                Phase::Upgrading { since } if now.duration_since(since) >= timeout => {
+                    self.close(idx, Close::Timeout, now);
+                }
                 Phase::Open => {
                     if let Some(m) = slot.in_flight.front() {
                         if now.duration_since(m.sent_at) >= timeout {
@@ -379,7 +427,7 @@ impl Worker {
                         }
                     }
                 }
-                Phase::Connecting { .. } | Phase::Waiting => {}
+                Phase::Connecting { .. } | Phase::Upgrading { .. } | Phase::Waiting => {}
             }
         }
     }
