@@ -218,6 +218,23 @@ impl Collector for Loops {
             "code",
             codes.iter().map(|(c, n)| (c.as_str(), *n)),
         )?;
+        let c = &s.protocol.controls;
+        e.counter(
+            "saythat_http_delayed",
+            "HTTP answers held back by a delay control (--framing http).",
+            c.delayed,
+        )?;
+        e.counter(
+            "saythat_http_dripped",
+            "HTTP answers whose body went out in drips (a drip control).",
+            c.dripped,
+        )?;
+        e.counters(
+            "saythat_http_faults",
+            "Faults injected by HTTP controls, by kind: reset (a TCP reset), close.",
+            "kind",
+            [("reset", c.resets), ("close", c.closes)],
+        )?;
         e.counter(
             "saythat_bytes_received",
             "Bytes read from clients.",

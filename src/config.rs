@@ -67,6 +67,24 @@ pub const SIDE_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// turns run on the first echo loop's thread, so this bounds what their clients can cost that
 /// loop's turn. What is left waits for the next turn on the side loop's own ready list.
 pub const SIDE_TURN_BUDGET: usize = 1024;
+/// The side loops take at most one turn per this: their polls may have events every turn of
+/// the loop that drives them (a client pipelining requests), and each of their turns costs a
+/// poll, a read and a write whatever it carries. A health check or scrape waits at most about
+/// this (epoll's whole milliseconds make it up to twice this when the echo is idle).
+pub const SIDE_TURN_INTERVAL: Duration = Duration::from_millis(1);
+/// After a turn that took `d`, the side loops rest at least `SIDE_REST × d` before the next: so
+/// whatever their turns cost (a fresh scrape with 10,000 connections open, answers of several
+/// KiB), they take at most 1 / (1 + `SIDE_REST`) of the driving loop's thread, 5%.
+pub const SIDE_REST: u32 = 19;
+/// Connections a side loop accepts from one listener in one of its turns: a few, so a storm of
+/// connections to the metrics or agent port costs the echo a few accepts (and evictions) per
+/// `SIDE_TURN_INTERVAL`, not `ACCEPT_BUDGET` of them.
+pub const SIDE_ACCEPT_BUDGET: usize = 4;
+/// Answer bytes that may wait per side-loop connection (under `--max-pending`, if smaller): a
+/// few scrapes (about 3 KiB each). A client that pipelines `GET /metrics` and reads slowly is
+/// read no further past it, so a side turn writes at most this, plus one answer, per connection,
+/// and their memory is bounded by their slots, not by `--max-pending`.
+pub const SIDE_MAX_PENDING: usize = 16 * 1024;
 /// How long the admin endpoint reuses the text of its last scrape: scrapes within this of one
 /// another get the same text, so a client that scrapes as fast as it can costs one encoding a
 /// second, not one per request. Prometheus scrapes every 15 s or more.

@@ -42,6 +42,10 @@ pub enum Phase {
     /// Closed; the slot is freed at the end of this turn of the loop, so no event still queued in
     /// this turn's batch can reach a newer connection that reuses it.
     Dead,
+    /// Not reading: the protocol's answer waits for its time (an HTTP `delay`, a `drip`'s next
+    /// piece). Resumes when the protocol's deadline has passed and it says so.
+    /// Last, so the phases before it keep the values the message path tests.
+    Waiting,
 }
 
 /// What the socket's edge-triggered readiness still promises. Epoll reports an edge once, so

@@ -143,9 +143,10 @@ fn add_each(into: &mut [u64], from: &[u64]) {
     }
 }
 
-/// HTTP status codes one loop tells apart; a loop that answered more distinct codes than this
-/// (none of saythat's protocols does) counts the rest under the last one.
-pub const STATUS_SLOTS: usize = 16;
+/// HTTP status codes one loop tells apart: room for the codes saythat answers itself and the
+/// 16 weighted choices of a `status` control (issue 17); a loop that answered more distinct
+/// codes than this counts the rest under the last one.
+pub const STATUS_SLOTS: usize = 32;
 
 /// What a protocol counts itself, since only it knows where messages end: one per loop, in the
 /// protocol's rules, written only by that loop.
@@ -156,6 +157,43 @@ pub struct ProtocolCounts {
     /// HTTP responses by status code: `(code, count)`, codes in the order first answered, a
     /// code of 0 marking the free slots.
     pub responses: [(u16, u64); STATUS_SLOTS],
+    /// What HTTP's test-backend controls did.
+    pub controls: ControlCounts,
+}
+
+/// What HTTP's test-backend controls (issue 17) did: answers delayed and dripped, and the
+/// faults injected, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ControlCounts {
+    /// Answers whose head waited for a `delay`.
+    pub delayed: u64,
+    /// Answers whose body went out in `drip`s.
+    pub dripped: u64,
+    /// Connections reset (`reset`), before the head or halfway through the body.
+    pub resets: u64,
+    /// Answers that closed their connection because a `close` control drew it.
+    pub closes: u64,
+}
+
+impl ControlCounts {
+    fn to_array(self) -> [u64; 4] {
+        [self.delayed, self.dripped, self.resets, self.closes]
+    }
+
+    fn from_array([delayed, dripped, resets, closes]: [u64; 4]) -> ControlCounts {
+        ControlCounts {
+            delayed,
+            dripped,
+            resets,
+            closes,
+        }
+    }
+
+    fn add(&mut self, other: &ControlCounts) {
+        let mut sum = self.to_array();
+        add_each(&mut sum, &other.to_array());
+        *self = ControlCounts::from_array(sum);
+    }
 }
 
 impl ProtocolCounts {
@@ -216,6 +254,8 @@ pub struct Published {
     /// The status codes of `responses`, slot by slot (0: a free slot).
     codes: [AtomicU64; STATUS_SLOTS],
     responses: [AtomicU64; STATUS_SLOTS],
+    /// [`ControlCounts`], in its field order.
+    controls: [AtomicU64; 4],
 }
 
 impl Published {
@@ -241,6 +281,7 @@ impl Published {
             self.codes[i].store(u64::from(code), Relaxed);
             self.responses[i].store(count, Relaxed);
         }
+        store_each(&self.controls, &protocol.controls.to_array());
     }
 
     /// Stores the values that change per connection: accepts, refusals, closes, pauses, accept
@@ -269,6 +310,7 @@ impl Published {
         };
         let mut protocol = ProtocolCounts {
             messages: self.messages.load(Relaxed),
+            controls: ControlCounts::from_array(load_each(&self.controls)),
             ..ProtocolCounts::default()
         };
         for (slot, (code, count)) in protocol
@@ -310,6 +352,7 @@ impl Snapshot {
             snapshot.total.add(&counters);
             snapshot.open_per_worker.push(counters.open);
             snapshot.protocol.messages += protocol.messages;
+            snapshot.protocol.controls.add(&protocol.controls);
             for (code, count) in protocol.responses {
                 if code != 0 {
                     add_response(&mut snapshot.protocol, code, count);

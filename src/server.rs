@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::event_loop::{Listener, SideLoop, Worker, WAKER};
 use crate::framing::http::control::{ControlLimits, Controls};
-use crate::framing::http::HeldBudget;
+use crate::framing::http::{Backend, HeldBudget};
 use crate::framing::{Chunk, Http, HttpLimits, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};
@@ -251,7 +251,7 @@ impl Server {
                     config,
                     bound,
                     &group,
-                    Http::new(prefix, http_limits.clone()),
+                    Http::new(prefix, http_limits.clone()).with_backend(backend(config, index)?),
                     index,
                     publish,
                 ),
@@ -418,7 +418,11 @@ where
             Poll::new()?,
             admin,
             Arc::new(Group::admin(MAX_ADMIN_CONNS)),
-            Http::with_route(b"", admin_limits(config), endpoint),
+            // Not a test backend: its requests ask for nothing.
+            Http::with_route(b"", admin_limits(config), endpoint).with_backend(Backend {
+                enabled: false,
+                ..Backend::default()
+            }),
         )?;
         worker.drive_side(Box::new(SideLoop::new(admin)))?;
     }
@@ -468,6 +472,19 @@ pub(crate) fn http_defaults(config: &Config) -> Result<Controls, FlagError> {
             })?;
     }
     Ok(defaults)
+}
+
+/// What worker `index`'s HTTP mode needs for the test-backend controls, from the flags.
+fn backend(config: &Config, index: usize) -> Result<Backend, FlagError> {
+    let defaults = http_defaults(config)?;
+    Ok(Backend {
+        enabled: !config.no_controls,
+        limits: control_limits(config),
+        defaults: (!defaults.is_empty()).then_some(defaults),
+        instance: config.instance.clone(),
+        trusted: config.trust_proxy.clone(),
+        worker: index,
+    })
 }
 
 /// Checks the flags of the test-backend controls before anything runs, and warns when they

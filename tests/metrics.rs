@@ -461,6 +461,84 @@ fn healthz_answers_at_once_behind_more_silent_sockets_than_slots() {
     drop(silent);
 }
 
+/// A client pipelining `HEAD /metrics` as fast as it can beside echo traffic that turns the
+/// loop over and over: the endpoint gets at most one turn per `SIDE_TURN_INTERVAL`, each reading
+/// at most `SIDE_TURN_BUDGET` bytes, so the scraper's answers are bounded by the time it ran, not
+/// by how often the echo turned the loop; meanwhile the echo and `/healthz` are answered.
+#[test]
+fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_answers() {
+    use saythat::config::{SIDE_TURN_BUDGET, SIDE_TURN_INTERVAL};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const REQUEST: &[u8] = b"HEAD /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\n";
+    let server = TestServer::start(&metrics_config());
+    let metrics = server.metrics[0];
+    let mut echo = server.connect();
+    roundtrip(&mut echo, b"before");
+
+    let started = std::time::Instant::now();
+    let scraper = connect(metrics);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut scraper, stop) = (scraper.try_clone().unwrap(), stop.clone());
+        std::thread::spawn(move || {
+            let batch = REQUEST.repeat(64);
+            while !stop.load(Ordering::Relaxed) && scraper.write_all(&batch).is_ok() {}
+        })
+    };
+    let reader = {
+        let mut scraper = scraper.try_clone().unwrap();
+        std::thread::spawn(move || {
+            // Answers counted by their status line, which a read may cut: the tail of each read
+            // is kept for the next.
+            let (mut answers, mut held, mut buf) = (0, Vec::new(), vec![0u8; 64 * 1024]);
+            while let Ok(n) = scraper.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                held.extend_from_slice(&buf[..n]);
+                answers += held.windows(ANSWER.len()).filter(|w| *w == ANSWER).count();
+                held.drain(..held.len().saturating_sub(ANSWER.len() - 1));
+            }
+            (answers, std::time::Instant::now())
+        })
+    };
+
+    // Echo round trips turn the loop thousands of times while the scraper pipelines.
+    let mut round_trips = 0;
+    while started.elapsed() < Duration::from_millis(300) {
+        roundtrip(&mut echo, format!("echo {round_trips}").as_bytes());
+        round_trips += 1;
+    }
+    let ok = get(metrics, "/healthz");
+    assert_eq!(
+        (ok.status.as_str(), ok.body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n"),
+        "{}",
+        ok.head
+    );
+    stop.store(true, Ordering::Relaxed);
+    scraper.shutdown(std::net::Shutdown::Both).unwrap();
+    writer.join().unwrap();
+    let (answers, ended) = reader.join().unwrap();
+    let ran = ended - started;
+
+    // Turns start at least an interval apart; each reads at most the budget, and a request
+    // is answered once it was read whole.
+    let turns = (ran.as_nanos() / SIDE_TURN_INTERVAL.as_nanos()) as usize + 1;
+    let most = turns * SIDE_TURN_BUDGET / REQUEST.len() + 1;
+    eprintln!("{answers} answers in {ran:?} (at most {most}), {round_trips} echo round trips");
+    assert!(answers > 0, "the scraper was never answered");
+    assert!(
+        answers <= most,
+        "{answers} answers in {ran:?} (at most {most}) beside {round_trips} echo round trips"
+    );
+    roundtrip(&mut echo, b"after");
+}
+
 /// Under a /proc mounted with `subset=pid` (what `ProcSubset=pid` in the shipped unit gives: no
 /// /proc/stat), every process series is still scraped. Needs root and unshare(1); skipped,
 /// saying why, without them.

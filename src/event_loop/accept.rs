@@ -54,6 +54,8 @@ pub(super) struct Acceptor {
     paused_until: Option<Instant>,
     /// Accept failed for want of descriptors; warned once, cleared once the backlog is empty.
     out_of_fds: bool,
+    /// Connections accepted from one listener per turn: `ACCEPT_BUDGET`, a side loop's fewer.
+    budget: usize,
 }
 
 impl Acceptor {
@@ -71,7 +73,13 @@ impl Acceptor {
             queued: 0,
             paused_until: None,
             out_of_fds: false,
+            budget: ACCEPT_BUDGET,
         })
+    }
+
+    /// Accepts at most `budget` connections from one listener per turn, at least one.
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget.max(1);
     }
 
     /// A listener has an event: accepts up to the budget, unless it is queued (it gets its
@@ -135,7 +143,7 @@ impl Acceptor {
         if self.paused_until.is_some() {
             return;
         }
-        for _ in 0..ACCEPT_BUDGET {
+        for _ in 0..self.budget {
             // None once closed for the drain.
             let Some(listener) = self.listeners.get(index) else {
                 return;
@@ -214,12 +222,26 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SIDE_ACCEPT_BUDGET;
     use mio::Poll;
 
     /// A listener is served once per turn, from its event or from the queue, and is queued at
     /// most once: a connection storm gets one accept budget per turn, not one more per edge.
     #[test]
     fn a_listener_gets_one_accept_budget_per_turn() {
+        storm_takes_three_turns(ACCEPT_BUDGET);
+    }
+
+    /// A side loop's listener takes its few a turn, and the rest of a storm waits in the
+    /// backlog for the next turns.
+    #[test]
+    fn a_side_loops_listener_gets_its_small_budget_per_turn() {
+        storm_takes_three_turns(SIDE_ACCEPT_BUDGET);
+    }
+
+    /// Three budgets' worth of clients connect at once to an acceptor of `budget`: each turn
+    /// accepts exactly `budget` of them.
+    fn storm_takes_three_turns(budget: usize) {
         // A backlog that holds the whole storm (std's bind gives 128): bound here rather than
         // with the server's `listen`, so the loop does not import the server, even in tests.
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
@@ -227,14 +249,15 @@ mod tests {
         socket
             .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .expect("bind");
-        socket.listen(4 * ACCEPT_BUDGET as i32).expect("listen");
+        socket.listen(4 * budget as i32).expect("listen");
         socket.set_nonblocking(true).unwrap();
         let socket = TcpListener::from_std(socket.into());
         let addr = socket.local_addr().unwrap();
         let poll = Poll::new().unwrap();
         let mut acceptor =
             Acceptor::new(poll.registry(), vec![Listener::new(socket, addr)]).unwrap();
-        let _clients: Vec<_> = (0..3 * ACCEPT_BUDGET)
+        acceptor.set_budget(budget);
+        let _clients: Vec<_> = (0..3 * budget)
             .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
             .collect();
         let mut open = Vec::new();
@@ -242,15 +265,15 @@ mod tests {
 
         // Turn 1: the listener's event.
         acceptor.on_event(0, now, |accepted| open.push(accepted.expect("accept")));
-        assert_eq!(open.len(), ACCEPT_BUDGET);
+        assert_eq!(open.len(), budget);
         assert_eq!(acceptor.queued, 1, "the listener is queued");
         // Turn 2: a new edge from the storm, and the listener queued from turn 1.
         acceptor.on_event(0, now, |accepted| open.push(accepted.expect("accept")));
         acceptor.serve_queued(now, |accepted| open.push(accepted.expect("accept")));
-        assert_eq!(open.len(), 2 * ACCEPT_BUDGET, "one budget in turn 2");
+        assert_eq!(open.len(), 2 * budget, "one budget in turn 2");
         assert_eq!(acceptor.queued, 1, "the listener is queued once");
         // Turn 3 takes the rest.
         acceptor.serve_queued(now, |accepted| open.push(accepted.expect("accept")));
-        assert_eq!(open.len(), 3 * ACCEPT_BUDGET);
+        assert_eq!(open.len(), 3 * budget);
     }
 }

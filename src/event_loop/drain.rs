@@ -49,7 +49,7 @@ impl Drain {
             Phase::Open if Drain::at_boundary(protocol, conn) => {
                 Some(conn.last_active + DRAIN_QUIET)
             }
-            Phase::Open | Phase::Paused => Some(now + DRAIN_QUIET),
+            Phase::Open | Phase::Paused | Phase::Waiting => Some(now + DRAIN_QUIET),
             Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
         }
     }

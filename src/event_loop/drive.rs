@@ -21,7 +21,7 @@ use super::tally::Tally;
 use super::timers::Timers;
 use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
-use crate::framing::{Answers, Next, Protocol};
+use crate::framing::{Answers, Next, Origin, Protocol};
 use crate::group::Group;
 use crate::metrics::{CloseReason, Counters, Published};
 
@@ -90,11 +90,13 @@ impl<P: Protocol> Connections<P> {
         }
     }
 
-    /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn, connections
+    /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn and
+    /// `max_pending` answer bytes waiting per connection (under `--max-pending`), connections
     /// closed after `idle` without a word (from accept, and between requests), and the oldest
     /// idle one closed to admit a new one when full.
-    pub fn bound_as_side(&mut self, turn_budget: usize, idle: Duration) {
+    pub fn bound_as_side(&mut self, turn_budget: usize, max_pending: usize, idle: Duration) {
         self.turn_budget = turn_budget;
+        self.max_pending = self.max_pending.min(max_pending);
         self.turn_left = turn_budget;
         self.idle_timeout = Some(idle);
         self.evict_idle = true;
@@ -228,7 +230,7 @@ impl<P: Protocol> Connections<P> {
             &mut Answers::new(&mut self.answers, self.max_pending, self.now),
         );
         // A deadline may start at accept (HTTP's header timeout).
-        arm_deadline(&self.protocol, conn, &mut self.timers, key);
+        self.timers.arm_deadline(&self.protocol, conn, key);
         if next != Next::Continue || !self.answers.is_empty() {
             self.answer(key, next);
         }
@@ -285,7 +287,7 @@ impl<P: Protocol> Connections<P> {
             // What the protocol awaits may have changed (a held head's timer starts again once
             // the answers before it are out): every call into it is followed by a look at its
             // deadline, or a head left incomplete after a pause would never time out.
-            arm_deadline(&self.protocol, conn, &mut self.timers, key);
+            self.timers.arm_deadline(&self.protocol, conn, key);
         }
         if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
             next = match self.read_and_answer(key) {
@@ -322,6 +324,7 @@ impl<P: Protocol> Connections<P> {
                 return self.close(key, reason);
             }
             Next::Reset => return self.reset(key),
+            Next::Wait => conn.phase = Phase::Waiting,
         }
         if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.tally.counters) {
             debug!("writing to {}: {e}", conn.peer());
@@ -392,7 +395,7 @@ impl<P: Protocol> Connections<P> {
                 conn.last_active = *now;
                 let mut answers = Answers::new(answers, room, *now);
                 let next = protocol.on_read(&mut conn.session, &read_buf[..n], &mut answers);
-                arm_deadline(protocol, conn, timers, key);
+                timers.arm_deadline(protocol, conn, key);
                 if next != Next::Continue {
                     return Ok(next);
                 }
@@ -495,7 +498,7 @@ impl<P: Protocol> Connections<P> {
                 .and_then(|idle| conn.last_active.checked_add(idle));
             // A protocol's deadline concerns what it still awaits from the client, which ends
             // once the connection stops reading (closing, lingering, peer done).
-            let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused)
+            let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused | Phase::Waiting)
                 .then(|| self.protocol.deadline(&conn.session))
                 .flatten();
             let part_at = draining
@@ -554,22 +557,17 @@ impl<P: Protocol> Connections<P> {
         let next = self.protocol.on_deadline(
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
+            Some(Origin::new(conn.id, &conn.socket)),
         );
-        arm_deadline(&self.protocol, conn, &mut self.timers, key);
+        if conn.phase == Phase::Waiting && next != Next::Wait {
+            // The wait is over: read again, first what arrived meanwhile.
+            conn.phase = Phase::Open;
+            if conn.input != Input::Drained {
+                self.ready.queue(conn, key);
+            }
+        }
+        self.timers.arm_deadline(&self.protocol, conn, key);
         self.answer(key, next);
-    }
-}
-
-/// Makes sure the timer heap wakes the loop by the protocol's deadline for a connection, if it
-/// has one earlier than the connection's next timer.
-fn arm_deadline<P: Protocol>(
-    protocol: &P,
-    conn: &mut Connection<P::Session>,
-    timers: &mut Timers,
-    key: usize,
-) {
-    if let Some(at) = protocol.deadline(&conn.session) {
-        timers.arm(&mut conn.timer_at, at, key, conn.id);
     }
 }
 
@@ -598,13 +596,13 @@ mod tests {
     use std::net::TcpStream;
     use std::sync::Arc;
     use std::thread;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use mio::{Poll, Waker};
 
     use crate::config::Config;
     use crate::event_loop::{Listener, Worker, WAKER};
-    use crate::framing::{Answers, Next, Protocol, ProtocolCounts};
+    use crate::framing::{Answers, Next, Origin, Protocol, ProtocolCounts};
     use crate::group::Group;
     use crate::metrics::{CloseReason, Counters};
 
@@ -690,6 +688,115 @@ mod tests {
         assert_eq!(end, Err(ErrorKind::ConnectionReset));
         assert_eq!(counters.closed(CloseReason::Aborted), 1);
         assert_eq!(counters.bytes_out, 7);
+    }
+
+    /// How long `Later` makes its first answer wait.
+    const LATER: Duration = Duration::from_millis(100);
+
+    /// Holds its first answer back `LATER` with `Next::Wait`, then answers what it reads; reads
+    /// that come during the wait (the loop must make none) are answered `EARLY`.
+    struct Later {
+        counts: ProtocolCounts,
+    }
+
+    impl Protocol for Later {
+        /// When the held answer is due, and whether it was given.
+        type Session = (Option<Instant>, bool);
+
+        fn read_len(&self, _: &Self::Session, room: usize) -> usize {
+            room.max(1)
+        }
+
+        fn on_read(
+            &mut self,
+            due: &mut Self::Session,
+            input: &[u8],
+            out: &mut Answers<'_>,
+        ) -> Next {
+            match due {
+                (None, false) => {
+                    due.0 = Some(out.now() + LATER);
+                    return Next::Wait;
+                }
+                (Some(_), _) => out.push(b"EARLY;"),
+                (None, true) => out.push(input),
+            }
+            Next::Continue
+        }
+
+        fn on_writable(&mut self, _: &mut Self::Session, _: &mut Answers<'_>) -> Next {
+            Next::Continue
+        }
+
+        fn on_eof(&mut self, _: &mut Self::Session, _: &mut Answers<'_>) {}
+
+        fn at_boundary(&self, due: &Self::Session) -> bool {
+            due.0.is_none()
+        }
+
+        fn deadline(&self, due: &Self::Session) -> Option<Instant> {
+            due.0
+        }
+
+        fn on_deadline(
+            &mut self,
+            due: &mut Self::Session,
+            out: &mut Answers<'_>,
+            _: Option<Origin<'_>>,
+        ) -> Next {
+            *due = (None, true);
+            out.push(b"late;");
+            Next::Continue
+        }
+
+        fn counts(&self) -> &ProtocolCounts {
+            &self.counts
+        }
+    }
+
+    /// `Next::Wait`: nothing is read while the answer waits (what the client sends meanwhile is
+    /// read after it, in order), and the answer comes on the timer, not before.
+    #[test]
+    fn a_wait_stops_reading_until_the_deadline() {
+        let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        let group = Arc::new(Group::new(vec![waker], 16));
+        let protocol = Later {
+            counts: ProtocolCounts::default(),
+        };
+        let listeners = vec![Listener::new(listener, addr)];
+        let worker = Worker::new(
+            &Config::loopback(),
+            poll,
+            listeners,
+            group.clone(),
+            protocol,
+        );
+        let serving = thread::spawn(move || worker.unwrap().run());
+
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let sent = Instant::now();
+        client.write_all(b"a").unwrap();
+        // Sent while the first answer waits: it must wait behind it.
+        thread::sleep(Duration::from_millis(20));
+        client.write_all(b"b;").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < b"late;b;".len() {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(got.escape_ascii().to_string(), "late;b;");
+        assert!(sent.elapsed() >= LATER, "answered before its time");
+        group.abort();
+        serving.join().unwrap().unwrap();
     }
 
     /// `Next::Reset` with no answer: the client reads nothing but the reset.

@@ -22,8 +22,9 @@
 //! - `lifecycle`: signals, lame duck, drain, shutdown; it says what the loop must do next.
 //! - `side`: with `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`]
 //!   loops, the admin endpoint's and the agent check's: each a `Worker` on a poll of its own,
-//!   which this loop's poll watches and whose turns it runs after its own. Same thread, and
-//!   nothing of them on the echo's message path.
+//!   which this loop's poll watches and whose turns it runs after its own, paced so that they
+//!   take a small bounded share of its thread. Same thread, and nothing of them on the echo's
+//!   message path.
 
 mod accept;
 mod drain;
@@ -143,7 +144,7 @@ impl<P: Protocol> Worker<P> {
             let done = self.shutdown_step();
             // Before the side loops' turn: a scrape they answer sees all this loop did before.
             self.publish();
-            self.sides.turns(self.conns.now());
+            self.sides.turns(Instant::now);
             if done && self.lifecycle.may_end(&self.group) {
                 break;
             }

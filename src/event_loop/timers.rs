@@ -7,6 +7,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use crate::connection::Connection;
+use crate::framing::Protocol;
+
 /// Stale timer entries tolerated beyond twice the open connections before the heap is swept.
 const TIMER_SLACK: usize = 1024;
 
@@ -46,6 +49,20 @@ impl Timers {
     pub fn arm(&mut self, timer_at: &mut Option<Instant>, at: Instant, key: usize, id: u64) {
         if timer_at.is_none_or(|timer| at < timer) {
             self.set(timer_at, at, key, id);
+        }
+    }
+
+    /// Makes sure the loop wakes by the protocol's deadline for a connection, if it has one
+    /// earlier than the connection's next timer. Inlined into the read path, as it was there.
+    #[inline]
+    pub fn arm_deadline<P: Protocol>(
+        &mut self,
+        protocol: &P,
+        conn: &mut Connection<P::Session>,
+        key: usize,
+    ) {
+        if let Some(at) = protocol.deadline(&conn.session) {
+            self.arm(&mut conn.timer_at, at, key, conn.id);
         }
     }
 

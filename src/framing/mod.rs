@@ -14,6 +14,7 @@ pub mod http;
 pub mod line;
 pub mod ws;
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use crate::metrics::{CloseReason, ProtocolCounts};
@@ -30,6 +31,12 @@ pub enum Next {
     /// cap. The loop calls [`Protocol::on_writable`] once the output has drained below half of
     /// it, and reads again when that returns `Continue`.
     Pause,
+    /// Stop reading until the protocol's deadline ([`Protocol::deadline`]): an answer waits
+    /// for its time (issue 17's `delay`, a `drip`'s next piece). The answers of this call are
+    /// written; then the loop neither reads nor calls the protocol until that deadline, calls
+    /// [`Protocol::on_deadline`] then, and reads again (first what arrived meanwhile) once that
+    /// returns anything but `Wait`. Idle and drain timers still run.
+    Wait,
     /// The last answer is the protocol's last word (an error): stop reading, write what waits,
     /// then close with a lingering close, so the peer reads it rather than a reset.
     Close,
@@ -52,6 +59,28 @@ pub struct Answers<'a> {
     /// `out` may grow to this length before the protocol should pause.
     limit: usize,
     now: Instant,
+}
+
+/// The connection a protocol answers, for the rare answer that describes it (HTTP's
+/// `format=json`): its id on its loop, and its socket, whose peer is asked for on demand (a
+/// syscall), so a connection keeps no copy of it. The loop says it to
+/// [`Protocol::on_deadline`] only, off the message path: a protocol that needs it asks for a
+/// deadline due at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub id: u64,
+    socket: &'a mio::net::TcpStream,
+}
+
+impl<'a> Origin<'a> {
+    pub fn new(id: u64, socket: &'a mio::net::TcpStream) -> Origin<'a> {
+        Origin { id, socket }
+    }
+
+    /// The peer's address, `None` once the peer is gone.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.socket.peer_addr().ok()
+    }
 }
 
 impl<'a> Answers<'a> {
@@ -180,8 +209,14 @@ pub trait Protocol {
         None
     }
 
-    /// A deadline from [`Protocol::deadline`] has passed.
-    fn on_deadline(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) -> Next {
+    /// A deadline from [`Protocol::deadline`] has passed. `origin` is the connection (`None`
+    /// when no loop drives the protocol, in tests).
+    fn on_deadline(
+        &mut self,
+        _session: &mut Self::Session,
+        _answers: &mut Answers<'_>,
+        _origin: Option<Origin<'_>>,
+    ) -> Next {
         Next::Continue
     }
 

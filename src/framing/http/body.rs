@@ -6,11 +6,13 @@
 //! output, or the session's held answer while a body spans reads). A body that breaks its
 //! framing gets an error response in place of its answer, never a cut one.
 
+use std::mem::ManuallyDrop;
 use std::time::Instant;
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 use super::request::{refusal, Refusal, BAD_REQUEST, TOO_LARGE};
 use super::response::{push_chunk, Answer, Heads, Length, Reply};
+use super::staged::Staged;
 use crate::framing::Answers;
 
 /// What the next bytes of a connection are. Small, since every connection has one: the
@@ -22,6 +24,11 @@ pub(super) enum Body {
     /// This many body bytes still to come.
     Length(u64),
     Chunked(ChunkedDecoder),
+    /// A request with test-backend controls (issue 17): its body, if any, is read into its
+    /// staged answer, which goes out once the request is complete and the controls say so.
+    /// Not dropped with the `Body`, so that replacing a `Body` stays a plain store on every
+    /// request: the session frees it (`HttpSession::end_request`, and its `Drop`).
+    Staged(ManuallyDrop<Box<Staged>>),
 }
 
 impl Default for Body {
@@ -75,6 +82,8 @@ pub(super) fn stream(
     match body {
         // No body is in progress: none of the input is one.
         Body::Head(_) => Streamed::More(0),
+        // The caller's, through the staged answer: none is left here.
+        Body::Staged(_) => Streamed::Done(0),
         Body::Length(remaining) => {
             let take = (*remaining).min(input.len() as u64) as usize;
             if answer.reply == Reply::Echo {

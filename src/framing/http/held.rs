@@ -1,16 +1,16 @@
 //! A held answer: the answer to an HTTP request whose body spans reads, kept until the body is
-//! complete and then handed out under the output cap, and the process-wide budget
-//! (`--max-held`) every held answer reserves its buffer from. The session owns one while such a
+//! complete and then handed out under the output cap, its buffer reserved in the process-wide
+//! budget (`--max-held`, `budget`). The session owns one while such a
 //! body is in progress and lends it the body's bytes; it writes only into its own buffer until
 //! the body is complete. It must never grow a buffer the budget did not grant, nor keep a
 //! reservation once its answer is gone.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::body::{self, Body, Streamed};
-use super::request::{refusal, Refusal};
+use super::budget::{held_full, HeldBudget};
+use super::request::Refusal;
 use super::response::{chunk_size_line, Answer, Heads, Reply};
 use crate::framing::Answers;
 
@@ -18,56 +18,10 @@ use crate::framing::Answers;
 /// and the data's chunk-size line), beyond the prefix and the body.
 const HEAD_SLACK: usize = 512;
 
-/// The 503 for a request whose answer does not fit in what is left of `--max-held`.
-pub(super) const HELD_FULL: &str = "503 Service Unavailable";
-
 /// A held answer is moved down in its buffer, and the buffer shrunk, once this much of it has
 /// been handed out (and half of it): a slow reader's answer gives its memory back as it goes, and
 /// each byte is moved at most once on average.
 const HAND_OUT_SHRINK: usize = 64 * 1024;
-
-/// Bytes of held answers the whole process may keep (`--max-held`), reserved before a held
-/// answer's buffer grows and given back as it shrinks or goes: one atomic, touched only by
-/// requests whose bodies span reads.
-#[derive(Debug)]
-pub struct HeldBudget {
-    /// Bytes not reserved.
-    left: AtomicU64,
-}
-
-impl HeldBudget {
-    pub fn new(bytes: u64) -> HeldBudget {
-        HeldBudget {
-            left: AtomicU64::new(bytes),
-        }
-    }
-
-    /// Takes `bytes` from the budget if that many are left.
-    pub(super) fn try_reserve(&self, bytes: u64) -> bool {
-        self.left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(bytes)
-            })
-            .is_ok()
-    }
-
-    pub(super) fn release(&self, bytes: u64) {
-        self.left.fetch_add(bytes, Ordering::AcqRel);
-    }
-
-    /// Bytes not reserved, for tests and metrics.
-    pub fn left(&self) -> u64 {
-        self.left.load(Ordering::Acquire)
-    }
-}
-
-/// The answer to a request whose held answer would not fit in what is left of `--max-held`.
-fn held_full() -> Refusal {
-    refusal(
-        HELD_FULL,
-        "the server holds as many answers as --max-held allows; try again",
-    )
-}
 
 /// What taking input into a held answer came to.
 pub(super) enum HeldStep {
@@ -344,6 +298,7 @@ fn own_chunks_data(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::http::budget::HELD_FULL;
     use crate::framing::http::ChunkedDecoder;
 
     #[test]
@@ -374,7 +329,7 @@ mod tests {
             connection: Default::default(),
             status: 200,
         };
-        let mut heads = Heads::new();
+        let mut heads = Heads::new(None);
         let input = b"1\r\nc\r\n0\r\n\r\nGET";
         let mut out = Vec::new();
         let step = held.take(

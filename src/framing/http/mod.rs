@@ -25,8 +25,10 @@
 
 mod answer;
 mod body;
+mod budget;
 mod chunked;
 pub mod control;
+mod controlled;
 mod date;
 pub mod describe;
 mod held;
@@ -34,53 +36,31 @@ mod host;
 mod request;
 mod response;
 mod route;
+mod session;
+mod setup;
+mod staged;
 mod target;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::mem::ManuallyDrop;
+use std::time::Instant;
 
 use body::{Body, Streamed};
+pub use budget::HeldBudget;
+use budget::HELD_FULL;
 pub use chunked::{ChunkError, ChunkedDecoder};
+use controlled::Controller;
 pub use date::DateCache;
-pub use held::HeldBudget;
-use held::{Held, HeldStep, HELD_FULL};
+use held::{Held, HeldStep};
 pub use request::MAX_HEADERS;
 use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{Answer, Heads, Length, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
+pub use session::HttpSession;
+pub use setup::{Backend, HttpLimits};
+use staged::Step;
 
-use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
+use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
-
-/// The limits of HTTP mode, from `--max-header`, `--max-body`, `--header-timeout`,
-/// `--body-timeout` and `--max-held`.
-#[derive(Debug, Clone)]
-pub struct HttpLimits {
-    /// Longest request head (request line and header fields).
-    pub max_header: usize,
-    /// Largest request body, by Content-Length or chunks.
-    pub max_body: u64,
-    /// Time a started head has to complete.
-    pub header_timeout: Duration,
-    /// Most time between two reads of a body (`None`: no limit).
-    pub body_timeout: Option<Duration>,
-    /// The budget for held answers, shared by every loop of the process.
-    pub held: Arc<HeldBudget>,
-}
-
-impl HttpLimits {
-    /// Limits with a budget of `max_held` bytes of its own and a 60 s body timeout, for tests
-    /// and tools that drive one protocol.
-    pub fn new(max_header: usize, max_body: u64, header_timeout: Duration) -> HttpLimits {
-        HttpLimits {
-            max_header,
-            max_body,
-            header_timeout,
-            body_timeout: Some(Duration::from_secs(60)),
-            held: Arc::new(HeldBudget::new(u64::MAX)),
-        }
-    }
-}
 
 /// The rules of HTTP mode, and the `Date` the loop's connections share; `R` answers the
 /// requests it routes, the rest are echoed.
@@ -94,37 +74,11 @@ pub struct Http<R = Echo> {
     /// The server drains: every answer from now on says `Connection: close`, and its
     /// connection closes after it (clients open a new one elsewhere).
     draining: bool,
+    /// The test-backend controls (issue 17): which requests have them, and what they need.
+    controls: Controller,
     /// Heads parsed, complete or not: what a head trickled in pieces costs, for the tests.
     #[cfg(test)]
     parses: usize,
-}
-
-/// A connection's HTTP state between reads. Between requests it holds no heap memory.
-#[derive(Debug, Default)]
-pub struct HttpSession {
-    /// Input not processed yet: a head that has not completed, or after a pause, the requests
-    /// whose answers had no room. It always starts at the beginning of a request.
-    held: Vec<u8>,
-    /// What the next bytes are.
-    body: Body,
-    /// How the request in progress is answered.
-    answer: Answer,
-    /// The answer to a request whose body spans reads, until it is handed out; `None` otherwise
-    /// (boxed: a connection that never sends such a body pays one pointer).
-    hold: Option<Box<Held>>,
-    /// The connection ends on an error response. For the metrics' close reason; never reset.
-    failed: bool,
-    /// Empty lines dropped before the request line of the next request (at most
-    /// `MAX_EMPTY_LINES`).
-    empty_lines: usize,
-}
-
-impl HttpSession {
-    /// Ready for the next request.
-    fn end_request(&mut self) {
-        self.body = Body::Head(None);
-        self.answer = Answer::default();
-    }
 }
 
 impl Http {
@@ -138,13 +92,21 @@ impl<R: Route> Http<R> {
     pub fn with_route(prefix: &[u8], limits: HttpLimits, route: R) -> Http<R> {
         Http {
             prefix: prefix.into(),
+            controls: Controller::new(Backend::default(), prefix, &limits),
             limits,
-            heads: Heads::new(),
+            heads: Heads::new(None),
             route,
             draining: false,
             #[cfg(test)]
             parses: 0,
         }
+    }
+
+    /// HTTP mode with the test-backend controls `backend` sets up (`--instance`, ...).
+    pub fn with_backend(mut self, backend: Backend) -> Http<R> {
+        self.heads = Heads::new(backend.instance.as_deref());
+        self.controls = Controller::new(backend, &self.prefix, &self.limits);
+        self
     }
 
     /// Answers an error: one line saying what was wrong, then the connection closes. To a HEAD
@@ -172,6 +134,7 @@ impl<R: Route> Http<R> {
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
+        session.free_staged();
         session.end_request();
         Next::Close
     }
@@ -221,8 +184,9 @@ impl<R: Route> Http<R> {
                 if matches!(input[at], b'\r' | b'\n') {
                     // Dropped as they come, so they are never parsed again with what follows.
                     let (skip, lines) = request::empty_lines(&input[at..]);
-                    session.empty_lines += lines;
-                    if session.empty_lines > MAX_EMPTY_LINES {
+                    let lines = u8::try_from(lines).unwrap_or(u8::MAX);
+                    session.empty_lines = session.empty_lines.saturating_add(lines);
+                    if usize::from(session.empty_lines) > MAX_EMPTY_LINES {
                         let refused = refusal(
                             BAD_REQUEST,
                             "more than 8 empty lines before the request line",
@@ -251,6 +215,16 @@ impl<R: Route> Http<R> {
                         }
                         return (input.len(), self.refuse(session, answers, refused));
                     }
+                }
+            } else if let Body::Staged(staged) = &mut session.body {
+                let lent = &mut self.controls.lend(&mut self.heads, self.draining);
+                match staged.step(&input[at..], answers, lent) {
+                    Step::Hold(used, next) => return (at + used, next),
+                    Step::Done(used, close) => {
+                        (at, session.answer.connection) = (at + used, close);
+                        session.free_staged();
+                    }
+                    Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
                 }
             } else {
                 let streamed = body::stream(
@@ -351,6 +325,8 @@ impl<R: Route> Http<R> {
         };
         let has_body = head.chunked || head.length > 0;
         let routed = self.route.route(head.method, head.path);
+        // Decided now, so that nothing of the head need live past the answer written below.
+        let controlled = self.controls.wanted(&head) && routed.is_none();
         let reply = answer::reply(&head, routed.as_ref());
         // A Content-Length body that goes on past this read: its answer is held, and its size
         // is known now, so the budget says yes or no before anything is said or read.
@@ -387,6 +363,18 @@ impl<R: Route> Http<R> {
             status,
         };
         session.hold = held;
+        // With controls (rare), the answer just written gives way to a staged one: writing it
+        // first keeps this path as lean as it was.
+        if controlled {
+            let number = session.requests.wrapping_add(1);
+            let (answer, heads) = (&mut session.answer, &mut self.heads);
+            if let Some(staged) = self
+                .controls
+                .stage(input, number, heads, answer, mark, answers)
+            {
+                (session.body, session.hold) = (Body::Staged(ManuallyDrop::new(staged?)), None);
+            }
+        }
         Ok(Some((head.len, mark)))
     }
 
@@ -425,7 +413,7 @@ impl<R: Route> Http<R> {
                 }
             }
             // The wait is ours, not the client's.
-            Next::Pause => {
+            Next::Pause | Next::Wait => {
                 if let Body::Head(started) = &mut session.body {
                     *started = None;
                 }
@@ -464,7 +452,7 @@ impl<R: Route> Protocol for Http<R> {
     ) -> Next {
         if session.held.is_empty() {
             let (used, next) = self.process(session, input, answers);
-            if matches!(next, Next::Continue | Next::Pause) {
+            if matches!(next, Next::Continue | Next::Pause | Next::Wait) {
                 session.held.extend_from_slice(&input[used..]);
             }
             return self.settle(session, next, answers);
@@ -489,7 +477,9 @@ impl<R: Route> Protocol for Http<R> {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() => return Next::Continue,
+            None if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
+                return Next::Continue
+            }
             None => {}
         }
         self.answer_held(session, answers)
@@ -507,20 +497,35 @@ impl<R: Route> Protocol for Http<R> {
         // A request cut short by the client gets no answer: the client is gone.
     }
 
-    /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes.
+    /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes, or
+    /// when a staged answer goes on.
+    #[inline]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
         if let Some(held) = &session.hold {
             return held.deadline(self.limits.body_timeout);
         }
-        session
-            .body
-            .head_started()
-            .and_then(|started| started.checked_add(self.limits.header_timeout))
+        match &session.body {
+            Body::Head(started) => {
+                started.and_then(|at| at.checked_add(self.limits.header_timeout))
+            }
+            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
+            _ => None,
+        }
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
     /// body is complete), so the client can be told.
-    fn on_deadline(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) -> Next {
+    fn on_deadline(
+        &mut self,
+        session: &mut HttpSession,
+        answers: &mut Answers<'_>,
+        origin: Option<Origin<'_>>,
+    ) -> Next {
+        if let Body::Staged(staged) = &mut session.body {
+            staged.meet(origin);
+            // A staged answer's time has come (or its body's): it goes on, then what follows.
+            return self.answer_held(session, answers);
+        }
         let why = match &session.hold {
             Some(held) if !held.is_done() => {
                 "the request body stalled for longer than --body-timeout"
@@ -571,6 +576,8 @@ impl<R: Route> Protocol for Http<R> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     const P: &[u8] = b"You say that ";
 
@@ -1125,7 +1132,11 @@ mod tests {
             );
             assert_eq!((next, out.len()), (Next::Continue, 0));
             assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(60)));
-            let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+            let next = http.on_deadline(
+                &mut session,
+                &mut Answers::new(&mut out, usize::MAX, now),
+                None,
+            );
             assert_eq!(next, Next::Close);
             assert!(
                 out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
@@ -1219,7 +1230,11 @@ mod tests {
         let now = Instant::now();
         http.on_open(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
         assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
-        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        let next = http.on_deadline(
+            &mut session,
+            &mut Answers::new(&mut out, usize::MAX, now),
+            None,
+        );
         assert_eq!(next, Next::Close);
         assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }
@@ -1236,7 +1251,11 @@ mod tests {
             &mut Answers::new(&mut out, usize::MAX, now),
         );
         assert_eq!(http.deadline(&session), Some(now + Duration::from_secs(10)));
-        let next = http.on_deadline(&mut session, &mut Answers::new(&mut out, usize::MAX, now));
+        let next = http.on_deadline(
+            &mut session,
+            &mut Answers::new(&mut out, usize::MAX, now),
+            None,
+        );
         assert_eq!(next, Next::Close);
         assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     }

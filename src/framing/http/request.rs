@@ -65,6 +65,10 @@ pub(super) struct Head<'a> {
     pub path: &'a [u8],
     /// Bytes of `path` percent-decoded.
     pub decoded_len: usize,
+    /// The request may ask for test-backend controls (issue 17): its target has a query, or a
+    /// field's name starts with `x-` (any case). Its head is read again for them then, off the
+    /// common path (`controlled`): one flag keeps a `Head` as small as it was.
+    pub controls: bool,
     /// What the request asked of its connection.
     pub connection: ConnectionHeader,
     /// `Expect: 100-continue` from a client that understands 100.
@@ -209,12 +213,14 @@ fn accept<'a>(
             "the request target must be ASCII (percent-encode the rest)",
         ));
     }
-    let (path, decoded_len) = target::echo_path(target).map_err(|why| refusal(BAD_REQUEST, why))?;
+    let (path, decoded_len, query) =
+        target::echo_path(target).map_err(|why| refusal(BAD_REQUEST, why))?;
     Ok(Some(Head {
         len: head_len,
         method,
         path,
         decoded_len,
+        controls: query | fields.x_fields,
         connection,
         expect_continue,
         chunked,
@@ -388,6 +394,8 @@ struct Fields<'h> {
     close: bool,
     keep_alive: bool,
     expect: Expect,
+    /// A field's name starts with `x-`.
+    x_fields: bool,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -427,6 +435,8 @@ impl<'h> Fields<'h> {
                 _ => false,
             };
             if !known {
+                // An `x-` name may be a control (issue 17), read again off the common path.
+                fields.x_fields |= name.get(1) == Some(&b'-') && name[0] | 0x20 == b'x';
                 continue;
             }
             if name.len() == 4 {

@@ -58,7 +58,8 @@ pub(super) enum Length {
 /// the `Date` of this second, and the count of answers by status.
 #[derive(Debug, Clone)]
 pub(super) struct Heads {
-    /// `HTTP/1.1 200 OK`, `Server` and the start of `Date`, written as one piece.
+    /// `HTTP/1.1 200 OK`, `Server`, `X-Served-By` with `--instance`, and the start of `Date`,
+    /// written as one piece: naming the instance costs an answer nothing but its bytes.
     ok_head: Box<[u8]>,
     date: DateCache,
     /// Responses answered, by status.
@@ -66,9 +67,11 @@ pub(super) struct Heads {
 }
 
 impl Heads {
-    pub(super) fn new() -> Heads {
+    /// Heads that name `instance` (already checked to be a field value) in `X-Served-By`.
+    pub(super) fn new(instance: Option<&str>) -> Heads {
+        let served_by = instance.map_or(String::new(), |name| format!("X-Served-By: {name}\r\n"));
         let ok_head = format!(
-            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\nDate: ",
+            "HTTP/1.1 200 OK\r\nServer: saythat/{}\r\n{served_by}Date: ",
             env!("CARGO_PKG_VERSION")
         );
         Heads {
@@ -80,6 +83,24 @@ impl Heads {
 
     pub(super) fn counts(&self) -> &ProtocolCounts {
         &self.counts
+    }
+
+    /// The counts, for what a controlled answer did beside its status.
+    pub(super) fn counts_mut(&mut self) -> &mut ProtocolCounts {
+        &mut self.counts
+    }
+
+    /// Writes (and counts) the start of a controlled answer's head, of any status: the status
+    /// line, `Server`, `X-Served-By`, `Date`. The caller writes its other fields and ends it with
+    /// [`end_head`].
+    pub(super) fn write_start(&mut self, answers: &mut Answers<'_>, status: u16) {
+        self.counts.response(status);
+        answers.push(b"HTTP/1.1 ");
+        answers.push(itoa::Buffer::new().format(status).as_bytes());
+        answers.push(b" ");
+        answers.push(reason(status).as_bytes());
+        answers.push(&self.ok_head[b"HTTP/1.1 200 OK".len()..]);
+        answers.push(self.date.at(answers.now()));
     }
 
     /// Uncounts the head written for `answer`, if any: it will not go out.
@@ -182,7 +203,7 @@ impl Heads {
 
 /// The `Connection` field, if any, and the empty line that ends a head.
 #[inline(always)]
-fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
+pub(super) fn end_head(answers: &mut Answers<'_>, connection: ConnectionHeader) {
     match connection {
         ConnectionHeader::Persist => answers.push(b"\r\n\r\n"),
         ConnectionHeader::KeepAlive => answers.push(b"\r\nConnection: keep-alive\r\n\r\n"),
@@ -211,4 +232,67 @@ pub(super) fn chunk_size_line(mut n: usize, line: &mut [u8; 18]) -> &[u8] {
         }
     }
     &line[at..]
+}
+
+/// The reason phrase of `status` (RFC 9110's, and a few others clients know); empty for a code
+/// without one, as RFC 9112 allows.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        511 => "Network Authentication Required",
+        _ => "",
+    }
 }

@@ -26,19 +26,20 @@ pub(super) fn authority(target: &str) -> Option<&[u8]> {
 
 /// What a request without a body said: its target's path after the leading `/`, query dropped,
 /// and its length percent-decoded (a `%` not followed by two hex digits is refused: the
-/// `percent-encoding` crate passes such bytes through, which hides a client's bug).
+/// `percent-encoding` crate passes such bytes through, which hides a client's bug); and whether
+/// a query follows (where test-backend controls are asked, issue 17).
 ///
 /// One pass finds the first `?` or `%`; for a path with no escape, the common case, that is all
 /// there is to know, so the path is not scanned again, here or when it is written.
 #[inline(always)]
-pub(super) fn echo_path(target: &str) -> Result<(&[u8], usize), Bad> {
+pub(super) fn echo_path(target: &str) -> Result<(&[u8], usize, bool), Bad> {
     let path = match target.strip_prefix('/') {
         Some(path) => path.as_bytes(),
         None => other_form_path(target)?,
     };
     match memchr::memchr2(b'?', b'%', path) {
-        None => Ok((path, path.len())),
-        Some(at) if path[at] == b'?' => Ok((&path[..at], at)),
+        None => Ok((path, path.len(), false)),
+        Some(at) if path[at] == b'?' => Ok((&path[..at], at, true)),
         Some(at) => escaped_path(path, at),
     }
 }
@@ -63,8 +64,9 @@ fn other_form_path(target: &str) -> Result<&[u8], Bad> {
 /// every escape checked, and its decoded length.
 #[cold]
 #[inline(never)]
-fn escaped_path(path: &[u8], first: usize) -> Result<(&[u8], usize), Bad> {
+fn escaped_path(path: &[u8], first: usize) -> Result<(&[u8], usize, bool), Bad> {
     let end = memchr::memchr(b'?', &path[first..]).map_or(path.len(), |at| first + at);
+    let query = end < path.len();
     let path = &path[..end];
     let mut escapes = 0;
     // An escape's two digits are hex, never `%`, so every `%` found starts an escape.
@@ -75,7 +77,7 @@ fn escaped_path(path: &[u8], first: usize) -> Result<(&[u8], usize), Bad> {
         }
         escapes += 1;
     }
-    Ok((path, path.len() - 2 * escapes))
+    Ok((path, path.len() - 2 * escapes, query))
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {

@@ -16,7 +16,7 @@ pub mod utf8;
 
 use std::time::{Duration, Instant};
 
-use super::{Answers, CloseReason, Next, Protocol, ProtocolCounts};
+use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
 use frame::{
     close_code_valid, encode_header, unmask, FrameHeader, HeaderReader, Opcode, MAX_CONTROL,
@@ -447,7 +447,12 @@ impl Protocol for WebSocket {
         }
     }
 
-    fn on_deadline(&mut self, s: &mut WsSession, answers: &mut Answers<'_>) -> Next {
+    fn on_deadline(
+        &mut self,
+        s: &mut WsSession,
+        answers: &mut Answers<'_>,
+        _: Option<Origin<'_>>,
+    ) -> Next {
         match s.closing {
             Some(until) if answers.now() >= until => Next::Close,
             Some(_) => Next::Continue,
@@ -762,10 +767,16 @@ mod tests {
         );
         let early = now + CLOSE_WAIT / 2;
         let mut answers = Answers::new(&mut out, usize::MAX, early);
-        assert_eq!(ws.on_deadline(&mut session, &mut answers), Next::Continue);
+        assert_eq!(
+            ws.on_deadline(&mut session, &mut answers, None),
+            Next::Continue
+        );
         let late = now + CLOSE_WAIT;
         let mut answers = Answers::new(&mut out, usize::MAX, late);
-        assert_eq!(ws.on_deadline(&mut session, &mut answers), Next::Close);
+        assert_eq!(
+            ws.on_deadline(&mut session, &mut answers, None),
+            Next::Close
+        );
         assert_eq!(out, close(1002, "continuation without a message"));
     }
 
@@ -904,7 +915,11 @@ mod tests {
         // Idle: due now, and answered 1001 when it comes.
         let due = ws.deadline(&idle).expect("a deadline for the idle session");
         assert!(due <= Instant::now());
-        let next = ws.on_deadline(&mut idle, &mut Answers::new(&mut out, usize::MAX, now));
+        let next = ws.on_deadline(
+            &mut idle,
+            &mut Answers::new(&mut out, usize::MAX, now),
+            None,
+        );
         assert_eq!(
             (answers(&mut out), next),
             (close(1001, "going away"), Next::Continue)
