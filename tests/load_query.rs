@@ -3,8 +3,9 @@
 //! of a size asked, a JSON description of the request sent), and a query the server would refuse
 //! refused with exit 2.
 //!
-//! Against saythat's own HTTP framing (which drops the query from the echo) and against tiny std
-//! servers that record what they were sent or answer 503 on purpose. Every byte goes to 127.0.0.1.
+//! Against saythat's own HTTP framing (a test backend that acts on the controls, and drops the
+//! query from the echo) and against tiny std servers that record what they were sent or answer
+//! wrong on purpose. Every byte goes to 127.0.0.1.
 
 mod common;
 
@@ -446,6 +447,48 @@ fn a_query_whose_controls_the_server_would_refuse_exits_2_with_the_servers_reaso
             stderr.contains(&format!("invalid --query {query:?}")) && stderr.contains(says),
             "{query}: {}",
             describe(&output)
+        );
+    }
+}
+
+#[test]
+fn against_saythat_answers_as_asked_pass_and_both_statuses_are_counted() {
+    let server = TestServer::start(&Config {
+        framing: FramingKind::Http,
+        ..Config::loopback()
+    });
+    let flags = [
+        "--query",
+        "status=503:50",
+        "--pipeline",
+        "4",
+        "--messages",
+        "2000",
+    ];
+    let report = run_ok(&args(server.addr(), &flags));
+    assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
+    let (oks, unavailable) = (report.statuses[&200], report.statuses[&503]);
+    assert!(oks + unavailable >= 2000, "{report}");
+    // Half of each, drawn: the two differ by about 45 (one standard deviation); by 400 almost
+    // never.
+    assert!(oks.abs_diff(unavailable) < 400, "{report}");
+
+    // Each other control the checker reads, alone and together, by GET and POST.
+    for (method, query) in [
+        ("get", "size=8:30,300:30"),
+        ("post", "size=5000&status=503:10"),
+        ("get", "format=json"),
+        ("post", "format=json&status=201:50"),
+        ("get", "status=204:40,304:20,103:10"),
+        ("post", "drip=50:1ms&size=120:50"),
+        ("get", "delay=1ms&status=503:25,429:25&size=1:50"),
+    ] {
+        let flags = ["--method", method, "--query", query, "--messages", "200"];
+        let report = run_ok(&args(server.addr(), &flags));
+        assert_eq!(
+            (report.messages, report.errors),
+            (200, 0),
+            "{query}: {report}"
         );
     }
 }
