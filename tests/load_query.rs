@@ -18,6 +18,7 @@ use std::thread;
 
 use clap::Parser;
 use common::{run_to_end, saythat, TestServer, TIMEOUT};
+use saythat::framing::http::FILLER_LINE;
 use saythat::load::{self, LoadArgs, LoadReport};
 use saythat::{Config, FramingKind};
 
@@ -305,10 +306,15 @@ fn a_query_built_in_code_meets_the_same_checks() {
     assert!(err.to_string().contains("cannot use --query"), "{err}");
 }
 
-/// The echo of `message` cut or padded (with `-`) to `len` bytes, `200 OK`.
+/// The echo of `message` cut or padded (with saythat's filler) to `len` bytes, `200 OK`.
 fn sized(len: usize, message: &[u8]) -> Vec<u8> {
     let mut body = [PREFIX, message].concat();
-    body.resize(len, b'-');
+    let filler = FILLER_LINE
+        .iter()
+        .cycle()
+        .take(len.saturating_sub(body.len()));
+    body.extend(filler);
+    body.truncate(len);
     let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
     [head.as_bytes(), &body].concat()
 }

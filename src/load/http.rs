@@ -13,6 +13,7 @@ use super::described::check_description;
 use super::expect::Expect;
 use super::fault::{context, escape, quote, unasked, Fault, Fed, Statuses};
 use super::message::{seed, Protocol};
+use crate::framing::http::FILLER_LINE;
 
 /// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
 /// this is wrong rather than held, so a server cannot grow a connection's buffer without bound.
@@ -354,11 +355,29 @@ impl HttpChecker {
             self.off += got.len() as u64;
             return Ok(());
         }
-        // The echo's bytes: a `size` short of it cuts it, one past it adds filler after it,
-        // whose bytes are not checked (the server's filler is not on main yet).
+        // The echo's bytes: a `size` short of it cuts it, one past it adds saythat's filler
+        // after it, `FILLER_LINE` over and over from the echo's end.
         let echo = proto.body_len().saturating_sub(self.off);
         let (got, filler) =
             got.split_at(usize::try_from(echo).map_or(got.len(), |e| e.min(got.len())));
+        let past = (self.off + got.len() as u64).saturating_sub(proto.body_len());
+        let line = FILLER_LINE.len() as u64;
+        let wrong_filler = filler
+            .iter()
+            .zip(past..)
+            .position(|(&b, k)| b != FILLER_LINE[(k % line) as usize]);
+        if let Some(p) = wrong_filler {
+            let expected = FILLER_LINE[((past + p as u64) % line) as usize];
+            return Err(Bad::wrong(
+                got.len() + p,
+                format!(
+                    "expected filler byte {} (a size past the echo), got {} after \"{}\"",
+                    quote(expected),
+                    quote(filler[p]),
+                    context(filler, p)
+                ),
+            ));
+        }
         let prefix = &proto.prefix[..];
         let mut k = 0;
         let mut wrong = None;
@@ -797,6 +816,17 @@ mod tests {
         }
     }
 
+    /// The echo cut to `len` bytes, or padded with saythat's filler.
+    fn sized(mut echo: Vec<u8>, len: usize) -> Vec<u8> {
+        let filler = FILLER_LINE
+            .iter()
+            .cycle()
+            .take(len.saturating_sub(echo.len()));
+        echo.extend(filler);
+        echo.truncate(len);
+        echo
+    }
+
     /// What a body is made of the echo.
     type Shape = fn(Vec<u8>) -> Vec<u8>;
 
@@ -815,10 +845,7 @@ mod tests {
         // The echo is 21 bytes (13 of prefix, 8 of message): 5 cuts it, 100 pads it.
         let p = proto_asking(HttpMethod::Get, 8, "size=100:50,5:40");
         let cut: Shape = |echo| echo[..5].to_vec();
-        let padded: Shape = |mut echo| {
-            echo.resize(100, b'f');
-            echo
-        };
+        let padded: Shape = |echo| sized(echo, 100);
         let whole: Shape = |echo| echo;
         let bodies = [cut, padded, whole, padded, cut];
         for answer in [saythat_answer, |b: &[u8]| chunked_answer(b, &[3])] {
@@ -830,7 +857,7 @@ mod tests {
         // Another length, by Content-Length or chunked, is wrong and names the lengths asked.
         let lengths = "21 (prefix and message) or one of 5, 100 (asked by size)";
         let mut long = body(&p, 1, 0);
-        long.resize(101, b'f');
+        long = sized(long, 101);
         let (kind, what) = fault(&p, &saythat_answer(&long));
         assert_eq!(kind, Fault::Wrong);
         assert!(
@@ -853,6 +880,21 @@ mod tests {
             wrong[at] = b'#';
             let what = fault(&p, &saythat_answer(&wrong)).1;
             assert!(what.contains("got '#'"), "{what}");
+        }
+        // So is the filler after it, from the echo's end on, however the body is cut.
+        let mut wrong = padded(body(&p, 1, 0));
+        wrong[90] = b'#';
+        for answer in [saythat_answer(&wrong), chunked_answer(&wrong, &[30, 60])] {
+            for piece in [1, 17, answer.len()] {
+                let (done, error) = feed_in_pieces(&p, &answer, piece, 1);
+                let what = error.expect("a wrong filler byte").1;
+                assert_eq!(done, 0);
+                let expected = quote(FILLER_LINE[(90 - 21) % FILLER_LINE.len()]);
+                assert!(
+                    what.contains(&format!("expected filler byte {expected}")),
+                    "{what}"
+                );
+            }
         }
         // Without a rest, the echo's own length is no answer.
         let p = proto_asking(HttpMethod::Post, 8, "size=100");
@@ -1088,7 +1130,7 @@ mod tests {
                 if let Some((_, more)) = off_by_one.filter(|&(which, _)| which == s) {
                     len = if more { len + 1 } else { len - 1 };
                 }
-                b.resize(len, b'-');
+                b = sized(b, len);
                 let head = if chunked {
                     format!("HTTP/1.1 {}\r\nTransfer-Encoding: chunked\r\n\r\n", statuses[status])
                 } else {
