@@ -1,8 +1,11 @@
 //! `saythat load --query`: the query text sent with every HTTP request, the answers counted by
-//! status, and a status other than 200 taken as right only when the query asks for statuses.
+//! status and checked against the controls it carries (a status only among those asked, a body
+//! of a size asked, a JSON description of the request sent), and a query the server would refuse
+//! refused with exit 2.
 //!
-//! Against saythat's own HTTP framing (which drops the query from the echo) and against tiny std
-//! servers that record what they were sent or answer 503 on purpose. Every byte goes to 127.0.0.1.
+//! Against saythat's own HTTP framing (a test backend that acts on the controls, and drops the
+//! query from the echo) and against tiny std servers that record what they were sent or answer
+//! wrong on purpose. Every byte goes to 127.0.0.1.
 
 mod common;
 
@@ -15,6 +18,7 @@ use std::thread;
 
 use clap::Parser;
 use common::{run_to_end, saythat, TestServer, TIMEOUT};
+use saythat::framing::http::FILLER_LINE;
 use saythat::load::{self, LoadArgs, LoadReport};
 use saythat::{Config, FramingKind};
 
@@ -300,4 +304,197 @@ fn a_query_built_in_code_meets_the_same_checks() {
     a.framing = load::LoadFraming::Chunk;
     let err = load::run(&a).expect_err("no query in echo");
     assert!(err.to_string().contains("cannot use --query"), "{err}");
+}
+
+/// The echo of `message` cut or padded (with saythat's filler) to `len` bytes, `200 OK`.
+fn sized(len: usize, message: &[u8]) -> Vec<u8> {
+    let mut body = [PREFIX, message].concat();
+    let filler = FILLER_LINE
+        .iter()
+        .cycle()
+        .take(len.saturating_sub(body.len()));
+    body.extend(filler);
+    body.truncate(len);
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+    [head.as_bytes(), &body].concat()
+}
+
+/// A JSON description of `GET /PATH` with no body, `200 OK`, as a test backend's `format=json`.
+fn described(path: &str) -> Vec<u8> {
+    let json = serde_json::json!({
+        "method": "GET", "target": format!("{path}?format=json"), "path": path,
+        "query": [["format", "json"]], "version": "HTTP/1.1", "body": "", "worker": 0
+    });
+    let body = serde_json::to_vec(&json).expect("JSON");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), &body].concat()
+}
+
+/// Runs 200 messages on one connection against a server answering with `answer`, asking
+/// `query`: the report.
+fn run_asking(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>) -> LoadReport {
+    run_for(query, answer, "30")
+}
+
+/// `run_asking` for answers that never pass: half a second is errors enough.
+fn run_failing(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>) -> LoadReport {
+    run_for(query, answer, "0.5")
+}
+
+fn run_for(query: &str, answer: fn(usize, &[u8]) -> Vec<u8>, secs: &str) -> LoadReport {
+    let flags = [
+        "--query",
+        query,
+        "--conns",
+        "1",
+        "--messages",
+        "200",
+        "--duration",
+        secs,
+    ];
+    match load::run(&args(serve(None, answer), &flags)) {
+        Ok(report) => {
+            println!("{report}");
+            report
+        }
+        Err(e) => panic!("the run could not start: {e}"),
+    }
+}
+
+/// The run failed with `errors` of one kind, and its first error says `says`.
+fn assert_failed(report: &LoadReport, says: &str) {
+    assert!(report.failure().is_some(), "{report}");
+    assert!(report.errors > 0, "{report}");
+    let first = report.first_errors.first().expect("an error sampled");
+    assert!(first.contains(says), "{first}\n{report}");
+}
+
+#[test]
+fn answers_as_the_query_asks_pass_and_others_fail_naming_what_is_wrong() {
+    // Statuses: 503 asked, 500 not.
+    let report = run_asking("status=503:20", flaky);
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("status=503:20", |n, m| match n % 5 {
+        4 => echo("500 Internal Server Error", m),
+        _ => echo("200 OK", m),
+    });
+    assert_eq!(report.bad_status, report.errors, "{report}");
+    assert_failed(
+        &report,
+        "status `500 Internal Server Error` where 200 or 503 (asked by --query) was expected",
+    );
+
+    // Sizes: 5 and 100 asked, with a rest of the echo (13 + 64 bytes); 99 is none of them.
+    let report = run_asking("size=5:30,100:30", |n, m| match n % 3 {
+        0 => sized(5, m),
+        1 => sized(100, m),
+        _ => sized(77, m),
+    });
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("size=5:30,100:30", |n, m| {
+        sized(if n < 3 { 100 } else { 99 }, m)
+    });
+    assert_eq!(report.wrong, report.errors, "{report}");
+    assert_failed(
+        &report,
+        "`Content-Length: 99` where 77 (prefix and message) or one of 5, 100 (asked by size) \
+         was expected",
+    );
+    // A right length with the echo's bytes wrong.
+    let report = run_failing("size=100", |_, m| {
+        let mut answer = sized(100, m);
+        let at = answer.len() - 100 + 20;
+        answer[at] = b'#';
+        answer
+    });
+    assert_failed(&report, "got '#'");
+
+    // A JSON description: of the request sent, or of another path, or no JSON at all.
+    let report = run_asking("format=json", |_, m| {
+        described(&format!("/{}", String::from_utf8_lossy(m)))
+    });
+    assert_eq!((report.messages, report.errors), (200, 0), "{report}");
+    let report = run_failing("format=json", |_, _| described("/elsewhere"));
+    assert_failed(&report, "the JSON description's path is \"/elsewhere\"");
+    let report = run_failing("format=json", ok);
+    assert_failed(&report, "the JSON description does not parse");
+}
+
+#[test]
+fn a_query_whose_controls_the_server_would_refuse_exits_2_with_the_servers_reason() {
+    for (query, says) in [
+        ("status=abc", "control status"),
+        ("delay=5parsecs", "control delay"),
+        ("status=503:60,429:60", "control status"),
+        ("size=-1", "control size"),
+        ("format=json&size=10", "leave one of them out"),
+    ] {
+        let argv = [
+            "load",
+            "--addr",
+            "127.0.0.1:9",
+            "--framing",
+            "http",
+            "--query",
+            query,
+        ];
+        let output = run_to_end(saythat(&argv), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{query}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("invalid --query {query:?}")) && stderr.contains(says),
+            "{query}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn against_saythat_answers_as_asked_pass_and_both_statuses_are_counted() {
+    let server = TestServer::start(&Config {
+        framing: FramingKind::Http,
+        ..Config::loopback()
+    });
+    let flags = [
+        "--query",
+        "status=503:50",
+        "--pipeline",
+        "4",
+        "--messages",
+        "2000",
+    ];
+    let report = run_ok(&args(server.addr(), &flags));
+    assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
+    let (oks, unavailable) = (report.statuses[&200], report.statuses[&503]);
+    assert!(oks + unavailable >= 2000, "{report}");
+    // Half of each, drawn: the two differ by about 45 (one standard deviation); by 400 almost
+    // never.
+    assert!(oks.abs_diff(unavailable) < 400, "{report}");
+
+    // Each other control the checker reads, alone and together, by GET and POST.
+    for (method, query) in [
+        ("get", "size=8:30,300:30"),
+        ("post", "size=5000&status=503:10"),
+        ("get", "format=json"),
+        ("post", "format=json&status=201:50"),
+        ("get", "status=204:40,304:20,103:10"),
+        ("post", "drip=50:1ms&size=120:50"),
+        ("get", "delay=1ms&status=503:25,429:25&size=1:50"),
+    ] {
+        let flags = ["--method", method, "--query", query, "--messages", "200"];
+        let report = run_ok(&args(server.addr(), &flags));
+        assert_eq!(
+            (report.messages, report.errors),
+            (200, 0),
+            "{query}: {report}"
+        );
+    }
 }

@@ -97,8 +97,10 @@ pub struct LoadArgs {
 
     /// With `--framing http`: query text sent with every request, as `?STRING` after its path
     /// (e.g. `delay=10ms&status=503:10`, a test backend's controls). Visible ASCII without `#`
-    /// (percent-encode the rest), at most 4096 bytes. With a `status` control, any final status
-    /// 200 to 599 is a right answer; each status is counted in the report.
+    /// (percent-encode the rest), at most 4096 bytes. Its controls are read as the server reads
+    /// them (one it would refuse exits 2) and every answer is checked against them: a status
+    /// among those asked, a body of a size asked, a JSON description of the request sent. Each
+    /// status is counted in the report.
     #[arg(long, value_name = "STRING", env = "SAYTHAT_LOAD_QUERY", value_parser = parse_query)]
     pub query: Option<String>,
 

@@ -15,7 +15,7 @@ pub(crate) enum Fault {
     /// body (a wrong Content-Length, no length at all, a malformed head or chunk); in WebSocket
     /// also a refused upgrade, a frame of the wrong type or length, or one the RFC forbids.
     Wrong,
-    /// HTTP: a status other than `200 OK`.
+    /// HTTP: a status other than `200 OK`, or than those `--query` asked for.
     BadStatus,
     /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep.
     ConnectionClose,

@@ -4,12 +4,16 @@
 //! Unlike the echo framings, answers are framed by their heads, so the checker parses: heads with
 //! httparse straight from the bytes read (a connection holds bytes only for a head split across
 //! reads), bodies compared as they stream, never stored. It must never allocate per answer in
-//! steady state, and never pass anything but `HTTP/1.1 200 OK` (or, when `--query` asks for a
-//! status, any final status up to 599), a body of exactly the prefix and the message (none after
-//! 204 and 304), and a connection kept alive.
+//! steady state, and never pass anything but `HTTP/1.1 200 OK` (or a status `--query` asked
+//! for), a body of exactly the prefix and the message (or as `--query` asks: a size, the echo
+//! then filler; a JSON description of the request), none with 1xx, 204 and 304, and a
+//! connection kept alive.
 
+use super::described::check_description;
+use super::expect::Expect;
 use super::fault::{context, escape, quote, unasked, Fault, Fed, Statuses};
 use super::message::{seed, Protocol};
+use crate::framing::http::FILLER_LINE;
 
 /// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
 /// this is wrong rather than held, so a server cannot grow a connection's buffer without bound.
@@ -21,6 +25,9 @@ const MAX_HEADERS: usize = 32;
 const KEEP_HEAD_CAPACITY: usize = 1024;
 /// Hex digits in a chunk size: 16 fill a `u64`, one more could overflow.
 const MAX_CHUNK_DIGITS: u32 = 16;
+/// A description buffer that grew past this is released once checked, as `KEEP_HEAD_CAPACITY`;
+/// a description of a message of the default 64 bytes is about 500.
+const KEEP_JSON_CAPACITY: usize = 4096;
 /// Head bytes quoted when a head does not parse: enough for a status line and a field or two.
 const MAX_QUOTED: usize = 64;
 
@@ -30,8 +37,8 @@ enum Part {
     /// The head: bytes held in `HttpChecker::head` if it started in an earlier read.
     #[default]
     Head,
-    /// A body of the Content-Length announced, which was the expected one.
-    Length,
+    /// A body of the Content-Length announced, one of the lengths expected.
+    Length(u64),
     /// A chunked body.
     Chunked(Chunk),
 }
@@ -88,19 +95,19 @@ impl Bad {
 
 /// How a complete head says its body is framed.
 enum Framing {
-    Length,
+    Length(u64),
     Chunked,
     /// An interim `1xx` answer (RFC 9110 section 15.2): a head alone, the final answer to the
     /// same request still to come.
     Interim,
-    /// A `204` or `304` answer, asked for with a `status` control: a head alone, and complete
-    /// (RFC 9110 sections 15.3.5 and 15.4.5).
+    /// A `204` or `304` answer, or an interim status asked for as the final one, with a `status`
+    /// control: a head alone, and complete (RFC 9110 sections 15.3.5 and 15.4.5).
     Empty,
 }
 
-/// Checks one connection's HTTP answers: every one `200 OK`, kept alive, framed by a
-/// Content-Length equal to the expected body's or chunked, its body exactly the prefix and the
-/// message.
+/// Checks one connection's HTTP answers: every one `200 OK` (or a status asked for), kept alive,
+/// framed by a Content-Length equal to an expected body's or chunked, its body exactly the prefix
+/// and the message (or as asked).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HttpChecker {
     /// The start of a head that did not complete in one read; empty otherwise (keeping its
@@ -109,6 +116,9 @@ pub(crate) struct HttpChecker {
     part: Part,
     /// Bytes of the expected body (the prefix, then the payload) matched so far.
     off: u64,
+    /// With `format=json`: the description being received, parsed once complete; empty
+    /// otherwise (keeping its capacity). At most `Expect::max_len` bytes.
+    json: Vec<u8>,
     /// Bytes of this stream checked so far, to say where an error was.
     received: u64,
 }
@@ -117,8 +127,8 @@ impl HttpChecker {
     /// Payload bytes of the answer being received matched so far.
     pub(crate) fn partial(&self, proto: &Protocol) -> u32 {
         let payload = self.off.saturating_sub(proto.prefix.len() as u64);
-        // `off` never passes the prefix and a `u32` payload.
-        u32::try_from(payload).unwrap_or(u32::MAX)
+        // Past the echo (a `size` control), the whole payload is in.
+        u32::try_from(payload).map_or(proto.size, |p| p.min(proto.size))
     }
 
     /// `Checker::feed` for HTTP: answers complete one after the other, however they were cut.
@@ -142,9 +152,13 @@ impl HttpChecker {
             let rest = &data[i..];
             let step = match self.part {
                 Part::Head => self.head(proto, rest, statuses),
-                Part::Length => self.length_body(proto, msg_seed, rest),
+                Part::Length(len) => self.length_body(proto, msg_seed, len, rest),
                 Part::Chunked(chunk) => self.chunked_body(proto, msg_seed, chunk, rest),
             };
+            let step = step.and_then(|(taken, done)| match done {
+                true => self.finish(proto, msg_seed, taken).map(|()| (taken, done)),
+                false => Ok((taken, done)),
+            });
             let (taken, done) = match step {
                 Ok(step) => step,
                 Err(bad) => {
@@ -212,7 +226,7 @@ impl HttpChecker {
         self.head.clear();
         let complete = matches!(framing, Framing::Empty);
         self.part = match framing {
-            Framing::Length => Part::Length,
+            Framing::Length(len) => Part::Length(len),
             Framing::Chunked => Part::Chunked(Chunk::Size { size: 0, digits: 0 }),
             // Interim: skipped, the next head is the same request's. Empty: the next is the next
             // request's.
@@ -222,18 +236,32 @@ impl HttpChecker {
         Ok((len.saturating_sub(held), complete))
     }
 
-    /// Compares body bytes from `rest` with the expected body: the Content-Length was checked, so
-    /// the answer is complete exactly when all of the expected body came.
+    /// Compares body bytes from `rest` with the expected body: the Content-Length `len` was
+    /// checked, so the answer is complete exactly when `len` bytes came.
     fn length_body(
         &mut self,
         proto: &Protocol,
         msg_seed: u64,
+        len: u64,
         rest: &[u8],
     ) -> Result<(usize, bool), Bad> {
-        let left = proto.body_len() - self.off;
+        let left = len - self.off;
         let run = &rest[..usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()))];
         self.match_body(proto, msg_seed, run)?;
-        Ok((run.len(), self.off == proto.body_len()))
+        Ok((run.len(), self.off == len))
+    }
+
+    /// The answer is complete, after `taken` more bytes: a description is parsed and checked.
+    fn finish(&mut self, proto: &Protocol, msg_seed: u64, taken: usize) -> Result<(), Bad> {
+        if !proto.expect.json() {
+            return Ok(());
+        }
+        let checked = check_description(proto, msg_seed, &self.json);
+        if self.json.capacity() > KEEP_JSON_CAPACITY {
+            self.json = Vec::new();
+        }
+        self.json.clear();
+        checked.map_err(|what| Bad::wrong(taken.saturating_sub(1), what))
     }
 
     /// Decodes chunked body bytes from `rest`: data runs are compared with the expected body,
@@ -245,13 +273,16 @@ impl HttpChecker {
         chunk: Chunk,
         rest: &[u8],
     ) -> Result<(usize, bool), Bad> {
-        let body_len = proto.body_len();
+        let max = proto.expect.max_len();
         if let Chunk::Data { left } = chunk {
-            let room = left.min(body_len - self.off);
+            let room = left.min(max - self.off);
             if room == 0 {
                 return Err(Bad::wrong(
                     0,
-                    format!("the chunked body is longer than the {body_len} bytes expected"),
+                    format!(
+                        "the chunked body is longer than {max} bytes, where {} was expected",
+                        proto.expect.lengths()
+                    ),
                 ));
             }
             let run = &rest[..usize::try_from(room).map_or(rest.len(), |r| r.min(rest.len()))];
@@ -281,12 +312,13 @@ impl HttpChecker {
             }
             (Chunk::Ext { size }, _) if b != b'\n' => Chunk::Ext { size },
             (Chunk::SizeLf { size: 0 }, b'\n') => {
-                if self.off != body_len {
+                if !proto.expect.length_ok(self.off) {
                     return Err(Bad::wrong(
                         0,
                         format!(
-                            "the chunked body ended after {} of the {body_len} bytes expected",
-                            self.off
+                            "the chunked body ended after {} bytes, where {} was expected",
+                            self.off,
+                            proto.expect.lengths()
                         ),
                     ));
                 }
@@ -314,9 +346,38 @@ impl HttpChecker {
         Ok((1, false))
     }
 
-    /// Compares `got` with the expected body from `off` on (the prefix, then the payload) and
-    /// moves `off` past it.
+    /// Compares `got` with the expected body from `off` on (the prefix, then the payload; past
+    /// them, a `size` control's filler) and moves `off` past it. A description is kept whole,
+    /// to be parsed at its end.
     fn match_body(&mut self, proto: &Protocol, msg_seed: u64, got: &[u8]) -> Result<(), Bad> {
+        if proto.expect.json() {
+            self.json.extend_from_slice(got);
+            self.off += got.len() as u64;
+            return Ok(());
+        }
+        // The echo's bytes: a `size` short of it cuts it, one past it adds saythat's filler
+        // after it, `FILLER_LINE` over and over from the echo's end.
+        let echo = proto.body_len().saturating_sub(self.off);
+        let (got, filler) =
+            got.split_at(usize::try_from(echo).map_or(got.len(), |e| e.min(got.len())));
+        let past = (self.off + got.len() as u64).saturating_sub(proto.body_len());
+        let line = FILLER_LINE.len() as u64;
+        let wrong_filler = filler
+            .iter()
+            .zip(past..)
+            .position(|(&b, k)| b != FILLER_LINE[(k % line) as usize]);
+        if let Some(p) = wrong_filler {
+            let expected = FILLER_LINE[((past + p as u64) % line) as usize];
+            return Err(Bad::wrong(
+                got.len() + p,
+                format!(
+                    "expected filler byte {} (a size past the echo), got {} after \"{}\"",
+                    quote(expected),
+                    quote(filler[p]),
+                    context(filler, p)
+                ),
+            ));
+        }
         let prefix = &proto.prefix[..];
         let mut k = 0;
         let mut wrong = None;
@@ -348,20 +409,21 @@ impl HttpChecker {
                 ),
             ));
         }
-        self.off += got.len() as u64;
+        self.off += (got.len() + filler.len()) as u64;
         Ok(())
     }
 }
 
 /// Parses an answer head from the start of `buf`: `None` while it is incomplete, else its length
-/// and how its body is framed, or what is wrong with it. The body must be `proto.body_len()`
-/// bytes. A complete final head's status is counted in `statuses`, right or not.
+/// and how its body is framed, or what is wrong with it. The status and the body's length must
+/// be ones `proto.expect` allows. A complete final head's status is counted in `statuses`, right
+/// or not.
 fn parse_head(
     buf: &[u8],
     proto: &Protocol,
     statuses: &mut Statuses,
 ) -> Result<Option<(usize, Framing)>, Bad> {
-    let body_len = proto.body_len();
+    let expect = &proto.expect;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -380,20 +442,21 @@ fn parse_head(
     // A client must take any number of interim answers before the final one, even unasked
     // (RFC 9110 section 15.2: a `100 Continue` sent without `Expect`, a `103 Early Hints`). They
     // have no body. `101 Switching Protocols` is final: it ends HTTP on the connection, which
-    // no request here asked for.
-    if (100..200).contains(&code) && code != 101 {
+    // no request here asked for. A `1xx` a `status` control asked for is the final answer.
+    if (100..200).contains(&code) && code != 101 && !expect.allows(code) {
         return Ok(Some((len, Framing::Interim)));
     }
     statuses.count(code);
-    // A `status` control in the query asks for other statuses: each is a right answer, with
-    // the same body (the echo) unless the status has none. Which ones were asked for is not
-    // checked yet.
-    let asked = proto.any_status() && (200..600).contains(&code);
-    if code != 200 && !asked {
+    // The statuses a `status` control asks for are right answers, with the same body (the
+    // echo) unless the status has none.
+    if !expect.allows(code) {
         return Err(Bad {
             fault: Fault::BadStatus,
             at: 0,
-            what: format!("status `{code} {reason}` where `200 OK` was expected"),
+            what: format!(
+                "status `{code} {reason}` where {} was expected",
+                expect.statuses()
+            ),
         });
     }
     if response.version != Some(1) || (code == 200 && reason != "OK") {
@@ -403,7 +466,7 @@ fn parse_head(
             format!("status line `HTTP/1.{version} {code} {reason}` where `HTTP/1.1 200 OK` was expected"),
         ));
     }
-    if code == 204 || code == 304 {
+    if Expect::bodiless(code) {
         return Ok(Some((len, Framing::Empty)));
     }
     let (mut length, mut chunked, mut close) = (None, None, false);
@@ -437,38 +500,40 @@ fn parse_head(
             what: "`Connection: close` where the connection was to be kept alive".to_string(),
         });
     }
-    let framing = match (length, chunked) {
-        (Some(_), Some(_)) => {
-            return Err(Bad::wrong(
-                0,
-                "both Content-Length and Transfer-Encoding".to_string(),
-            ))
-        }
-        (Some(n), None) if n != body_len => {
-            return Err(Bad::wrong(
-                0,
-                format!("`Content-Length: {n}` where {body_len} (prefix and message) was expected"),
-            ))
-        }
-        (Some(_), None) => Framing::Length,
-        (None, Some((true, _))) => Framing::Chunked,
-        (None, Some((false, value))) => {
-            return Err(Bad::wrong(
-                0,
-                format!(
-                    "`Transfer-Encoding: {}` does not end with chunked",
-                    escape(value)
-                ),
-            ))
-        }
-        (None, None) => {
-            return Err(Bad::wrong(
+    let framing =
+        match (length, chunked) {
+            (Some(_), Some(_)) => {
+                return Err(Bad::wrong(
+                    0,
+                    "both Content-Length and Transfer-Encoding".to_string(),
+                ))
+            }
+            (Some(n), None) if !expect.length_ok(n) => {
+                return Err(Bad::wrong(
+                    0,
+                    format!(
+                        "`Content-Length: {n}` where {} was expected",
+                        expect.lengths()
+                    ),
+                ))
+            }
+            (Some(n), None) => Framing::Length(n),
+            (None, Some((true, _))) => Framing::Chunked,
+            (None, Some((false, value))) => {
+                return Err(Bad::wrong(
+                    0,
+                    format!(
+                        "`Transfer-Encoding: {}` does not end with chunked",
+                        escape(value)
+                    ),
+                ))
+            }
+            (None, None) => return Err(Bad::wrong(
                 0,
                 "neither Content-Length nor chunked: the body would end only with the connection"
                     .to_string(),
-            ))
-        }
-    };
+            )),
+        };
     Ok(Some((len, framing)))
 }
 
@@ -494,7 +559,22 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = HOST.parse().expect("an address");
-        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false)
+        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false).expect("no query")
+    }
+
+    /// `proto` with `query` sent, and its controls asked of the answers.
+    fn proto_asking(method: HttpMethod, size: u32, query: &str) -> Protocol {
+        let host = HOST.parse().expect("an address");
+        Protocol::new(
+            PREFIX,
+            LoadFraming::Http,
+            size,
+            method,
+            host,
+            Some(query),
+            false,
+        )
+        .expect("a query the server takes")
     }
 
     /// The body every answer to message `seq` on connection `conn` must have.
@@ -645,25 +725,20 @@ mod tests {
     }
 
     #[test]
-    fn with_a_status_control_any_final_status_is_right_and_each_is_counted() {
-        let host = HOST.parse().expect("an address");
-        let query = Some("delay=1ms&status=503:10,204:5");
-        let p = Protocol::new(
-            PREFIX,
-            LoadFraming::Http,
-            8,
+    fn asked_statuses_are_right_and_each_is_counted() {
+        let p = proto_asking(
             HttpMethod::Get,
-            host,
-            query,
-            false,
+            8,
+            "delay=1ms&status=503:10,204:5,304:5,103:1",
         );
-        // The echo with 200 and 503; 204 and 304 have no body, whatever their head says.
+        // The echo with 200 and 503; 1xx asked, 204 and 304 have no body, whatever their head
+        // says.
         let stream = [
             saythat_answer(&body(&p, 1, 0)),
             status_answer("503 Service Unavailable", &body(&p, 1, 1)),
             b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n".to_vec(),
-            status_answer("599 Whatever", &body(&p, 1, 4)),
+            b"HTTP/1.1 103 Early Hints\r\n\r\n".to_vec(),
             saythat_answer(&body(&p, 1, 5)),
         ]
         .concat();
@@ -672,20 +747,38 @@ mod tests {
             let fed = feed_counting(&p, &stream, piece, 6, &mut statuses);
             assert_eq!(fed, (6, None), "in pieces of {piece}");
             let counted: Vec<_> = statuses.by_code().into_iter().collect();
-            assert_eq!(counted, [(200, 2), (204, 1), (304, 1), (503, 1), (599, 1)]);
+            assert_eq!(counted, [(103, 1), (200, 2), (204, 1), (304, 1), (503, 1)]);
         }
-        // Still wrong: a wrong body, a status past 599, 101, and a 200 that is not `OK`.
+        // A status not asked for is bad, named with those that were.
+        for status in [
+            "500 Internal Server Error",
+            "599 Whatever",
+            "600 Beyond",
+            "429 Slow",
+        ] {
+            let (kind, what) = fault(&p, &status_answer(status, &body(&p, 1, 0)));
+            assert_eq!(kind, Fault::BadStatus, "{status}");
+            let asked = "where 103, 200, 204, 304 or 503 (asked by --query) was expected";
+            assert!(
+                what.contains(&format!("status `{status}` {asked}")),
+                "{what}"
+            );
+        }
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(fault(&p, switching).0, Fault::BadStatus);
+        // Still wrong: a wrong body, and a 200 that is not `OK`.
         let mut wrong = status_answer("503 Service Unavailable", &body(&p, 1, 0));
         *wrong.last_mut().expect("a body") = b'#';
         assert_eq!(fault(&p, &wrong).0, Fault::Wrong);
-        let past = status_answer("600 Beyond", &body(&p, 1, 0));
-        assert_eq!(fault(&p, &past).0, Fault::BadStatus);
-        let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(fault(&p, switching).0, Fault::BadStatus);
         assert_eq!(
             fault(&p, &status_answer("200 Fine", &body(&p, 1, 0))).0,
             Fault::Wrong
         );
+        // Weights of 100 % leave no 200.
+        let p = proto_asking(HttpMethod::Get, 8, "x-set-response-status-code=418");
+        let (kind, what) = fault(&p, &saythat_answer(&body(&p, 1, 0)));
+        assert_eq!(kind, Fault::BadStatus);
+        assert!(what.contains("where 418 (asked by --query)"), "{what}");
     }
 
     #[test]
@@ -705,7 +798,8 @@ mod tests {
                 host,
                 query,
                 false,
-            );
+            )
+            .expect("a query the server takes");
             let stream = [
                 saythat_answer(&body(&p, 1, 0)),
                 status_answer("503 Service Unavailable", &body(&p, 1, 1)),
@@ -714,10 +808,147 @@ mod tests {
             let mut statuses = Statuses::default();
             let (done, error) = feed_counting(&p, &stream, stream.len(), 2, &mut statuses);
             assert_eq!(done, 1, "{query:?}");
-            assert_eq!(error.map(|e| e.0), Some(Fault::BadStatus), "{query:?}");
+            let (kind, what) = error.expect("a bad status");
+            assert_eq!(kind, Fault::BadStatus, "{query:?}");
+            assert!(what.contains("where `200 OK` was expected"), "{what}");
             let counted: Vec<_> = statuses.by_code().into_iter().collect();
             assert_eq!(counted, [(200, 1), (503, 1)], "{query:?}");
         }
+    }
+
+    /// The echo cut to `len` bytes, or padded with saythat's filler.
+    fn sized(mut echo: Vec<u8>, len: usize) -> Vec<u8> {
+        let filler = FILLER_LINE
+            .iter()
+            .cycle()
+            .take(len.saturating_sub(echo.len()));
+        echo.extend(filler);
+        echo.truncate(len);
+        echo
+    }
+
+    /// What a body is made of the echo.
+    type Shape = fn(Vec<u8>) -> Vec<u8>;
+
+    /// Answers to messages 0.. of connection 1: each answer made by `answer` of the body its
+    /// shape makes of the echo of its message.
+    fn answers_of(p: &Protocol, bodies: &[Shape], answer: fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut stream = Vec::new();
+        for (s, body_of) in bodies.iter().enumerate() {
+            stream.extend_from_slice(&answer(&body_of(body(p, 1, s as u64))));
+        }
+        stream
+    }
+
+    #[test]
+    fn a_size_is_a_body_of_that_length_the_echo_first_by_length_or_chunked() {
+        // The echo is 21 bytes (13 of prefix, 8 of message): 5 cuts it, 100 pads it.
+        let p = proto_asking(HttpMethod::Get, 8, "size=100:50,5:40");
+        let cut: Shape = |echo| echo[..5].to_vec();
+        let padded: Shape = |echo| sized(echo, 100);
+        let whole: Shape = |echo| echo;
+        let bodies = [cut, padded, whole, padded, cut];
+        for answer in [saythat_answer, |b: &[u8]| chunked_answer(b, &[3])] {
+            let stream = answers_of(&p, &bodies, answer);
+            for piece in [1, 9, stream.len()] {
+                assert_eq!(feed_in_pieces(&p, &stream, piece, 5), (5, None), "{piece}");
+            }
+        }
+        // Another length, by Content-Length or chunked, is wrong and names the lengths asked.
+        let lengths = "21 (prefix and message) or one of 5, 100 (asked by size)";
+        let mut long = body(&p, 1, 0);
+        long = sized(long, 101);
+        let (kind, what) = fault(&p, &saythat_answer(&long));
+        assert_eq!(kind, Fault::Wrong);
+        assert!(
+            what.contains(&format!("`Content-Length: 101` where {lengths}")),
+            "{what}"
+        );
+        let what = fault(&p, &chunked_answer(&long, &[50])).1;
+        assert!(
+            what.contains(&format!("longer than 100 bytes, where {lengths}")),
+            "{what}"
+        );
+        let what = fault(&p, &chunked_answer(&long[..99], &[50])).1;
+        assert!(
+            what.contains(&format!("ended after 99 bytes, where {lengths}")),
+            "{what}"
+        );
+        // The echo's bytes are checked in a cut or padded body.
+        for at in [2, 15] {
+            let mut wrong = padded(body(&p, 1, 0));
+            wrong[at] = b'#';
+            let what = fault(&p, &saythat_answer(&wrong)).1;
+            assert!(what.contains("got '#'"), "{what}");
+        }
+        // So is the filler after it, from the echo's end on, however the body is cut.
+        let mut wrong = padded(body(&p, 1, 0));
+        wrong[90] = b'#';
+        for answer in [saythat_answer(&wrong), chunked_answer(&wrong, &[30, 60])] {
+            for piece in [1, 17, answer.len()] {
+                let (done, error) = feed_in_pieces(&p, &answer, piece, 1);
+                let what = error.expect("a wrong filler byte").1;
+                assert_eq!(done, 0);
+                let expected = quote(FILLER_LINE[(90 - 21) % FILLER_LINE.len()]);
+                assert!(
+                    what.contains(&format!("expected filler byte {expected}")),
+                    "{what}"
+                );
+            }
+        }
+        // Without a rest, the echo's own length is no answer.
+        let p = proto_asking(HttpMethod::Post, 8, "size=100");
+        let what = fault(&p, &saythat_answer(&body(&p, 1, 0))).1;
+        assert!(what.contains("where 100 (asked by size)"), "{what}");
+    }
+
+    /// A description of `method` on `path` with `body`, shaped as saythat writes one.
+    fn described(method: &str, path: &str, body: &str) -> Vec<u8> {
+        let json = serde_json::json!({
+            "method": method, "target": format!("{path}?format=json"), "path": path,
+            "query": [["format", "json"]], "version": "HTTP/1.1", "headers": [["Host", HOST]],
+            "body": body, "body_encoding": "utf-8", "client": "127.0.0.1",
+            "peer": "127.0.0.1:4000", "connection": 1, "request": 1, "instance": null,
+            "worker": 0
+        });
+        let mut out = serde_json::to_vec(&json).expect("JSON");
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn a_json_description_is_parsed_and_checked_however_it_comes() {
+        let p = proto_asking(HttpMethod::Get, 16, "format=json&status=503:50");
+        let message = |s: u64| String::from_utf8(p.message(seed(1, s))).expect("text");
+        let stream = [
+            saythat_answer(&described("GET", &format!("/{}", message(0)), "")),
+            status_answer(
+                "503 Service Unavailable",
+                &described("GET", &format!("/{}", message(1)), ""),
+            ),
+            chunked_answer(&described("GET", &format!("/{}", message(2)), ""), &[7, 40]),
+        ]
+        .concat();
+        for piece in [1, 13, stream.len()] {
+            assert_eq!(feed_in_pieces(&p, &stream, piece, 3), (3, None), "{piece}");
+        }
+        // Message 1's description where message 0's is due; the echo; a description cut short.
+        let other = described("GET", &format!("/{}", message(1)), "");
+        let (kind, what) = fault(&p, &saythat_answer(&other));
+        assert_eq!(kind, Fault::Wrong);
+        assert!(what.contains("conn 1: wrong answer to message 0"), "{what}");
+        assert!(what.contains("the JSON description's path is"), "{what}");
+        let echo = saythat_answer(&body(&p, 1, 0));
+        assert!(fault(&p, &echo).1.contains("does not parse"));
+        let whole = described("GET", &format!("/{}", message(0)), "");
+        let cut = saythat_answer(&whole[..whole.len() - 3]);
+        assert!(fault(&p, &cut).1.contains("does not parse"));
+        // The buffer is emptied between answers, so a description after a good one parses.
+        let c = &mut HttpChecker::default();
+        let first = saythat_answer(&whole);
+        let fed = c.feed(&p, 1, 0, 2, &first, &mut Statuses::default());
+        assert_eq!((fed.completed, fed.error), (1, None));
+        assert!(c.json.is_empty());
     }
 
     #[test]
@@ -881,6 +1112,47 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Answers as a query of statuses and sizes asks, by length or chunked, pass however
+        /// they are cut; one byte more or less in any of them is caught.
+        #[test]
+        fn asked_sizes_and_statuses_pass_however_cut(
+            picks in proptest::collection::vec((0usize..3, 0usize..3, proptest::bool::ANY), 1..6),
+            delivery in 1usize..200,
+            off_by_one in proptest::option::of((0usize..6, proptest::bool::ANY)),
+        ) {
+            let p = proto_asking(HttpMethod::Post, 20, "status=503:30,404:30&size=3:20,150:20");
+            let statuses = ["200 OK", "503 Service Unavailable", "404 Not Found"];
+            let sizes = [3, 150, 33];
+            let mut stream = Vec::new();
+            for (s, &(status, size, chunked)) in picks.iter().enumerate() {
+                let mut b = body(&p, 1, s as u64);
+                let mut len = sizes[size];
+                if let Some((_, more)) = off_by_one.filter(|&(which, _)| which == s) {
+                    len = if more { len + 1 } else { len - 1 };
+                }
+                b = sized(b, len);
+                let head = if chunked {
+                    format!("HTTP/1.1 {}\r\nTransfer-Encoding: chunked\r\n\r\n", statuses[status])
+                } else {
+                    format!("HTTP/1.1 {}\r\nContent-Length: {len}\r\n\r\n", statuses[status])
+                };
+                stream.extend_from_slice(head.as_bytes());
+                if chunked {
+                    stream.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                    stream.extend_from_slice(&b);
+                    stream.extend_from_slice(b"\r\n0\r\n\r\n");
+                } else {
+                    stream.extend_from_slice(&b);
+                }
+            }
+            let n = picks.len();
+            let (done, error) = feed_in_pieces(&p, &stream, delivery, n);
+            match off_by_one {
+                Some((which, _)) if which < n => proptest::prop_assert!(error.is_some() || done < n),
+                _ => proptest::prop_assert_eq!((done, error), (n, None)),
+            }
+        }
+
         /// Pipelined answers pass however they are cut, and changing any one byte is caught
         /// (or leaves the answers incomplete).
         #[test]

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 
+use super::expect::Expect;
 use crate::framing::ws::frame::{unmask, Opcode};
 use crate::ws_client::{client_header, MAX_CLIENT_HEADER};
 
@@ -50,11 +51,14 @@ pub(crate) struct Protocol {
     /// Bytes written per message: `size`, plus the request around it in HTTP or the frame
     /// header in WebSocket.
     wire_size: u32,
+    /// HTTP: the right answers, as `--query` asks them.
+    pub(super) expect: Expect,
 }
 
 impl Protocol {
     /// The protocol of `framing`; `method`, `host` and `query` only shape HTTP requests,
-    /// `ws_text` only WebSocket messages.
+    /// `ws_text` only WebSocket messages. The error is why the server would refuse the query's
+    /// controls, or why its answers cannot be checked.
     pub(crate) fn new(
         prefix: &[u8],
         framing: LoadFraming,
@@ -63,7 +67,8 @@ impl Protocol {
         host: SocketAddr,
         query: Option<&str>,
         ws_text: bool,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let expect = Expect::new(query, prefix.len(), size)?;
         let alphabet = ALPHABET
             .iter()
             .copied()
@@ -76,7 +81,7 @@ impl Protocol {
         let ws = (framing == LoadFraming::Ws).then(|| WsShape::new(size, ws_text));
         let around =
             request.as_ref().map_or(0, RequestShape::len) + ws.as_ref().map_or(0, WsShape::len);
-        Protocol {
+        Ok(Protocol {
             prefix: prefix.to_vec(),
             chunk: framing == LoadFraming::Chunk,
             line: framing == LoadFraming::Line,
@@ -87,7 +92,8 @@ impl Protocol {
             wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
             request,
             ws,
-        }
+            expect,
+        })
     }
 
     /// The protocol of an echo framing (unit tests).
@@ -95,6 +101,7 @@ impl Protocol {
     pub(crate) fn echo(prefix: &[u8], framing: LoadFraming, size: u32) -> Self {
         let host = SocketAddr::from(([127, 0, 0, 1], 8080));
         Protocol::new(prefix, framing, size, HttpMethod::Get, host, None, false)
+            .expect("no query, nothing to refuse")
     }
 
     /// Payload bytes per message.
@@ -105,12 +112,6 @@ impl Protocol {
     /// Bytes written per message, request head included.
     pub(crate) fn wire_size(&self) -> u32 {
         self.wire_size
-    }
-
-    /// HTTP: the requests carry a `status` control, so any final status from 200 to 599 is a
-    /// right answer.
-    pub(super) fn any_status(&self) -> bool {
-        self.request.as_ref().is_some_and(|r| r.any_status)
     }
 
     /// HTTP: the length of every answer's body, prefix and payload.
@@ -286,14 +287,9 @@ pub enum HttpMethod {
 pub(crate) struct RequestShape {
     pub before: Box<[u8]>,
     pub after: Box<[u8]>,
-    /// The query carries a `status` control (or mendhak's alias): the server is asked for other
-    /// statuses than 200.
-    pub any_status: bool,
+    /// For a JSON description of the request, which names its method.
+    pub method: HttpMethod,
 }
-
-/// Query keys that ask a test backend for a status: fortio's and go-httpbin's `status`, and
-/// mendhak's `x-set-response-status-code`.
-const STATUS_CONTROLS: [&str; 2] = ["status", "x-set-response-status-code"];
 
 impl RequestShape {
     pub(crate) fn new(
@@ -313,14 +309,10 @@ impl RequestShape {
                 String::new(),
             ),
         };
-        let any_status = query
-            .trim_start_matches('?')
-            .split('&')
-            .any(|pair| STATUS_CONTROLS.contains(&pair.split('=').next().unwrap_or("")));
         RequestShape {
             before: before.into_bytes().into(),
             after: after.into_bytes().into(),
-            any_status,
+            method,
         }
     }
 
@@ -338,7 +330,7 @@ mod tests {
 
     fn proto(method: HttpMethod, size: u32) -> Protocol {
         let host = "127.0.0.1:8080".parse().expect("an address");
-        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false)
+        Protocol::new(PREFIX, LoadFraming::Http, size, method, host, None, false).expect("no query")
     }
 
     /// The whole request of message `seq` on connection `conn`, filled in one go.
@@ -400,7 +392,8 @@ mod tests {
             host,
             query,
             false,
-        );
+        )
+        .expect("a query of controls");
         let expected = [
             b"GET /",
             &msg[..],
@@ -416,7 +409,8 @@ mod tests {
             host,
             query,
             false,
-        );
+        )
+        .expect("a query of controls");
         let head = b"POST /?delay=10ms&status=503:10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
                      Content-Length: 20\r\n\r\n";
         assert_eq!(request(&post_q, 1, 0), [&head[..], &msg[..]].concat());
@@ -431,30 +425,5 @@ mod tests {
                 assert_eq!(out, whole, "filled in pieces of {piece}");
             }
         }
-    }
-
-    #[test]
-    fn a_status_control_is_found_among_the_query_pairs() {
-        let host = "127.0.0.1:8080".parse().expect("an address");
-        let asks =
-            |query: Option<&str>| RequestShape::new(HttpMethod::Get, host, 8, query).any_status;
-        for query in [
-            "status=503",
-            "delay=1ms&status=503:10,429:1.5",
-            "a=1&status",
-            "x-set-response-status-code=418",
-        ] {
-            assert!(asks(Some(query)), "{query}");
-        }
-        for query in [
-            "delay=1ms",
-            "xstatus=503",
-            "a=status",
-            "status_x=1",
-            "STATUS=503",
-        ] {
-            assert!(!asks(Some(query)), "{query}");
-        }
-        assert!(!asks(None));
     }
 }

@@ -15,8 +15,10 @@
 mod args;
 mod check;
 mod conn;
+mod described;
 mod dial;
 mod error;
+mod expect;
 mod fault;
 mod http;
 mod message;

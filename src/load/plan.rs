@@ -143,19 +143,26 @@ impl Plan {
                 "add --framing ws, or leave --ws-text out",
             ));
         }
+        // The query's controls are read as the server reads them: one it refuses would be
+        // answered `400` every time.
+        let proto = Protocol::new(
+            args.prefix.as_bytes(),
+            args.framing,
+            args.size,
+            args.method,
+            args.addr,
+            args.query.as_deref(),
+            args.ws_text,
+        )
+        .map_err(|cause| {
+            let query = args.query.as_deref().unwrap_or_default();
+            LoadError::invalid(format!("invalid --query {query:?}"), cause, "")
+        })?;
         let measure_start = later(start, warmup, "the warmup")?;
         let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {
             addr: args.addr,
-            proto: Protocol::new(
-                args.prefix.as_bytes(),
-                args.framing,
-                args.size,
-                args.method,
-                args.addr,
-                args.query.as_deref(),
-                args.ws_text,
-            ),
+            proto,
             pipeline: args.pipeline,
             schedule: args
                 .rate

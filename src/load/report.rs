@@ -165,8 +165,8 @@ pub struct LoadReport {
     /// expected body (a malformed head or chunk, a wrong or missing Content-Length).
     pub wrong: u64,
     /// HTTP: answers with a status other than `200 OK` (when `--query` carries a `status`
-    /// control, other than 200 to 599); each closes its connection, which is reconnected. 0 in
-    /// the echo framings.
+    /// control, other than those it can draw); each closes its connection, which is
+    /// reconnected. 0 in the echo framings.
     pub bad_status: u64,
     /// HTTP: answers saying `Connection: close`, when every request asked to keep the connection
     /// alive; each closes its connection, which is reconnected. 0 in the echo framings.
@@ -202,7 +202,8 @@ pub struct LoadReport {
     pub reconnects: u64,
     /// HTTP: the final answers received by status code (`{"200": 9000, "503": 1000}`), warmup
     /// included, right or not (a status other than 200 is `bad_status` unless `--query` asked
-    /// for statuses); interim `1xx` answers are not counted. Empty in the echo framings.
+    /// for it); interim `1xx` answers are not counted (a `1xx` asked for is a final answer).
+    /// Empty in the echo framings.
     pub statuses: BTreeMap<u16, u64>,
     /// The first few errors, each with when it happened.
     pub first_errors: Vec<String>,

@@ -343,6 +343,7 @@ mod tests {
             None,
             text,
         )
+        .expect("no query")
     }
 
     /// An upgraded checker.

@@ -59,6 +59,7 @@ pub use route::{Echo, Route, Routed};
 pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
 use staged::Step;
+pub use staged::FILLER_LINE;
 
 use super::ws::WebSocket;
 use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};

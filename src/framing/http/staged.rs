@@ -25,7 +25,8 @@ use crate::framing::{Answers, Next, Origin};
 
 /// One line of the filler a `size` past the echo is made of, repeated: a client that checks
 /// a body sees where each byte came from.
-const FILLER_LINE: &[u8; 64] = b"saythat filler 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ\n";
+pub const FILLER_LINE: &[u8; 64] =
+    b"saythat filler 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ\n";
 const FILLER_LEN: usize = 4096;
 /// The filler, `FILLER_LINE` over and over: every body past its echo is written from here.
 static FILLER: [u8; FILLER_LEN] = filler();
