@@ -1,7 +1,8 @@
 //! `saythat load --query`: the query text sent with every HTTP request, the answers counted by
 //! status and checked against the controls it carries (a status only among those asked, a body
 //! of a size asked, a JSON description of the request sent), and a query the server would refuse
-//! refused with exit 2.
+//! refused with exit 2. The faults a query asks for (`close`, `reset`) are counted apart, and
+//! are no errors; a `--timeout` shorter than the delays asked is refused with exit 2.
 //!
 //! Against saythat's own HTTP framing (a test backend that acts on the controls, and drops the
 //! query from the echo) and against tiny std servers that record what they were sent or answer
@@ -15,14 +16,17 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
+use std::time::Duration;
 
 use clap::Parser;
-use common::{run_to_end, saythat, TestServer, TIMEOUT};
+use common::{run_to_end, saythat, ServerProcess, TestServer, TIMEOUT};
 use saythat::framing::http::FILLER_LINE;
 use saythat::load::{self, LoadArgs, LoadReport};
 use saythat::{Config, FramingKind};
 
 const PREFIX: &[u8] = b"You say that ";
+/// An answer starting with this is the bytes after it, then a TCP reset.
+const RESET: &[u8] = b"RESET:";
 const QUERY: &str = "delay=10ms&status=503:10";
 
 /// `LoadArgs` parsed like the command line, so the tests also cover the flag's parser.
@@ -113,7 +117,14 @@ fn http_echo(s: TcpStream, lines: Option<Sender<String>>, answer: fn(usize, &[u8
             0 => path.trim_start_matches('/').as_bytes().to_vec(),
             _ => body,
         };
-        if out.write_all(&answer(n, &message)).is_err() {
+        let answer = answer(n, &message);
+        if let Some(before) = answer.strip_prefix(RESET) {
+            // Whatever comes before the reset, then the reset itself (SO_LINGER 0).
+            let _ = out.write_all(before);
+            let _ = socket2::SockRef::from(&out).set_linger(Some(Duration::ZERO));
+            return;
+        }
+        if out.write_all(&answer).is_err() {
             return;
         }
     }
@@ -497,4 +508,261 @@ fn against_saythat_answers_as_asked_pass_and_both_statuses_are_counted() {
             "{query}: {report}"
         );
     }
+}
+
+/// `saythat load --json` (the binary) against `addr` with `--query query` and `extra` flags, by
+/// default 4 connections, no warmup, 400 messages within 30 s: its exit code and report.
+fn load_binary(addr: SocketAddr, query: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let addr = addr.to_string();
+    let mut argv = vec![
+        "load",
+        "--addr",
+        &addr,
+        "--framing",
+        "http",
+        "--query",
+        query,
+        "--json",
+    ];
+    for default in [
+        ["--warmup", "0"],
+        ["--duration", "30"],
+        ["--conns", "4"],
+        ["--messages", "400"],
+    ] {
+        if !extra.contains(&default[0]) {
+            argv.extend(default);
+        }
+    }
+    argv.extend(extra);
+    let output = run_to_end(saythat(&argv), None, Duration::from_secs(60));
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{query}: no JSON report ({e}): {}", describe(&output)));
+    println!("{query} {extra:?}: {report}");
+    (output.status.code(), report)
+}
+
+/// A count of the report.
+fn count(report: &serde_json::Value, field: &str) -> u64 {
+    field
+        .split('.')
+        .fold(report, |v, key| &v[key])
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count {field} in {report}"))
+}
+
+/// The closes and resets `saythat serve` is asked for are right: counted in `faults_asked`, none
+/// an error, each connection opened again, about the share asked, and the run goes on to its
+/// 400 messages. Pipelined messages behind a fault are lost with it, counted too.
+#[test]
+fn against_saythat_asked_closes_and_resets_are_counted_apart_and_the_run_goes_on() {
+    let server = ServerProcess::serve(&["--framing", "http"]);
+    for (query, fault) in [
+        ("close=30", "close"),
+        ("reset=30", "reset"),
+        ("reset=30:body", "reset"),
+        ("reset=30:body&size=3000&drip=1000:1ms", "reset"),
+        ("close=30&status=204:50", "close"),
+    ] {
+        for pipeline in ["1", "4"] {
+            let (code, r) = load_binary(server.addr(), query, &["--pipeline", pipeline]);
+            assert_eq!((code, count(&r, "errors")), (Some(0), 0), "{query}: {r}");
+            let (messages, faults) = (
+                count(&r, "messages"),
+                count(&r, &format!("faults_asked.{fault}")),
+            );
+            let lost = count(&r, "faults_asked.lost");
+            // Every message sent was answered, or ended by the fault asked, or lost behind one.
+            let ended = if fault == "reset" { faults } else { 0 };
+            assert_eq!(messages + ended + lost, 400, "{query}: {r}");
+            if pipeline == "1" {
+                assert_eq!(lost, 0, "{query}: nothing pipelined: {r}");
+                // 30 % asked of 400: about 120, give or take 9 (one standard deviation).
+                let of = if fault == "reset" { 400 } else { messages };
+                assert!(
+                    (of * 15 / 100..=of * 45 / 100).contains(&faults),
+                    "{query}: {r}"
+                );
+            }
+            assert!(count(&r, "reconnects") + 4 >= faults, "{query}: {r}");
+            let other = if fault == "close" { "reset" } else { "close" };
+            assert_eq!(
+                count(&r, &format!("faults_asked.{other}")),
+                0,
+                "{query}: {r}"
+            );
+        }
+    }
+    // Every answer closes: each of the 400 is still answered, one per connection opened.
+    let (code, r) = load_binary(server.addr(), "close=100", &[]);
+    assert_eq!((code, count(&r, "errors")), (Some(0), 0), "{r}");
+    assert_eq!(count(&r, "messages"), 400, "{r}");
+    assert_eq!(count(&r, "faults_asked.close"), 400, "{r}");
+    assert!(count(&r, "reconnects") >= 396, "{r}");
+    // The text report has its own line for them.
+    let addr = server.addr().to_string();
+    let argv = [
+        "load",
+        "--addr",
+        &addr,
+        "--framing",
+        "http",
+        "--query",
+        "reset=50",
+        "--warmup",
+        "0",
+        "--conns",
+        "2",
+        "--messages",
+        "100",
+    ];
+    let output = run_to_end(saythat(&argv), None, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.trim_start().starts_with("faults"));
+    let line = line.unwrap_or_else(|| panic!("no faults line: {text}"));
+    assert!(
+        line.contains("asked by --query, not errors: 0 close, ")
+            && line.contains(" reset, 0 pipelined message(s) lost with them"),
+        "{line}"
+    );
+}
+
+/// A close or a reset the query did not ask for is still an error: saythat made to fault every
+/// third answer or so by `--http-defaults` (applied to requests carrying no control, as these
+/// carry `x=1` only).
+#[test]
+fn faults_the_query_did_not_ask_for_are_errors() {
+    for (defaults, field) in [
+        ("reset=30", "closed_early"),
+        ("close=30", "connection_close"),
+    ] {
+        let server = ServerProcess::serve(&["--framing", "http", "--http-defaults", defaults]);
+        let (code, r) = load_binary(server.addr(), "x=1", &["--duration", "1"]);
+        assert_eq!(code, Some(1), "{defaults}: {r}");
+        assert!(count(&r, field) > 0, "{defaults}: {r}");
+        assert_eq!(count(&r, "errors"), count(&r, field), "{defaults}: {r}");
+        assert_eq!(
+            r["faults_asked"],
+            serde_json::json!({"close": 0, "reset": 0, "lost": 0})
+        );
+    }
+}
+
+/// Every 4th answer of a connection reset before its head, else the echo.
+fn reset_before_head(n: usize, message: &[u8]) -> Vec<u8> {
+    match n % 4 {
+        3 => RESET.to_vec(),
+        _ => echo("200 OK", message),
+    }
+}
+
+/// Every 4th answer of a connection reset after its head and half its body, else the echo.
+fn reset_mid_body(n: usize, message: &[u8]) -> Vec<u8> {
+    let answer = echo("200 OK", message);
+    match n % 4 {
+        3 => [RESET, &answer[..answer.len() - 20]].concat(),
+        _ => answer,
+    }
+}
+
+/// A reset is asked for where the query says: before the head (`reset=N`) or in the body
+/// (`reset=N:body`), each counted against a server resetting there; elsewhere it is an error.
+#[test]
+fn a_reset_counts_as_asked_only_where_the_query_asks_it() {
+    for (query, answer, asked) in [
+        (
+            "reset=25",
+            reset_before_head as fn(usize, &[u8]) -> Vec<u8>,
+            true,
+        ),
+        ("reset=25:body", reset_mid_body, true),
+        ("reset=25", reset_mid_body, false),
+        ("reset=25:body", reset_before_head, false),
+        ("close=25", reset_before_head, false),
+    ] {
+        let (code, r) = load_binary(serve(None, answer), query, &["--duration", "2"]);
+        if asked {
+            assert_eq!((code, count(&r, "errors")), (Some(0), 0), "{query}: {r}");
+            assert_eq!(
+                count(&r, "messages") + count(&r, "faults_asked.reset"),
+                400,
+                "{r}"
+            );
+            // Each 4th on a connection: a quarter of 400, less up to 3 on each connection
+            // the budget ran out on before its next reset.
+            let resets = count(&r, "faults_asked.reset");
+            assert!((97..=100).contains(&resets), "each 4th: {r}");
+        } else {
+            assert_eq!(code, Some(1), "{query}: {r}");
+            assert!(count(&r, "closed_early") > 0, "{query}: {r}");
+            assert_eq!(count(&r, "faults_asked.reset"), 0, "{query}: {r}");
+            let first = r["first_errors"][0].as_str().unwrap_or_default();
+            assert!(first.contains("the connection failed"), "{query}: {first}");
+        }
+    }
+}
+
+/// A `--timeout` no longer than the longest answer the query asks for would count each of those
+/// as a timeout: refused at start with exit 2, saying by how much and what to do.
+#[test]
+fn a_timeout_not_longer_than_the_delay_asked_is_refused_with_exit_2() {
+    for (query, timeout, says) in [
+        (
+            "delay=2s",
+            "1",
+            "--timeout 1s is not longer than the largest delay asked: 2s in --query; raise \
+             --timeout",
+        ),
+        (
+            "delay=10ms:90,2s:10&status=503:5",
+            "2",
+            "--timeout 2s is not longer than the largest delay asked: 2s in --query; raise \
+             --timeout",
+        ),
+        (
+            "x-set-response-delay-ms=1500",
+            "0.5",
+            "--timeout 0.5s is not longer than the largest delay asked: 1.5s in --query",
+        ),
+        (
+            "delay=1s&drip=10:100ms&size=100",
+            "2",
+            "--timeout 2s is not longer than the longest answer asked: 2s in --query (a delay \
+             of up to 1s, then 10 drip(s) of the longest body, one every 100ms); raise --timeout",
+        ),
+    ] {
+        let argv = [
+            "load",
+            "--addr",
+            "127.0.0.1:9",
+            "--framing",
+            "http",
+            "--query",
+            query,
+            "--timeout",
+            timeout,
+        ];
+        let output = run_to_end(saythat(&argv), None, TIMEOUT);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{query}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{query}: {}", describe(&output));
+    }
+    // A longer one runs, and its delayed answers all come.
+    let server = ServerProcess::serve(&["--framing", "http"]);
+    let (code, r) = load_binary(
+        server.addr(),
+        "delay=200ms",
+        &["--timeout", "0.5", "--messages", "8"],
+    );
+    assert_eq!(
+        (code, count(&r, "errors"), count(&r, "messages")),
+        (Some(0), 0, 8),
+        "{r}"
+    );
 }

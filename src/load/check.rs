@@ -8,6 +8,7 @@ use super::fault::{context, quote, unasked, Fault, Fed, Statuses};
 use super::http::HttpChecker;
 use super::message::{seed, Protocol};
 use super::ws::WsChecker;
+use crate::framing::http::control::ResetAt;
 
 /// Where the checker is in the answer stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,15 @@ impl Checker {
             Checker::Echo(c) => c.off,
             Checker::Http(c) => c.partial(proto),
             Checker::Ws(c) => c.partial(proto),
+        }
+    }
+
+    /// HTTP: whether a reset now falls where `--query`'s `reset` asks one (`HttpChecker::
+    /// reset_fits`); never in the other framings, which ask for none.
+    pub(crate) fn reset_fits(&self, at: ResetAt) -> bool {
+        match self {
+            Checker::Http(c) => c.reset_fits(at),
+            Checker::Echo(_) | Checker::Ws(_) => false,
         }
     }
 

@@ -25,6 +25,9 @@ pub(crate) enum Phase {
     Upgrading { since: Instant },
     /// Connected: sending messages and checking answers.
     Open,
+    /// HTTP: an answer said `Connection: close`, as `--query` asked, then: nothing more is
+    /// sent, and the server's close is awaited (within `--timeout`).
+    Closing { since: Instant },
 }
 
 /// A message whose first byte was written and whose answer is not complete yet.

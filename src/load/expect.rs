@@ -1,13 +1,16 @@
 //! What `--query` asks of every HTTP answer, read once at startup with the server's own control
-//! parser: which final statuses are right, which body lengths, and whether the body is the
-//! request's JSON description (issue 17).
+//! parser: which final statuses are right, which body lengths, whether the body is the
+//! request's JSON description, which faults (a close, a reset) are asked, and the longest an
+//! answer may take (issue 17).
 //!
 //! It exists so the checker (`http.rs`) asks one question per answer, not the query. It is pure
 //! and decides nothing about bytes; it must never accept a query the server would refuse, since
 //! every request of the run would then be answered `400`.
 
+use std::time::Duration;
+
 use crate::config::{MAX_DELAY_LIMIT, MAX_SIZE_LIMIT};
-use crate::framing::http::control::{ControlError, ControlLimits, Controls};
+use crate::framing::http::control::{ControlError, ControlLimits, Controls, Drip, ResetAt};
 
 /// The limits a query is read under: the highest `--max-delay` and `--max-size` a server can be
 /// given, so the load generator refuses only what no saythat would serve (a server with lower
@@ -32,6 +35,14 @@ pub(crate) struct Expect {
     echo_len: u64,
     /// The longest description a request of the run can get (`json_max`).
     json_max: u64,
+    /// `close`: an answer saying `Connection: close` is right, and the server closes after it.
+    close: bool,
+    /// `reset`: the server may reset the connection there instead of answering.
+    reset: Option<ResetAt>,
+    /// The longest `delay` a draw can give.
+    max_delay: Duration,
+    /// The `drip` asked: the body comes in pieces, one every `every`.
+    drip: Option<Drip>,
 }
 
 /// Why a query's answers cannot be checked, though the server would take it.
@@ -56,6 +67,10 @@ impl Expect {
             json: controls.json(),
             echo_len: prefix_len as u64 + u64::from(size),
             json_max: json_max(size, query.map_or(0, str::len)),
+            close: controls.may_close(),
+            reset: controls.may_reset(),
+            max_delay: controls.max_delay(),
+            drip: controls.drip(),
         };
         if expect.json && !expect.sizes.is_empty() {
             return Err(JSON_AND_SIZE.to_string());
@@ -77,6 +92,28 @@ impl Expect {
     /// The body is the request's JSON description.
     pub(crate) fn json(&self) -> bool {
         self.json
+    }
+
+    /// An answer saying `Connection: close` is right: the server closes after it.
+    pub(crate) fn close(&self) -> bool {
+        self.close
+    }
+
+    /// Where the server may reset the connection instead of answering, if `reset` asks it.
+    pub(crate) fn reset(&self) -> Option<ResetAt> {
+        self.reset
+    }
+
+    /// The longest an answer may take by what the query asks, before the loop and the network
+    /// add theirs: the longest delay before the head, and with `drip` a piece of the longest
+    /// body after each interval. Its parts: the delay, and the drips (their number and
+    /// interval).
+    pub(crate) fn longest_wait(&self) -> (Duration, Option<(u64, Duration)>) {
+        let drips = self.drip.map(|d| {
+            let pieces = self.max_len().div_ceil(u64::from(d.bytes.max(1)));
+            (pieces, d.every)
+        });
+        (self.max_delay, drips)
     }
 
     /// Whether a body of `len` bytes is right: one of the sizes asked, or the echo's length

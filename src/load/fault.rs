@@ -30,6 +30,9 @@ pub(crate) struct Fed {
     pub error: Option<(Fault, String)>,
     /// WebSocket: the `101` came, right: messages may be sent from now on.
     pub upgraded: bool,
+    /// HTTP: the last answer completed said `Connection: close`, as `--query` asked: the server
+    /// closes the connection next, and no other answer comes on it.
+    pub closing: bool,
     /// WebSocket: the server sent a close frame, with this code (1005 for none); the bytes after
     /// it were not looked at, and the connection is done.
     pub closed: Option<u16>,

@@ -13,6 +13,7 @@ use super::described::check_description;
 use super::expect::Expect;
 use super::fault::{context, escape, quote, unasked, Fault, Fed, Statuses};
 use super::message::{seed, Protocol};
+use crate::framing::http::control::ResetAt;
 use crate::framing::http::FILLER_LINE;
 
 /// Longest answer head accepted. saythat's are about 150 bytes and hyper's less; one longer than
@@ -121,6 +122,8 @@ pub(crate) struct HttpChecker {
     json: Vec<u8>,
     /// Bytes of this stream checked so far, to say where an error was.
     received: u64,
+    /// The answer being received says `Connection: close`, as `--query` asked.
+    closing: bool,
 }
 
 impl HttpChecker {
@@ -129,6 +132,15 @@ impl HttpChecker {
         let payload = self.off.saturating_sub(proto.prefix.len() as u64);
         // Past the echo (a `size` control), the whole payload is in.
         u32::try_from(payload).map_or(proto.size, |p| p.min(proto.size))
+    }
+
+    /// Whether a reset now falls where `at` asks one: before any byte of the oldest answer
+    /// in flight (`BeforeHead`), or inside its body (`MidBody`).
+    pub(crate) fn reset_fits(&self, at: ResetAt) -> bool {
+        match at {
+            ResetAt::BeforeHead => self.part == Part::Head && self.head.is_empty(),
+            ResetAt::MidBody => matches!(self.part, Part::Length(_) | Part::Chunked(_)),
+        }
     }
 
     /// `Checker::feed` for HTTP: answers complete one after the other, however they were cut.
@@ -183,6 +195,21 @@ impl HttpChecker {
                 msg_seed = seed(conn, seq);
                 self.part = Part::Head;
                 self.off = 0;
+                if self.closing {
+                    // The server closes after this answer: nothing may follow it.
+                    fed.closing = true;
+                    if i < data.len() {
+                        let what = format!(
+                            "conn {conn}: answer byte {} arrived after an answer that said \
+                             `Connection: close`: got {} after \"{}\"",
+                            self.received,
+                            quote(data[i]),
+                            context(data, i)
+                        );
+                        fed.error = Some((Fault::Wrong, what));
+                    }
+                    return fed;
+                }
             }
         }
         fed
@@ -205,7 +232,7 @@ impl HttpChecker {
             self.head.extend_from_slice(&rest[..take]);
             parse_head(&self.head, proto, statuses)
         };
-        let (len, framing) = match parsed {
+        let (len, framing, closing) = match parsed {
             Ok(Some(complete)) => complete,
             Ok(None) => {
                 if held == 0 && rest.len() < MAX_HEAD {
@@ -225,6 +252,7 @@ impl HttpChecker {
         }
         self.head.clear();
         let complete = matches!(framing, Framing::Empty);
+        self.closing = closing;
         self.part = match framing {
             Framing::Length(len) => Part::Length(len),
             Framing::Chunked => Part::Chunked(Chunk::Size { size: 0, digits: 0 }),
@@ -414,15 +442,16 @@ impl HttpChecker {
     }
 }
 
-/// Parses an answer head from the start of `buf`: `None` while it is incomplete, else its length
-/// and how its body is framed, or what is wrong with it. The status and the body's length must
-/// be ones `proto.expect` allows. A complete final head's status is counted in `statuses`, right
-/// or not.
+/// Parses an answer head from the start of `buf`: `None` while it is incomplete, else its length,
+/// how its body is framed and whether it says `Connection: close` (only when `--query` asks
+/// for it: else that is an error), or what is wrong with it. The status and the body's length
+/// must be ones `proto.expect` allows. A complete final head's status is counted in `statuses`,
+/// right or not.
 fn parse_head(
     buf: &[u8],
     proto: &Protocol,
     statuses: &mut Statuses,
-) -> Result<Option<(usize, Framing)>, Bad> {
+) -> Result<Option<(usize, Framing, bool)>, Bad> {
     let expect = &proto.expect;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
@@ -444,7 +473,7 @@ fn parse_head(
     // have no body. `101 Switching Protocols` is final: it ends HTTP on the connection, which
     // no request here asked for. A `1xx` a `status` control asked for is the final answer.
     if (100..200).contains(&code) && code != 101 && !expect.allows(code) {
-        return Ok(Some((len, Framing::Interim)));
+        return Ok(Some((len, Framing::Interim, false)));
     }
     statuses.count(code);
     // The statuses a `status` control asks for are right answers, with the same body (the
@@ -466,10 +495,23 @@ fn parse_head(
             format!("status line `HTTP/1.{version} {code} {reason}` where `HTTP/1.1 200 OK` was expected"),
         ));
     }
-    if Expect::bodiless(code) {
-        return Ok(Some((len, Framing::Empty)));
+    let close = response.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("connection")
+            && h.value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
+    if close && !expect.close() {
+        return Err(Bad {
+            fault: Fault::ConnectionClose,
+            at: 0,
+            what: "`Connection: close` where the connection was to be kept alive".to_string(),
+        });
     }
-    let (mut length, mut chunked, mut close) = (None, None, false);
+    if Expect::bodiless(code) {
+        return Ok(Some((len, Framing::Empty, close)));
+    }
+    let (mut length, mut chunked) = (None, None);
     for h in response.headers.iter() {
         let value = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -487,18 +529,7 @@ fn parse_head(
             // Only the last coding frames the body; a later field's codings come after.
             let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
             chunked = Some((last.trim_ascii().eq_ignore_ascii_case(b"chunked"), value));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            close |= value
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-    }
-    if close {
-        return Err(Bad {
-            fault: Fault::ConnectionClose,
-            at: 0,
-            what: "`Connection: close` where the connection was to be kept alive".to_string(),
-        });
     }
     let framing =
         match (length, chunked) {
@@ -534,7 +565,7 @@ fn parse_head(
                     .to_string(),
             )),
         };
-    Ok(Some((len, framing)))
+    Ok(Some((len, framing, close)))
 }
 
 /// A decimal number of digits only, or `None` (empty, another byte, past `u64`).

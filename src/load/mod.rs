@@ -46,7 +46,7 @@ pub use message::{HttpMethod, LoadFraming};
 use plan::Plan;
 use progress::{show_progress, Snapshot};
 use report::{new_histogram, RunFacts, Tally};
-pub use report::{LoadReport, MAX_ERROR_SAMPLES};
+pub use report::{FaultsAsked, LoadReport, MAX_ERROR_SAMPLES};
 use worker::Share;
 
 /// Raises the soft fd limit to the hard one and checks `conns` fit under it.

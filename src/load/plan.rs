@@ -34,6 +34,37 @@ fn later(from: Instant, d: Duration, what: &str) -> Result<Instant, LoadError> {
     })
 }
 
+/// Refuses a `--timeout` (`secs`, converted to `timeout`) that is not longer than the longest
+/// answer `--query` asks for: those answers would all be counted as timeouts.
+fn check_timeout(proto: &Protocol, timeout: Duration, secs: f64) -> Result<(), LoadError> {
+    let (delay, drips) = proto.expect.longest_wait();
+    let dripping = drips.map_or(Duration::ZERO, |(pieces, every)| {
+        u32::try_from(pieces)
+            .ok()
+            .and_then(|n| every.checked_mul(n))
+            .unwrap_or(Duration::MAX)
+    });
+    let longest = delay.saturating_add(dripping);
+    if longest < timeout {
+        return Ok(());
+    }
+    let (what, asked) = match drips {
+        None => ("largest delay", format!("{longest:?} in --query")),
+        Some((pieces, every)) => (
+            "longest answer",
+            format!(
+                "{longest:?} in --query (a delay of up to {delay:?}, then {pieces} drip(s) of the \
+                 longest body, one every {every:?})"
+            ),
+        ),
+    };
+    Err(LoadError::invalid(
+        format!("--timeout {secs}s is not longer than the {what} asked"),
+        asked,
+        "raise --timeout above it (an answer slower than --timeout is a timeout error)",
+    ))
+}
+
 /// Everything the load threads share, checked and converted from `LoadArgs`; read-only.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -158,6 +189,7 @@ impl Plan {
             let query = args.query.as_deref().unwrap_or_default();
             LoadError::invalid(format!("invalid --query {query:?}"), cause, "")
         })?;
+        check_timeout(&proto, timeout, args.timeout)?;
         let measure_start = later(start, warmup, "the warmup")?;
         let end = later(measure_start, duration, "the measured time")?;
         Ok(Plan {

@@ -30,6 +30,19 @@ pub(crate) enum Close {
     WebSocket(u16),
     /// `--reconnect`: it carried its share of messages.
     Churn,
+    /// HTTP: a fault `--query` asked for ended the connection: the server's close after an
+    /// answer that said `Connection: close`, or a reset where `reset` asks one.
+    Asked(Asked),
+}
+
+/// The faults `--query` may ask of a test backend, which end a connection without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// The server closed after an answer that said `Connection: close` (`close=N`).
+    Close,
+    /// The server reset the connection instead of the oldest answer in flight, or inside its
+    /// body (`reset=N`, `reset=N:body`).
+    Reset,
 }
 
 /// What a thread counted by its end.
@@ -101,6 +114,11 @@ impl Record {
         &mut self.tally.statuses
     }
 
+    /// An answer said `Connection: close`, as `--query` asked: the server closes after it.
+    pub(crate) fn asked_close(&mut self) {
+        self.tally.faults_close += 1;
+    }
+
     /// Message `m`'s answer is complete and right at `now`.
     pub(crate) fn answered(&mut self, m: &InFlight, now: Instant) {
         self.tally.answered += 1;
@@ -153,6 +171,15 @@ impl Record {
             // any delay showing in their latency. Counted, so it is seen, but not an error.
             Close::Peer(_) | Close::WebSocket(_) => self.tally.closed_idle += 1,
             Close::Churn => {}
+            // The close was counted with its answer. Messages pipelined behind the answer it
+            // ended were lost to it, as a client of such a backend would lose them: counted,
+            // not errors.
+            Close::Asked(Asked::Close) => self.tally.faults_lost += unanswered as u64,
+            // The oldest message in flight was answered by the reset asked; any behind it lost.
+            Close::Asked(Asked::Reset) => {
+                self.tally.faults_reset += 1;
+                self.tally.faults_lost += unanswered.saturating_sub(1) as u64;
+            }
         }
     }
 
@@ -167,12 +194,22 @@ impl Record {
     pub(crate) fn timed_out(&mut self, slot: &Slot, plan: &Plan, now: Instant) {
         self.tally.timeouts += 1;
         let at = now.saturating_duration_since(plan.start);
-        if let Phase::Upgrading { .. } = slot.phase {
-            let what = format!(
-                "conn {}: no answer to the WebSocket upgrade within {:?}",
-                slot.id, plan.timeout
-            );
-            self.tally.sample(at, what);
+        match slot.phase {
+            Phase::Upgrading { .. } => {
+                let what = format!(
+                    "conn {}: no answer to the WebSocket upgrade within {:?}",
+                    slot.id, plan.timeout
+                );
+                self.tally.sample(at, what);
+            }
+            Phase::Closing { .. } => {
+                let what = format!(
+                    "conn {}: the server said `Connection: close` and did not close within {:?}",
+                    slot.id, plan.timeout
+                );
+                self.tally.sample(at, what);
+            }
+            Phase::Waiting | Phase::Connecting { .. } | Phase::Open => {}
         }
         if let Some(m) = slot.in_flight.front() {
             let what = format!(

@@ -60,6 +60,11 @@ pub(crate) struct Tally {
     pub conns_open_at_end: u64,
     /// HTTP: final answers by status, warmup included.
     pub statuses: Statuses,
+    /// HTTP: faults `--query` asked for, warmup included: answers saying `Connection: close`,
+    /// resets where asked, and the pipelined messages lost behind either. Not errors.
+    pub faults_close: u64,
+    pub faults_reset: u64,
+    pub faults_lost: u64,
     /// The first errors, each with when it happened since the start.
     pub samples: Vec<(Duration, String)>,
 }
@@ -101,6 +106,9 @@ impl Tally {
         self.conns_connected += other.conns_connected;
         self.conns_open_at_end += other.conns_open_at_end;
         self.statuses.add(&other.statuses);
+        self.faults_close += other.faults_close;
+        self.faults_reset += other.faults_reset;
+        self.faults_lost += other.faults_lost;
         self.samples.extend(other.samples);
         self.samples.sort_by_key(|(at, _)| *at);
         self.samples.truncate(MAX_ERROR_SAMPLES);
@@ -205,6 +213,9 @@ pub struct LoadReport {
     /// for it); interim `1xx` answers are not counted (a `1xx` asked for is a final answer).
     /// Empty in the echo framings.
     pub statuses: BTreeMap<u16, u64>,
+    /// HTTP: the faults `--query` asked for (`close=N`, `reset=N`, `reset=N:body`), as they
+    /// came, warmup included. None is an error; each ends its connection, which is reconnected.
+    pub faults_asked: FaultsAsked,
     /// The first few errors, each with when it happened.
     pub first_errors: Vec<String>,
 }
@@ -310,6 +321,11 @@ impl LoadReport {
             connect_errors: tally.connect_errors,
             reconnects: tally.reconnects,
             statuses: tally.statuses.by_code(),
+            faults_asked: FaultsAsked {
+                close: tally.faults_close,
+                reset: tally.faults_reset,
+                lost: tally.faults_lost,
+            },
             first_errors: tally
                 .samples
                 .into_iter()
@@ -317,6 +333,20 @@ impl LoadReport {
                 .collect(),
         }
     }
+}
+
+/// The faults a test backend was asked for by `--query`, counted as they came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FaultsAsked {
+    /// Answers saying `Connection: close` (asked by `close`), each right and counted in
+    /// `messages` (when measured); the server closed after each.
+    pub close: u64,
+    /// Resets where `reset` asks one, instead of the answer (before its head, or inside its
+    /// body with `reset=N:body`): the message is neither answered nor an error.
+    pub reset: u64,
+    /// Messages pipelined behind a close or a reset asked, lost with their connection (with
+    /// `--pipeline` above 1).
+    pub lost: u64,
 }
 
 /// What the run was asked to do, repeated in the report.
@@ -407,6 +437,15 @@ impl fmt::Display for LoadReport {
                 false => "",
             };
             writeln!(f, "  statuses    {statuses}{warmup}")?;
+            let asked = self.faults_asked;
+            if asked != FaultsAsked::default() {
+                writeln!(
+                    f,
+                    "  faults      asked by --query, not errors: {} close, {} reset, {} pipelined \
+                     message(s) lost with them{warmup}",
+                    asked.close, asked.reset, asked.lost
+                )?;
+            }
         }
         // The HTTP kinds only where they can happen, so the echo framings' line stays as it was.
         let http = match self.method {

@@ -18,9 +18,10 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::conn::{Phase, Slot};
 use super::dial::{Dialed, Dialer};
 use super::error::LoadError;
+use super::fault::Fault;
 use super::plan::Plan;
 use super::progress::{Feed, Snapshot};
-use super::record::{Close, Outcome, Record};
+use super::record::{Asked, Close, Outcome, Record};
 use super::schedule::Cursor;
 use crate::describe;
 
@@ -87,7 +88,7 @@ pub(crate) fn run(
                     let readable = event.is_readable() || ending;
                     w.on_connect_ready(poll.registry(), idx, readable, ending, now)
                 }
-                Some(Phase::Open | Phase::Upgrading { .. }) => {
+                Some(Phase::Open | Phase::Upgrading { .. } | Phase::Closing { .. }) => {
                     w.on_ready(poll.registry(), idx, ending, now)
                 }
                 // Closed earlier in this batch: the event was for a socket that is gone.
@@ -290,10 +291,12 @@ impl Worker {
         if let Err(why) = self.receive(idx, stream_ending, now) {
             return self.close(idx, why, now);
         }
-        if self.slots[idx].churn_due(&self.plan) {
-            return self.close(idx, Close::Churn, now);
+        match self.slots[idx].phase {
+            // Nothing more goes on a connection the server is closing.
+            Phase::Closing { .. } => {}
+            _ if self.slots[idx].churn_due(&self.plan) => self.close(idx, Close::Churn, now),
+            _ => self.send(reg, idx, now),
         }
-        self.send(reg, idx, now);
     }
 
     /// Reads and checks answers until the socket is drained.
@@ -315,6 +318,13 @@ impl Worker {
             };
             if measuring {
                 self.record.received(n);
+            }
+            if let Phase::Closing { .. } = slot.phase {
+                let what = format!(
+                    "conn {}: {n} byte(s) arrived after an answer that said `Connection: close`",
+                    slot.id
+                );
+                return Err(Close::Wrong(Fault::Wrong, what));
             }
             let front = slot.in_flight.front().map_or(slot.next_seq, |m| m.seq);
             let fed = slot.checker.feed(
@@ -340,6 +350,11 @@ impl Worker {
             }
             if fed.upgraded {
                 slot.phase = Phase::Open;
+            }
+            if fed.closing {
+                // Asked by --query: the server's close comes next, read as an end of stream.
+                self.record.asked_close();
+                slot.phase = Phase::Closing { since: now };
             }
             if let Some(code) = fed.closed {
                 return Err(Close::WebSocket(code));
@@ -417,7 +432,9 @@ impl Worker {
                 Phase::Connecting { since } if now.duration_since(since) >= timeout => {
                     self.connect_failed(idx, &ErrorKind::TimedOut.into(), now);
                 }
-                Phase::Upgrading { since } if now.duration_since(since) >= timeout => {
+                Phase::Upgrading { since } | Phase::Closing { since }
+                    if now.duration_since(since) >= timeout =>
+                {
                     self.close(idx, Close::Timeout, now);
                 }
                 Phase::Open => {
@@ -427,7 +444,10 @@ impl Worker {
                         }
                     }
                 }
-                Phase::Connecting { .. } | Phase::Upgrading { .. } | Phase::Waiting => {}
+                Phase::Connecting { .. }
+                | Phase::Upgrading { .. }
+                | Phase::Closing { .. }
+                | Phase::Waiting => {}
             }
         }
     }
@@ -436,8 +456,10 @@ impl Worker {
     fn close(&mut self, idx: usize, why: Close, now: Instant) {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
-        // A timeout was waited for already, and churn is no failure: neither backs off.
-        let back_off = !matches!(why, Close::Timeout | Close::Churn);
+        let why = asked(slot, plan, why);
+        // A timeout was waited for already, and churn or a fault asked for is no failure: none
+        // backs off.
+        let back_off = !matches!(why, Close::Timeout | Close::Churn | Close::Asked(_));
         self.record.closed(slot, why, plan, now);
         // Dropping the socket closes it, which also takes it out of the epoll set.
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
@@ -473,5 +495,27 @@ impl Worker {
         drop(std::mem::take(&mut self.slots));
         let connect_error = self.dial.into_first_error();
         self.record.finish(open, now.min(plan.end), connect_error)
+    }
+}
+
+/// `why`, or the fault `--query` asked for that it is: the end of a connection closing after an
+/// answer that said `Connection: close` (however it ends: a FIN, or a reset for the requests it
+/// did not read), or a reset that falls where `reset` asks one, with a message in flight. Any
+/// other close or reset stays what it is.
+fn asked(slot: &Slot, plan: &Plan, why: Close) -> Close {
+    match (&why, slot.phase) {
+        (Close::Peer(_), Phase::Closing { .. }) => Close::Asked(Asked::Close),
+        (Close::Peer(Some(e)), Phase::Open)
+            if e.kind() == ErrorKind::ConnectionReset
+                && !slot.in_flight.is_empty()
+                && plan
+                    .proto
+                    .expect
+                    .reset()
+                    .is_some_and(|at| slot.checker.reset_fits(at)) =>
+        {
+            Close::Asked(Asked::Reset)
+        }
+        _ => why,
     }
 }

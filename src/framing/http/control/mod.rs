@@ -168,6 +168,26 @@ impl Controls {
         self.json
     }
 
+    /// The longest delay a draw can give (zero without `delay`).
+    pub fn max_delay(&self) -> Duration {
+        possible(&self.delay).into_iter().max().unwrap_or_default()
+    }
+
+    /// The `drip` asked, if any.
+    pub fn drip(&self) -> Option<Drip> {
+        self.drip
+    }
+
+    /// Whether a draw can answer with `Connection: close` (a `close` share above 0).
+    pub fn may_close(&self) -> bool {
+        self.close.is_some_and(|share| share > 0)
+    }
+
+    /// Where a draw can reset the connection, if a `reset` share above 0 asks for it.
+    pub fn may_reset(&self) -> Option<ResetAt> {
+        self.reset.filter(|&(share, _)| share > 0).map(|(_, at)| at)
+    }
+
     fn add(
         &mut self,
         control: Control,
