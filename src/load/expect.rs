@@ -264,6 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn faults_and_the_longest_wait_are_those_asked() {
+        let none = Expect::new(None, 13, 64).expect("no query");
+        assert!(!none.close() && none.reset().is_none());
+        assert_eq!(none.longest_wait(), (Duration::ZERO, None));
+        let some = expect("close=5&reset=1:body&delay=10ms:90,2s:10");
+        assert!(some.close());
+        assert_eq!(some.reset(), Some(ResetAt::MidBody));
+        assert_eq!(some.longest_wait(), (Duration::from_secs(2), None));
+        assert_eq!(expect("reset=3").reset(), Some(ResetAt::BeforeHead));
+        // A share of 0 asks for nothing.
+        let zero = expect("close=0&reset=0&delay=1s:0");
+        assert!(!zero.close() && zero.reset().is_none());
+        assert_eq!(zero.longest_wait(), (Duration::ZERO, None));
+        // A drip of the longest body: 100 bytes in pieces of 30 is 4 drips; the echo is 77.
+        let drip = expect("x-set-response-delay-ms=5&drip=30:1ms&size=100:50");
+        let wait = (
+            Duration::from_millis(5),
+            Some((4, Duration::from_millis(1))),
+        );
+        assert_eq!(drip.longest_wait(), wait);
+    }
+
+    #[test]
     fn bodiless_statuses() {
         for code in [100, 103, 204, 304] {
             assert!(Expect::bodiless(code), "{code}");

@@ -17,7 +17,8 @@ pub(crate) enum Fault {
     Wrong,
     /// HTTP: a status other than `200 OK`, or than those `--query` asked for.
     BadStatus,
-    /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep.
+    /// HTTP: `Connection: close` in an answer, on a connection every request asked to keep,
+    /// and that no `close` control in `--query` asked the server to close.
     ConnectionClose,
 }
 

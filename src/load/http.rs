@@ -7,7 +7,8 @@
 //! steady state, and never pass anything but `HTTP/1.1 200 OK` (or a status `--query` asked
 //! for), a body of exactly the prefix and the message (or as `--query` asks: a size, the echo
 //! then filler; a JSON description of the request), none with 1xx, 204 and 304, and a
-//! connection kept alive.
+//! connection kept alive (unless `--query` asks for closes: then an answer saying `Connection:
+//! close` is right, and the last one on its connection).
 
 use super::described::check_description;
 use super::expect::Expect;
@@ -744,6 +745,85 @@ mod tests {
         let (kind, what) = fault(&p, &[closing.as_bytes(), &good].concat());
         assert_eq!(kind, Fault::ConnectionClose);
         assert!(what.contains("Connection: close"), "{what}");
+    }
+
+    /// `answer` with `Connection: close` after its status line.
+    fn closing(answer: &[u8]) -> Vec<u8> {
+        let line = answer.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+        [&answer[..line], b"Connection: close\r\n", &answer[line..]].concat()
+    }
+
+    #[test]
+    fn an_asked_close_is_a_right_answer_and_the_last_on_its_connection() {
+        let p = proto_asking(HttpMethod::Get, 8, "close=20&status=204:50");
+        for last in [
+            closing(&saythat_answer(&body(&p, 1, 1))),
+            closing(&chunked_answer(&body(&p, 1, 1), &[3])),
+            closing(b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ] {
+            let stream = [saythat_answer(&body(&p, 1, 0)), last.clone()].concat();
+            for piece in [1, 7, stream.len()] {
+                let mut c = HttpChecker::default();
+                let (mut done, mut closed) = (0, false);
+                for bytes in stream.chunks(piece) {
+                    let fed = c.feed(
+                        &p,
+                        1,
+                        done as u64,
+                        3 - done,
+                        bytes,
+                        &mut Statuses::default(),
+                    );
+                    assert_eq!(fed.error, None, "{piece}");
+                    assert!(!closed || fed.completed == 0, "nothing after the close");
+                    done += fed.completed;
+                    closed |= fed.closing;
+                }
+                assert_eq!((done, closed), (2, true), "{piece}: {last:?}");
+            }
+            // Bytes after it are wrong: the server said it would close.
+            let more = [last, saythat_answer(&body(&p, 1, 2))].concat();
+            let fed = HttpChecker::default().feed(&p, 1, 1, 2, &more, &mut Statuses::default());
+            assert_eq!(fed.completed, 1);
+            assert!(fed.closing);
+            let (kind, what) = fed.error.expect("bytes after the close");
+            assert_eq!(kind, Fault::Wrong);
+            assert!(
+                what.contains("after an answer that said `Connection: close`"),
+                "{what}"
+            );
+        }
+        // Without `close` asked it is still its own fault.
+        let p = proto_asking(HttpMethod::Get, 8, "reset=20");
+        let (kind, _) = fault(&p, &closing(&saythat_answer(&body(&p, 1, 0))));
+        assert_eq!(kind, Fault::ConnectionClose);
+    }
+
+    #[test]
+    fn a_reset_fits_before_an_answer_or_inside_its_body_as_asked() {
+        let p = proto(HttpMethod::Get, 8);
+        let answer = saythat_answer(&body(&p, 1, 0));
+        let head = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(0)
+            + 4;
+        let fits = |fed: usize| {
+            let mut c = HttpChecker::default();
+            c.feed(&p, 1, 0, 1, &answer[..fed], &mut Statuses::default());
+            (
+                c.reset_fits(ResetAt::BeforeHead),
+                c.reset_fits(ResetAt::MidBody),
+            )
+        };
+        assert_eq!(fits(0), (true, false));
+        assert_eq!(fits(5), (false, false), "inside the head");
+        assert_eq!(fits(head), (false, true), "the head, no body yet");
+        assert_eq!(fits(head + 3), (false, true));
+        // A whole answer: the next one has not begun.
+        let mut c = HttpChecker::default();
+        c.feed(&p, 1, 0, 2, &answer, &mut Statuses::default());
+        assert!(c.reset_fits(ResetAt::BeforeHead) && !c.reset_fits(ResetAt::MidBody));
     }
 
     /// An answer of `status` (code and reason) with `body`, by Content-Length.

@@ -177,7 +177,8 @@ pub struct LoadReport {
     /// reconnected. 0 in the echo framings.
     pub bad_status: u64,
     /// HTTP: answers saying `Connection: close`, when every request asked to keep the connection
-    /// alive; each closes its connection, which is reconnected. 0 in the echo framings.
+    /// alive and `--query` asked for no `close` (those are `faults_asked.close`); each closes its
+    /// connection, which is reconnected. 0 in the echo framings.
     pub connection_close: u64,
     /// Connections on which a message waited `--timeout` without a complete answer; each is then
     /// reconnected. At the end of the run no message starts, and those still in flight get up to
@@ -185,7 +186,8 @@ pub struct LoadReport {
     pub timeouts: u64,
     /// Connections the server closed or reset while answers were still due, or before it had
     /// answered anything on them (with `--rate`, even before a message was sent): a server or
-    /// proxy dropping connections it was given fails its clients. Each is reconnected.
+    /// proxy dropping connections it was given fails its clients. A close or reset `--query`
+    /// asked for is not one (`faults_asked`). Each is reconnected.
     pub closed_early: u64,
     /// Connections the server closed or reset after answering on them, with nothing in flight.
     /// Not an error: nothing was lost, a server may close idle connections (an idle timeout, a
