@@ -23,17 +23,18 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 const USAGE: &str = "usage: plot RESULTS.csv OUT.svg [MACHINE]";
 /// Size of the whole picture in pixels: three panels side by side and a legend, under a title.
 const SIZE: (u32, u32) = (1800, 640);
-/// Width of the legend column right of the panels, in pixels: room for `saythat line x16` and
-/// `hyper POST 64B`.
-const LEGEND_WIDTH: u32 = 190;
+/// Width of the legend column right of the panels, in pixels: room for `tungstenite WS 64B`.
+const LEGEND_WIDTH: u32 = 210;
 /// One colour per scenario, in the order the scenarios first appear (cycled past the end).
-const PALETTE: [RGBColor; 6] = [
+const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(23, 190, 207),
+    RGBColor(227, 119, 194),
+    RGBColor(140, 86, 75),
 ];
 /// Columns the plot reads; the CSV may have others, in any order.
 const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"];
