@@ -1,7 +1,10 @@
 //! Zero heap allocations per message in steady state: a counting global allocator (dhat's, so no
 //! unsafe code here) watches the whole process while clients echo 10,000 messages after warm-up,
-//! in every framing: chunk, line, and HTTP (keep-alive GETs, 16 pipelined GETs, 64-byte POSTs),
-//! with `--metrics-listen` off and on (its loop publishes every turn, and was scraped).
+//! in every framing: chunk, line, HTTP (keep-alive GETs, 16 pipelined GETs, 64-byte POSTs) and
+//! WebSocket (HTTP upgraded before warm-up; 64-byte binary messages, one and 16 in flight), with
+//! `--metrics-listen` off and on (its loop publishes every turn, and was scraped).
+//! `tests/ws_allocations.rs` covers the WebSocket codec's harder paths (fragments, pings between
+//! them, text, large messages cut across reads) without sockets.
 //!
 //! One test per file: the allocator counts every thread of this test binary.
 
@@ -44,12 +47,47 @@ fn echo(
     }
 }
 
+/// A masked client frame: one 64-byte binary message.
+fn ws_binary(payload: &[u8; 64]) -> Vec<u8> {
+    let mask = [0x5a, 0x0f, 0xf0, 0x33];
+    let masked = payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m);
+    [&[0x82, 0x80 | 64][..], &mask]
+        .concat()
+        .into_iter()
+        .chain(masked)
+        .collect()
+}
+
+/// Upgrades `stream` to a WebSocket and reads the `101` head, byte by byte so no frame is taken.
+fn upgrade(stream: &mut TcpStream) {
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .expect("send the upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("read the 101");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"),
+        "{}",
+        show(&head)
+    );
+}
+
 #[test]
 fn steady_state_echo_allocates_nothing() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let said = [b'p'; 64];
     let http_post = post(&said);
     let http_answer = ok(&[PREFIX, &said].concat());
+    let ws_message = ws_binary(&said);
+    // Unmasked, one frame: 77 bytes of payload fit the 7-bit length.
+    let ws_answer = [&[0x82, 77][..], PREFIX, &said].concat();
     let cases = [
         (
             "chunk",
@@ -93,6 +131,20 @@ fn steady_state_echo_allocates_nothing() {
             &http_post[..],
             16,
         ),
+        (
+            "WebSocket 64-byte binary",
+            FramingKind::Http,
+            ws_answer.clone(),
+            &ws_message[..],
+            1,
+        ),
+        (
+            "WebSocket 16 pipelined 64-byte binary",
+            FramingKind::Http,
+            ws_answer,
+            &ws_message[..],
+            16,
+        ),
     ];
     let metrics = [vec![], vec![SocketAddr::from(([127, 0, 0, 1], 0))]];
     for ((label, framing, one_answer, message, depth), metrics_listen) in metrics
@@ -115,6 +167,9 @@ fn steady_state_echo_allocates_nothing() {
             assert!(text.starts_with(b"HTTP/1.1 200 OK\r\n"));
         }
         let mut streams: Vec<TcpStream> = (0..10).map(|_| server.connect()).collect();
+        if label.starts_with("WebSocket") {
+            streams.iter_mut().for_each(upgrade);
+        }
         let batch = message.repeat(depth);
         let expected = one_answer.repeat(depth);
         let dates = date_offsets(&expected);
