@@ -1,7 +1,9 @@
 //! The WebSocket upgrade of `saythat serve --framing http` (issue 18), over real sockets
 //! against the binary: saythat's own clients (`send --ws`, `load --framing ws`), and a raw std
 //! client that writes the RFC 6455 handshake and frames byte by byte and reads every answer
-//! frame back: the 101 and its refusals, the echo, control frames, the close codes, a drain.
+//! frame back: the 101 and its refusals, the echo, control frames, the close codes, a drain;
+//! then the Autobahn|Testsuite's situations section by section (`autobahn_*`), which CI runs in
+//! place of the suite (`scripts/autobahn.sh` runs the suite itself where Python can fetch it).
 
 mod common;
 
