@@ -320,9 +320,13 @@ fn echo_then_close(ws: &mut TcpStream) -> (Vec<u8>, u16) {
     }
 }
 
-/// Data frames up to FIN, the control frames between them kept apart: (opcode, payload, and
-/// each control frame with the data bytes read before it).
-fn message_and_controls(ws: &mut TcpStream) -> (u8, Vec<u8>, Vec<(u8, Vec<u8>, usize)>) {
+/// A control frame read between a message's data frames: (first byte, payload, the message's
+/// bytes read before it).
+type Between = (u8, Vec<u8>, usize);
+
+/// Data frames up to FIN, the control frames between them kept apart: (opcode, payload, the
+/// control frames).
+fn message_and_controls(ws: &mut TcpStream) -> (u8, Vec<u8>, Vec<Between>) {
     let (mut opcode, mut payload, mut controls) = (None, Vec::new(), Vec::new());
     loop {
         let (first, bytes) = frame(ws);
