@@ -36,6 +36,8 @@ pub(crate) enum Close {
 pub(crate) struct Outcome {
     pub tally: Tally,
     pub hist: Histogram<u64>,
+    /// `--tls`: the handshake latencies (µs) of the measured window.
+    pub handshakes: Histogram<u64>,
     /// When its loop stopped (at the latest the run's end).
     pub ended: Instant,
     /// The first connect failure, in words, for the error when none ever succeeded.
@@ -46,6 +48,7 @@ pub(crate) struct Outcome {
 pub(crate) struct Record {
     tally: Tally,
     hist: Histogram<u64>,
+    handshakes: Histogram<u64>,
 }
 
 impl Record {
@@ -53,6 +56,7 @@ impl Record {
         Ok(Record {
             tally: Tally::default(),
             hist: new_histogram()?,
+            handshakes: new_histogram()?,
         })
     }
 
@@ -83,6 +87,17 @@ impl Record {
                 describe(e)
             );
             self.tally.sample(at, what);
+        }
+    }
+
+    /// `--tls`: a handshake whose connect started at `since` is done at `now`; counted, with its
+    /// latency, when it ends inside the measured window.
+    pub(crate) fn handshake(&mut self, since: Instant, now: Instant, plan: &Plan) {
+        if now >= plan.measure_start && now < plan.end {
+            self.tally.handshakes += 1;
+            let us = now.saturating_duration_since(since).as_micros();
+            self.handshakes
+                .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
         }
     }
 
@@ -224,6 +239,7 @@ impl Record {
         Outcome {
             tally: self.tally,
             hist: self.hist,
+            handshakes: self.handshakes,
             ended,
             connect_error,
         }
