@@ -109,6 +109,14 @@ impl fmt::Display for SendError {
                 "cannot connect to {addr}: {} (is saythat serve running on that address?)",
                 crate::describe(&self.source)
             ),
+            (
+                "complete the TLS handshake with",
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock,
+            ) => write!(
+                f,
+                "no TLS handshake with {addr} within {secs} s (is the server speaking TLS on \
+                 that port? raise --timeout for a slow network)"
+            ),
             ("read", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
                 f,
                 "no answer from {addr} within {secs} s (is the server overloaded? raise --timeout)"

@@ -475,3 +475,39 @@ fn load_tls_reconnect_makes_a_handshake_per_connection() {
     assert!(json["handshake_p99_us"].as_u64() >= json["handshake_p50_us"].as_u64());
     assert!(served.load(Ordering::SeqCst) >= 40);
 }
+
+#[test]
+fn a_server_not_speaking_tls_is_told_apart_from_a_silent_one() {
+    // saythat itself, plain: it echoes the ClientHello behind its prefix, which is no record.
+    let plain = common::TestServer::start(&saythat::Config::loopback());
+    let addr = plain.addr().to_string();
+    let out = send(&["--tls-insecure", "--addr", &addr, "hi"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is the server speaking TLS on that port?"),
+        "{err}"
+    );
+
+    // A server that accepts and never answers: the handshake is bounded by --timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = silent.local_addr().expect("an address").to_string();
+    let held = thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let argv = [
+        "send",
+        "--timeout",
+        "1",
+        "--tls-insecure",
+        "--addr",
+        &addr,
+        "hi",
+    ];
+    let out = run_to_end(saythat(&argv), None, TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no TLS handshake with") && err.contains("within 1 s"),
+        "{err}"
+    );
+    drop(held.join());
+}
