@@ -222,7 +222,7 @@ impl Worker {
             Phase::Connecting { since } => since,
             _ => now,
         };
-        let closed = match self.dial.outcome(sock) {
+        let closed = match self.dial.outcome(sock, self.plan.tls.is_some()) {
             Dialed::Pending => return,
             Dialed::Connected => None,
             Dialed::ClosedAtOnce(e) => Some(e),
@@ -257,6 +257,7 @@ impl Worker {
         };
         match tls::handshake(tls, sock) {
             Ok(true) => {
+                self.dial.handshaken();
                 self.record.handshake(since, now, &self.plan);
                 self.established(reg, idx, None, true, false, now);
             }
@@ -339,7 +340,10 @@ impl Worker {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
         log::debug!("conn {}: cannot connect to {}: {e}", slot.id, plan.addr);
-        let connecting = matches!(slot.phase, Phase::Connecting { .. });
+        let connecting = matches!(
+            slot.phase,
+            Phase::Connecting { .. } | Phase::Handshaking { .. }
+        );
         self.dial
             .failed(idx, connecting, !slot.ever_failed, || describe(e), now);
         slot.ever_failed = true;
