@@ -169,9 +169,9 @@ fn certificates(
         ))
     };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(pem_error(&e)))?
+        .map_err(|e| bad(pem_error(&e, "CERTIFICATE")))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(pem_error(&e)))?;
+        .map_err(|e| bad(pem_error(&e, "CERTIFICATE")))?;
     if certs.is_empty() {
         return Err(bad("it holds no CERTIFICATE block".to_string()));
     }
@@ -198,16 +198,17 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
             "cannot use {} (--tls-key): {}; give the client certificate's private key in PEM \
              (PKCS#8, PKCS#1 or SEC1)",
             path.display(),
-            pem_error(&e)
+            pem_error(&e, "PRIVATE KEY")
         ))
     })
 }
 
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+/// Why a PEM file expected to hold a `label` block could not be used.
+fn pem_error(e: &rustls::pki_types::pem::Error, label: &str) -> String {
     use rustls::pki_types::pem::Error;
     match e {
         Error::Io(io) => crate::describe(io),
-        Error::NoItemsFound => "it holds no PEM block of that kind".to_string(),
+        Error::NoItemsFound => format!("it holds no {label} block"),
         other => format!("it is not valid PEM ({other:?})"),
     }
 }

@@ -301,6 +301,43 @@ fn unusable_tls_files_are_usage_errors_naming_the_file() {
     );
     let out = send(&["--tls-cert", &empty, "--addr", "127.0.0.1:9", "x"], None);
     assert_eq!(out.status.code(), Some(2), "--tls-cert needs --tls-key");
+    // A client certificate with another key than its own.
+    let (cert, _) = Ca::new("saythat test CA").leaf(&["saythat-client"]);
+    let cert = write(&dir, "client.pem", &pem("CERTIFICATE", &cert));
+    let other = KeyPair::generate().expect("a key").serialize_pem();
+    let other = write(&dir, "other.key", &other);
+    let argv = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &other,
+        "--addr",
+        "127.0.0.1:9",
+        "x",
+    ];
+    let out = send(&argv, None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&other) && err.contains("give the key that belongs"),
+        "{err}"
+    );
+    let argv = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &cert,
+        "--addr",
+        "127.0.0.1:9",
+        "x",
+    ];
+    let out = send(&argv, None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no PRIVATE KEY block"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = load_cli(&["--tls-ca", &missing, "--addr", "127.0.0.1:9"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
