@@ -548,3 +548,36 @@ fn a_server_not_speaking_tls_is_told_apart_from_a_silent_one() {
     );
     drop(held.join());
 }
+
+#[test]
+fn tls_server_name_verifies_a_certificate_for_another_name() {
+    let ca = Ca::new("saythat test CA");
+    let dir = pem_dir("name");
+    let ca_pem = write(&dir, "ca.pem", &ca.pem());
+    let (cert, key) = ca.leaf(&["echo.saythat.test"]);
+    let config = server_config(vec![cert], der_key(&key), None);
+    let (addr, _) = serve(config, chunk);
+    let addr = addr.to_string();
+    let out = send(&["--tls-ca", &ca_pem, "--addr", &addr, "hi"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("give the name it carries with --tls-server-name"),
+        "{err}"
+    );
+    let named = [
+        "--tls-ca",
+        &ca_pem,
+        "--tls-server-name",
+        "echo.saythat.test",
+    ];
+    let mut argv = named.to_vec();
+    argv.extend(["--addr", &addr, "hi"]);
+    let out = send(&argv, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "You say that hi");
+    let mut argv = named.to_vec();
+    argv.extend(["--messages", "20"]);
+    let report = run_ok(&load_args(&addr, &argv));
+    assert_eq!((report.messages, report.errors), (20, 0), "{report}");
+}
