@@ -14,8 +14,10 @@ use std::os::unix::fs::FileTypeExt;
 use std::thread;
 use std::time::Duration;
 
+mod tls;
 mod ws;
 
+pub use tls::send_tls;
 pub use ws::{send_ws, WsTarget, MAX_WS_LINE};
 
 /// The lesson's message.
@@ -40,11 +42,15 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
 
-    /// Speak WebSocket to this address (`HOST:PORT`) or URL (`ws://HOST[:PORT][/PATH]`) instead
-    /// of --addr: the argument, or each line of stdin, is sent as a text message, and each answer
-    /// printed on a line of its own. No TLS (`wss://`).
+    /// Speak WebSocket to this address (`HOST:PORT`) or URL (`ws://HOST[:PORT][/PATH]`, or
+    /// `wss://` over TLS) instead of --addr: the argument, or each line of stdin, is sent as a
+    /// text message, and each answer printed on a line of its own. `HOST:PORT` with --tls is
+    /// wss.
     #[arg(long, value_name = "ADDR|URL")]
     pub ws: Option<WsTarget>,
+
+    #[command(flatten)]
+    pub tls: crate::tls_client::TlsArgs,
 
     /// What to send; `-` streams stdin. Without it, stdin is streamed when it is a pipe, a socket
     /// or a file (an empty one is an empty message: nothing is sent and nothing comes back), and
@@ -102,6 +108,14 @@ impl fmt::Display for SendError {
                 f,
                 "cannot connect to {addr}: {} (is saythat serve running on that address?)",
                 crate::describe(&self.source)
+            ),
+            (
+                "complete the TLS handshake with",
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock,
+            ) => write!(
+                f,
+                "no TLS handshake with {addr} within {secs} s (is the server speaking TLS on \
+                 that port? raise --timeout for a slow network)"
             ),
             ("read", io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => write!(
                 f,

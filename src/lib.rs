@@ -25,6 +25,8 @@
 //! - [`load`]: `saythat load`, the load generator: its mio loop, latency histogram and report.
 //! - [`ws_client`]: the client side of WebSocket both speak (`send --ws`, `load --framing ws`):
 //!   the upgrade and its check, masked frame headers, the server's headers decoded; pure.
+//! - [`tls_client`]: the client side of TLS both speak (`send --tls`, `load --tls`): the
+//!   `--tls*` flags and the rustls `ClientConfig` they make; no I/O.
 //!
 //! Imports run one way: `server` → `event_loop` → `connection` / [`framing`] → [`config`] /
 //! `group` / [`metrics`]. [`systemd`], `admin` and `agent` are used by `server` (and `systemd`
@@ -42,6 +44,7 @@ pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod systemd;
+pub mod tls_client;
 pub mod ws_client;
 
 pub use config::{Config, FramingKind};

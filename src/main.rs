@@ -11,6 +11,7 @@ use saythat::client::{self, Input, SendArgs};
 use saythat::config::FlagError;
 use saythat::load::{LoadArgs, LoadError, LoadErrorKind};
 use saythat::systemd::{self, ActivationError};
+use saythat::tls_client::{TlsArgs, TlsClient, TlsConfigError, ALPN_HTTP1};
 use saythat::{Config, Server};
 
 /// A prefixed-echo TCP daemon: every message is answered by `You say that ` and the message.
@@ -57,7 +58,8 @@ fn main() -> ExitCode {
                 .is_some_and(|e| e.kind() == LoadErrorKind::InvalidArgs)
                 || e.downcast_ref::<ActivationError>()
                     .is_some_and(ActivationError::is_usage)
-                || e.downcast_ref::<FlagError>().is_some();
+                || e.downcast_ref::<FlagError>().is_some()
+                || e.downcast_ref::<TlsConfigError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -112,8 +114,38 @@ fn send(args: &SendArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     let mut out = stdout.lock();
     let timeout = Duration::from_secs(args.timeout);
     let received = match &args.ws {
-        Some(target) => client::send_ws(target, timeout, input, &mut out)?,
-        None => client::send(args.addr, timeout, input, &mut out)?,
+        Some(target) => {
+            let mut target = target.clone();
+            if args.tls.enabled() {
+                if target.tls == Some(false) {
+                    let why = "--tls cannot speak to a ws:// URL: write it wss://";
+                    return Err(TlsConfigError(why.to_string()).into());
+                }
+                target.tls = Some(true);
+            }
+            let tls = match target.tls {
+                Some(true) => {
+                    let wss = TlsArgs {
+                        tls: true,
+                        ..args.tls.clone()
+                    };
+                    let client = TlsClient::from_args(&wss, &[ALPN_HTTP1])?;
+                    client
+                        .map(|c| c.server_name(target.host()).map(|name| (c, name)))
+                        .transpose()?
+                }
+                _ => None,
+            };
+            let tls = tls.as_ref().map(|(c, name)| (c, name.clone()));
+            client::send_ws(&target, tls, timeout, input, &mut out)?
+        }
+        None => match TlsClient::from_args(&args.tls, &[])? {
+            Some(tls) => {
+                let name = tls.server_name(&args.addr.ip().to_string())?;
+                client::send_tls(args.addr, timeout, &tls, name, input, &mut out)?
+            }
+            None => client::send(args.addr, timeout, input, &mut out)?,
+        },
     };
     // Answers are printed byte for byte; only a terminal gets a newline to end the last line.
     if received.last_byte.is_some_and(|b| b != b'\n') && stdout.is_terminal() {

@@ -154,6 +154,11 @@ fn a_refused_upgrade_or_no_server_exits_1_saying_why() {
     let output = send(&["--ws", "127.0.0.1:9", "hi"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cannot connect to ws://127.0.0.1:9/"));
+    // wss:// is WebSocket over TLS (tests/tls_client.rs); --tls cannot make a ws:// URL so.
     let output = send(&["--ws", "wss://127.0.0.1:9/", "hi"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot connect to wss://127.0.0.1:9/"));
+    let output = send(&["--tls", "--ws", "ws://127.0.0.1:9/", "hi"], None);
     assert_eq!(output.status.code(), Some(2), "a usage error");
+    assert!(stderr(&output).contains("write it wss://"));
 }

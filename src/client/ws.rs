@@ -11,8 +11,12 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+
 use super::{Input, Received, SendError};
 use crate::framing::ws::frame::{unmask, Opcode};
+use crate::tls_client::TlsClient;
 use crate::ws_client::{
     check_upgrade, client_header, decode_server_header, escape, new_key, upgrade_request,
     ServerFrame, MAX_UPGRADE_HEAD,
@@ -34,23 +38,23 @@ pub struct WsTarget {
     pub authority: String,
     /// The upgrade request's target: the URL's path and query, `/` when it gives none.
     pub path: String,
+    /// `wss://` (`Some(true)`), `ws://` (`Some(false)`), or a bare `HOST:PORT` (`None`), which
+    /// `--tls` makes wss.
+    pub tls: Option<bool>,
 }
 
 impl FromStr for WsTarget {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        const FORMS: &str = "give HOST:PORT or ws://HOST[:PORT][/PATH]";
-        if s.starts_with("wss://") {
-            return Err(format!(
-                "wss:// (WebSocket over TLS) is not spoken by send --ws; {FORMS}"
-            ));
-        }
-        let (rest, url) = match s.strip_prefix("ws://") {
-            Some(rest) => (rest, true),
-            None if s.contains("://") => return Err(format!("{s:?} is not a ws:// URL; {FORMS}")),
-            None => (s, false),
+        const FORMS: &str = "give HOST:PORT, ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]";
+        let (rest, tls) = match (s.strip_prefix("ws://"), s.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, Some(false)),
+            (_, Some(rest)) => (rest, Some(true)),
+            _ if s.contains("://") => return Err(format!("{s:?} is not a ws:// URL; {FORMS}")),
+            _ => (s, None),
         };
+        let url = tls.is_some();
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
         if !url && !path.is_empty() {
@@ -72,17 +76,38 @@ impl FromStr for WsTarget {
             Some((host, port)) if !host.ends_with(':') && port.parse::<u16>().is_ok() => {
                 authority.to_string()
             }
-            // The default port of ws:// (RFC 6455 §3); a bare address must name its port.
+            // The default ports of ws:// and wss:// (RFC 6455 §3); a bare address must name its
+            // port.
+            _ if tls == Some(true) => format!("{authority}:443"),
             _ if url => format!("{authority}:80"),
             _ => return Err(format!("{s:?} has no port; {FORMS}")),
         };
-        Ok(WsTarget { authority, path })
+        Ok(WsTarget {
+            authority,
+            path,
+            tls,
+        })
+    }
+}
+
+impl WsTarget {
+    /// The host of `authority`, IPv6 without its brackets: the name TLS verifies by default.
+    pub fn host(&self) -> &str {
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 
 impl fmt::Display for WsTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}{}", self.authority, self.path)
+        let scheme = match self.tls {
+            Some(true) => "wss",
+            _ => "ws",
+        };
+        write!(f, "{scheme}://{}{}", self.authority, self.path)
     }
 }
 
@@ -91,11 +116,13 @@ fn protocol(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// Sends `input` to `target` over a WebSocket, each message (the whole of a `Message`, each
+/// Sends `input` to `target` over a WebSocket (over TLS with `tls`: the client and the name to
+/// verify), each message (the whole of a `Message`, each
 /// line of a `Stream`, without its line end) as a text message, and prints each answer's
 /// payload followed by a newline, then closes the WebSocket (code 1000).
 pub fn send_ws(
     target: &WsTarget,
+    tls: Option<(&TlsClient, ServerName<'static>)>,
     timeout: Duration,
     input: Input<'_>,
     out: &mut dyn Write,
@@ -121,12 +148,20 @@ pub fn send_ws(
             Err(e) => last = e,
         }
     }
-    let stream = stream.ok_or_else(|| fail("connect", last))?;
+    let mut stream = stream.ok_or_else(|| fail("connect", last))?;
     let configured = stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .and_then(|()| stream.set_nodelay(true));
     configured.map_err(|e| fail("configure", e))?;
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some((client, name)) => {
+            let conn = super::tls::handshake(&mut stream, client, name)
+                .map_err(|e| fail("complete the TLS handshake with", e))?;
+            Stream::Tls(Box::new(StreamOwned::new(conn, stream)))
+        }
+    };
     let mut ws = WsConn {
         reader: BufReader::new(stream),
     };
@@ -173,10 +208,41 @@ pub fn send_ws(
     Ok(received)
 }
 
+/// The socket of `send --ws`, or with wss its TLS stream (boxed: rustls's state is large).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// One upgraded connection of `send --ws`.
 struct WsConn {
     /// Buffered: the frames right after the `101` may come in its read.
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
 }
 
 impl WsConn {
@@ -385,8 +451,13 @@ mod tests {
             Ok("ws://[::1]:9/a/b?x=1".to_string())
         );
         assert_eq!(parse("ws://h:1?x"), Ok("ws://h:1/?x".to_string()));
+        assert_eq!(
+            parse("wss://localhost/p"),
+            Ok("wss://localhost:443/p".to_string())
+        );
+        let v6: WsTarget = "wss://[::1]:9/".parse().expect("a wss URL");
+        assert_eq!((v6.host(), v6.tls), ("::1", Some(true)));
         for (bad, says) in [
-            ("wss://h:1/", "TLS"),
             ("http://h:1/", "not a ws:// URL"),
             ("127.0.0.1", "no port"),
             ("h:1/x", "has a path"),

@@ -128,7 +128,8 @@ pub struct LoadArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
 
-    /// Close each connection and open it again after every N messages (connection churn).
+    /// Close each connection and open it again after every N messages (connection churn; with
+    /// --tls, a full handshake each time: no session is resumed).
     #[arg(long, value_name = "N", env = "SAYTHAT_LOAD_RECONNECT",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect: Option<u64>,
@@ -139,6 +140,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", env = "SAYTHAT_LOAD_TIMEOUT", default_value_t = 5.0,
           value_parser = parse_timeout)]
     pub timeout: f64,
+
+    /// TLS (`--tls` and the flags beside it, read from no variable): every framing runs over
+    /// it unchanged, ws as wss; the report adds the handshakes, per second and their latency.
+    #[command(flatten)]
+    pub tls: crate::tls_client::TlsArgs,
 }
 
 /// Checks a number of seconds against `min` (itself allowed unless `strict`) and `MAX_SECONDS`

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 
 use super::check::Checker;
 use super::message::seed;
@@ -21,6 +22,9 @@ pub(crate) enum Phase {
     Waiting,
     /// A non-blocking connect is in progress since then.
     Connecting { since: Instant },
+    /// `--tls`: connected, the handshake under way; `since` is when the connect started, which
+    /// is where the handshake latency counts from.
+    Handshaking { since: Instant },
     /// WebSocket: connected, the upgrade request written then; no message goes before its `101`.
     Upgrading { since: Instant },
     /// Connected: sending messages and checking answers.
@@ -50,6 +54,9 @@ pub(crate) struct Slot {
     /// This connection's number in the whole run: it seeds the messages and names it in errors.
     pub id: u64,
     pub sock: Option<TcpStream>,
+    /// `--tls`: the socket's TLS state, from the connect to the close (boxed: rustls's state is
+    /// large, and a plain run keeps only the pointer's room).
+    pub tls: Option<Box<ClientConnection>>,
     pub phase: Phase,
     /// WRITABLE is registered: a connect is in progress, or a write stopped at WouldBlock with
     /// output pending.
@@ -78,6 +85,7 @@ impl Slot {
         Slot {
             id,
             sock: None,
+            tls: None,
             phase: Phase::Waiting,
             writable_interest: false,
             checker: Checker::new(&plan.proto),
@@ -214,6 +222,7 @@ impl Slot {
     pub(crate) fn reset_stream(&mut self, plan: &Plan) -> u64 {
         let lost = self.in_flight.len() as u64;
         self.sock = None;
+        self.tls = None;
         self.phase = Phase::Waiting;
         self.writable_interest = false;
         self.checker = Checker::new(&plan.proto);

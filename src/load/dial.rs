@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-/// Non-blocking connects in progress at once over all threads. It keeps the handshakes under way
-/// below a server's accept backlog (saythat's is 4096): SYNs beyond it are dropped, and the
-/// kernel retries each only a second later.
+/// Non-blocking connects in progress at once over all threads, with `--tls` until their TLS
+/// handshake is done. It keeps the handshakes under way below a server's accept backlog
+/// (saythat's is 4096): SYNs beyond it are dropped, and the kernel retries each only a second
+/// later; and a TLS server answers handshakes one at a time, so more at once only waits longer.
 pub const MAX_CONNECTS_IN_FLIGHT: usize = 512;
 /// Wait before a connection is opened again after its connect failed or the server closed it.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
@@ -102,8 +103,9 @@ impl Dialer {
     }
 
     /// How the connect on `sock` stands, by mio's recipe: `take_error` first, then `peer_addr`
-    /// says whether it completed. A connect that ended counts out of those in progress.
-    pub(crate) fn outcome(&mut self, sock: &TcpStream) -> Dialed {
+    /// says whether it completed. A connect that ended counts out of those in progress, unless
+    /// a TLS handshake follows it (`handshake`): then `handshaken` or `failed` does.
+    pub(crate) fn outcome(&mut self, sock: &TcpStream, handshake: bool) -> Dialed {
         let outcome = match sock.take_error() {
             Ok(None) => sock.peer_addr().map(|_| ()),
             Ok(Some(e)) | Err(e) => Err(e),
@@ -119,14 +121,22 @@ impl Dialer {
             }
             Err(e) => Dialed::Failed(e),
         };
-        if !matches!(dialed, Dialed::Failed(_)) {
+        let handshake_follows = handshake && matches!(dialed, Dialed::Connected);
+        if !matches!(dialed, Dialed::Failed(_)) && !handshake_follows {
             self.connecting -= 1;
         }
         dialed
     }
 
-    /// Connection `idx` could not connect (`connecting`: its connect was in progress; `first`:
-    /// its first failure ever): it is opened again after the back-off.
+    /// A TLS handshake that followed a connect is done: the connect no longer counts as in
+    /// progress.
+    pub(crate) fn handshaken(&mut self) {
+        self.connecting -= 1;
+    }
+
+    /// Connection `idx` could not connect (`connecting`: its connect, or the TLS handshake after
+    /// it, was in progress; `first`: its first failure ever): it is opened again after the
+    /// back-off.
     pub(crate) fn failed(
         &mut self,
         idx: usize,

@@ -7,7 +7,8 @@
 //! A run, file by file: `args.rs` the flags and their bounds; `plan.rs` checks them together and
 //! fixes the clock's marks, with `schedule.rs` the `--rate` timetable; this file starts one
 //! `worker.rs` loop per thread over its share of the connections. The loop composes `dial.rs`
-//! (opening connections, the back-off), `conn.rs` (one connection: `message.rs` what it sends,
+//! (opening connections, the back-off), `tls.rs` (`--tls`: a connection's rustls state, driven
+//! sans-IO), `conn.rs` (one connection: `message.rs` what it sends,
 //! `check.rs`/`http.rs`/`ws.rs` what must come back, `fault.rs` how a wrong answer is told),
 //! `record.rs` (the counts and latencies) and `progress.rs` (the live line). The threads'
 //! records merge into `report.rs`. `error.rs` is why a run could not happen at all.
@@ -27,6 +28,7 @@ mod progress;
 mod record;
 mod report;
 mod schedule;
+mod tls;
 mod worker;
 mod ws;
 
@@ -119,6 +121,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
 
     let mut tally = Tally::default();
     let mut hist = new_histogram()?;
+    let mut handshakes = new_histogram()?;
     let mut ended = plan.measure_start;
     let mut connect_error = None;
     for handle in handles {
@@ -127,6 +130,9 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
             .map_err(|_| LoadError::internal("a load thread failed", "it panicked"))??;
         hist.add(&outcome.hist).map_err(|e| {
             LoadError::internal("cannot merge latency histograms", format!("{e:?}"))
+        })?;
+        handshakes.add(&outcome.handshakes).map_err(|e| {
+            LoadError::internal("cannot merge handshake histograms", format!("{e:?}"))
         })?;
         tally.add(outcome.tally);
         ended = ended.max(outcome.ended);
@@ -154,9 +160,10 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
         conns: args.conns,
         warmup_s: args.warmup,
         timeout_s: args.timeout,
+        tls: plan.tls.is_some(),
     };
     let measured = ended.saturating_duration_since(plan.measure_start);
-    Ok(LoadReport::new(facts, tally, &hist, measured))
+    Ok(LoadReport::new(facts, tally, &hist, &handshakes, measured))
 }
 
 /// The first connection id of thread `t`'s share, for `threads` even shares of `conns`.

@@ -2,11 +2,17 @@
 //! share read-only (what to send, the clock's marks, the `--rate` schedule, the bounds).
 //!
 //! It exists so every option is refused or accepted before any socket opens or any fd limit
-//! changes, including options built in code rather than parsed. It must never do I/O.
+//! changes, including options built in code rather than parsed. It must never do I/O, but for
+//! reading the files `--tls-ca`, `--tls-cert` and `--tls-key` name.
 
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::client::Resumption;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use super::args::{
     check_query, check_rate, duration_secs, timeout_secs, warmup_secs, LoadArgs, MAX_CONNS,
@@ -17,6 +23,7 @@ use super::error::LoadError;
 use super::message::{HttpMethod, LoadFraming, Protocol};
 use super::schedule::Schedule;
 use crate::config::MAX_PREFIX;
+use crate::tls_client::{TlsClient, TlsConfigError, ALPN_HTTP1};
 
 /// Slowest pass over all connections looking for timeouts; shorter `--timeout`s get a quarter of
 /// themselves, so a timeout is noticed at most 25% late.
@@ -94,6 +101,8 @@ pub(crate) struct Plan {
     pub wait_end: Instant,
     /// Threads send progress snapshots: stderr is a terminal to draw on.
     pub progress: bool,
+    /// `--tls`: the config every connection shares, and the name its server must carry.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 impl Plan {
@@ -192,6 +201,7 @@ impl Plan {
         check_timeout(&proto, timeout, args.timeout)?;
         let measure_start = later(start, warmup, "the warmup")?;
         let end = later(measure_start, duration, "the measured time")?;
+        let tls = tls_for(args).map_err(|e| LoadError::invalid("cannot use TLS", e.0, ""))?;
         Ok(Plan {
             addr: args.addr,
             proto,
@@ -209,6 +219,7 @@ impl Plan {
             end,
             wait_end: later(end, timeout, "the wait for the last answers")?,
             progress: io::stderr().is_terminal(),
+            tls,
         })
     }
 
@@ -224,4 +235,22 @@ impl Plan {
             ..self
         })
     }
+}
+
+/// The TLS client of `--tls`, offering ALPN `http/1.1` where the framing is HTTP's (ws included).
+/// Resumption is off, so `--reconnect` measures full handshakes.
+fn tls_for(
+    args: &LoadArgs,
+) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>, TlsConfigError> {
+    let alpn: &[&[u8]] = match args.framing {
+        LoadFraming::Http | LoadFraming::Ws => &[ALPN_HTTP1],
+        _ => &[],
+    };
+    let Some(client) = TlsClient::from_args(&args.tls, alpn)? else {
+        return Ok(None);
+    };
+    let name = client.server_name(&args.addr.ip().to_string())?;
+    let mut config = (*client.config).clone();
+    config.resumption = Resumption::disabled();
+    Ok(Some((Arc::new(config), name)))
 }

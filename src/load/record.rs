@@ -49,6 +49,8 @@ pub(crate) enum Asked {
 pub(crate) struct Outcome {
     pub tally: Tally,
     pub hist: Histogram<u64>,
+    /// `--tls`: the handshake latencies (µs) of the measured window.
+    pub handshakes: Histogram<u64>,
     /// When its loop stopped (at the latest the run's end).
     pub ended: Instant,
     /// The first connect failure, in words, for the error when none ever succeeded.
@@ -59,6 +61,7 @@ pub(crate) struct Outcome {
 pub(crate) struct Record {
     tally: Tally,
     hist: Histogram<u64>,
+    handshakes: Histogram<u64>,
 }
 
 impl Record {
@@ -66,6 +69,7 @@ impl Record {
         Ok(Record {
             tally: Tally::default(),
             hist: new_histogram()?,
+            handshakes: new_histogram()?,
         })
     }
 
@@ -96,6 +100,17 @@ impl Record {
                 describe(e)
             );
             self.tally.sample(at, what);
+        }
+    }
+
+    /// `--tls`: a handshake whose connect started at `since` is done at `now`; counted, with its
+    /// latency, when it ends inside the measured window.
+    pub(crate) fn handshake(&mut self, since: Instant, now: Instant, plan: &Plan) {
+        if now >= plan.measure_start && now < plan.end {
+            self.tally.handshakes += 1;
+            let us = now.saturating_duration_since(since).as_micros();
+            self.handshakes
+                .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
         }
     }
 
@@ -209,7 +224,8 @@ impl Record {
                 );
                 self.tally.sample(at, what);
             }
-            Phase::Waiting | Phase::Connecting { .. } | Phase::Open => {}
+            Phase::Waiting | Phase::Connecting { .. } | Phase::Handshaking { .. } | Phase::Open => {
+            }
         }
         if let Some(m) = slot.in_flight.front() {
             let what = format!(
@@ -261,8 +277,31 @@ impl Record {
         Outcome {
             tally: self.tally,
             hist: self.hist,
+            handshakes: self.handshakes,
             ended,
             connect_error,
         }
+    }
+}
+
+/// `why`, or the fault `--query` asked for that it is: the end of a connection closing after an
+/// answer that said `Connection: close` (however it ends: a FIN, or a reset for the requests it
+/// did not read), or a reset that falls where `reset` asks one, with a message in flight. Any
+/// other close or reset stays what it is.
+pub(crate) fn asked(slot: &Slot, plan: &Plan, why: Close) -> Close {
+    match (&why, slot.phase) {
+        (Close::Peer(_), Phase::Closing { .. }) => Close::Asked(Asked::Close),
+        (Close::Peer(Some(e)), Phase::Open)
+            if e.kind() == io::ErrorKind::ConnectionReset
+                && !slot.in_flight.is_empty()
+                && plan
+                    .proto
+                    .expect
+                    .reset()
+                    .is_some_and(|at| slot.checker.reset_fits(at)) =>
+        {
+            Close::Asked(Asked::Reset)
+        }
+        _ => why,
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Tally {
     pub reconnects: u64,
     pub conns_connected: u64,
     pub conns_open_at_end: u64,
+    /// `--tls`: handshakes done inside the measured window.
+    pub handshakes: u64,
     /// HTTP: final answers by status, warmup included.
     pub statuses: Statuses,
     /// HTTP: faults `--query` asked for, warmup included: answers saying `Connection: close`,
@@ -105,6 +107,7 @@ impl Tally {
         self.reconnects += other.reconnects;
         self.conns_connected += other.conns_connected;
         self.conns_open_at_end += other.conns_open_at_end;
+        self.handshakes += other.handshakes;
         self.statuses.add(&other.statuses);
         self.faults_close += other.faults_close;
         self.faults_reset += other.faults_reset;
@@ -210,6 +213,16 @@ pub struct LoadReport {
     /// Connections closed and opened again: `--reconnect` churn, and after every error while the
     /// run lasts.
     pub reconnects: u64,
+    /// Whether the run spoke TLS (`--tls`); the three `handshake` fields are 0 without it.
+    pub tls: bool,
+    /// `--tls`: TLS handshakes completed inside the measured window (every connect is a full
+    /// handshake: no session is resumed), and per second of it.
+    pub handshakes: u64,
+    pub handshakes_per_s: f64,
+    /// `--tls`: the latency of those handshakes in µs, from the connect's start to the
+    /// handshake's end (TCP's round trip included, as a client sees it).
+    pub handshake_p50_us: u64,
+    pub handshake_p99_us: u64,
     /// HTTP: the final answers received by status code (`{"200": 9000, "503": 1000}`), warmup
     /// included, right or not (a status other than 200 is `bad_status` unless `--query` asked
     /// for it); interim `1xx` answers are not counted (a `1xx` asked for is a final answer).
@@ -275,6 +288,7 @@ impl LoadReport {
         run: RunFacts,
         tally: Tally,
         hist: &Histogram<u64>,
+        handshakes: &Histogram<u64>,
         measured: Duration,
     ) -> LoadReport {
         let secs = measured.as_secs_f64();
@@ -322,6 +336,11 @@ impl LoadReport {
             connect_failures: tally.connect_failures,
             connect_errors: tally.connect_errors,
             reconnects: tally.reconnects,
+            tls: run.tls,
+            handshakes: tally.handshakes,
+            handshakes_per_s: per_s(tally.handshakes as f64),
+            handshake_p50_us: quantile(handshakes, 0.5),
+            handshake_p99_us: quantile(handshakes, 0.99),
             statuses: tally.statuses.by_code(),
             faults_asked: FaultsAsked {
                 close: tally.faults_close,
@@ -363,6 +382,15 @@ pub(crate) struct RunFacts {
     pub conns: u32,
     pub warmup_s: f64,
     pub timeout_s: f64,
+    pub tls: bool,
+}
+
+/// The `q` quantile of `hist`, 0 when it is empty.
+fn quantile(hist: &Histogram<u64>, q: f64) -> u64 {
+    match hist.is_empty() {
+        true => 0,
+        false => hist.value_at_quantile(q),
+    }
 }
 
 /// A latency in µs, in the unit that keeps it short: `850 µs`, `1.25 ms`, `2.50 s`.
@@ -423,6 +451,16 @@ impl fmt::Display for LoadReport {
             self.closed_idle,
             self.reconnects
         )?;
+        if self.tls {
+            writeln!(
+                f,
+                "  tls         {} handshakes ({:.1}/s), handshake p50 {}, p99 {} (from connect)",
+                self.handshakes,
+                self.handshakes_per_s,
+                human_us(self.handshake_p50_us),
+                human_us(self.handshake_p99_us)
+            )?;
+        }
         if self.method.is_some() {
             let statuses: Vec<String> = self
                 .statuses
@@ -492,9 +530,10 @@ mod tests {
             conns: 1,
             warmup_s: 0.0,
             timeout_s: 5.0,
+            tls: false,
         };
         let hist = new_histogram().expect("a histogram");
-        LoadReport::new(facts, tally, &hist, Duration::from_secs(1))
+        LoadReport::new(facts, tally, &hist, &hist, Duration::from_secs(1))
     }
 
     #[test]

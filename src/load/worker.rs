@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Registry, Token};
+use rustls::ClientConnection;
 
 use super::conn::{Phase, Slot};
 use super::dial::{Dialed, Dialer};
@@ -21,9 +22,11 @@ use super::error::LoadError;
 use super::fault::Fault;
 use super::plan::Plan;
 use super::progress::{Feed, Snapshot};
-use super::record::{Asked, Close, Outcome, Record};
+use super::record::{asked, Close, Outcome, Record};
 use super::schedule::Cursor;
+use super::tls;
 use crate::describe;
+use crate::tls_client::describe_handshake_error;
 
 /// Bytes asked of one read(2), into the loop's one shared buffer: connections have none.
 const READ_BUF: usize = 64 * 1024;
@@ -88,6 +91,7 @@ pub(crate) fn run(
                     let readable = event.is_readable() || ending;
                     w.on_connect_ready(poll.registry(), idx, readable, ending, now)
                 }
+                Some(Phase::Handshaking { .. }) => w.on_handshake_ready(poll.registry(), idx, now),
                 Some(Phase::Open | Phase::Upgrading { .. } | Phase::Closing { .. }) => {
                     w.on_ready(poll.registry(), idx, ending, now)
                 }
@@ -215,7 +219,11 @@ impl Worker {
         let Some(sock) = slot.sock.as_ref() else {
             return;
         };
-        let closed = match self.dial.outcome(sock) {
+        let since = match slot.phase {
+            Phase::Connecting { since } => since,
+            _ => now,
+        };
+        let closed = match self.dial.outcome(sock, self.plan.tls.is_some()) {
             Dialed::Pending => return,
             Dialed::Connected => None,
             Dialed::ClosedAtOnce(e) => Some(e),
@@ -225,6 +233,57 @@ impl Worker {
         if let Err(e) = sock.set_nodelay(true) {
             log::debug!("conn {}: cannot set TCP_NODELAY: {e}", slot.id);
         }
+        if let (Some((config, name)), None) = (&self.plan.tls, &closed) {
+            match ClientConnection::new(Arc::clone(config), name.clone()) {
+                Ok(tls) => slot.tls = Some(Box::new(tls)),
+                Err(e) => {
+                    let e = io::Error::other(describe_handshake_error(&e));
+                    return self.connect_failed(idx, &e, now);
+                }
+            }
+            slot.phase = Phase::Handshaking { since };
+            return self.on_handshake_ready(reg, idx, now);
+        }
+        self.established(reg, idx, closed, readable, ending, now);
+    }
+
+    /// `--tls`: the handshake moves on; once done the connection is established, and the
+    /// plaintext rustls may already hold is read, since no event will come for it.
+    fn on_handshake_ready(&mut self, reg: &Registry, idx: usize, now: Instant) {
+        let slot = &mut self.slots[idx];
+        let (Some(tls), Some(sock), Phase::Handshaking { since }) =
+            (slot.tls.as_deref_mut(), slot.sock.as_mut(), slot.phase)
+        else {
+            return;
+        };
+        match tls::handshake(tls, sock) {
+            Ok(true) => {
+                self.dial.handshaken();
+                self.record.handshake(since, now, &self.plan);
+                self.established(reg, idx, None, true, false, now);
+            }
+            Ok(false) => {
+                let wants = tls.wants_write();
+                if let Err(e) = self.set_writable(reg, idx, wants) {
+                    self.connect_failed(idx, &e, now);
+                }
+            }
+            Err(e) => self.connect_failed(idx, &e, now),
+        }
+    }
+
+    /// A connection is established (connected, and with `--tls` its handshake done), or was
+    /// closed by the server at once (`closed`): it opens for messages.
+    fn established(
+        &mut self,
+        reg: &Registry,
+        idx: usize,
+        closed: Option<io::Error>,
+        readable: bool,
+        ending: bool,
+        now: Instant,
+    ) {
+        let slot = &mut self.slots[idx];
         slot.phase = Phase::Open;
         self.record.connected(!slot.ever_connected);
         slot.ever_connected = true;
@@ -252,12 +311,16 @@ impl Worker {
             return Ok(());
         };
         // A new connection's send buffer (4 KiB at the least on Linux) takes the request's ~170
-        // bytes whole: a short write means the connection failed, not that it is full.
-        let written = loop {
-            match sock.write(&request) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                other => break other,
-            }
+        // bytes whole: a short write means the connection failed, not that it is full. Over TLS
+        // rustls takes it whole, and what the socket does not is sent with the messages.
+        let written = match slot.tls.as_deref_mut() {
+            Some(tls) => tls.writer().write_all(&request).map(|()| request.len()),
+            None => loop {
+                match sock.write(&request) {
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            },
         };
         match written {
             Ok(n) if n == request.len() => {}
@@ -278,7 +341,10 @@ impl Worker {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
         log::debug!("conn {}: cannot connect to {}: {e}", slot.id, plan.addr);
-        let connecting = matches!(slot.phase, Phase::Connecting { .. });
+        let connecting = matches!(
+            slot.phase,
+            Phase::Connecting { .. } | Phase::Handshaking { .. }
+        );
         self.dial
             .failed(idx, connecting, !slot.ever_failed, || describe(e), now);
         slot.ever_failed = true;
@@ -309,7 +375,11 @@ impl Worker {
         // Answers read after the end are to messages sent before it.
         let measuring = now >= plan.measure_start;
         loop {
-            let n = match sock.read(&mut self.read_buf) {
+            let read = match slot.tls.as_deref_mut() {
+                Some(tls) => tls::read(tls, sock, &mut self.read_buf),
+                None => sock.read(&mut self.read_buf),
+            };
+            let n = match read {
                 Ok(0) => return Err(Close::Peer(None)),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -360,8 +430,9 @@ impl Worker {
                 return Err(Close::WebSocket(code));
             }
             // The kernel gave less than asked, so it had no more: another edge-triggered event
-            // comes when more arrives. Not so for an end of stream that is already queued.
-            if n < self.read_buf.len() && !stream_ending {
+            // comes when more arrives. Not so for an end of stream that is already queued, nor
+            // over TLS, where a short read is one record's plaintext.
+            if n < self.read_buf.len() && !stream_ending && slot.tls.is_none() {
                 return Ok(());
             }
         }
@@ -386,12 +457,25 @@ impl Worker {
         let measuring = now >= plan.measure_start && now < plan.end;
         let slot = &mut self.slots[idx];
         loop {
+            // Over TLS, new plaintext waits until rustls's records are all out: what it buffers
+            // stays one write's worth.
+            if let (Some(tls), Some(sock)) = (slot.tls.as_deref_mut(), slot.sock.as_mut()) {
+                match tls::flush(tls, sock) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+                    Err(e) => return Err(Close::Peer(Some(e))),
+                }
+            }
             let start = slot.startable(plan, now, self.budget);
             let n = slot.fill(plan, start, &mut self.write_buf);
             let Some(sock) = slot.sock.as_mut().filter(|_| n > 0) else {
                 return Ok(false);
             };
-            match sock.write(&self.write_buf[..n]) {
+            let wrote = match slot.tls.as_deref_mut() {
+                Some(tls) => tls.writer().write(&self.write_buf[..n]),
+                None => sock.write(&self.write_buf[..n]),
+            };
+            match wrote {
                 Ok(0) => return Err(Close::Peer(Some(ErrorKind::WriteZero.into()))),
                 Ok(written) => {
                     if measuring {
@@ -437,6 +521,10 @@ impl Worker {
                 {
                     self.close(idx, Close::Timeout, now);
                 }
+                Phase::Handshaking { since } if now.duration_since(since) >= timeout => {
+                    let why = "no TLS handshake within --timeout";
+                    self.connect_failed(idx, &io::Error::new(ErrorKind::TimedOut, why), now);
+                }
                 Phase::Open => {
                     if let Some(m) = slot.in_flight.front() {
                         if now.duration_since(m.sent_at) >= timeout {
@@ -445,6 +533,7 @@ impl Worker {
                     }
                 }
                 Phase::Connecting { .. }
+                | Phase::Handshaking { .. }
                 | Phase::Upgrading { .. }
                 | Phase::Closing { .. }
                 | Phase::Waiting => {}
@@ -460,6 +549,9 @@ impl Worker {
         // A timeout was waited for already, and churn or a fault asked for is no failure: none
         // backs off.
         let back_off = !matches!(why, Close::Timeout | Close::Churn | Close::Asked(_));
+        if let (Some(tls), Some(sock)) = (slot.tls.as_deref_mut(), slot.sock.as_mut()) {
+            tls::close_notify(tls, sock);
+        }
         self.record.closed(slot, why, plan, now);
         // Dropping the socket closes it, which also takes it out of the epoll set.
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
@@ -495,27 +587,5 @@ impl Worker {
         drop(std::mem::take(&mut self.slots));
         let connect_error = self.dial.into_first_error();
         self.record.finish(open, now.min(plan.end), connect_error)
-    }
-}
-
-/// `why`, or the fault `--query` asked for that it is: the end of a connection closing after an
-/// answer that said `Connection: close` (however it ends: a FIN, or a reset for the requests it
-/// did not read), or a reset that falls where `reset` asks one, with a message in flight. Any
-/// other close or reset stays what it is.
-fn asked(slot: &Slot, plan: &Plan, why: Close) -> Close {
-    match (&why, slot.phase) {
-        (Close::Peer(_), Phase::Closing { .. }) => Close::Asked(Asked::Close),
-        (Close::Peer(Some(e)), Phase::Open)
-            if e.kind() == ErrorKind::ConnectionReset
-                && !slot.in_flight.is_empty()
-                && plan
-                    .proto
-                    .expect
-                    .reset()
-                    .is_some_and(|at| slot.checker.reset_fits(at)) =>
-        {
-            Close::Asked(Asked::Reset)
-        }
-        _ => why,
     }
 }
