@@ -107,6 +107,13 @@ impl<P: Protocol> Connections<P> {
             }
         }
         self.timers.arm_deadline(&self.protocol, conn, key);
+        // This entry was the connection's timer: without another deadline, the idle timeout
+        // must still come (the protocol's deadlines are not its only ones).
+        if let Some(idle_end) =
+            (self.idle_timeout).and_then(|idle| conn.last_active.checked_add(idle))
+        {
+            self.timers.arm(&mut conn.timer_at, idle_end, key, conn.id);
+        }
         self.answer(key, next);
     }
 
