@@ -503,9 +503,8 @@ fn check_controls(config: &Config) -> Result<(), FlagError> {
         return Err(FlagError {
             flag: "--ws-ping",
             message: format!(
-                "{} s is not shorter than --idle-timeout ({} s): a silent WebSocket would be \
-                 closed as idle before its ping; give a shorter --ws-ping or a longer \
-                 --idle-timeout",
+                "{} s is not shorter than --idle-timeout ({} s), which closes a silent \
+                 WebSocket before its ping: shorten --ws-ping or lengthen --idle-timeout",
                 config.ws_ping, config.idle_timeout
             ),
         });

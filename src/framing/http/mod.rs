@@ -569,8 +569,7 @@ impl<R: Route> Protocol for Http<R> {
         Some(self.ws.counts())
     }
 
-    /// A WebSocket's close 1001 (see [`WebSocket`]); HTTP closes an idle connection silently,
-    /// as servers do between requests.
+    /// A WebSocket's close 1001; HTTP closes an idle connection silently, as servers do.
     fn on_idle(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) {
         if let Some((ws, s)) = self.upgraded(session) {
             ws.on_idle(s, answers);
