@@ -33,7 +33,7 @@ use crate::config::{FramingKind, SCRAPE_CACHE};
 use crate::framing::http::{Route, Routed};
 use crate::framing::{Answers, CloseReason};
 use crate::group::{Group, RUNNING};
-use crate::metrics::{AcceptError, Snapshot};
+use crate::metrics::{AcceptError, Snapshot, WS_CLOSE_LABELS};
 
 /// The `Content-Type` of the Prometheus text format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -236,6 +236,45 @@ impl Collector for Loops {
             "Faults injected by HTTP controls, by kind: reset (a TCP reset), close.",
             "kind",
             [("reset", c.resets), ("close", c.closes)],
+        )?;
+        let ws = &s.protocol.ws;
+        e.gauge(
+            "saythat_ws_connections_open",
+            "WebSocket connections open now (upgraded, --framing http).",
+            ws.open(),
+        )?;
+        e.counter(
+            "saythat_ws_messages_received",
+            "WebSocket data messages (text or binary) clients began.",
+            ws.messages_in,
+        )?;
+        e.counter(
+            "saythat_ws_messages_sent",
+            "WebSocket data messages answered whole.",
+            ws.messages_out,
+        )?;
+        e.counter(
+            "saythat_ws_bytes_received",
+            "Payload bytes of WebSocket data frames from clients.",
+            ws.bytes_in,
+        )?;
+        e.counter(
+            "saythat_ws_bytes_sent",
+            "Payload bytes of WebSocket data frames answered, prefix included.",
+            ws.bytes_out,
+        )?;
+        e.counters(
+            "saythat_ws_closes_sent",
+            "WebSocket close frames sent, by close code (1005: none; other: any code not listed).",
+            "code",
+            WS_CLOSE_LABELS.into_iter().zip(ws.closes_sent),
+        )?;
+        e.counters(
+            "saythat_ws_closes_received",
+            "WebSocket close frames received, by close code (1005: none; other: any code not \
+             listed, or an invalid one).",
+            "code",
+            WS_CLOSE_LABELS.into_iter().zip(ws.closes_received),
         )?;
         e.counter(
             "saythat_bytes_received",

@@ -149,6 +149,11 @@ pub const MAX_HELD_LIMIT: u64 = 1 << 40;
 /// `--max-message`'s default, 16 MiB (the framing's own default is the same).
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 
+/// The longest `--ws-ping`: one hour, like `--header-timeout`, so a ping's deadline cannot
+/// overflow; proxies drop silent connections after tens of seconds, so a keep-alive is far
+/// shorter than this.
+pub const MAX_WS_PING_SECS: u64 = 60 * 60;
+
 /// The default `--max-delay`: 10 s, the longest wait a request's `delay` (or `drip` interval)
 /// may ask for. Each delayed answer holds its connection and a timer entry, no more, so the bound
 /// is about what a test means (go-httpbin's is 10 s too), not about memory.
@@ -266,6 +271,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=MAX_HELD_LIMIT))]
     pub max_message: u64,
 
+    /// HTTP, after a WebSocket upgrade: ping a WebSocket that has been silent (nothing heard
+    /// from the client) for this many seconds, 0 (off) to 3600; a client that then sends
+    /// nothing at all, pong or other, within `--idle-timeout` is closed with close code 1001.
+    /// Must be shorter than a nonzero `--idle-timeout`.
+    #[arg(long, value_name = "SECS", env = "SAYTHAT_WS_PING", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WS_PING_SECS))]
+    pub ws_ping: u64,
+
     /// Answer bytes a connection may have waiting to be written, 1 to 1073741824 (1 GiB); at this
     /// cap the server stops reading from it until half has drained, so a client that never reads
     /// costs at most this.
@@ -369,6 +382,7 @@ impl Default for Config {
             body_timeout: 60,
             max_held: DEFAULT_MAX_HELD,
             max_message: DEFAULT_MAX_MESSAGE,
+            ws_ping: 0,
             max_pending: 64 * 1024,
             max_conns: None,
             idle_timeout: 300,
@@ -398,6 +412,11 @@ impl Config {
     /// `None` when idle connections are kept forever.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+
+    /// `None` when WebSockets are not pinged.
+    pub fn ws_ping(&self) -> Option<Duration> {
+        (self.ws_ping > 0).then(|| Duration::from_secs(self.ws_ping))
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

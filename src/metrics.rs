@@ -32,10 +32,13 @@ pub enum CloseReason {
     /// We reset the connection (`SO_LINGER` 0) because the protocol asked to
     /// ([`crate::framing::Next::Reset`]): a fault injected on purpose.
     Aborted,
+    /// WebSocket: pinged after `--ws-ping` of silence, the client sent nothing within
+    /// `--idle-timeout`, and got a close 1001.
+    WsPingTimeout,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Client,
         CloseReason::Idle,
         CloseReason::Reset,
@@ -45,6 +48,7 @@ impl CloseReason {
         CloseReason::LineTooLong,
         CloseReason::HttpError,
         CloseReason::Aborted,
+        CloseReason::WsPingTimeout,
     ];
 
     /// The label value.
@@ -59,6 +63,7 @@ impl CloseReason {
             CloseReason::LineTooLong => "line_too_long",
             CloseReason::HttpError => "http_error",
             CloseReason::Aborted => "aborted",
+            CloseReason::WsPingTimeout => "ws_ping_timeout",
         }
     }
 
@@ -159,6 +164,92 @@ pub struct ProtocolCounts {
     pub responses: [(u16, u64); STATUS_SLOTS],
     /// What HTTP's test-backend controls did.
     pub controls: ControlCounts,
+    /// What the WebSocket echo did (a protocol that upgrades to it counts into its own).
+    pub ws: WsCounts,
+}
+
+/// The close codes the WebSocket metrics tell apart, by number: those RFC 6455 §7.4.1 defines
+/// for the wire, and 1005, which it reserves to report a close frame without a code. Any other
+/// (a library's or an application's 3000-4999, an invalid one) is `other`, so the label set
+/// stays bounded whatever clients send.
+pub const WS_CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1005, 1007, 1008, 1009, 1010, 1011];
+/// The `code` label of each slot of [`WsCounts`]'s close counts: [`WS_CLOSE_CODES`], then
+/// `other`.
+pub const WS_CLOSE_LABELS: [&str; WS_CLOSE_CODES.len() + 1] = [
+    "1000", "1001", "1002", "1003", "1005", "1007", "1008", "1009", "1010", "1011", "other",
+];
+const WS_CLOSE_SLOTS: usize = WS_CLOSE_LABELS.len();
+/// The fields of [`WsCounts`] as one array, for publishing.
+const WS_FIELDS: usize = 6 + 2 * WS_CLOSE_SLOTS;
+
+/// What the WebSocket echo counts: connections upgraded and ended, data messages and their
+/// payload bytes each way, close frames each way by code. Written by the message path of
+/// WebSocket connections only (a few increments per read); other connections never touch it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WsCounts {
+    /// Connections that upgraded; those still open are `opened - ended`.
+    pub opened: u64,
+    pub ended: u64,
+    /// Data messages (text or binary) the clients began, counted at their first frame.
+    pub messages_in: u64,
+    /// Data messages answered whole (the last answer frame of each).
+    pub messages_out: u64,
+    /// Payload bytes of the clients' data frames.
+    pub bytes_in: u64,
+    /// Payload bytes of the answers' data frames, prefix included.
+    pub bytes_out: u64,
+    /// Close frames sent, by [`WS_CLOSE_LABELS`] slot.
+    pub closes_sent: [u64; WS_CLOSE_SLOTS],
+    /// Close frames received, by [`WS_CLOSE_LABELS`] slot.
+    pub closes_received: [u64; WS_CLOSE_SLOTS],
+}
+
+impl WsCounts {
+    /// The slot of close code `code` (`None`: a close frame without one, counted as 1005).
+    pub fn close_slot(code: Option<u16>) -> usize {
+        let code = code.unwrap_or(1005);
+        (WS_CLOSE_CODES.iter().position(|&c| c == code)).unwrap_or(WS_CLOSE_SLOTS - 1)
+    }
+
+    fn to_array(self) -> [u64; WS_FIELDS] {
+        let mut all = [0; WS_FIELDS];
+        all[..6].copy_from_slice(&[
+            self.opened,
+            self.ended,
+            self.messages_in,
+            self.messages_out,
+            self.bytes_in,
+            self.bytes_out,
+        ]);
+        all[6..6 + WS_CLOSE_SLOTS].copy_from_slice(&self.closes_sent);
+        all[6 + WS_CLOSE_SLOTS..].copy_from_slice(&self.closes_received);
+        all
+    }
+
+    fn from_array(all: [u64; WS_FIELDS]) -> WsCounts {
+        let slots = |from: usize| std::array::from_fn(|i| all[from + i]);
+        WsCounts {
+            opened: all[0],
+            ended: all[1],
+            messages_in: all[2],
+            messages_out: all[3],
+            bytes_in: all[4],
+            bytes_out: all[5],
+            closes_sent: slots(6),
+            closes_received: slots(6 + WS_CLOSE_SLOTS),
+        }
+    }
+
+    fn add(&mut self, other: &WsCounts) {
+        let mut sum = self.to_array();
+        add_each(&mut sum, &other.to_array());
+        *self = WsCounts::from_array(sum);
+    }
+
+    /// WebSocket connections open now.
+    pub fn open(&self) -> u64 {
+        self.opened.saturating_sub(self.ended)
+    }
 }
 
 /// What HTTP's test-backend controls (issue 17) did: answers delayed and dripped, and the
@@ -256,23 +347,43 @@ pub struct Published {
     responses: [AtomicU64; STATUS_SLOTS],
     /// [`ControlCounts`], in its field order.
     controls: [AtomicU64; 4],
+    /// [`WsCounts`], in its array order: the totals, then the close codes (two arrays, since
+    /// `Default` stops at 32 elements).
+    ws_totals: [AtomicU64; 6],
+    ws_closes: [AtomicU64; WS_FIELDS - 6],
 }
 
 impl Published {
     /// Stores this loop's current values. Called by the owning loop only.
     pub fn store(&self, counters: &Counters, protocol: &ProtocolCounts) {
-        self.store_hot(counters, protocol);
+        self.store_hot(counters, protocol, None);
         self.store_cold(counters);
     }
 
-    /// Stores the values that change per message (and the open count). The owning loop only.
-    pub fn store_hot(&self, counters: &Counters, protocol: &ProtocolCounts) {
+    /// Stores the values that change per message (and the open count), with the counts of the
+    /// protocol connections upgrade to, if any (its messages are added to the protocol's). The
+    /// owning loop only.
+    pub fn store_hot(
+        &self,
+        counters: &Counters,
+        protocol: &ProtocolCounts,
+        upgraded: Option<&ProtocolCounts>,
+    ) {
         let c = counters;
         self.open.store(c.open, Relaxed);
         self.bytes_in.store(c.bytes_in, Relaxed);
         self.bytes_out.store(c.bytes_out, Relaxed);
         self.pending.store(c.pending, Relaxed);
-        self.messages.store(protocol.messages, Relaxed);
+        let upgraded_messages = upgraded.map_or(0, |u| u.messages);
+        self.messages
+            .store(protocol.messages + upgraded_messages, Relaxed);
+        // Only a loop where a connection upgraded has WebSocket counts to store.
+        let ws = upgraded.map_or(&protocol.ws, |u| &u.ws);
+        if ws.opened != 0 {
+            let all = ws.to_array();
+            store_each(&self.ws_totals, &all[..6]);
+            store_each(&self.ws_closes, &all[6..]);
+        }
         // Only a protocol that answered statuses has any to store.
         for (i, &(code, count)) in protocol.responses.iter().enumerate() {
             if code == 0 {
@@ -311,6 +422,10 @@ impl Published {
         let mut protocol = ProtocolCounts {
             messages: self.messages.load(Relaxed),
             controls: ControlCounts::from_array(load_each(&self.controls)),
+            ws: WsCounts::from_array(std::array::from_fn(|i| match i {
+                0..6 => self.ws_totals[i].load(Relaxed),
+                _ => self.ws_closes[i - 6].load(Relaxed),
+            })),
             ..ProtocolCounts::default()
         };
         for (slot, (code, count)) in protocol
@@ -353,6 +468,7 @@ impl Snapshot {
             snapshot.open_per_worker.push(counters.open);
             snapshot.protocol.messages += protocol.messages;
             snapshot.protocol.controls.add(&protocol.controls);
+            snapshot.protocol.ws.add(&protocol.ws);
             for (code, count) in protocol.responses {
                 if code != 0 {
                     add_response(&mut snapshot.protocol, code, count);

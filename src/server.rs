@@ -449,6 +449,7 @@ fn http_limits(config: &Config) -> HttpLimits {
         body_timeout: (config.body_timeout > 0).then(|| Duration::from_secs(config.body_timeout)),
         held: Arc::new(HeldBudget::new(config.max_held)),
         max_message: config.max_message,
+        ws_ping: config.ws_ping(),
     }
 }
 
@@ -498,6 +499,16 @@ fn check_controls(config: &Config) -> Result<(), FlagError> {
         });
     }
     http_defaults(config)?;
+    if config.ws_ping > 0 && config.idle_timeout > 0 && config.ws_ping >= config.idle_timeout {
+        return Err(FlagError {
+            flag: "--ws-ping",
+            message: format!(
+                "{} s is not shorter than --idle-timeout ({} s), which closes a silent \
+                 WebSocket before its ping: shorten --ws-ping or lengthen --idle-timeout",
+                config.ws_ping, config.idle_timeout
+            ),
+        });
+    }
     let given = config.instance.is_some()
         || config.http_defaults.is_some()
         || config.no_controls

@@ -74,3 +74,36 @@ fn idle_timeout_zero_keeps_idle_connections() {
     let summary = server.shutdown();
     assert_eq!(summary.closed_idle, 0, "closed_idle with idle_timeout 0");
 }
+
+/// A protocol deadline (an HTTP `delay`) used to consume the connection's timer: with no
+/// deadline after it, the idle timeout never came. It comes, from the delayed answer.
+#[test]
+fn a_connection_is_closed_idle_after_a_delayed_answer() {
+    let server = TestServer::start(&Config {
+        idle_timeout: 1,
+        framing: saythat::config::FramingKind::Http,
+        ..Config::loopback()
+    });
+    let mut stream = server.connect();
+    stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    let request = b"GET /?delay=200ms HTTP/1.1\r\nHost: a\r\n\r\n";
+    std::io::Write::write_all(&mut stream, request).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The answer, then the end of the stream at the idle timeout.
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) => panic!(
+            "no end of stream after {:?} ({e}); read {:?}",
+            started.elapsed(),
+            String::from_utf8_lossy(&answer)
+        ),
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(1100),
+        "closed after {closed_after:?}: the idle timeout runs from the delayed answer"
+    );
+    assert_eq!(server.shutdown().closed_idle, 1, "closed_idle");
+}

@@ -31,10 +31,17 @@ impl Tally {
         &mut self.counters
     }
 
-    /// Makes this turn's counts visible to a scrape in `slot`, with `open` connections.
-    pub fn publish(&mut self, slot: &Published, open: usize, protocol: &ProtocolCounts) {
+    /// Makes this turn's counts visible to a scrape in `slot`, with `open` connections, the
+    /// protocol's counts and those of the protocol its connections upgrade to, if any.
+    pub fn publish(
+        &mut self,
+        slot: &Published,
+        open: usize,
+        protocol: &ProtocolCounts,
+        upgraded: Option<&ProtocolCounts>,
+    ) {
         self.counters.open = open as u64;
-        slot.store_hot(&self.counters, protocol);
+        slot.store_hot(&self.counters, protocol, upgraded);
         if std::mem::take(&mut self.cold_changed) {
             slot.store_cold(&self.counters);
         }

@@ -203,14 +203,17 @@ pub trait Protocol {
     fn on_drain(&mut self) {}
 
     /// The next deadline this protocol keeps for the connection (a request head that must
-    /// complete in time), or `None`. Asked after each call; the loop calls
-    /// [`Protocol::on_deadline`] once it has passed.
+    /// complete in time, a keep-alive ping due after a silence), or `None`. Asked after each
+    /// call, and kept while the connection is idle; the loop calls [`Protocol::on_deadline`]
+    /// once it has passed. Once that call is made, it must move on (or be `None`), or the loop
+    /// would call again at once.
     fn deadline(&self, _session: &Self::Session) -> Option<Instant> {
         None
     }
 
     /// A deadline from [`Protocol::deadline`] has passed. `origin` is the connection (`None`
-    /// when no loop drives the protocol, in tests).
+    /// when no loop drives the protocol, in tests). What it answers is the server's word, so
+    /// the idle timeout runs again from it (a WebSocket's keep-alive ping, a delayed answer).
     fn on_deadline(
         &mut self,
         _session: &mut Self::Session,
@@ -234,6 +237,24 @@ pub trait Protocol {
     /// it knows where they end) and, for HTTP, the responses by status. Read once per turn of
     /// the loop, so counting costs the message path an increment.
     fn counts(&self) -> &ProtocolCounts;
+
+    /// What the protocol connections upgrade to counted (HTTP's WebSocket), kept apart from
+    /// [`Protocol::counts`] because that protocol keeps its own; `None` for a protocol nothing
+    /// upgrades to. Read with it, once per turn.
+    fn upgraded_counts(&self) -> Option<&ProtocolCounts> {
+        None
+    }
+
+    /// The connection has been silent for the idle timeout and is closed now: a protocol may
+    /// append a last word (a WebSocket's close frame), which is written before a lingering
+    /// close; [`Protocol::close_reason`] then says why it ended. Appending nothing closes it at
+    /// once as [`CloseReason::Idle`]. Called on the timer, only while the connection reads and
+    /// nothing waits to be written, never on the message path.
+    fn on_idle(&mut self, _session: &mut Self::Session, _answers: &mut Answers<'_>) {}
+
+    /// The connection is closed, whatever the reason; its session is dropped after. For what
+    /// a protocol counts of its open sessions. Called once per connection, never per message.
+    fn on_close(&mut self, _session: &mut Self::Session) {}
 
     /// Why a connection ended after this protocol closed it ([`Next::Close`] or
     /// [`Next::CloseNow`]), however the close that followed went: an error answer, or the

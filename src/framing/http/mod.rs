@@ -103,7 +103,8 @@ impl<R: Route> Http<R> {
                 String::from_utf8_lossy(prefix).as_bytes(),
                 limits.max_message,
             )
-            .expect("a lossy string is UTF-8"),
+            .expect("a lossy string is UTF-8")
+            .with_ping(limits.ws_ping),
             limits,
             heads: Heads::new(None),
             route,
@@ -561,6 +562,24 @@ impl<R: Route> Protocol for Http<R> {
 
     fn counts(&self) -> &ProtocolCounts {
         self.heads.counts()
+    }
+
+    /// The WebSocket's, which counts apart: its messages are not HTTP responses.
+    fn upgraded_counts(&self) -> Option<&ProtocolCounts> {
+        Some(self.ws.counts())
+    }
+
+    /// A WebSocket's close 1001; HTTP closes an idle connection silently, as servers do.
+    fn on_idle(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>) {
+        if let Some((ws, s)) = self.upgraded(session) {
+            ws.on_idle(s, answers);
+        }
+    }
+
+    fn on_close(&mut self, session: &mut HttpSession) {
+        if let Some((ws, s)) = self.upgraded(session) {
+            ws.on_close(s);
+        }
     }
 
     /// During the drain, a connection that ends after an answer (which said `Connection:

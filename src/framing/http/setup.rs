@@ -25,6 +25,8 @@ pub struct HttpLimits {
     pub held: Arc<HeldBudget>,
     /// The largest WebSocket message a client may send after an upgrade (`--max-message`).
     pub max_message: u64,
+    /// How long a WebSocket may be silent before it is pinged (`--ws-ping`; `None`: never).
+    pub ws_ping: Option<Duration>,
 }
 
 impl HttpLimits {
@@ -38,6 +40,7 @@ impl HttpLimits {
             body_timeout: Some(Duration::from_secs(60)),
             held: Arc::new(HeldBudget::new(u64::MAX)),
             max_message: crate::framing::ws::DEFAULT_MAX_MESSAGE,
+            ws_ping: None,
         }
     }
 }

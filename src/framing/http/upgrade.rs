@@ -77,7 +77,7 @@ impl<R: Route> Http<R> {
         handshake::switching_protocols(&key, &mut head101);
         answers.push(&head101);
         session.answer = Answer::default();
-        session.ws = Some(Box::default());
+        session.ws = Some(Box::new(self.ws.open(answers.now())));
         Ok(true)
     }
 

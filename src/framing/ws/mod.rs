@@ -12,12 +12,14 @@
 
 pub mod frame;
 pub mod handshake;
+mod keepalive;
 pub mod utf8;
 
 use std::time::{Duration, Instant};
 
 use super::{Answers, CloseReason, Next, Origin, Protocol, ProtocolCounts};
 use crate::config::MAX_READ;
+use crate::metrics::WsCounts;
 use frame::{
     close_code_valid, encode_header, unmask, FrameHeader, HeaderReader, Opcode, MAX_CONTROL,
     PROTOCOL_ERROR,
@@ -47,6 +49,8 @@ pub struct WebSocket {
     /// When the drain began: from then on each connection gets a going-away close at its next
     /// message boundary.
     draining: Option<Instant>,
+    /// How long a WebSocket may be silent before it is pinged (`--ws-ping`; `None`: never).
+    ping: Option<Duration>,
     counts: ProtocolCounts,
 }
 
@@ -60,6 +64,10 @@ enum Ending {
     Drain,
     /// We refused what the client sent, with a close code.
     Refused,
+    /// We sent a going-away close at the idle timeout, the client silent since its last frame.
+    Idle,
+    /// Likewise, but the client was pinged meanwhile and did not answer.
+    Unanswered,
 }
 
 /// One WebSocket connection's state between reads. Small and without heap memory while idle;
@@ -89,6 +97,10 @@ pub struct WsSession {
     /// We sent our close and wait until then for the client's; its other frames are skipped.
     closing: Option<Instant>,
     ending: Ending,
+    /// When the client's last bytes were read (`None` before the upgrade completed), and
+    /// whether we pinged it since (`--ws-ping`): a session is pinged once per silence.
+    heard: Option<Instant>,
+    pinged: bool,
     /// The unanswered rest of a read that found the output full (at most one read).
     held: Vec<u8>,
 }
@@ -118,8 +130,24 @@ impl WebSocket {
             prefix: prefix.into(),
             max_message,
             draining: None,
+            ping: None,
             counts: ProtocolCounts::default(),
         })
+    }
+
+    /// Pings a WebSocket silent for `every` (`None`: never).
+    pub fn with_ping(mut self, every: Option<Duration>) -> WebSocket {
+        self.ping = every;
+        self
+    }
+
+    /// A connection upgraded at `now`: its session, counted open until [`Protocol::on_close`].
+    pub fn open(&mut self, now: Instant) -> WsSession {
+        self.counts.ws.opened += 1;
+        WsSession {
+            heard: Some(now),
+            ..WsSession::default()
+        }
     }
 
     /// Answers the frames in `input`, advancing it past what was answered. Stops with the
@@ -158,7 +186,7 @@ impl WebSocket {
                     // The stream cannot be followed past a broken header: close at once, with
                     // a close frame unless ours went out already.
                     if s.closing.is_none() {
-                        close_frame(answers, violation.code, violation.reason);
+                        self.close_frame(answers, violation.code, violation.reason);
                         s.ending = Ending::Refused;
                     }
                     return Err(Next::Close);
@@ -182,9 +210,17 @@ impl WebSocket {
         answers: &mut Answers<'_>,
     ) -> Result<(), Next> {
         if s.closing.is_some() {
-            // Only the client's close is awaited now; anything else is skipped.
+            // Only the client's close is awaited now (its code read for the counts); anything
+            // else is skipped.
             return match header.opcode {
-                Opcode::Close => Err(Next::Close),
+                Opcode::Close if header.len >= 2 => {
+                    s.close_got = 0;
+                    Ok(())
+                }
+                Opcode::Close => {
+                    self.received_close((header.len == 1).then_some(0));
+                    Err(Next::Close)
+                }
                 _ => Ok(()),
             };
         }
@@ -196,6 +232,7 @@ impl WebSocket {
                 return self.refuse(s, PROTOCOL_ERROR, "new message inside a message", answers)
             }
             Opcode::Text | Opcode::Binary => {
+                self.counts.ws.messages_in += 1;
                 s.message = Some(header.opcode);
                 s.message_len = 0;
                 s.answered = false;
@@ -212,7 +249,8 @@ impl WebSocket {
             Opcode::Pong => return Ok(()),
             Opcode::Close => {
                 if header.len == 1 {
-                    close_frame(answers, PROTOCOL_ERROR, "close payload of 1 byte");
+                    self.received_close(Some(0));
+                    self.close_frame(answers, PROTOCOL_ERROR, "close payload of 1 byte");
                     s.ending = Ending::Refused;
                     return Err(Next::Close);
                 }
@@ -237,11 +275,12 @@ impl WebSocket {
         at: u64,
         answers: &mut Answers<'_>,
     ) -> Result<(), Next> {
-        if s.closing.is_some() {
+        if s.closing.is_some() && header.opcode != Opcode::Close {
             return Ok(());
         }
         match header.opcode {
             Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                self.counts.ws.bytes_in += piece.len() as u64;
                 let last = header.fin && s.remaining == 0;
                 if piece.is_empty() && !last {
                     return Ok(());
@@ -272,9 +311,11 @@ impl WebSocket {
                     );
                 }
                 s.answered = true;
+                self.counts.ws.bytes_out += len;
                 if last {
                     s.message = None;
                     self.counts.message();
+                    self.counts.ws.messages_out += 1;
                 }
             }
             Opcode::Ping => unmask(answers.push_mut(piece), header.mask, at),
@@ -290,8 +331,9 @@ impl WebSocket {
                     s.close_code[usize::from(s.close_got)] = b;
                     s.close_got += 1;
                 }
-                if s.close_text.feed(reason).is_err() {
-                    close_frame(answers, INVALID_DATA, "invalid UTF-8 in a close reason");
+                if s.closing.is_none() && s.close_text.feed(reason).is_err() {
+                    self.received_close(Some(u16::from_be_bytes(s.close_code)));
+                    self.close_frame(answers, INVALID_DATA, "invalid UTF-8 in a close reason");
                     s.ending = Ending::Refused;
                     return Err(Next::Close);
                 }
@@ -307,27 +349,33 @@ impl WebSocket {
         header: FrameHeader,
         answers: &mut Answers<'_>,
     ) -> Result<(), Next> {
+        let code = (s.close_got > 0).then(|| u16::from_be_bytes(s.close_code));
         if s.closing.is_some() {
+            if header.opcode == Opcode::Close {
+                self.received_close(code);
+                return Err(Next::Close);
+            }
             return Ok(());
         }
         match header.opcode {
             Opcode::Close => {
+                self.received_close(code);
                 s.ending = Ending::Client;
-                if s.close_got == 0 {
+                let Some(code) = code else {
                     // No code: the answer has none either.
                     let (head, used) = encode_header(true, Opcode::Close, 0);
                     answers.push(&head[..used]);
+                    self.counts.ws.closes_sent[WsCounts::close_slot(None)] += 1;
                     return Err(Next::Close);
-                }
-                let code = u16::from_be_bytes(s.close_code);
+                };
                 if !close_code_valid(code) {
                     s.ending = Ending::Refused;
-                    close_frame(answers, PROTOCOL_ERROR, "invalid close code");
+                    self.close_frame(answers, PROTOCOL_ERROR, "invalid close code");
                 } else if s.close_text.finish().is_err() {
                     s.ending = Ending::Refused;
-                    close_frame(answers, INVALID_DATA, "invalid UTF-8 in a close reason");
+                    self.close_frame(answers, INVALID_DATA, "invalid UTF-8 in a close reason");
                 } else {
-                    close_frame(answers, code, "");
+                    self.close_frame(answers, code, "");
                 }
                 Err(Next::Close)
             }
@@ -365,18 +413,29 @@ impl WebSocket {
         reason: &str,
         answers: &mut Answers<'_>,
     ) {
-        close_frame(answers, code, reason);
+        self.close_frame(answers, code, reason);
         s.message = None;
         s.closing = Some(answers.now() + CLOSE_WAIT);
     }
-}
 
-/// A close frame with `code` and `reason` (ASCII, at most 123 bytes).
-fn close_frame(answers: &mut Answers<'_>, code: u16, reason: &str) {
-    let (head, used) = encode_header(true, Opcode::Close, 2 + reason.len() as u64);
-    answers.push(&head[..used]);
-    answers.push(&code.to_be_bytes());
-    answers.push(reason.as_bytes());
+    /// A close frame with `code` and `reason` (ASCII, at most 123 bytes), counted.
+    fn close_frame(&mut self, answers: &mut Answers<'_>, code: u16, reason: &str) {
+        let (head, used) = encode_header(true, Opcode::Close, 2 + reason.len() as u64);
+        answers.push(&head[..used]);
+        answers.push(&code.to_be_bytes());
+        answers.push(reason.as_bytes());
+        self.counts.ws.closes_sent[WsCounts::close_slot(Some(code))] += 1;
+    }
+
+    /// Counts the client's close frame with `code` (`None`: without one; an invalid code, or
+    /// a payload too short for one, counts as `other`).
+    fn received_close(&mut self, code: Option<u16>) {
+        let slot = match code {
+            Some(code) if !close_code_valid(code) => WsCounts::close_slot(Some(0)),
+            code => WsCounts::close_slot(code),
+        };
+        self.counts.ws.closes_received[slot] += 1;
+    }
 }
 
 impl Protocol for WebSocket {
@@ -389,6 +448,8 @@ impl Protocol for WebSocket {
     }
 
     fn on_read(&mut self, s: &mut WsSession, input: &[u8], answers: &mut Answers<'_>) -> Next {
+        s.heard = Some(answers.now());
+        s.pinged = false;
         if !s.held.is_empty() {
             // Reads come only once nothing is held back; should one come, order is kept.
             s.held.extend_from_slice(input);
@@ -438,12 +499,12 @@ impl Protocol for WebSocket {
     }
 
     /// The end of the wait for the client's close; during the drain, now for a connection at a
-    /// message boundary, so it gets its going-away close.
+    /// message boundary, so it gets its going-away close; else its keep-alive ping's time.
     fn deadline(&self, s: &WsSession) -> Option<Instant> {
         match (s.closing, self.draining) {
             (Some(until), _) => Some(until),
             (None, Some(since)) if s.idle() => Some(since),
-            _ => None,
+            _ => self.ping_at(s),
         }
     }
 
@@ -461,20 +522,34 @@ impl Protocol for WebSocket {
                 s.ending = Ending::Drain;
                 Next::Continue
             }
-            None => Next::Continue,
+            None => {
+                self.ping_if_due(s, answers);
+                Next::Continue
+            }
         }
+    }
+
+    fn on_idle(&mut self, s: &mut WsSession, answers: &mut Answers<'_>) {
+        self.idle_close(s, answers);
+    }
+
+    fn on_close(&mut self, _: &mut WsSession) {
+        self.counts.ws.ended += 1;
     }
 
     fn counts(&self) -> &ProtocolCounts {
         &self.counts
     }
 
-    /// The close handshake's side: the client's, or ours at the drain. A refusal (a close
-    /// code of ours) counts as the client's until the metrics learn WebSocket's reasons.
+    /// The close handshake's side: the client's, or ours at the drain or the idle timeout. A
+    /// refusal (a close code of ours) counts as the client's until the metrics learn
+    /// WebSocket's reasons.
     fn close_reason(&self, s: &WsSession) -> CloseReason {
         match s.ending {
             Ending::Client | Ending::Refused => CloseReason::Client,
             Ending::Drain => CloseReason::Drain,
+            Ending::Idle => CloseReason::Idle,
+            Ending::Unanswered => CloseReason::WsPingTimeout,
         }
     }
 }
