@@ -233,11 +233,12 @@ pub fn encode_header(fin: bool, opcode: Opcode, len: u64) -> ([u8; MAX_SERVER_HE
     (out, used)
 }
 
-/// Whether a close frame may carry `code` (RFC 6455 §7.4): the defined codes a peer may send
-/// (not 1004-1006 or 1015, which are never sent) and the ranges left to libraries and
-/// applications.
+/// Whether a close frame may carry `code` (RFC 6455 §7.4): the codes a peer may send, as IANA's
+/// registry lists them today (1012-1014, service restart, try again later and bad gateway, were
+/// registered after the RFC; a proxy or a restarting server sends them), not 1004-1006 or 1015,
+/// which are never sent, and the ranges left to libraries and applications.
 pub fn close_code_valid(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]
@@ -415,12 +416,12 @@ mod tests {
     #[test]
     fn close_codes() {
         for code in [
-            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999,
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
         ] {
             assert!(close_code_valid(code), "{code}");
         }
         for code in [
-            0, 999, 1004, 1005, 1006, 1012, 1015, 2000, 2999, 5000, 65535,
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
         ] {
             assert!(!close_code_valid(code), "{code}");
         }
