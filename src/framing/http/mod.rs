@@ -42,10 +42,9 @@ mod staged;
 mod target;
 mod upgrade;
 
-use std::mem::ManuallyDrop;
 use std::time::Instant;
 
-use body::{Body, Streamed};
+use body::{Body, StagedBox, Streamed};
 pub use budget::HeldBudget;
 use budget::HELD_FULL;
 pub use chunked::{ChunkError, ChunkedDecoder};
@@ -145,7 +144,6 @@ impl<R: Route> Http<R> {
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
-        session.free_staged();
         session.end_request();
         Next::Close
     }
@@ -231,12 +229,12 @@ impl<R: Route> Http<R> {
                     }
                 }
             } else if let Body::Staged(staged) = &mut session.body {
+                let staged = staged.get_mut();
                 let lent = &mut self.controls.lend(&mut self.heads, self.draining);
                 match staged.step(&input[at..], answers, lent) {
                     Step::Hold(used, next) => return (at + used, next),
                     Step::Done(used, close) => {
                         (at, session.answer.connection) = (at + used, close);
-                        session.free_staged();
                     }
                     Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
                 }
@@ -351,7 +349,7 @@ impl<R: Route> Http<R> {
                 .controls
                 .stage(input, number, heads, answer, mark, answers)
             {
-                (session.body, session.hold) = (Body::Staged(ManuallyDrop::new(staged?)), None);
+                (session.body, session.hold) = (Body::Staged(StagedBox::new(staged?)), None);
             }
         }
         Ok(Some((head.len, mark)))
@@ -410,6 +408,25 @@ impl<R: Route> Http<R> {
             }
         }
         next
+    }
+
+    /// [`Protocol::deadline`] of a connection that upgraded, holds an answer, or is in a body
+    /// or a staged answer.
+    #[inline(never)]
+    fn other_deadline(&self, session: &HttpSession) -> Option<Instant> {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.deadline(s);
+        }
+        if let Some(held) = &session.hold {
+            return held.deadline(self.limits.body_timeout);
+        }
+        match &session.body {
+            Body::Head(started) => {
+                started.and_then(|at| at.checked_add(self.limits.header_timeout))
+            }
+            Body::Staged(staged) => staged.get().deadline(self.limits.body_timeout),
+            _ => None,
+        }
     }
 }
 
@@ -493,21 +510,15 @@ impl<R: Route> Protocol for Http<R> {
 
     /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes, or
     /// when a staged answer goes on.
-    #[inline]
+    ///
+    /// Asked after every read: inlined there for a connection between requests or in a head,
+    /// the rest out of line.
+    #[inline(always)]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
-        if let Some((ws, s)) = self.upgraded_ref(session) {
-            return ws.deadline(s);
+        if let (Body::Head(started), None, None) = (&session.body, &session.hold, &session.ws) {
+            return started.and_then(|at| at.checked_add(self.limits.header_timeout));
         }
-        if let Some(held) = &session.hold {
-            return held.deadline(self.limits.body_timeout);
-        }
-        match &session.body {
-            Body::Head(started) => {
-                started.and_then(|at| at.checked_add(self.limits.header_timeout))
-            }
-            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
-            _ => None,
-        }
+        self.other_deadline(session)
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
@@ -522,7 +533,7 @@ impl<R: Route> Protocol for Http<R> {
             return ws.on_deadline(s, answers, origin);
         }
         if let Body::Staged(staged) = &mut session.body {
-            staged.meet(origin);
+            staged.get_mut().meet(origin);
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
         }
