@@ -95,6 +95,8 @@ pub(super) enum Streamed {
     /// The body broke its framing: the request gets this error response instead of its answer,
     /// which the caller withdraws (it never went out: an answer waits for its whole body).
     Refused(Refusal),
+    /// The request has a staged answer, which reads its body itself: nothing was read here.
+    Staged,
 }
 
 /// Streams `input`, which starts inside the body `body` of the request `answer` answers, into
@@ -121,8 +123,8 @@ pub(super) fn stream(
     match body {
         // No body is in progress: none of the input is one.
         Body::Head(_) => Streamed::More(0),
-        // The caller's, through the staged answer: none is left here.
-        Body::Staged(_) => Streamed::Done(0),
+        // The caller's, through the staged answer.
+        Body::Staged(_) => Streamed::Staged,
         Body::Length(remaining) => {
             let take = (*remaining).min(input.len() as u64) as usize;
             if answer.reply == Reply::Echo {

@@ -228,16 +228,6 @@ impl<R: Route> Http<R> {
                         return (input.len(), self.refuse(session, answers, refused));
                     }
                 }
-            } else if let Body::Staged(staged) = &mut session.body {
-                let staged = staged.get_mut();
-                let lent = &mut self.controls.lend(&mut self.heads, self.draining);
-                match staged.step(&input[at..], answers, lent) {
-                    Step::Hold(used, next) => return (at + used, next),
-                    Step::Done(used, close) => {
-                        (at, session.answer.connection) = (at + used, close);
-                    }
-                    Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
-                }
             } else {
                 let streamed = body::stream(
                     &mut session.body,
@@ -263,6 +253,17 @@ impl<R: Route> Http<R> {
                         self.withdraw(session, mark, answers);
                         return (input.len(), self.refuse(session, answers, refused));
                     }
+                    // Told apart from the body's framings here, not before them: a plain
+                    // request's head is then found with one compare.
+                    Streamed::Staged => match self.step_staged(session, &input[at..], answers) {
+                        Step::Hold(used, next) => return (at + used, next),
+                        Step::Done(used, close) => {
+                            (at, session.answer.connection) = (at + used, close);
+                        }
+                        Step::Refused(no) => {
+                            return (input.len(), self.refuse(session, answers, no))
+                        }
+                    },
                 }
             }
             // The request is answered in full.
@@ -408,6 +409,22 @@ impl<R: Route> Http<R> {
             }
         }
         next
+    }
+
+    /// Moves the staged answer of the request in progress on with `input`.
+    #[cold]
+    #[inline(never)]
+    fn step_staged(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> Step {
+        let Body::Staged(staged) = &mut session.body else {
+            return Step::Hold(0, Next::Continue);
+        };
+        let lent = &mut self.controls.lend(&mut self.heads, self.draining);
+        staged.get_mut().step(input, answers, lent)
     }
 
     /// [`Protocol::deadline`] of a connection that upgraded, holds an answer, or is in a body
