@@ -411,22 +411,6 @@ impl<R: Route> Http<R> {
         next
     }
 
-    /// Moves the staged answer of the request in progress on with `input`.
-    #[cold]
-    #[inline(never)]
-    fn step_staged(
-        &mut self,
-        session: &mut HttpSession,
-        input: &[u8],
-        answers: &mut Answers<'_>,
-    ) -> Step {
-        let Body::Staged(staged) = &mut session.body else {
-            return Step::Hold(0, Next::Continue);
-        };
-        let lent = &mut self.controls.lend(&mut self.heads, self.draining);
-        staged.get_mut().step(input, answers, lent)
-    }
-
     /// [`Protocol::deadline`] of a connection that upgraded, holds an answer, or is in a body
     /// or a staged answer.
     #[inline(never)]
@@ -1181,6 +1165,47 @@ mod tests {
             assert_eq!(http.close_reason(&session), CloseReason::HttpError);
             assert_eq!(http.counts().responses(200), 0);
         }
+    }
+
+    /// A staged answer keeps its echo under `--max-held`, and what it reserved comes back however
+    /// it ends: answered in full, or with its connection closed while it waits for its delay.
+    #[test]
+    fn a_staged_answer_gives_back_what_it_kept() {
+        let full = 1 << 20;
+        let budget = Arc::new(HeldBudget::new(full));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let (out, _) = feed(
+            &mut http,
+            &[b"GET /abcd?status=201 HTTP/1.1\r\nHost: a\r\n\r\n"],
+            usize::MAX,
+        );
+        assert!(
+            out.starts_with(b"HTTP/1.1 201 Created\r\n") && out.ends_with(b"abcd"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(budget.left(), full, "answered in full");
+
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let next = http.on_read(
+            &mut session,
+            b"GET /abcd?delay=10s HTTP/1.1\r\nHost: a\r\n\r\n",
+            &mut Answers::new(&mut out, usize::MAX, Instant::now()),
+        );
+        assert_eq!((next, out.len()), (Next::Wait, 0));
+        assert!(
+            budget.left() < full,
+            "the echo is kept while the answer waits"
+        );
+        drop(session);
+        assert_eq!(budget.left(), full, "closed while it waited");
     }
 
     /// A Content-Length request whose answer does not fit in what is left of the budget gets

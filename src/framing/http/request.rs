@@ -151,11 +151,11 @@ fn accept<'a>(
         }
         _ => {}
     }
-    let expect_continue = match fields.expect() {
-        Expect::None => false,
+    let expect_continue = match fields.said & (EXPECT_CONTINUE | EXPECT_OTHER) {
+        0 => false,
         // HTTP/1.0 clients cannot understand 100; RFC 9110 says to ignore it from them.
-        Expect::Continue => version == 1,
-        Expect::Other => {
+        EXPECT_CONTINUE => version == 1,
+        _ => {
             return Err(refusal(
                 "417 Expectation Failed",
                 "only Expect: 100-continue is understood",
@@ -169,8 +169,8 @@ fn accept<'a>(
     } else {
         ConnectionHeader::Persist
     };
-    let chunked = match fields.transfer() {
-        Transfer::None => false,
+    let chunked = match fields.said & OTHER_CODINGS {
+        0 => false,
         _ if fields.length.is_some() => {
             return Err(refusal(
                 BAD_REQUEST,
@@ -183,14 +183,14 @@ fn accept<'a>(
                 "Transfer-Encoding is not allowed in HTTP/1.0",
             ))
         }
-        Transfer::ChunkedOnly => true,
-        Transfer::NotFinalChunked => {
+        CHUNKED_ONLY => true,
+        NOT_FINAL_CHUNKED => {
             return Err(refusal(
                 BAD_REQUEST,
                 "Transfer-Encoding must end in a single chunked",
             ))
         }
-        Transfer::OtherCodings => {
+        _ => {
             return Err(refusal(
                 "501 Not Implemented",
                 "only the chunked transfer coding is implemented",
@@ -393,24 +393,22 @@ struct Fields<'h> {
     /// The value of the last Host field (there must be one only).
     host: Option<&'h [u8]>,
     length: Option<u64>,
-    /// What the other fields said, a bit each (`CLOSE`, ...) and the transfer codings in two:
-    /// one byte, so that the inlined checks after `Fields::read` hold one register, not six.
+    /// What the other fields said, a bit each (`CLOSE`, ...): one byte, so that the inlined
+    /// checks after `Fields::read` hold one register, not six.
     said: u8,
 }
 
-/// `Connection: close`.
+// `Fields::said`: Connection's `close` and `keep-alive`, a name starting with `x-`, a field
+// named `Upgrade`, `Expect: 100-continue`, another expectation (one is enough for 417).
 const CLOSE: u8 = 1;
-/// `Connection: keep-alive`.
 const KEEP_ALIVE: u8 = 1 << 1;
-/// A field's name starts with `x-`.
 const X_FIELD: u8 = 1 << 2;
-/// A field named `Upgrade`.
 const UPGRADE: u8 = 1 << 3;
-/// `Expect: 100-continue`.
 const EXPECT_CONTINUE: u8 = 1 << 4;
-/// Another expectation (one is enough for 417, whatever else is asked).
 const EXPECT_OTHER: u8 = 1 << 5;
-/// The transfer codings ([`Transfer`]), in the top two bits.
+// Its top two bits, Transfer-Encoding's codings, when there is one: `chunked` once and nothing
+// else; a last coding not `chunked`, or `chunked` more than once; others before a final
+// `chunked` (e.g. `gzip, chunked`).
 const CHUNKED_ONLY: u8 = 1 << 6;
 const NOT_FINAL_CHUNKED: u8 = 2 << 6;
 const OTHER_CODINGS: u8 = 3 << 6;
@@ -419,41 +417,6 @@ impl Fields<'_> {
     fn has(&self, bit: u8) -> bool {
         self.said & bit != 0
     }
-
-    fn expect(&self) -> Expect {
-        if self.has(EXPECT_OTHER) {
-            Expect::Other
-        } else if self.has(EXPECT_CONTINUE) {
-            Expect::Continue
-        } else {
-            Expect::None
-        }
-    }
-
-    fn transfer(&self) -> Transfer {
-        match self.said & OTHER_CODINGS {
-            0 => Transfer::None,
-            CHUNKED_ONLY => Transfer::ChunkedOnly,
-            NOT_FINAL_CHUNKED => Transfer::NotFinalChunked,
-            _ => Transfer::OtherCodings,
-        }
-    }
-}
-
-enum Transfer {
-    None,
-    /// `chunked`, once, and nothing else.
-    ChunkedOnly,
-    /// Codings whose last is not `chunked`, or `chunked` more than once.
-    NotFinalChunked,
-    /// Other codings before a final `chunked` (e.g. `gzip, chunked`).
-    OtherCodings,
-}
-
-enum Expect {
-    None,
-    Continue,
-    Other,
 }
 
 impl<'h> Fields<'h> {
