@@ -4,12 +4,14 @@
 //! a staged answer. It must never cost a request without controls more than that look, nor let a
 //! refused control be anything but a `400` with its line.
 
+use super::body::Body;
 use super::control::{ControlError, Controls, Plan};
 use super::request::{self, Refusal};
 use super::response::{Answer, Heads, Reply};
 use super::setup::{Backend, HttpLimits};
-use super::staged::{Lent, Request, Staged};
-use crate::framing::Answers;
+use super::staged::{Lent, Request, Staged, Step};
+use super::{HttpSession, Route};
+use crate::framing::{Answers, Http, Next};
 
 /// Which requests have controls, how they are drawn, and what their staged answers need: a
 /// loop's.
@@ -101,6 +103,25 @@ impl Controller {
             number,
             &self.limits.held,
         ))
+    }
+}
+
+impl<R: Route> Http<R> {
+    /// Moves the staged answer of the request in progress on with `input` (out of line: a
+    /// request without controls never comes here).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn step_staged(
+        &mut self,
+        session: &mut HttpSession,
+        input: &[u8],
+        answers: &mut Answers<'_>,
+    ) -> Step {
+        let Body::Staged(staged) = &mut session.body else {
+            return Step::Hold(0, Next::Continue);
+        };
+        let lent = &mut self.controls.lend(&mut self.heads, self.draining);
+        staged.get_mut().step(input, answers, lent)
     }
 }
 

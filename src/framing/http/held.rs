@@ -196,6 +196,8 @@ impl Held {
                     return HeldStep::Refused(refused);
                 }
                 Streamed::Done(n) => used = n,
+                // A held answer and a staged one are never a request's both.
+                Streamed::Staged => used = 0,
             }
             if echo_chunks {
                 self.frame_raw_data();

@@ -42,10 +42,9 @@ mod staged;
 mod target;
 mod upgrade;
 
-use std::mem::ManuallyDrop;
 use std::time::Instant;
 
-use body::{Body, Streamed};
+use body::{Body, StagedBox, Streamed};
 pub use budget::HeldBudget;
 use budget::HELD_FULL;
 pub use chunked::{ChunkError, ChunkedDecoder};
@@ -146,7 +145,6 @@ impl<R: Route> Http<R> {
         session.failed = true;
         session.held = Vec::new();
         session.hold = None;
-        session.free_staged();
         session.end_request();
         Next::Close
     }
@@ -231,16 +229,6 @@ impl<R: Route> Http<R> {
                         return (input.len(), self.refuse(session, answers, refused));
                     }
                 }
-            } else if let Body::Staged(staged) = &mut session.body {
-                let lent = &mut self.controls.lend(&mut self.heads, self.draining);
-                match staged.step(&input[at..], answers, lent) {
-                    Step::Hold(used, next) => return (at + used, next),
-                    Step::Done(used, close) => {
-                        (at, session.answer.connection) = (at + used, close);
-                        session.free_staged();
-                    }
-                    Step::Refused(no) => return (input.len(), self.refuse(session, answers, no)),
-                }
             } else {
                 let streamed = body::stream(
                     &mut session.body,
@@ -266,6 +254,17 @@ impl<R: Route> Http<R> {
                         self.withdraw(session, mark, answers);
                         return (input.len(), self.refuse(session, answers, refused));
                     }
+                    // Told apart from the body's framings here, not before them: a plain
+                    // request's head is then found with one compare.
+                    Streamed::Staged => match self.step_staged(session, &input[at..], answers) {
+                        Step::Hold(used, next) => return (at + used, next),
+                        Step::Done(used, close) => {
+                            (at, session.answer.connection) = (at + used, close);
+                        }
+                        Step::Refused(no) => {
+                            return (input.len(), self.refuse(session, answers, no))
+                        }
+                    },
                 }
             }
             // The request is answered in full.
@@ -352,7 +351,7 @@ impl<R: Route> Http<R> {
                 .controls
                 .stage(input, number, heads, answer, mark, answers)
             {
-                (session.body, session.hold) = (Body::Staged(ManuallyDrop::new(staged?)), None);
+                (session.body, session.hold) = (Body::Staged(StagedBox::new(staged?)), None);
             }
         }
         Ok(Some((head.len, mark)))
@@ -411,6 +410,25 @@ impl<R: Route> Http<R> {
             }
         }
         next
+    }
+
+    /// [`Protocol::deadline`] of a connection that upgraded, holds an answer, or is in a body
+    /// or a staged answer.
+    #[inline(never)]
+    fn other_deadline(&self, session: &HttpSession) -> Option<Instant> {
+        if let Some((ws, s)) = self.upgraded_ref(session) {
+            return ws.deadline(s);
+        }
+        if let Some(held) = &session.hold {
+            return held.deadline(self.limits.body_timeout);
+        }
+        match &session.body {
+            Body::Head(started) => {
+                started.and_then(|at| at.checked_add(self.limits.header_timeout))
+            }
+            Body::Staged(staged) => staged.get().deadline(self.limits.body_timeout),
+            _ => None,
+        }
     }
 }
 
@@ -494,21 +512,15 @@ impl<R: Route> Protocol for Http<R> {
 
     /// A head's `--header-timeout`, or a held body's `--body-timeout` from its last bytes, or
     /// when a staged answer goes on.
-    #[inline]
+    ///
+    /// Asked after every read: inlined there for a connection between requests or in a head,
+    /// the rest out of line.
+    #[inline(always)]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
-        if let Some((ws, s)) = self.upgraded_ref(session) {
-            return ws.deadline(s);
+        if let (Body::Head(started), None, None) = (&session.body, &session.hold, &session.ws) {
+            return started.and_then(|at| at.checked_add(self.limits.header_timeout));
         }
-        if let Some(held) = &session.hold {
-            return held.deadline(self.limits.body_timeout);
-        }
-        match &session.body {
-            Body::Head(started) => {
-                started.and_then(|at| at.checked_add(self.limits.header_timeout))
-            }
-            Body::Staged(staged) => staged.deadline(self.limits.body_timeout),
-            _ => None,
-        }
+        self.other_deadline(session)
     }
 
     /// A stalled head or body gets 408: nothing of its answer went out (it is held until the
@@ -523,7 +535,7 @@ impl<R: Route> Protocol for Http<R> {
             return ws.on_deadline(s, answers, origin);
         }
         if let Body::Staged(staged) = &mut session.body {
-            staged.meet(origin);
+            staged.get_mut().meet(origin);
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
         }
@@ -1172,6 +1184,47 @@ mod tests {
             assert_eq!(http.close_reason(&session), CloseReason::HttpError);
             assert_eq!(http.counts().responses(200), 0);
         }
+    }
+
+    /// A staged answer keeps its echo under `--max-held`, and what it reserved comes back however
+    /// it ends: answered in full, or with its connection closed while it waits for its delay.
+    #[test]
+    fn a_staged_answer_gives_back_what_it_kept() {
+        let full = 1 << 20;
+        let budget = Arc::new(HeldBudget::new(full));
+        let mut http = Http::new(
+            P,
+            HttpLimits {
+                held: budget.clone(),
+                ..HttpLimits::new(8192, 1 << 20, Duration::from_secs(10))
+            },
+        );
+        let (out, _) = feed(
+            &mut http,
+            &[b"GET /abcd?status=201 HTTP/1.1\r\nHost: a\r\n\r\n"],
+            usize::MAX,
+        );
+        assert!(
+            out.starts_with(b"HTTP/1.1 201 Created\r\n") && out.ends_with(b"abcd"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(budget.left(), full, "answered in full");
+
+        let mut session = HttpSession::default();
+        let mut out = Vec::new();
+        let next = http.on_read(
+            &mut session,
+            b"GET /abcd?delay=10s HTTP/1.1\r\nHost: a\r\n\r\n",
+            &mut Answers::new(&mut out, usize::MAX, Instant::now()),
+        );
+        assert_eq!((next, out.len()), (Next::Wait, 0));
+        assert!(
+            budget.left() < full,
+            "the echo is kept while the answer waits"
+        );
+        drop(session);
+        assert_eq!(budget.left(), full, "closed while it waited");
     }
 
     /// A Content-Length request whose answer does not fit in what is left of the budget gets

@@ -1,10 +1,7 @@
 //! A connection's HTTP state between reads (`HttpSession`): what is held of its input, what the
 //! next bytes are, how the request in progress is answered, and what outlives a request (its
-//! number, whether the connection failed). It must hold no heap memory between requests, and
-//! frees a staged answer (which a `Body` does not drop) when its request ends or the
-//! connection closes.
-
-use std::mem::ManuallyDrop;
+//! number, whether the connection failed). It must hold no heap memory between requests: a
+//! staged answer is owned by its `Body`, freed when the request ends or the connection closes.
 
 use super::body::Body;
 use super::held::Held;
@@ -38,32 +35,11 @@ pub struct HttpSession {
 }
 
 impl HttpSession {
-    /// Ready for the next request. A staged answer is freed first ([`HttpSession::free_staged`]):
-    /// replacing the `Body` stays a plain store on every request.
+    /// Ready for the next request; a staged answer, if any, is freed.
     #[inline]
     pub(super) fn end_request(&mut self) {
-        debug_assert!(
-            !matches!(self.body, Body::Staged(_)),
-            "a staged answer left behind"
-        );
         self.body = Body::Head(None);
         self.answer = Answer::default();
         self.requests = self.requests.wrapping_add(1);
-    }
-
-    /// Frees the staged answer of the request in progress, if it has one: its answer is out, or
-    /// will never be.
-    #[cold]
-    pub(super) fn free_staged(&mut self) {
-        if let Body::Staged(staged) = std::mem::replace(&mut self.body, Body::Head(None)) {
-            drop(ManuallyDrop::into_inner(staged));
-        }
-    }
-}
-
-impl Drop for HttpSession {
-    /// A connection closed with a staged answer frees it (a `Body` does not).
-    fn drop(&mut self) {
-        self.free_staged();
     }
 }
