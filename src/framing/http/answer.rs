@@ -5,11 +5,14 @@
 //! It sees only heads the parser accepted and writes into whatever [`Answers`] it is lent (the
 //! output, or a held answer). It must never read a body, hold state, nor allocate.
 
-use super::request::{ConnectionHeader, Head};
+use super::budget::HELD_FULL;
+use super::request::{self, ConnectionHeader, Head, Refusal};
 use super::response::{Heads, Length, Reply};
 use super::route::{Route, Routed};
+use super::session::HttpSession;
 use super::target::push_decoded;
-use crate::framing::Answers;
+use super::upgrade;
+use crate::framing::{Answers, Next};
 
 /// How the request `head` is answered, `routed` being what the route chose for it.
 #[inline(always)]
@@ -86,4 +89,32 @@ pub(super) fn write_head<R: Route>(
         }
         200
     }
+}
+
+/// Answers an error: one line saying what was wrong, then the connection closes. To a HEAD
+/// the line is not sent (RFC 9110 §9.3.2); `Content-Length` still gives its length, as a
+/// HEAD answer's may (RFC 9110 §8.6), the same head a GET would get.
+pub(super) fn refuse(
+    heads: &mut Heads,
+    session: &mut HttpSession,
+    answers: &mut Answers<'_>,
+    refusal: Refusal,
+) -> Next {
+    let body_len = refusal.reason.len() as u64 + 1;
+    let length = if refusal.status == HELD_FULL {
+        Length::RetryAfter(body_len)
+    } else {
+        upgrade::refusal_length(refusal.status, body_len)
+    };
+    heads.write(answers, refusal.status, length, ConnectionHeader::Close);
+    let head_only = session.answer.reply == Reply::HeadOnly || request::is_head(&session.held);
+    if !head_only {
+        answers.push(refusal.reason.as_bytes());
+        answers.push(b"\n");
+    }
+    session.failed = true;
+    session.held = Vec::new();
+    session.hold = None;
+    session.end_request();
+    Next::Close
 }

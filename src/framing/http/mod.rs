@@ -46,14 +46,13 @@ use std::time::Instant;
 
 use body::{Body, StagedBox, Streamed};
 pub use budget::HeldBudget;
-use budget::HELD_FULL;
 pub use chunked::{ChunkError, ChunkedDecoder};
 use controlled::Controller;
 pub use date::DateCache;
 use held::{Held, HeldStep};
 pub use request::MAX_HEADERS;
 use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
-use response::{Answer, Heads, Length, Reply, CONTINUE};
+use response::{Answer, Heads, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
 pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
@@ -120,33 +119,9 @@ impl<R: Route> Http<R> {
         self
     }
 
-    /// Answers an error: one line saying what was wrong, then the connection closes. To a HEAD
-    /// the line is not sent (RFC 9110 §9.3.2); `Content-Length` still gives its length, as a
-    /// HEAD answer's may (RFC 9110 §8.6), the same head a GET would get.
-    fn refuse(
-        &mut self,
-        session: &mut HttpSession,
-        answers: &mut Answers<'_>,
-        refusal: Refusal,
-    ) -> Next {
-        let body_len = refusal.reason.len() as u64 + 1;
-        let length = if refusal.status == HELD_FULL {
-            Length::RetryAfter(body_len)
-        } else {
-            upgrade::refusal_length(refusal.status, body_len)
-        };
-        self.heads
-            .write(answers, refusal.status, length, ConnectionHeader::Close);
-        let head_only = session.answer.reply == Reply::HeadOnly || request::is_head(&session.held);
-        if !head_only {
-            answers.push(refusal.reason.as_bytes());
-            answers.push(b"\n");
-        }
-        session.failed = true;
-        session.held = Vec::new();
-        session.hold = None;
-        session.end_request();
-        Next::Close
+    /// Answers an error and closes: [`answer::refuse`] with this protocol's heads.
+    fn refuse(&mut self, session: &mut HttpSession, answers: &mut Answers<'_>, r: Refusal) -> Next {
+        answer::refuse(&mut self.heads, session, answers, r)
     }
 
     /// Answers requests from `input`, which starts at a request boundary or inside the body of
