@@ -669,14 +669,17 @@ fn autobahn_6_invalid_utf8_fails_fast_with_1007() {
         end(&mut ws, b"", &case);
     }
     // 6.4.3: the bad byte in a frame's middle, octet by octet: closed before the frame's end
-    // is sent, with at most the valid start echoed.
+    // is sent, with at most the bytes before the first that cannot be UTF-8 echoed. `f4` may
+    // still start a code point, so it is echoed when it comes alone in a read (a text message's
+    // pieces may cut a code point; only the whole message must be UTF-8); `90` cannot follow it.
     let valid = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5";
+    let echoable = [&valid[..], b"\xf4"].concat();
     let frame_bytes = cf(0x81, &[&valid[..], b"\xf4\x90\x80\x80edited"].concat());
     let (head, rest) = frame_bytes.split_at(6 + valid.len() + 2);
     let mut ws = upgraded(&server, b"");
     write_chops(&mut ws, head, 1);
     let (echoed, code) = echo_then_close(&mut ws);
-    assert!(valid.starts_with(&echoed), "6.4.3: {echoed:x?} echoed");
+    assert!(echoable.starts_with(&echoed), "6.4.3: {echoed:x?} echoed");
     assert_eq!(code, 1007, "6.4.3");
     end(&mut ws, rest, "6.4.3");
     // 6.4.1: the bad bytes in a message's second fragment: closed before the third is sent.
