@@ -42,6 +42,7 @@ pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod systemd;
+pub mod transport;
 pub mod ws_client;
 
 pub use config::{Config, FramingKind};

@@ -32,10 +32,16 @@ pub enum CloseReason {
     /// We reset the connection (`SO_LINGER` 0) because the protocol asked to
     /// ([`crate::framing::Next::Reset`]): a fault injected on purpose.
     Aborted,
+    /// TLS: the peer broke the protocol (garbage instead of a ClientHello, a plain HTTP request,
+    /// a refused client certificate, a bad record, a close during the handshake) and got an
+    /// alert.
+    TlsError,
+    /// TLS: the handshake did not complete within `--handshake-timeout`.
+    HandshakeTimeout,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Client,
         CloseReason::Idle,
         CloseReason::Reset,
@@ -45,6 +51,8 @@ impl CloseReason {
         CloseReason::LineTooLong,
         CloseReason::HttpError,
         CloseReason::Aborted,
+        CloseReason::TlsError,
+        CloseReason::HandshakeTimeout,
     ];
 
     /// The label value.
@@ -59,14 +67,18 @@ impl CloseReason {
             CloseReason::LineTooLong => "line_too_long",
             CloseReason::HttpError => "http_error",
             CloseReason::Aborted => "aborted",
+            CloseReason::TlsError => "tls_error",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
         }
     }
 
-    /// The reason of a failed read or write: a reset by the peer, or an error of ours.
+    /// The reason of a failed read or write: a reset by the peer, a peer that broke TLS (the
+    /// transport's errors are the only `InvalidData` a socket gives), or an error of ours.
     pub fn of_io_error(e: &std::io::Error) -> CloseReason {
-        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, InvalidData};
         match e.kind() {
             ConnectionReset | BrokenPipe | ConnectionAborted => CloseReason::Reset,
+            InvalidData => CloseReason::TlsError,
             _ => CloseReason::Error,
         }
     }

@@ -29,6 +29,7 @@ use crate::framing::{Chunk, Http, HttpLimits, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};
 use crate::systemd::{DrainNotices, Notifier};
+use crate::transport::Tls;
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -205,6 +206,7 @@ impl Server {
             return Err(format!("give at most {MAX_LISTENERS} --agent-listen addresses").into());
         }
         check_controls(config)?;
+        let tls = Tls::from_config(config)?;
         let count = sets.len();
         let max_conns = connection_limit(config.max_conns);
         let mut bound = Vec::with_capacity(count);
@@ -237,7 +239,7 @@ impl Server {
             let publish = !config.metrics_listen.is_empty();
             let worker = match config.framing {
                 FramingKind::Chunk => {
-                    worker(config, bound, &group, Chunk::new(prefix), index, publish)
+                    worker(config, bound, &group, Chunk::new(prefix), index, &tls, publish)
                 }
                 FramingKind::Line => worker(
                     config,
@@ -245,6 +247,7 @@ impl Server {
                     &group,
                     Line::new(prefix, config.max_line as usize),
                     index,
+                    &tls,
                     publish,
                 ),
                 FramingKind::Http => worker(
@@ -253,6 +256,7 @@ impl Server {
                     &group,
                     Http::new(prefix, http_limits.clone()).with_backend(backend(config, index)?),
                     index,
+                    &tls,
                     publish,
                 ),
             };
@@ -392,6 +396,7 @@ fn worker<P>(
     group: &Arc<Group>,
     protocol: P,
     index: usize,
+    tls: &Tls,
     publish: bool,
 ) -> io::Result<Box<dyn Runner>>
 where
@@ -405,15 +410,19 @@ where
         agent,
     } = bound;
     let mut worker = Worker::new(config, poll, listeners, group.clone(), protocol)?;
+    worker.serve_tls(tls.echo.clone());
     if index == 0 {
         worker.keep_lame_duck();
+        for server in tls.echo.iter().chain(&tls.metrics) {
+            worker.reload_on_hup(server.clone());
+        }
     }
     if publish {
         worker.publish_as(index);
     }
     if !admin.is_empty() {
         let endpoint = Endpoint::new(group.clone(), config.framing);
-        let admin = Worker::new(
+        let mut admin = Worker::new(
             config,
             Poll::new()?,
             admin,
@@ -424,6 +433,7 @@ where
                 ..Backend::default()
             }),
         )?;
+        admin.serve_tls(tls.metrics.clone());
         worker.drive_side(Box::new(SideLoop::new(admin)))?;
     }
     if !agent.is_empty() {

@@ -24,6 +24,7 @@ use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Origin, Protocol};
 use crate::group::Group;
 use crate::metrics::{CloseReason, Counters, Published};
+use crate::transport::{TlsServer, Transport};
 
 /// The answers buffer shared by the loop's connections is freed after a turn that grew it past
 /// this (an unterminated line of up to `--max-line` handed over at end of input), so one large
@@ -65,6 +66,8 @@ pub(super) struct Connections<P: Protocol> {
     /// When full, close the oldest idle connection to admit a new one (a side loop's: its
     /// health checks must get in whatever silent clients hold).
     evict_idle: bool,
+    /// `--tls-cert`: every connection accepted speaks TLS with this server's certificate.
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl<P: Protocol> Connections<P> {
@@ -87,7 +90,13 @@ impl<P: Protocol> Connections<P> {
             turn_budget: usize::MAX,
             turn_left: usize::MAX,
             evict_idle: false,
+            tls: None,
         }
+    }
+
+    /// Serves every connection accepted from now over TLS with `tls`, if given.
+    pub fn serve_tls(&mut self, tls: Option<Arc<TlsServer>>) {
+        self.tls = tls;
     }
 
     /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn and
@@ -176,6 +185,17 @@ impl<P: Protocol> Connections<P> {
             refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
+        let transport = match &self.tls {
+            None => Transport::Plain,
+            Some(tls) => match tls.accept(self.now) {
+                Ok(transport) => transport,
+                Err(e) => {
+                    warn!("cannot start TLS with {peer}: {e}; closing the connection");
+                    self.group.closed();
+                    return;
+                }
+            },
+        };
         let key = self.slots.next_key();
         // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
         // for the peer's delayed ACK.
@@ -190,13 +210,16 @@ impl<P: Protocol> Connections<P> {
             return;
         }
         debug!("connected with {peer}");
-        let key = self.slots.insert(socket, self.now);
+        let key = self.slots.insert(socket, transport, self.now);
         let conn = &mut self.slots[key];
         if let Some(at) = self
             .idle_timeout
             .and_then(|idle| self.now.checked_add(idle))
         {
             self.timers.set(&mut conn.timer_at, at, key, conn.id);
+        }
+        if let Some(at) = conn.transport.handshake_deadline() {
+            self.timers.arm(&mut conn.timer_at, at, key, conn.id);
         }
         self.tally.cold().accepted += 1;
         self.greet(key);
@@ -289,7 +312,7 @@ impl<P: Protocol> Connections<P> {
             // deadline, or a head left incomplete after a pause would never time out.
             self.timers.arm_deadline(&self.protocol, conn, key);
         }
-        if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
+        if next == Next::Continue && conn.reading() && conn.has_input() {
             next = match self.read_and_answer(key) {
                 Ok(next) => next,
                 Err(e) => {
@@ -400,7 +423,7 @@ impl<P: Protocol> Connections<P> {
                     return Ok(next);
                 }
             }
-            if n < want && conn.input == Input::Ready {
+            if n < want && conn.input == Input::Ready && conn.transport.short_read_drained() {
                 conn.input = Input::Drained;
                 return Ok(Next::Continue);
             }
@@ -411,14 +434,19 @@ impl<P: Protocol> Connections<P> {
     /// queues it when it can go on without a new event, reregisters when its interest changed.
     fn settle(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        let drained = conn.pending() == 0;
+        let drained = conn.all_sent();
         match conn.phase {
-            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
+            Phase::PeerDone if drained => {
+                conn.transport.close_notify(&mut conn.socket);
+                return self.close(key, CloseReason::Client);
+            }
             Phase::Closing if drained => {
                 linger(conn, key, self.now, &mut self.ready, &mut self.timers)
             }
             // The answers went out at once: the protocol may answer what it held back.
             Phase::Paused if conn.pending() <= self.max_pending / 2 => self.ready.queue(conn, key),
+            // Plaintext decrypted and not handed out raises no socket event.
+            Phase::Open if conn.transport.holds_input() => self.ready.queue(conn, key),
             _ => {}
         }
         if let Err(e) = conn.reregister(self.poll.registry(), key) {
@@ -493,6 +521,7 @@ impl<P: Protocol> Connections<P> {
             }
             conn.timer_at = None;
             let linger_end = (conn.phase == Phase::Lingering).then(|| conn.last_active + LINGER);
+            let handshake_end = conn.transport.handshake_deadline();
             let idle_end = self
                 .idle_timeout
                 .and_then(|idle| conn.last_active.checked_add(idle));
@@ -504,7 +533,10 @@ impl<P: Protocol> Connections<P> {
             let part_at = draining
                 .then(|| Drain::look_at(&self.protocol, conn, now))
                 .flatten();
-            if linger_end.is_some_and(|until| until <= now) {
+            if handshake_end.is_some_and(|end| end <= now) {
+                debug!("the TLS handshake with {} timed out", conn.peer());
+                self.close(key, CloseReason::HandshakeTimeout);
+            } else if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
                 self.close(key, CloseReason::Client);
             } else if idle_end.is_some_and(|end| end <= now) {
@@ -513,7 +545,7 @@ impl<P: Protocol> Connections<P> {
                 self.on_protocol_deadline(key);
             } else if part_at.is_some_and(|at| at <= now) {
                 self.part(key);
-            } else if let Some(next) = [linger_end, idle_end, protocol_end, part_at]
+            } else if let Some(next) = [handshake_end, linger_end, idle_end, protocol_end, part_at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -562,7 +594,7 @@ impl<P: Protocol> Connections<P> {
         if conn.phase == Phase::Waiting && next != Next::Wait {
             // The wait is over: read again, first what arrived meanwhile.
             conn.phase = Phase::Open;
-            if conn.input != Input::Drained {
+            if conn.has_input() {
                 self.ready.queue(conn, key);
             }
         }
