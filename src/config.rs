@@ -366,7 +366,11 @@ pub struct Config {
 
     /// Mutual TLS: clients must present a certificate that chains to a CA in this PEM file;
     /// others are refused in the handshake. Reloaded at SIGHUP.
-    #[arg(long = "tls-client-ca", value_name = "FILE", env = "SAYTHAT_TLS_CLIENT_CA")]
+    #[arg(
+        long = "tls-client-ca",
+        value_name = "FILE",
+        env = "SAYTHAT_TLS_CLIENT_CA"
+    )]
     pub tls_client_ca: Option<PathBuf>,
 
     /// TLS: seconds a connection has, from accept, to complete its handshake (1 to 3600);

@@ -325,8 +325,12 @@ mod tests {
             .set_send_buffer_size(4096)
             .unwrap();
         socket.set_nonblocking(true).unwrap();
-        let mut conn: Connection<()> =
-            Connection::new(TcpStream::from_std(socket), Transport::Plain, 0, Instant::now());
+        let mut conn: Connection<()> = Connection::new(
+            TcpStream::from_std(socket),
+            Transport::Plain,
+            0,
+            Instant::now(),
+        );
         let mut answers = vec![b'x'; 4 * POOL_BUFFER_MAX];
         let at = answers.as_ptr();
         let mut pool = Pool::new();

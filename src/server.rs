@@ -238,9 +238,15 @@ impl Server {
             let prefix = config.prefix.as_bytes();
             let publish = !config.metrics_listen.is_empty();
             let worker = match config.framing {
-                FramingKind::Chunk => {
-                    worker(config, bound, &group, Chunk::new(prefix), index, &tls, publish)
-                }
+                FramingKind::Chunk => worker(
+                    config,
+                    bound,
+                    &group,
+                    Chunk::new(prefix),
+                    index,
+                    &tls,
+                    publish,
+                ),
                 FramingKind::Line => worker(
                     config,
                     bound,

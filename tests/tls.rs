@@ -98,7 +98,9 @@ fn websocket_over_tls() {
     let accepted = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                      Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     assert_eq!(
-        tls_read_exact(&mut client, accepted.len()).escape_ascii().to_string(),
+        tls_read_exact(&mut client, accepted.len())
+            .escape_ascii()
+            .to_string(),
         accepted.escape_ascii().to_string()
     );
     let mask = [0x37, 0xfa, 0x21, 0x3d];
@@ -127,7 +129,10 @@ fn mutual_tls_accepts_the_cas_clients_and_refuses_others() {
         client.write_all(b"hi")?;
         client.read(&mut [0; 64])
     });
-    assert!(refused.is_err(), "a client without a certificate got {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a client without a certificate got {refused:?}"
+    );
     // A certificate from another CA.
     let other = Pki::new();
     let stranger = pki.client(&[], Some(other.client_identity("stranger")));
@@ -139,11 +144,13 @@ fn mutual_tls_accepts_the_cas_clients_and_refuses_others() {
     expect_closed(&server, "tls_error", 2);
 }
 
-/// Sends `bytes` on a plain socket and reads what the server answers until it closes.
+/// Sends `bytes` and our FIN on a plain socket, and reads what the server answers until it
+/// closes.
 fn plain_exchange(server: &TestServer, bytes: &[u8]) -> Vec<u8> {
     let mut socket = TcpStream::connect(server.addr()).unwrap();
     socket.set_read_timeout(Some(TIMEOUT)).unwrap();
     socket.write_all(bytes).unwrap();
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
     let mut got = Vec::new();
     match socket.read_to_end(&mut got) {
         Ok(_) => {}
@@ -278,7 +285,12 @@ fn a_slow_reader_over_tls_stays_bounded() {
         accepted += client.conn.writer().write(&line).unwrap() as u64;
         match client.conn.write_tls(&mut client.sock) {
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 break accepted
             }
             Err(e) => panic!("writing: {e}"),
@@ -293,7 +305,11 @@ fn a_slow_reader_over_tls_stays_bounded() {
     if !sent_whole {
         // The last line was taken in part: finish it.
         let rest = line.len() - (stalled % line.len() as u64) as usize;
-        client.conn.writer().write_all(&line[line.len() - rest..]).unwrap();
+        client
+            .conn
+            .writer()
+            .write_all(&line[line.len() - rest..])
+            .unwrap();
         expected += answer.len() as u64;
     }
     client.sock.set_nonblocking(true).unwrap();
@@ -301,7 +317,10 @@ fn a_slow_reader_over_tls_stays_bounded() {
     let mut buf = vec![0; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(60);
     while got < expected {
-        assert!(Instant::now() < deadline, "{got} of {expected} answer bytes");
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {expected} answer bytes"
+        );
         let mut moved = false;
         while client.conn.wants_write() {
             match client.conn.write_tls(&mut client.sock) {

@@ -215,7 +215,9 @@ fn reload(servers: &[Arc<TlsServer>]) {
     for tls in servers {
         match tls.reload() {
             Ok(()) => info!("received SIGHUP: TLS certificate reloaded; new handshakes use it"),
-            Err(e) => warn!("received SIGHUP: cannot reload TLS ({e}); keeping the certificate in use"),
+            Err(e) => {
+                warn!("received SIGHUP: cannot reload TLS ({e}); keeping the certificate in use")
+            }
         }
     }
 }

@@ -49,7 +49,8 @@ impl<S> Slots<S> {
         let id = self.next_id;
         self.next_id += 1;
         self.open += 1;
-        self.slab.insert(Connection::new(socket, transport, id, now))
+        self.slab
+            .insert(Connection::new(socket, transport, id, now))
     }
 
     #[inline]

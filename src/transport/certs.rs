@@ -88,9 +88,8 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
         Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider, now)?),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(
-        rustls::sign::SingleCertAndKey::from(certified),
-    ));
+    let mut config =
+        builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     if http {
         config.alpn_protocols = vec![ALPN_HTTP.to_vec()];
     }
@@ -112,13 +111,21 @@ fn client_verifier(
             let which = index + 1;
             error(
                 FLAG,
-                format!("certificate {which} in {} is not a usable CA: {e}", path.display()),
+                format!(
+                    "certificate {which} in {} is not a usable CA: {e}",
+                    path.display()
+                ),
             )
         })?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| error(FLAG, format!("cannot verify clients with {}: {e}", path.display())))
+        .map_err(|e| {
+            error(
+                FLAG,
+                format!("cannot verify clients with {}: {e}", path.display()),
+            )
+        })
 }
 
 fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -175,7 +182,10 @@ fn check_dates(
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
             error(
                 flag,
-                format!("certificate {which} in {} cannot be parsed: {e}", path.display()),
+                format!(
+                    "certificate {which} in {} cannot be parsed: {e}",
+                    path.display()
+                ),
             )
         })?;
         let validity = cert.validity();

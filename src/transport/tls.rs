@@ -303,13 +303,22 @@ impl TlsStream {
     /// is full; `Ok(0)` when the buffer is full: backpressure, the rest waits in our output.
     pub(super) fn write(&mut self, socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
+        let mut refused = false;
         loop {
             let n = self.conn.writer().write(&data[taken..])?;
             taken += n;
             let full = self.flush(socket)?;
-            // Nothing taken with the socket not full: the handshake holds the plaintext back.
-            if taken == data.len() || full || n == 0 {
+            if taken == data.len() || full {
                 return Ok(taken);
+            }
+            // Nothing taken, and the socket took every record: the buffer has room now, so try
+            // again, or no WRITABLE edge would ever come for the rest. Refused twice, the
+            // handshake holds the plaintext back until it completes.
+            if n == 0 {
+                if refused {
+                    return Ok(taken);
+                }
+                refused = true;
             }
         }
     }

@@ -77,8 +77,7 @@ impl Pki {
     /// A certificate for 127.0.0.1 and localhost named `name`, signed by the CA, with its key.
     pub fn leaf(&self, name: &str) -> (rcgen::Certificate, KeyPair) {
         let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
@@ -101,7 +100,10 @@ impl Pki {
     }
 
     /// A client certificate chain and key signed by the CA, for mutual TLS.
-    pub fn client_identity(&self, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    pub fn client_identity(
+        &self,
+        name: &str,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let (cert, key) = self.leaf(name);
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         (vec![cert.der().clone()], key)
