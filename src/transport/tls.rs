@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use log::info;
 use mio::net::TcpStream;
 use rustls::crypto::CryptoProvider;
 use rustls::{ServerConfig, ServerConnection};
@@ -39,6 +40,16 @@ impl Tls {
             true => TlsServer::from_config(config, true)?.map(Arc::new),
             false => None,
         };
+        if let Some(tls) = &echo {
+            let mutual = match tls.mutual() {
+                true => "; client certificates required",
+                false => "",
+            };
+            info!(
+                "TLS on the echo listeners with {} (reloaded at SIGHUP){mutual}",
+                tls.files.cert.display()
+            );
+        }
         Ok(Tls { echo, metrics })
     }
 }
