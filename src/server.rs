@@ -125,6 +125,8 @@ struct Bound {
     listeners: Vec<Listener>,
     admin: Vec<Listener>,
     agent: Vec<Listener>,
+    /// The TLS servers every worker shares (`--tls-cert`, `--metrics-tls`).
+    tls: Tls,
 }
 
 impl Server {
@@ -219,6 +221,7 @@ impl Server {
                     listeners,
                     admin: Vec::new(),
                     agent: Vec::new(),
+                    tls: tls.clone(),
                 },
                 waker,
             ));
@@ -238,22 +241,15 @@ impl Server {
             let prefix = config.prefix.as_bytes();
             let publish = !config.metrics_listen.is_empty();
             let worker = match config.framing {
-                FramingKind::Chunk => worker(
-                    config,
-                    bound,
-                    &group,
-                    Chunk::new(prefix),
-                    index,
-                    &tls,
-                    publish,
-                ),
+                FramingKind::Chunk => {
+                    worker(config, bound, &group, Chunk::new(prefix), index, publish)
+                }
                 FramingKind::Line => worker(
                     config,
                     bound,
                     &group,
                     Line::new(prefix, config.max_line as usize),
                     index,
-                    &tls,
                     publish,
                 ),
                 FramingKind::Http => worker(
@@ -262,7 +258,6 @@ impl Server {
                     &group,
                     Http::new(prefix, http_limits.clone()).with_backend(backend(config, index)?),
                     index,
-                    &tls,
                     publish,
                 ),
             };
@@ -402,7 +397,6 @@ fn worker<P>(
     group: &Arc<Group>,
     protocol: P,
     index: usize,
-    tls: &Tls,
     publish: bool,
 ) -> io::Result<Box<dyn Runner>>
 where
@@ -414,6 +408,7 @@ where
         listeners,
         admin,
         agent,
+        tls,
     } = bound;
     let mut worker = Worker::new(config, poll, listeners, group.clone(), protocol)?;
     worker.serve_tls(tls.echo.clone());

@@ -356,3 +356,37 @@ fn a_slow_reader_over_tls_stays_bounded() {
     }
     assert_eq!(got, expected);
 }
+
+#[test]
+fn metrics_tls_serves_the_metrics_endpoint_over_tls() {
+    let pki = Pki::new();
+    let server = TestServer::start(&Config {
+        metrics_tls: true,
+        ..config(&pki, FramingKind::Chunk)
+    });
+    let mut client = tls_connect(server.metrics[0], pki.client(&[b"http/1.1"], None)).unwrap();
+    assert_eq!(client.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    client
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, end) = tls_read_to_end(&mut client);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(
+        got.contains("saythat_connections_closed_total{reason=\"tls_error\"}"),
+        "{got}"
+    );
+    end.expect("close_notify");
+    // Plain HTTP to it is refused with a 400.
+    let mut socket = TcpStream::connect(server.metrics[0]).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+}

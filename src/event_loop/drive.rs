@@ -14,17 +14,19 @@ use mio::net::TcpStream;
 use mio::{Events, Poll, Registry, Token};
 
 use super::accept::{refuse_full, Accepted};
-use super::drain::{Drain, Look};
+use super::drain::Drain;
 use super::ready::Ready;
 use super::slots::Slots;
 use super::tally::Tally;
 use super::timers::Timers;
 use crate::config::{Config, LINGER, MAX_READ, READ_BUDGET};
 use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
-use crate::framing::{Answers, Next, Origin, Protocol};
+use crate::framing::{Answers, Next, Protocol};
 use crate::group::Group;
 use crate::metrics::{CloseReason, Counters, Published};
 use crate::transport::{TlsServer, Transport};
+
+mod due;
 
 /// The answers buffer shared by the loop's connections is freed after a turn that grew it past
 /// this (an unterminated line of up to `--max-line` handed over at end of input), so one large
@@ -505,101 +507,6 @@ impl<P: Protocol> Connections<P> {
     /// descriptors are free to accept into only now).
     pub fn free_dead(&mut self) -> bool {
         self.slots.free_dead(&mut self.timers)
-    }
-
-    /// Looks at the connections whose timer came due by `now`: closes the idle, ends lingering
-    /// closes, passes protocol deadlines on, and `draining`, parts those idle at a message
-    /// boundary; any other gets its next timer.
-    pub fn expire_timers(&mut self, now: Instant, draining: bool) {
-        while let Some(entry) = self.timers.pop_due(now) {
-            let key = entry.key;
-            let Some(conn) = self.slots.get_mut(key) else {
-                continue;
-            };
-            if !entry.is_for(conn.id, conn.timer_at) || conn.phase == Phase::Dead {
-                continue;
-            }
-            conn.timer_at = None;
-            let linger_end = (conn.phase == Phase::Lingering).then(|| conn.last_active + LINGER);
-            let handshake_end = conn.transport.handshake_deadline();
-            let idle_end = self
-                .idle_timeout
-                .and_then(|idle| conn.last_active.checked_add(idle));
-            // A protocol's deadline concerns what it still awaits from the client, which ends
-            // once the connection stops reading (closing, lingering, peer done).
-            let protocol_end = matches!(conn.phase, Phase::Open | Phase::Paused | Phase::Waiting)
-                .then(|| self.protocol.deadline(&conn.session))
-                .flatten();
-            let part_at = draining
-                .then(|| Drain::look_at(&self.protocol, conn, now))
-                .flatten();
-            if handshake_end.is_some_and(|end| end <= now) {
-                debug!("the TLS handshake with {} timed out", conn.peer());
-                self.close(key, CloseReason::HandshakeTimeout);
-            } else if linger_end.is_some_and(|until| until <= now) {
-                // Whatever the reason, close() keeps the protocol's.
-                self.close(key, CloseReason::Client);
-            } else if idle_end.is_some_and(|end| end <= now) {
-                self.close(key, CloseReason::Idle);
-            } else if protocol_end.is_some_and(|end| end <= now) {
-                self.on_protocol_deadline(key);
-            } else if part_at.is_some_and(|at| at <= now) {
-                self.part(key);
-            } else if let Some(next) = [handshake_end, linger_end, idle_end, protocol_end, part_at]
-                .into_iter()
-                .flatten()
-                .min()
-            {
-                self.timers.set(&mut conn.timer_at, next, key, entry.id);
-            }
-        }
-    }
-
-    /// The drain begins: the protocol hears it, and every connection gets a look.
-    pub fn start_drain(&mut self, now: Instant) {
-        self.protocol.on_drain();
-        Drain::start(&self.protocol, &mut self.slots, &mut self.timers, now);
-    }
-
-    /// Closes a connection idle at a message boundary during the drain with our FIN and the
-    /// lingering close after it, as after a protocol's last word: the client reads every answer
-    /// and then the end of the stream; or reads and answers first what it finds waiting.
-    fn part(&mut self, key: usize) {
-        let conn = &mut self.slots[key];
-        match self.drain.look(conn, self.now) {
-            Look::Part => {
-                debug!("closing {} between messages for the drain", conn.peer());
-                // Reading as before, nothing to write: the poll interest stays.
-                linger(conn, key, self.now, &mut self.ready, &mut self.timers);
-            }
-            Look::ReadFirst { again } => {
-                conn.input = Input::ReadyUntilWouldBlock;
-                self.ready.queue(conn, key);
-                self.timers.set(&mut conn.timer_at, again, key, conn.id);
-            }
-        }
-    }
-
-    /// The protocol's own deadline passed (e.g. a request head that did not complete in time):
-    /// its answer goes out like any other.
-    fn on_protocol_deadline(&mut self, key: usize) {
-        let conn = &mut self.slots[key];
-        self.answers.clear();
-        let room = self.max_pending.saturating_sub(conn.pending());
-        let next = self.protocol.on_deadline(
-            &mut conn.session,
-            &mut Answers::new(&mut self.answers, room, self.now),
-            Some(Origin::new(conn.id, &conn.socket)),
-        );
-        if conn.phase == Phase::Waiting && next != Next::Wait {
-            // The wait is over: read again, first what arrived meanwhile.
-            conn.phase = Phase::Open;
-            if conn.has_input() {
-                self.ready.queue(conn, key);
-            }
-        }
-        self.timers.arm_deadline(&self.protocol, conn, key);
-        self.answer(key, next);
     }
 }
 

@@ -25,7 +25,7 @@ Content-Length: 51\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https
 
 /// The TLS servers of the echo listeners (`--tls-cert`) and of the metrics endpoint
 /// (`--metrics-tls`), shared by every loop and reloaded together at SIGHUP.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tls {
     pub echo: Option<Arc<TlsServer>>,
     pub metrics: Option<Arc<TlsServer>>,
