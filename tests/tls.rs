@@ -390,3 +390,18 @@ fn metrics_tls_serves_the_metrics_endpoint_over_tls() {
         "{answer:?}"
     );
 }
+
+#[test]
+fn a_full_tls_server_closes_without_a_plaintext_refusal() {
+    let pki = Pki::new();
+    let server = TestServer::start(&Config {
+        max_conns: Some(1),
+        ..config(&pki, FramingKind::Line)
+    });
+    let mut first = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
+    tls_send_expect(&mut first, b"in\n", b"You say that in\n");
+    // Plaintext `ERR server full` would read as garbage to a TLS client: it gets the end only.
+    let got = plain_exchange(&server, b"");
+    assert!(got.is_empty(), "{:?}", got.escape_ascii().to_string());
+    tls_send_expect(&mut first, b"still\n", b"You say that still\n");
+}

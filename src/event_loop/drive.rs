@@ -183,7 +183,10 @@ impl<P: Protocol> Connections<P> {
             self.group.refused_full(self.now);
             self.answers.clear();
             let mut answers = Answers::new(&mut self.answers, self.max_pending, self.now);
-            self.protocol.refusal(self.group.max_conns(), &mut answers);
+            // Over TLS the refusal would be garbage before a handshake: the close says it all.
+            if self.tls.is_none() {
+                self.protocol.refusal(self.group.max_conns(), &mut answers);
+            }
             refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
