@@ -405,3 +405,34 @@ fn a_full_tls_server_closes_without_a_plaintext_refusal() {
     assert!(got.is_empty(), "{:?}", got.escape_ascii().to_string());
     tls_send_expect(&mut first, b"still\n", b"You say that still\n");
 }
+
+#[test]
+fn format_json_names_the_client_certificate_under_mutual_tls() {
+    let pki = Pki::new();
+    let server = TestServer::start(&Config {
+        tls_client_ca: Some(pki.ca_file.clone()),
+        ..config(&pki, FramingKind::Http)
+    });
+    let identity = pki.client_identity("client-7");
+    let mut client =
+        tls_connect(server.addr(), pki.client(&[b"http/1.1"], Some(identity))).unwrap();
+    client
+        .write_all(b"GET /?format=json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, _) = tls_read_to_end(&mut client);
+    let got = String::from_utf8_lossy(&got);
+    let body = got.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body.trim()).expect(&got);
+    assert_eq!(json["client_certificate"], "CN=client-7", "{json}");
+    // Without mutual TLS, the field is absent.
+    let server = TestServer::start(&config(&pki, FramingKind::Http));
+    let mut client = tls_connect(server.addr(), pki.client(&[b"http/1.1"], None)).unwrap();
+    client
+        .write_all(b"GET /?format=json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, _) = tls_read_to_end(&mut client);
+    let got = String::from_utf8_lossy(&got);
+    let body = got.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body.trim()).expect(&got);
+    assert!(json.get("client_certificate").is_none(), "{json}");
+}

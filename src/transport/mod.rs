@@ -100,6 +100,14 @@ impl Transport {
         }
     }
 
+    /// Who the peer proved to be: the subject of its TLS client certificate (mutual TLS).
+    pub fn peer_identity(&self) -> Option<&str> {
+        match self {
+            Transport::Plain => None,
+            Transport::Tls(tls) => tls.peer_identity(),
+        }
+    }
+
     /// When the transport's own setup (the TLS handshake) must have completed.
     pub fn handshake_deadline(&self) -> Option<Instant> {
         match self {

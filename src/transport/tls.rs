@@ -152,10 +152,11 @@ impl TlsServer {
         conn.set_buffer_limit(Some(self.max_pending.max(1)));
         Ok(Transport::Tls(Box::new(TlsStream {
             conn,
-            handshake_until: now + self.handshake_timeout,
+            handshake_until: Some(now + self.handshake_timeout),
             socket_drained: false,
             buffered: 0,
             closed: false,
+            subject: None,
             http: self.http,
             head: Head::default(),
         })))
@@ -189,8 +190,8 @@ impl Head {
 #[derive(Debug)]
 pub struct TlsStream {
     conn: ServerConnection,
-    /// When the handshake must be done (`--handshake-timeout` from accept).
-    handshake_until: Instant,
+    /// When the handshake must be done (`--handshake-timeout` from accept); `None` once done.
+    handshake_until: Option<Instant>,
     /// The last read found the socket empty (it would block, or read short when that proves
     /// it drained).
     socket_drained: bool,
@@ -198,6 +199,9 @@ pub struct TlsStream {
     buffered: usize,
     /// The peer's `close_notify` arrived and its end of stream is not yet handed out.
     closed: bool,
+    /// The subject of the client's certificate, read once the handshake is done (mutual TLS
+    /// only: no certificate, no string).
+    subject: Option<Box<str>>,
     http: bool,
     head: Head,
 }
@@ -271,6 +275,9 @@ impl TlsStream {
             Ok(state) => {
                 self.buffered = state.plaintext_bytes_to_read();
                 self.closed |= state.peer_has_closed();
+                if self.handshake_until.is_some() && !self.conn.is_handshaking() {
+                    self.handshake_done();
+                }
             }
             Err(e) => return Err(self.fail(socket, e)),
         }
@@ -303,6 +310,24 @@ impl TlsStream {
             ));
         }
         Ok(0)
+    }
+
+    /// The handshake just completed: no deadline any more, and the client's certificate, if
+    /// any, is read for its subject.
+    #[cold]
+    fn handshake_done(&mut self) {
+        self.handshake_until = None;
+        let first = self
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        if let Some(Ok((_, cert))) = first.map(|der| x509_parser::parse_x509_certificate(der)) {
+            self.subject = Some(cert.subject().to_string().into());
+        }
+    }
+
+    pub(super) fn peer_identity(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// Whether the last read left the socket empty.
@@ -364,6 +389,6 @@ impl TlsStream {
     }
 
     pub(super) fn handshake_deadline(&self) -> Option<Instant> {
-        self.conn.is_handshaking().then_some(self.handshake_until)
+        self.handshake_until
     }
 }

@@ -97,7 +97,7 @@ impl<P: Protocol> Connections<P> {
         let next = self.protocol.on_deadline(
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
-            Some(Origin::new(conn.id, &conn.socket)),
+            Some(Origin::new(conn.id, &conn.socket).with_identity(conn.transport.peer_identity())),
         );
         if conn.phase == Phase::Waiting && next != Next::Wait {
             // The wait is over: read again, first what arrived meanwhile.
