@@ -392,3 +392,38 @@ impl TlsStream {
         self.handshake_until
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Head;
+
+    fn head(bytes: &[u8]) -> Head {
+        let mut head = Head::default();
+        let len = bytes.len().min(head.bytes.len());
+        head.bytes[..len].copy_from_slice(&bytes[..len]);
+        head.len = len;
+        head
+    }
+
+    /// A plain HTTP request is told from a ClientHello and from garbage by its first bytes.
+    #[test]
+    fn a_plain_http_request_is_told_by_its_method() {
+        for request in [
+            &b"GET / HTTP/1.1"[..],
+            b"POST /x",
+            b"OPTIONS * HTTP/1.1",
+            b"PUT ",
+        ] {
+            assert!(head(request).looks_like_http(), "{request:?}");
+        }
+        for other in [
+            &[0x16, 0x03, 0x01, 0x02, 0x00][..],
+            b"get / x",
+            b"GE",
+            b"AB /",
+            b"\0\0\0",
+        ] {
+            assert!(!head(other).looks_like_http(), "{other:?}");
+        }
+    }
+}
