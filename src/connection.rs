@@ -240,8 +240,17 @@ impl<S> Connection<S> {
     /// gives the bytes written (counted into `counters` too).
     #[inline]
     pub fn flush(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
+        // The common case, nothing waits anywhere, costs two compares.
+        if self.output.is_none() && !self.transport.wants_write() {
+            return Ok(0);
+        }
+        self.flush_waiting(pool, counters)
+    }
+
+    #[inline(never)]
+    fn flush_waiting(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
+        self.transport.flush(&mut self.socket)?;
         let Some(output) = self.output.as_mut() else {
-            self.transport.flush(&mut self.socket)?;
             return Ok(0);
         };
         let mut n = 0;

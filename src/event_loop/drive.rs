@@ -450,8 +450,6 @@ impl<P: Protocol> Connections<P> {
             }
             // The answers went out at once: the protocol may answer what it held back.
             Phase::Paused if conn.pending() <= self.max_pending / 2 => self.ready.queue(conn, key),
-            // Plaintext decrypted and not handed out raises no socket event.
-            Phase::Open if conn.transport.holds_input() => self.ready.queue(conn, key),
             _ => {}
         }
         if let Err(e) = conn.reregister(self.poll.registry(), key) {

@@ -30,8 +30,9 @@ pub enum Transport {
 
 impl Transport {
     /// One read of plaintext into `buf`: `Ok(0)` at the end of the stream, WouldBlock when
-    /// nothing is left. `trust_short`: a short socket read proves it drained (the edge was not
-    /// a FIN or urgent data), so TLS reads no further after one.
+    /// nothing is left. `trust_short` says whether a short socket read proves it drained (the
+    /// edge was not a FIN or urgent data), so TLS reads no further after one; plain TCP never
+    /// asks.
     #[inline]
     pub fn read(
         &mut self,
@@ -45,14 +46,15 @@ impl Transport {
         }
     }
 
-    /// After a read shorter than asked, whether the socket is known to be drained: always over
-    /// plain TCP; over TLS only if the socket itself read short or would block (a short read of
-    /// plaintext may be the end of a record while more records wait in the socket).
+    /// After a read shorter than asked, whether nothing is left to read until the next socket
+    /// event: always over plain TCP; over TLS only if the socket itself read short or would
+    /// block (a short read of plaintext may be the end of a record while more records wait in
+    /// the socket) and rustls holds nothing either (a `close_notify` not yet handed out).
     #[inline]
     pub fn short_read_drained(&self) -> bool {
         match self {
             Transport::Plain => true,
-            Transport::Tls(tls) => tls.socket_drained(),
+            Transport::Tls(tls) => tls.socket_drained() && !tls.holds_input(),
         }
     }
 

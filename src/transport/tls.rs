@@ -229,6 +229,7 @@ impl Read for Counted<'_> {
 impl TlsStream {
     /// Plaintext into `buf`: what rustls holds first, else ciphertext read and decrypted until
     /// plaintext comes out or the socket is empty (WouldBlock).
+    #[inline(never)]
     pub(super) fn read(
         &mut self,
         socket: &mut TcpStream,
@@ -337,6 +338,7 @@ impl TlsStream {
 
     /// Takes as much of `data` as rustls's buffer holds, and writes records until the socket
     /// is full; `Ok(0)` when the buffer is full: backpressure, the rest waits in our output.
+    #[inline(never)]
     pub(super) fn write(&mut self, socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
         let mut refused = false;
@@ -360,6 +362,7 @@ impl TlsStream {
     }
 
     /// Writes the records rustls holds until the socket would block; true if it did.
+    #[inline(never)]
     pub(super) fn flush(&mut self, socket: &mut TcpStream) -> io::Result<bool> {
         while self.conn.wants_write() {
             match self.conn.write_tls(socket) {
