@@ -360,8 +360,10 @@ fn a_slow_reader_over_tls_stays_bounded() {
 #[test]
 fn metrics_tls_serves_the_metrics_endpoint_over_tls() {
     let pki = Pki::new();
+    // Mutual TLS on the echo asks the metrics endpoint's clients for nothing.
     let server = TestServer::start(&Config {
         metrics_tls: true,
+        tls_client_ca: Some(pki.ca_file.clone()),
         ..config(&pki, FramingKind::Chunk)
     });
     let mut client = tls_connect(server.metrics[0], pki.client(&[b"http/1.1"], None)).unwrap();

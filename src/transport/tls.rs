@@ -35,9 +35,10 @@ impl Tls {
     /// What the flags ask for; a usage error names the flag and the file.
     pub fn from_config(config: &Config) -> Result<Tls, FlagError> {
         let http = config.framing == FramingKind::Http;
-        let echo = TlsServer::from_config(config, http)?.map(Arc::new);
+        let echo = TlsServer::from_config(config, http, true)?.map(Arc::new);
+        // The metrics endpoint asks no client certificate: a scrape is read-only.
         let metrics = match config.metrics_tls {
-            true => TlsServer::from_config(config, true)?.map(Arc::new),
+            true => TlsServer::from_config(config, true, false)?.map(Arc::new),
             false => None,
         };
         if let Some(tls) = &echo {
@@ -72,9 +73,13 @@ pub struct TlsServer {
 
 impl TlsServer {
     /// The TLS server the flags ask for, if any: `--tls-cert` and `--tls-key` (with
-    /// `--tls-client-ca`) read and checked for HTTP mode when `http`. A flag without its pair,
-    /// or a file that cannot serve, is a usage error naming the flag and the file.
-    pub fn from_config(config: &Config, http: bool) -> Result<Option<TlsServer>, FlagError> {
+    /// `--tls-client-ca` when `mutual`) read and checked, for HTTP mode when `http`. A flag
+    /// without its pair, or a file that cannot serve, is a usage error naming the flag and file.
+    fn from_config(
+        config: &Config,
+        http: bool,
+        mutual: bool,
+    ) -> Result<Option<TlsServer>, FlagError> {
         let (cert, key) = match (&config.tls_cert, &config.tls_key) {
             (None, None) => {
                 let needs = if config.tls_client_ca.is_some() {
@@ -99,7 +104,7 @@ impl TlsServer {
         let files = TlsFiles {
             cert,
             key,
-            client_ca: config.tls_client_ca.clone(),
+            client_ca: config.tls_client_ca.clone().filter(|_| mutual),
         };
         let timeout = Duration::from_secs(config.handshake_timeout);
         let tls = TlsServer::new(files, http, config.max_pending as usize, timeout);
