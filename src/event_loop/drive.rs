@@ -412,6 +412,11 @@ impl<P: Protocol> Connections<P> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.input = Input::Drained;
+                    if conn.transport.holds_input() {
+                        // The transport stopped short of the socket's end (TLS records that
+                        // carried no plaintext): the rest waits for the next turn.
+                        ready.queue(conn, key);
+                    }
                     return Ok(Next::Continue);
                 }
                 Err(e) => return Err(e),

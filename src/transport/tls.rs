@@ -23,6 +23,10 @@ use crate::config::{Config, FlagError, FramingKind};
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
 Content-Length: 51\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https:// to reach it.\n";
 
+/// Socket reads one read of plaintext may make without any plaintext coming out (about 8 records'
+/// worth, a read budget's), so a peer sending records that carry none cannot hold the loop.
+const MAX_READS_WITHOUT_PLAINTEXT: usize = 8;
+
 /// The TLS servers of the echo listeners (`--tls-cert`) and of the metrics endpoint
 /// (`--metrics-tls`), shared by every loop and reloaded together at SIGHUP.
 #[derive(Debug, Default, Clone)]
@@ -161,6 +165,7 @@ impl TlsServer {
             socket_drained: false,
             buffered: 0,
             closed: false,
+            more: false,
             subject: None,
             http: self.http,
             head: Head::default(),
@@ -204,6 +209,8 @@ pub struct TlsStream {
     buffered: usize,
     /// The peer's `close_notify` arrived and its end of stream is not yet handed out.
     closed: bool,
+    /// The last read stopped before the socket's end after `MAX_READS_WITHOUT_PLAINTEXT`.
+    more: bool,
     /// The subject of the client's certificate, read once the handshake is done (mutual TLS
     /// only: no certificate, no string).
     subject: Option<Box<str>>,
@@ -242,6 +249,8 @@ impl TlsStream {
         trust_short: bool,
     ) -> io::Result<usize> {
         self.socket_drained = false;
+        self.more = false;
+        let mut reads = 0;
         loop {
             match self.conn.reader().read(buf) {
                 Ok(n) => {
@@ -258,6 +267,13 @@ impl TlsStream {
             if self.socket_drained {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
+            if reads == MAX_READS_WITHOUT_PLAINTEXT {
+                // Records with nothing to hand out (handshake, alerts, empty ones) must not hold
+                // the loop: the rest is read next turn.
+                self.more = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            reads += 1;
             let mut counted = Counted {
                 socket,
                 short: false,
@@ -386,7 +402,7 @@ impl TlsStream {
     }
 
     pub(super) fn holds_input(&self) -> bool {
-        self.buffered > 0 || self.closed
+        self.buffered > 0 || self.closed || self.more
     }
 
     /// Queues `close_notify` and writes it if the socket takes it now.
