@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -170,6 +171,9 @@ pub const MAX_SIZE_LIMIT: u64 = 1 << 40;
 pub const MAX_INSTANCE: usize = 255;
 /// The longest `--http-defaults`: a query of controls, read once at start.
 pub const MAX_HTTP_DEFAULTS: usize = 4096;
+/// The longest `--handshake-timeout`: one hour, like `--header-timeout`, so its deadline cannot
+/// overflow.
+pub const MAX_HANDSHAKE_TIMEOUT_SECS: u64 = 60 * 60;
 /// Most `--trust-proxy` nets: each forwarding hop is matched against every one.
 pub const MAX_TRUSTED_NETS: usize = 64;
 
@@ -363,6 +367,37 @@ pub struct Config {
     #[arg(long = "trust-proxy", value_name = "CIDR", env = "SAYTHAT_TRUST_PROXY",
           value_delimiter = ',', value_parser = parse_trust_proxy)]
     pub trust_proxy: Vec<IpNet>,
+
+    /// Speak TLS (1.2 and 1.3) on every `--listen` address with this certificate: a PEM file,
+    /// the server's certificate first, then its chain. Needs `--tls-key`. Reloaded at SIGHUP.
+    #[arg(long = "tls-cert", value_name = "FILE", env = "SAYTHAT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519).
+    #[arg(long = "tls-key", value_name = "FILE", env = "SAYTHAT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: clients must present a certificate that chains to a CA in this PEM file;
+    /// others are refused in the handshake. Reloaded at SIGHUP.
+    #[arg(
+        long = "tls-client-ca",
+        value_name = "FILE",
+        env = "SAYTHAT_TLS_CLIENT_CA"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// TLS: seconds a connection has, from accept, to complete its handshake (1 to 3600);
+    /// a slower one is closed (`handshake_timeout`).
+    #[arg(long = "handshake-timeout", value_name = "SECS", env = "SAYTHAT_HANDSHAKE_TIMEOUT",
+          default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HANDSHAKE_TIMEOUT_SECS))]
+    pub handshake_timeout: u64,
+
+    /// Serve `--metrics-listen` over TLS too, with `--tls-cert` (its clients are not asked for
+    /// a certificate). Plain by default: a Prometheus scrape over loopback.
+    #[arg(long = "metrics-tls", env = "SAYTHAT_METRICS_TLS",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_tls: bool,
 }
 
 impl Default for Config {
@@ -396,6 +431,11 @@ impl Default for Config {
             max_size: DEFAULT_MAX_SIZE,
             no_controls: false,
             trust_proxy: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            handshake_timeout: 10,
+            metrics_tls: false,
         }
     }
 }

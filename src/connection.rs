@@ -1,12 +1,13 @@
-//! One client connection: its socket, its bounded output, its protocol session, and one explicit
-//! state for where it is in its life and what its socket's readiness still promises.
+//! One client connection: its socket and transport (plain or TLS), its bounded output, its
+//! protocol session, and one explicit state for where it is in its life and what its socket's
+//! readiness still promises.
 //! It decides its own poll interest from that state, so the loop only reregisters on change.
 //!
 //! A connection never blocks, never holds much more than `--max-pending` bytes of answers (the
 //! output buffer is compacted, never grown past about twice that), and holds no output buffer
 //! at all while nothing waits: the loop lends it one from a small pool.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::metrics::Counters;
+use crate::transport::Transport;
 
 /// Output buffers up to this capacity go back to the pool when drained; larger ones, grown
 /// behind a slow reader under a large `--max-pending`, are freed, so an idle server returns to
@@ -104,6 +106,8 @@ fn release(mut output: Box<Output>, pool: &mut Pool) {
 #[derive(Debug)]
 pub struct Connection<S> {
     pub socket: TcpStream,
+    /// What carries the bytes over the socket: plain TCP, or a TLS session.
+    pub transport: Transport,
     /// Distinguishes this connection from earlier ones in the same slab slot (timer entries).
     pub id: u64,
     pub phase: Phase,
@@ -124,9 +128,10 @@ pub struct Connection<S> {
 pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
 
 impl<S: Default> Connection<S> {
-    pub fn new(socket: TcpStream, id: u64, now: Instant) -> Connection<S> {
+    pub fn new(socket: TcpStream, transport: Transport, id: u64, now: Instant) -> Connection<S> {
         Connection {
             socket,
+            transport,
             id,
             phase: Phase::Open,
             input: Input::Drained,
@@ -146,16 +151,27 @@ impl<S> Connection<S> {
         self.output.as_ref().map_or(0, |output| output.pending())
     }
 
+    /// Whether everything written was sent: no output waits, here or inside the transport.
+    pub fn all_sent(&self) -> bool {
+        self.pending() == 0 && !self.transport.wants_write()
+    }
+
+    /// Input may wait without a new event: the socket's readiness is not used up, or the
+    /// transport holds plaintext (TLS records decrypted and not yet handed out).
+    pub fn has_input(&self) -> bool {
+        self.input != Input::Drained || self.transport.holds_input()
+    }
+
     /// Whether the connection reads from its socket in this phase.
     pub fn reading(&self) -> bool {
         matches!(self.phase, Phase::Open | Phase::Lingering)
     }
 
-    /// The interest that matches the state. WRITABLE only while output waits: an always-writable
-    /// socket would otherwise wake the loop for nothing. A connection paused with nothing
-    /// pending is on the ready list and keeps what it has.
+    /// The interest that matches the state. WRITABLE only while output waits (ours or the
+    /// transport's): an always-writable socket would otherwise wake the loop for nothing. A
+    /// connection paused with nothing pending is on the ready list and keeps what it has.
     pub fn interest(&self) -> Interest {
-        match (self.reading(), self.pending() > 0) {
+        match (self.reading(), !self.all_sent()) {
             (true, true) => READ_INTEREST.add(Interest::WRITABLE),
             (true, false) => READ_INTEREST,
             (false, true) => Interest::WRITABLE,
@@ -175,14 +191,11 @@ impl<S> Connection<S> {
         Ok(())
     }
 
-    /// One read into the loop's shared buffer.
+    /// One read of plaintext into the loop's shared buffer.
+    #[inline]
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.socket.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
+        let trust_short = self.input == Input::Ready;
+        self.transport.read(&mut self.socket, buf, trust_short)
     }
 
     /// Sends the loop's `answers`: written straight to the socket when nothing else waits (the
@@ -198,7 +211,7 @@ impl<S> Connection<S> {
     ) -> io::Result<()> {
         let mut taken = 0;
         if self.pending() == 0 {
-            taken = write_some(&mut self.socket, answers)?;
+            taken = self.transport.write(&mut self.socket, answers)?;
             counters.bytes_out += taken as u64;
             if taken == answers.len() {
                 return Ok(());
@@ -227,12 +240,22 @@ impl<S> Connection<S> {
     /// gives the bytes written (counted into `counters` too).
     #[inline]
     pub fn flush(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
+        // The common case, nothing waits anywhere, costs two compares.
+        if self.output.is_none() && !self.transport.wants_write() {
+            return Ok(0);
+        }
+        self.flush_waiting(pool, counters)
+    }
+
+    #[inline(never)]
+    fn flush_waiting(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
+        self.transport.flush(&mut self.socket)?;
         let Some(output) = self.output.as_mut() else {
             return Ok(0);
         };
         let mut n = 0;
         if output.pending() > 0 {
-            n = write_some(&mut self.socket, &output.buf[output.written..])?;
+            n = (self.transport).write(&mut self.socket, &output.buf[output.written..])?;
             output.written += n;
             counters.bytes_out += n as u64;
             counters.pending -= n as u64;
@@ -245,8 +268,10 @@ impl<S> Connection<S> {
         Ok(n)
     }
 
-    /// Sends our FIN, keeping the socket open to drain what the peer still sends.
-    pub fn shutdown_write(&self) {
+    /// Sends our FIN (after TLS's `close_notify`), keeping the socket open to drain what the
+    /// peer still sends.
+    pub fn shutdown_write(&mut self) {
+        self.transport.close_notify(&mut self.socket);
         // The peer may already be gone; then the close that follows is all that is left to do.
         let _ = self.socket.shutdown(Shutdown::Write);
     }
@@ -265,37 +290,6 @@ impl<S> Connection<S> {
             |_| "a disconnected peer".to_string(),
             |addr| addr.to_string(),
         )
-    }
-}
-
-/// Writes as much of `data` as the socket takes without blocking. A short write means the send
-/// buffer is full, exactly like WouldBlock, so no further write is tried: on an edge-triggered
-/// socket WRITABLE will fire once space frees up. One `write` in the common case; the error
-/// kinds are looked at only on an error, out of the hot path.
-fn write_some(socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    if data.is_empty() {
-        return Ok(0);
-    }
-    loop {
-        match socket.write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(e) => match write_error(e) {
-                Some(result) => return result,
-                None => continue,
-            },
-        }
-    }
-}
-
-/// What a failed write means: `None` to retry it (interrupted), `Ok(0)` when the socket is
-/// full, the error otherwise.
-#[cold]
-fn write_error(e: io::Error) -> Option<io::Result<usize>> {
-    match e.kind() {
-        io::ErrorKind::Interrupted => None,
-        io::ErrorKind::WouldBlock => Some(Ok(0)),
-        _ => Some(Err(e)),
     }
 }
 
@@ -340,8 +334,12 @@ mod tests {
             .set_send_buffer_size(4096)
             .unwrap();
         socket.set_nonblocking(true).unwrap();
-        let mut conn: Connection<()> =
-            Connection::new(TcpStream::from_std(socket), 0, Instant::now());
+        let mut conn: Connection<()> = Connection::new(
+            TcpStream::from_std(socket),
+            Transport::Plain,
+            0,
+            Instant::now(),
+        );
         let mut answers = vec![b'x'; 4 * POOL_BUFFER_MAX];
         let at = answers.as_ptr();
         let mut pool = Pool::new();

@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod server;
 pub mod systemd;
 pub mod tls_client;
+pub mod transport;
 pub mod ws_client;
 
 pub use config::{Config, FramingKind};

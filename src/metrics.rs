@@ -35,10 +35,16 @@ pub enum CloseReason {
     /// WebSocket: pinged after `--ws-ping` of silence, the client sent nothing within
     /// `--idle-timeout`, and got a close 1001.
     WsPingTimeout,
+    /// TLS: the peer broke the protocol (garbage instead of a ClientHello, a plain HTTP request,
+    /// a refused client certificate, a bad record, a close during the handshake) and got an
+    /// alert.
+    TlsError,
+    /// TLS: the handshake did not complete within `--handshake-timeout`.
+    HandshakeTimeout,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Client,
         CloseReason::Idle,
         CloseReason::Reset,
@@ -49,6 +55,8 @@ impl CloseReason {
         CloseReason::HttpError,
         CloseReason::Aborted,
         CloseReason::WsPingTimeout,
+        CloseReason::TlsError,
+        CloseReason::HandshakeTimeout,
     ];
 
     /// The label value.
@@ -64,14 +72,18 @@ impl CloseReason {
             CloseReason::HttpError => "http_error",
             CloseReason::Aborted => "aborted",
             CloseReason::WsPingTimeout => "ws_ping_timeout",
+            CloseReason::TlsError => "tls_error",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
         }
     }
 
-    /// The reason of a failed read or write: a reset by the peer, or an error of ours.
+    /// The reason of a failed read or write: a reset by the peer, a peer that broke TLS (the
+    /// transport's errors are the only `InvalidData` a socket gives), or an error of ours.
     pub fn of_io_error(e: &std::io::Error) -> CloseReason {
-        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, InvalidData};
         match e.kind() {
             ConnectionReset | BrokenPipe | ConnectionAborted => CloseReason::Reset,
+            InvalidData => CloseReason::TlsError,
             _ => CloseReason::Error,
         }
     }

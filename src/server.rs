@@ -10,7 +10,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
@@ -19,16 +18,20 @@ use mio::{Poll, Waker};
 use crate::admin::Endpoint;
 use crate::agent::Agent;
 use crate::config::{
-    Config, FlagError, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS,
-    MAX_LISTENERS, MAX_TRUSTED_NETS, RESERVED_FDS,
+    Config, FramingKind, LISTEN_BACKLOG, MAX_ADMIN_CONNS, MAX_AGENT_CONNS, MAX_LISTENERS,
+    RESERVED_FDS,
 };
 use crate::event_loop::{Listener, SideLoop, Worker, WAKER};
-use crate::framing::http::control::{ControlLimits, Controls};
-use crate::framing::http::{Backend, HeldBudget};
-use crate::framing::{Chunk, Http, HttpLimits, Line, Protocol};
+use crate::framing::http::Backend;
+use crate::framing::{Chunk, Http, Line, Protocol};
 use crate::group::{Group, ServerHandle};
 use crate::metrics::{Counters, Summary};
 use crate::systemd::{DrainNotices, Notifier};
+use crate::transport::Tls;
+
+mod http;
+
+use http::{admin_limits, backend, check_controls, http_limits};
 
 /// A listen address that could not be bound, with the cause and what to do about it.
 #[derive(Debug)]
@@ -124,6 +127,8 @@ struct Bound {
     listeners: Vec<Listener>,
     admin: Vec<Listener>,
     agent: Vec<Listener>,
+    /// The TLS servers every worker shares (`--tls-cert`, `--metrics-tls`).
+    tls: Tls,
 }
 
 impl Server {
@@ -205,6 +210,7 @@ impl Server {
             return Err(format!("give at most {MAX_LISTENERS} --agent-listen addresses").into());
         }
         check_controls(config)?;
+        let tls = Tls::from_config(config)?;
         let count = sets.len();
         let max_conns = connection_limit(config.max_conns);
         let mut bound = Vec::with_capacity(count);
@@ -217,6 +223,7 @@ impl Server {
                     listeners,
                     admin: Vec::new(),
                     agent: Vec::new(),
+                    tls: tls.clone(),
                 },
                 waker,
             ));
@@ -403,17 +410,22 @@ where
         listeners,
         admin,
         agent,
+        tls,
     } = bound;
     let mut worker = Worker::new(config, poll, listeners, group.clone(), protocol)?;
+    worker.serve_tls(tls.echo.clone());
     if index == 0 {
         worker.keep_lame_duck();
+        for server in tls.echo.iter().chain(&tls.metrics) {
+            worker.reload_on_hup(server.clone());
+        }
     }
     if publish {
         worker.publish_as(index);
     }
     if !admin.is_empty() {
         let endpoint = Endpoint::new(group.clone(), config.framing);
-        let admin = Worker::new(
+        let mut admin = Worker::new(
             config,
             Poll::new()?,
             admin,
@@ -424,6 +436,7 @@ where
                 ..Backend::default()
             }),
         )?;
+        admin.serve_tls(tls.metrics.clone());
         worker.drive_side(Box::new(SideLoop::new(admin)))?;
     }
     if !agent.is_empty() {
@@ -437,100 +450,6 @@ where
         worker.drive_side(Box::new(SideLoop::new(agent)))?;
     }
     Ok(runner(worker))
-}
-
-/// The limits of HTTP mode from the flags, with a new `--max-held` budget. Built here rather than
-/// in `config`, which the framing imports: imports run one way, down to `config`.
-fn http_limits(config: &Config) -> HttpLimits {
-    HttpLimits {
-        max_header: config.max_header as usize,
-        max_body: config.max_body,
-        header_timeout: Duration::from_secs(config.header_timeout),
-        body_timeout: (config.body_timeout > 0).then(|| Duration::from_secs(config.body_timeout)),
-        held: Arc::new(HeldBudget::new(config.max_held)),
-        max_message: config.max_message,
-        ws_ping: config.ws_ping(),
-    }
-}
-
-/// The bounds of the test-backend controls, from `--max-delay` and `--max-size`.
-pub(crate) fn control_limits(config: &Config) -> ControlLimits {
-    ControlLimits {
-        max_delay: config.max_delay,
-        max_size: config.max_size,
-    }
-}
-
-/// `--http-defaults`, read as a request's query is (none: no control); a bad one is a usage
-/// error naming the flag.
-pub(crate) fn http_defaults(config: &Config) -> Result<Controls, FlagError> {
-    let mut defaults = Controls::default();
-    if let Some(query) = &config.http_defaults {
-        defaults
-            .add_query(query.as_bytes(), &control_limits(config))
-            .map_err(|e| FlagError {
-                flag: "--http-defaults",
-                message: e.to_string().trim_end().to_string(),
-            })?;
-    }
-    Ok(defaults)
-}
-
-/// What worker `index`'s HTTP mode needs for the test-backend controls, from the flags.
-fn backend(config: &Config, index: usize) -> Result<Backend, FlagError> {
-    let defaults = http_defaults(config)?;
-    Ok(Backend {
-        enabled: !config.no_controls,
-        limits: control_limits(config),
-        defaults: (!defaults.is_empty()).then_some(defaults),
-        instance: config.instance.clone(),
-        trusted: config.trust_proxy.clone(),
-        worker: index,
-    })
-}
-
-/// Checks the flags of the test-backend controls before anything runs, and warns when they
-/// were given to a framing other than HTTP, which ignores them.
-fn check_controls(config: &Config) -> Result<(), FlagError> {
-    if config.trust_proxy.len() > MAX_TRUSTED_NETS {
-        return Err(FlagError {
-            flag: "--trust-proxy",
-            message: format!("give at most {MAX_TRUSTED_NETS} nets"),
-        });
-    }
-    http_defaults(config)?;
-    if config.ws_ping > 0 && config.idle_timeout > 0 && config.ws_ping >= config.idle_timeout {
-        return Err(FlagError {
-            flag: "--ws-ping",
-            message: format!(
-                "{} s is not shorter than --idle-timeout ({} s), which closes a silent \
-                 WebSocket before its ping: shorten --ws-ping or lengthen --idle-timeout",
-                config.ws_ping, config.idle_timeout
-            ),
-        });
-    }
-    let given = config.instance.is_some()
-        || config.http_defaults.is_some()
-        || config.no_controls
-        || !config.trust_proxy.is_empty();
-    if given && config.framing != FramingKind::Http {
-        warn!(
-            "--instance, --http-defaults, --no-controls and --trust-proxy apply to --framing \
-             http only; they are ignored"
-        );
-    }
-    Ok(())
-}
-
-/// HTTP's limits on the admin endpoint: a head has at most `SIDE_HEADER_TIMEOUT` to complete.
-fn admin_limits(config: &Config) -> HttpLimits {
-    let limits = http_limits(config);
-    HttpLimits {
-        header_timeout: limits
-            .header_timeout
-            .min(crate::config::SIDE_HEADER_TIMEOUT),
-        ..limits
-    }
 }
 
 /// The first worker's listeners for a side loop, bound from the addresses of `flag`.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::slots::Slots;
 use super::timers::Timers;
 use crate::config::DRAIN_QUIET;
-use crate::connection::{Connection, Input, Phase};
+use crate::connection::{Connection, Phase};
 use crate::framing::Protocol;
 
 /// The connections the drain parted, until their close.
@@ -57,10 +57,7 @@ impl Drain {
     /// Whether an open connection is idle at a message boundary: the protocol holds nothing of
     /// a message, no answer waits, nothing is left to read. Closing it cuts nothing.
     pub fn at_boundary<P: Protocol>(protocol: &P, conn: &Connection<P::Session>) -> bool {
-        conn.pending() == 0
-            && conn.input == Input::Drained
-            && !conn.queued
-            && protocol.at_boundary(&conn.session)
+        conn.all_sent() && !conn.has_input() && !conn.queued && protocol.at_boundary(&conn.session)
     }
 
     /// The drain begins: every connection gets a look on `timers`, which from now on closes

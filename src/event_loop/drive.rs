@@ -26,6 +26,7 @@ use crate::connection::{Connection, Input, Phase, Pool, READ_INTEREST};
 use crate::framing::{Answers, Next, Protocol};
 use crate::group::Group;
 use crate::metrics::{CloseReason, Counters, Published};
+use crate::transport::{TlsServer, Transport};
 
 /// The answers buffer shared by the loop's connections is freed after a turn that grew it past
 /// this (an unterminated line of up to `--max-line` handed over at end of input), so one large
@@ -67,6 +68,8 @@ pub(super) struct Connections<P: Protocol> {
     /// When full, close the oldest idle connection to admit a new one (a side loop's: its
     /// health checks must get in whatever silent clients hold).
     evict_idle: bool,
+    /// `--tls-cert`: every connection accepted speaks TLS with this server's certificate.
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl<P: Protocol> Connections<P> {
@@ -89,7 +92,13 @@ impl<P: Protocol> Connections<P> {
             turn_budget: usize::MAX,
             turn_left: usize::MAX,
             evict_idle: false,
+            tls: None,
         }
+    }
+
+    /// Serves every connection accepted from now over TLS with `tls`, if given.
+    pub fn serve_tls(&mut self, tls: Option<Arc<TlsServer>>) {
+        self.tls = tls;
     }
 
     /// Bounds this loop as a side loop's: at most `turn_budget` bytes read per turn and
@@ -180,10 +189,24 @@ impl<P: Protocol> Connections<P> {
             self.group.refused_full(self.now);
             self.answers.clear();
             let mut answers = Answers::new(&mut self.answers, self.max_pending, self.now);
-            self.protocol.refusal(self.group.max_conns(), &mut answers);
+            // Over TLS the refusal would be garbage before a handshake: the close says it all.
+            if self.tls.is_none() {
+                self.protocol.refusal(self.group.max_conns(), &mut answers);
+            }
             refuse_full(socket, &self.answers, &mut self.read_buf[..]);
             return;
         }
+        let transport = match &self.tls {
+            None => Transport::Plain,
+            Some(tls) => match tls.accept(self.now) {
+                Ok(transport) => transport,
+                Err(e) => {
+                    warn!("cannot start TLS with {peer}: {e}; closing the connection");
+                    self.group.closed();
+                    return;
+                }
+            },
+        };
         let key = self.slots.next_key();
         // Answers are written as soon as they are ready; Nagle would hold pipelined ones back
         // for the peer's delayed ACK.
@@ -198,13 +221,16 @@ impl<P: Protocol> Connections<P> {
             return;
         }
         debug!("connected with {peer}");
-        let key = self.slots.insert(socket, self.now);
+        let key = self.slots.insert(socket, transport, self.now);
         let conn = &mut self.slots[key];
         if let Some(at) = self
             .idle_timeout
             .and_then(|idle| self.now.checked_add(idle))
         {
             self.timers.set(&mut conn.timer_at, at, key, conn.id);
+        }
+        if let Some(at) = conn.transport.handshake_deadline() {
+            self.timers.arm(&mut conn.timer_at, at, key, conn.id);
         }
         self.tally.cold().accepted += 1;
         self.greet(key);
@@ -297,7 +323,7 @@ impl<P: Protocol> Connections<P> {
             // deadline, or a head left incomplete after a pause would never time out.
             self.timers.arm_deadline(&self.protocol, conn, key);
         }
-        if next == Next::Continue && conn.reading() && conn.input != Input::Drained {
+        if next == Next::Continue && conn.reading() && conn.has_input() {
             next = match self.read_and_answer(key) {
                 Ok(next) => next,
                 Err(e) => {
@@ -392,6 +418,11 @@ impl<P: Protocol> Connections<P> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.input = Input::Drained;
+                    if conn.transport.holds_input() {
+                        // The transport stopped short of the socket's end (TLS records that
+                        // carried no plaintext): the rest waits for the next turn.
+                        ready.queue(conn, key);
+                    }
                     return Ok(Next::Continue);
                 }
                 Err(e) => return Err(e),
@@ -408,7 +439,7 @@ impl<P: Protocol> Connections<P> {
                     return Ok(next);
                 }
             }
-            if n < want && conn.input == Input::Ready {
+            if n < want && conn.input == Input::Ready && conn.transport.short_read_drained() {
                 conn.input = Input::Drained;
                 return Ok(Next::Continue);
             }
@@ -419,9 +450,12 @@ impl<P: Protocol> Connections<P> {
     /// queues it when it can go on without a new event, reregisters when its interest changed.
     fn settle(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        let drained = conn.pending() == 0;
+        let drained = conn.all_sent();
         match conn.phase {
-            Phase::PeerDone if drained => return self.close(key, CloseReason::Client),
+            Phase::PeerDone if drained => {
+                conn.transport.close_notify(&mut conn.socket);
+                return self.close(key, CloseReason::Client);
+            }
             Phase::Closing if drained => {
                 linger(conn, key, self.now, &mut self.ready, &mut self.timers)
             }

@@ -5,15 +5,17 @@
 //! A state machine that tells the loop what to do next ([`Step`]); it never touches a socket or a
 //! connection, and costs one atomic load per turn while the server runs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::group::{Group, ABORT, DRAIN, LAME_DUCK, RUNNING};
 use crate::systemd::DrainNotices;
+use crate::transport::TlsServer;
 
 /// The signals the first loop watches. SIGINT, SIGTERM and SIGQUIT stop the server (nginx's
 /// SIGQUIT is its graceful shutdown, and saythat's SIGTERM already is one); SIGHUP, SIGUSR1 and
@@ -65,6 +67,8 @@ pub(super) struct Lifecycle {
     /// before the drain), then the drain's end (`--shutdown-timeout`).
     stop_at: Option<Instant>,
     shutdown_timeout: Duration,
+    /// What SIGHUP reloads: the TLS certificate, key and client CAs, if TLS is on.
+    reload: Vec<Arc<TlsServer>>,
 }
 
 impl Lifecycle {
@@ -77,7 +81,14 @@ impl Lifecycle {
             draining: false,
             stop_at: None,
             shutdown_timeout,
+            reload: Vec::new(),
         }
+    }
+
+    /// Makes SIGHUP reload `tls` from its files (the echo's, and the metrics endpoint's when it
+    /// has its own).
+    pub fn reload_on_hup(&mut self, tls: Arc<TlsServer>) {
+        self.reload.push(tls);
     }
 
     /// Makes this loop the one that keeps the lame duck's end and then raises the drain for all.
@@ -107,6 +118,10 @@ impl Lifecycle {
         };
         let now = Instant::now();
         for signal in signals.pending() {
+            if signal == SIGHUP && !self.reload.is_empty() {
+                reload(&self.reload);
+                continue;
+            }
             on_signal(group, &mut self.first_stop, signal, now);
         }
     }
@@ -194,6 +209,19 @@ impl Lifecycle {
     }
 }
 
+/// SIGHUP with TLS on: reads the certificate, key and client CAs again; a failure keeps the
+/// ones in use and says why. Connections open keep the session they started with.
+fn reload(servers: &[Arc<TlsServer>]) {
+    for tls in servers {
+        match tls.reload() {
+            Ok(()) => info!("received SIGHUP: TLS certificate reloaded; new handshakes use it"),
+            Err(e) => {
+                warn!("received SIGHUP: cannot reload TLS ({e}); keeping the certificate in use")
+            }
+        }
+    }
+}
+
 /// A signal taken at `now`. A stopping one: the first starts the shutdown (a lame duck or the
 /// drain), the same one again within `DUPLICATE_SIGNAL_WINDOW` is ignored, any other later one
 /// aborts. The others are logged, and the server serves on.
@@ -201,8 +229,7 @@ fn on_signal(group: &Group, first_stop: &mut Option<(i32, Instant)>, signal: i32
     let name = signal_name(signal);
     match signal {
         SIGHUP => {
-            // Where a reload of the TLS certificates will go; until then there is nothing to do.
-            info!("received {name}: nothing to reload (no TLS certificates yet); serving on");
+            info!("received {name}: nothing to reload (TLS is off); serving on");
             return;
         }
         SIGUSR1 => {

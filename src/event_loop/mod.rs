@@ -48,6 +48,7 @@ use crate::framing::Protocol;
 use crate::group::Group;
 use crate::metrics::Counters;
 use crate::systemd::DrainNotices;
+use crate::transport::TlsServer;
 pub(crate) use accept::Listener;
 use accept::{listener_index, Acceptor};
 use drive::Connections;
@@ -99,6 +100,16 @@ impl<P: Protocol> Worker<P> {
     /// the first loop, which also watches the signals.
     pub(crate) fn keep_lame_duck(&mut self) {
         self.lifecycle.lead();
+    }
+
+    /// Serves this loop's connections over TLS with `tls`, if given.
+    pub(crate) fn serve_tls(&mut self, tls: Option<Arc<TlsServer>>) {
+        self.conns.serve_tls(tls);
+    }
+
+    /// Makes SIGHUP reload `tls`; for the loop that watches the signals.
+    pub(crate) fn reload_on_hup(&mut self, tls: Arc<TlsServer>) {
+        self.lifecycle.reload_on_hup(tls);
     }
 
     /// Publishes this loop's counters, once per turn, into slot `index` of the group's.

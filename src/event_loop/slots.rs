@@ -11,6 +11,7 @@ use slab::Slab;
 
 use super::timers::Timers;
 use crate::connection::{Connection, Phase};
+use crate::transport::Transport;
 
 /// A loop's connections by slab key (their token).
 #[derive(Debug)]
@@ -41,14 +42,15 @@ impl<S> Slots<S> {
     }
 
     /// A new connection on `socket`, in the slot [`Slots::next_key`] named, with a new id.
-    pub fn insert(&mut self, socket: TcpStream, now: Instant) -> usize
+    pub fn insert(&mut self, socket: TcpStream, transport: Transport, now: Instant) -> usize
     where
         S: Default,
     {
         let id = self.next_id;
         self.next_id += 1;
         self.open += 1;
-        self.slab.insert(Connection::new(socket, id, now))
+        self.slab
+            .insert(Connection::new(socket, transport, id, now))
     }
 
     #[inline]

@@ -70,11 +70,28 @@ pub struct Answers<'a> {
 pub struct Origin<'a> {
     pub id: u64,
     socket: &'a mio::net::TcpStream,
+    /// Who the peer proved to be, if its transport asked (the subject of a TLS client
+    /// certificate).
+    identity: Option<&'a str>,
 }
 
 impl<'a> Origin<'a> {
     pub fn new(id: u64, socket: &'a mio::net::TcpStream) -> Origin<'a> {
-        Origin { id, socket }
+        Origin {
+            id,
+            socket,
+            identity: None,
+        }
+    }
+
+    /// The same origin, with the identity its transport established.
+    pub fn with_identity(self, identity: Option<&'a str>) -> Origin<'a> {
+        Origin { identity, ..self }
+    }
+
+    /// Who the peer proved to be, if anyone asked.
+    pub fn identity(&self) -> Option<&'a str> {
+        self.identity
     }
 
     /// The peer's address, `None` once the peer is gone.

@@ -1,5 +1,6 @@
-//! What a connection's timer coming due does: the idle timeout (after the protocol's last word,
-//! if it has one), the end of a lingering close, a protocol's deadline, the drain's looks. Only
+//! What a connection's timer coming due does: the TLS handshake's end, the idle timeout (after
+//! the protocol's last word, if it has one), the end of a lingering close, a protocol's
+//! deadline, the drain's looks. Only
 //! on the timer, never on the message path; it must never close a connection before its time,
 //! nor leave one without a timer while it waits for one.
 
@@ -28,6 +29,7 @@ impl<P: Protocol> Connections<P> {
                 continue;
             }
             conn.timer_at = None;
+            let handshake_end = conn.transport.handshake_deadline();
             let linger_end = (conn.phase == Phase::Lingering).then(|| conn.last_active + LINGER);
             let idle_end = self
                 .idle_timeout
@@ -40,7 +42,10 @@ impl<P: Protocol> Connections<P> {
             let part_at = draining
                 .then(|| Drain::look_at(&self.protocol, conn, now))
                 .flatten();
-            if linger_end.is_some_and(|until| until <= now) {
+            if handshake_end.is_some_and(|end| end <= now) {
+                debug!("the TLS handshake with {} timed out", conn.peer());
+                self.close(key, CloseReason::HandshakeTimeout);
+            } else if linger_end.is_some_and(|until| until <= now) {
                 // Whatever the reason, close() keeps the protocol's.
                 self.close(key, CloseReason::Client);
             } else if idle_end.is_some_and(|end| end <= now) {
@@ -49,7 +54,7 @@ impl<P: Protocol> Connections<P> {
                 self.on_protocol_deadline(key);
             } else if part_at.is_some_and(|at| at <= now) {
                 self.part(key);
-            } else if let Some(next) = [linger_end, idle_end, protocol_end, part_at]
+            } else if let Some(next) = [handshake_end, linger_end, idle_end, protocol_end, part_at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -93,7 +98,7 @@ impl<P: Protocol> Connections<P> {
         let next = self.protocol.on_deadline(
             &mut conn.session,
             &mut Answers::new(&mut self.answers, room, self.now),
-            Some(Origin::new(conn.id, &conn.socket)),
+            Some(Origin::new(conn.id, &conn.socket).with_identity(conn.transport.peer_identity())),
         );
         if !self.answers.is_empty() {
             // The server's word: the idle timeout runs again from it.
@@ -102,7 +107,7 @@ impl<P: Protocol> Connections<P> {
         if conn.phase == Phase::Waiting && next != Next::Wait {
             // The wait is over: read again, first what arrived meanwhile.
             conn.phase = Phase::Open;
-            if conn.input != Input::Drained {
+            if conn.has_input() {
                 self.ready.queue(conn, key);
             }
         }

@@ -32,6 +32,8 @@ pub struct Description<'a> {
     pub body: &'a [u8],
     /// The address of the socket's other end.
     pub peer: SocketAddr,
+    /// The subject of the client's TLS certificate (mutual TLS), if it presented one.
+    pub client_certificate: Option<&'a str>,
     /// The connection's id, the same for every request on it.
     pub connection: u64,
     /// This request's number on its connection, from 1.
@@ -71,6 +73,7 @@ impl Description<'_> {
             body_encoding,
             client: client_addr(self.peer, self.headers, trusted),
             peer: self.peer,
+            client_certificate: self.client_certificate,
             connection: self.connection,
             request: self.request,
             instance: self.instance,
@@ -95,6 +98,8 @@ struct Json<'a> {
     body_encoding: &'static str,
     client: IpAddr,
     peer: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_certificate: Option<&'a str>,
     connection: u64,
     request: u64,
     instance: Option<&'a str>,
@@ -241,6 +246,7 @@ mod tests {
             headers,
             body,
             peer: "127.0.0.1:40000".parse().unwrap(),
+            client_certificate: None,
             connection: 7,
             request: 3,
             instance: None,
@@ -387,6 +393,7 @@ mod tests {
         let headers = [header("X-Forwarded-For", "192.0.2.1")];
         let description = Description {
             peer: "[::1]:9000".parse().unwrap(),
+            client_certificate: None,
             ..request(&headers, b"")
         };
         let trusted = describe(&description, &nets(&["::1/128"]));

@@ -47,11 +47,11 @@ enum Content {
     Echo,
     /// The description of the request, the `request`th on its connection: its head is kept,
     /// its body collected, described once the body is in and the loop has said which
-    /// connection it came on (`who`: its peer and id).
+    /// connection it came on (`who`: its peer, id, and the subject of its client certificate).
     Json {
         head: Vec<u8>,
         request: u32,
-        who: Option<(Option<SocketAddr>, u64)>,
+        who: Option<(Option<SocketAddr>, u64, Option<Box<str>>)>,
     },
     /// A refused control's line (`400`); the request's body is read and dropped.
     Refused,
@@ -246,7 +246,8 @@ impl Staged {
         if let (Stage::Describing(Some(_)), Content::Json { who, .. }) =
             (self.stage, &mut self.content)
         {
-            *who = origin.map(|origin| (origin.peer(), origin.id));
+            *who =
+                origin.map(|origin| (origin.peer(), origin.id, origin.identity().map(Box::from)));
         }
     }
 
@@ -299,8 +300,8 @@ impl Staged {
                 }
                 Stage::Describing(Some(_)) => {
                     if let Content::Json { head, request, who } = &self.content {
-                        let (peer, id) = who.unwrap_or_default();
-                        let who = (peer, id, *request);
+                        let (peer, id, subject) = who.clone().unwrap_or_default();
+                        let who = (peer, id, *request, subject.as_deref());
                         let description = describe(head, &self.kept.bytes, who, lent.backend);
                         self.kept.replace(&description);
                         if let Err(refused) = self.kept.check() {
@@ -548,11 +549,12 @@ fn version(head: &[u8]) -> &[u8] {
 }
 
 /// The JSON description of the request whose head is `head` and body `body`, which came from
-/// `peer` on connection `id` of its loop, the `request`th on it.
+/// `peer` on connection `id` of its loop, the `request`th on it, with a client certificate of
+/// `subject` if it presented one.
 fn describe(
     head: &[u8],
     body: &[u8],
-    (peer, id, request): (Option<SocketAddr>, u64, u32),
+    (peer, id, request, subject): (Option<SocketAddr>, u64, u32, Option<&str>),
     backend: &Backend,
 ) -> Vec<u8> {
     let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
@@ -575,6 +577,7 @@ fn describe(
         headers,
         body,
         peer: peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        client_certificate: subject,
         connection: id,
         request: u64::from(request),
         instance: backend.instance.as_deref(),

@@ -1,0 +1,120 @@
+//! What carries a connection's bytes under the protocols: plain TCP, or TLS (rustls) when
+//! `--tls-cert` is given. [`Transport`] is the small interface `connection.rs` drives: read
+//! plaintext, write plaintext, flush what the transport itself holds, and say whether it holds
+//! input or output the socket's readiness does not show.
+//!
+//! Plain TCP must cost nothing: it is a unit variant, matched in read and write, and goes
+//! straight to the socket. The transport never parses a protocol, never blocks, and never holds
+//! more than a bounded buffer (rustls's limit is `--max-pending`).
+
+mod certs;
+mod plain;
+mod tls;
+
+use std::io;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+pub use certs::{TlsError, TlsFiles};
+pub use tls::{Tls, TlsServer, TlsStream};
+
+/// How a connection's bytes travel.
+#[derive(Debug)]
+pub enum Transport {
+    /// Straight to the socket.
+    Plain,
+    /// Through a rustls session, boxed so a plain connection stays as small as it was.
+    Tls(Box<TlsStream>),
+}
+
+impl Transport {
+    /// One read of plaintext into `buf`: `Ok(0)` at the end of the stream, WouldBlock when
+    /// nothing is left. `trust_short` says whether a short socket read proves it drained (the
+    /// edge was not a FIN or urgent data), so TLS reads no further after one; plain TCP never
+    /// asks.
+    #[inline]
+    pub fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        buf: &mut [u8],
+        trust_short: bool,
+    ) -> io::Result<usize> {
+        match self {
+            Transport::Plain => plain::read(socket, buf),
+            Transport::Tls(tls) => tls.read(socket, buf, trust_short),
+        }
+    }
+
+    /// After a read shorter than asked, whether nothing is left to read until the next socket
+    /// event: always over plain TCP; over TLS only if the socket itself read short or would
+    /// block (a short read of plaintext may be the end of a record while more records wait in
+    /// the socket) and rustls holds nothing either (a `close_notify` not yet handed out).
+    #[inline]
+    pub fn short_read_drained(&self) -> bool {
+        match self {
+            Transport::Plain => true,
+            Transport::Tls(tls) => tls.socket_drained() && !tls.holds_input(),
+        }
+    }
+
+    /// Writes as much of `data` as the transport takes without blocking; `Ok(0)` when full.
+    #[inline]
+    pub fn write(&mut self, socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain => plain::write_some(socket, data),
+            Transport::Tls(tls) => tls.write(socket, data),
+        }
+    }
+
+    /// Writes what the transport itself holds (TLS records) until the socket is full.
+    #[inline]
+    pub fn flush(&mut self, socket: &mut TcpStream) -> io::Result<()> {
+        match self {
+            Transport::Plain => Ok(()),
+            Transport::Tls(tls) => tls.flush(socket).map(|_| ()),
+        }
+    }
+
+    /// Bytes held inside the transport wait for the socket: the poll must report WRITABLE.
+    #[inline]
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(tls) => tls.wants_write(),
+        }
+    }
+
+    /// Plaintext already decrypted waits inside the transport: no socket event will announce
+    /// it, so the connection must be served again without one.
+    #[inline]
+    pub fn holds_input(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(tls) => tls.holds_input(),
+        }
+    }
+
+    /// Says the end of our stream inside the transport (TLS `close_notify`), before the FIN.
+    pub fn close_notify(&mut self, socket: &mut TcpStream) {
+        if let Transport::Tls(tls) = self {
+            tls.close_notify(socket);
+        }
+    }
+
+    /// Who the peer proved to be: the subject of its TLS client certificate (mutual TLS).
+    pub fn peer_identity(&self) -> Option<&str> {
+        match self {
+            Transport::Plain => None,
+            Transport::Tls(tls) => tls.peer_identity(),
+        }
+    }
+
+    /// When the transport's own setup (the TLS handshake) must have completed.
+    pub fn handshake_deadline(&self) -> Option<Instant> {
+        match self {
+            Transport::Plain => None,
+            Transport::Tls(tls) => tls.handshake_deadline(),
+        }
+    }
+}
