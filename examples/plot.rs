@@ -1,10 +1,12 @@
-//! Draws the load-test sweep of `scripts/loadtest.sh` as one SVG with two panels, messages/s (or
-//! requests/s) and p99 latency against connections, one line per (server, scenario):
+//! Draws the load-test sweep of `scripts/loadtest.sh` as one SVG with three panels, messages/s
+//! (or requests/s), p99 latency and the server's CPU time per message against connections, one
+//! line per (server, scenario):
 //!
 //!     cargo run --release --example plot -- results/loadtest.csv results/loadtest.svg [MACHINE]
 //!
-//! MACHINE goes in the title; without it, the CPU model and core count are read from this
-//! machine. Bad input (a missing file, a missing column, a field that is not a number) is one
+//! MACHINE goes in the title, which is wrapped to fit the picture; without it, the CPU model and
+//! core count are read from this machine. A point without a CPU figure (an empty
+//! `cpu_us_per_msg`, or no such column) is left out of the CPU panel only. Bad input (a missing file, a missing column, a field that is not a number) is one
 //! line on stderr and exit 1, never a panic.
 
 use std::collections::BTreeSet;
@@ -19,24 +21,27 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const USAGE: &str = "usage: plot RESULTS.csv OUT.svg [MACHINE]";
-/// Size of the whole picture in pixels: two panels side by side and a legend, under a title.
-const SIZE: (u32, u32) = (1500, 640);
-/// Width of the legend column right of the panels, in pixels: room for `saythat line x16` and
-/// `hyper POST 64B`.
-const LEGEND_WIDTH: u32 = 190;
+/// Size of the whole picture in pixels: three panels side by side and a legend, under a title.
+const SIZE: (u32, u32) = (1800, 640);
+/// Width of the legend column right of the panels, in pixels: room for `tungstenite WS 64B`.
+const LEGEND_WIDTH: u32 = 210;
 /// One colour per scenario, in the order the scenarios first appear (cycled past the end).
-const PALETTE: [RGBColor; 6] = [
+const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(23, 190, 207),
+    RGBColor(227, 119, 194),
+    RGBColor(140, 86, 75),
 ];
 /// Columns the plot reads; the CSV may have others, in any order.
 const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"];
+/// The server's CPU time per message in µs: read when the CSV has it (older sweeps did not).
+const CPU: &str = "cpu_us_per_msg";
 /// What the scenarios of `scripts/loadtest.sh` are, for the subtitle; others go by their name.
-const SCENARIOS: [(&str, &str); 6] = [
+const SCENARIOS: [(&str, &str); 8] = [
     (
         "64B",
         "64B, 1024B: chunk ping-pong, one in flight per connection.",
@@ -49,13 +54,21 @@ const SCENARIOS: [(&str, &str); 6] = [
     ("GET", "GET: keep-alive HTTP GET of a 64-byte path."),
     ("GET x16", "GET x16: 16 pipelined."),
     ("POST 64B", "POST 64B: a 64-byte body."),
+    (
+        "WS 64B",
+        "WS 64B: 64-byte binary WebSocket messages, ping-pong.",
+    ),
+    ("WS x16", "WS x16: 16 in flight."),
 ];
 /// Characters in one line of the subtitle: at 16 px, about what the picture's width holds.
 const SUBTITLE_CHARS: usize = 150;
+/// Characters in one line of the title: at 24 px bold, about 15 px each, well inside the width.
+const TITLE_CHARS: usize = 100;
 /// The words for a peer in the title; others go by their name.
-const PEERS: [(&str, &str); 2] = [
+const PEERS: [(&str, &str); 3] = [
     ("tokio", "a minimal tokio server"),
     ("hyper", "a minimal hyper server"),
+    ("tungstenite", "a minimal tokio-tungstenite server"),
 ];
 
 /// One measured point of the sweep.
@@ -66,14 +79,20 @@ struct Point {
     conns: f64,
     msgs_per_s: f64,
     p99_us: f64,
+    /// Server CPU µs per message; `None` when the sweep did not record it.
+    cpu_us: Option<f64>,
 }
+
+/// One point as drawn: connections, messages/s, p99 µs, CPU µs per message (0 when unknown:
+/// a log axis leaves it out).
+type Xy = (f64, f64, f64, f64);
 
 /// The points of one (server, scenario), in increasing connections.
 #[derive(Debug)]
 struct Series {
     server: String,
     scenario: String,
-    points: Vec<(f64, f64, f64)>,
+    points: Vec<Xy>,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +142,7 @@ fn parse(text: &str) -> Result<Vec<Point>, String> {
     };
     let [server, scenario, conns, msgs, p99] = NEEDED.map(col);
     let (server, scenario, conns, msgs, p99) = (server?, scenario?, conns?, msgs?, p99?);
+    let cpu = header.iter().position(|h| *h == CPU);
 
     let mut points = Vec::new();
     for (i, line) in lines {
@@ -158,6 +178,10 @@ fn parse(text: &str) -> Result<Vec<Point>, String> {
             conns: number(conns, true)?,
             msgs_per_s: number(msgs, false)?,
             p99_us: number(p99, false)?,
+            cpu_us: match cpu {
+                Some(c) if !fields[c].is_empty() => Some(number(c, false)?),
+                _ => None,
+            },
         });
     }
     if points.is_empty() {
@@ -180,10 +204,10 @@ fn series(points: &[Point]) -> Vec<Series> {
     order
         .into_iter()
         .map(|(scenario, server)| {
-            let mut pts: Vec<(f64, f64, f64)> = points
+            let mut pts: Vec<Xy> = points
                 .iter()
                 .filter(|p| p.scenario == scenario && p.server == server)
-                .map(|p| (p.conns, p.msgs_per_s, p.p99_us))
+                .map(|p| (p.conns, p.msgs_per_s, p.p99_us, p.cpu_us.unwrap_or(0.0)))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             Series {
@@ -238,6 +262,17 @@ fn short_us(v: f64) -> String {
     }
 }
 
+/// A CPU time per message in µs: two decimals under 1 µs, where pipelined points lie.
+fn short_cpu(v: f64) -> String {
+    match v {
+        v if v < 1.0 => {
+            let s = format!("{v:.2}");
+            format!("{} µs", s.trim_end_matches('0'))
+        }
+        v => format!("{} µs", trim(v)),
+    }
+}
+
 fn trim(v: f64) -> String {
     let s = format!("{v:.1}");
     s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
@@ -247,22 +282,26 @@ fn err(e: impl Display) -> String {
     e.to_string()
 }
 
-/// The whole picture: title, the throughput and latency panels, the legend.
+/// The whole picture: title, the throughput, latency and CPU panels, the legend.
 fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
     let root = SVGBackend::new(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let heading = wrap(&title(all, machine), TITLE_CHARS);
     let lines = subtitle(all);
-    let (top, rest) = root.split_vertically(48 + 22 * lines.len() as u32);
-    top.draw(&Text::new(
-        title(all, machine),
-        (20, 12),
-        ("sans-serif", 24).into_font().style(FontStyle::Bold),
-    ))
-    .map_err(err)?;
+    let below_title = 12 + 30 * heading.len() as i32;
+    let (top, rest) = root.split_vertically(below_title as u32 + 6 + 22 * lines.len() as u32);
+    for (i, line) in heading.iter().enumerate() {
+        top.draw(&Text::new(
+            line.as_str(),
+            (20, 12 + 30 * i as i32),
+            ("sans-serif", 24).into_font().style(FontStyle::Bold),
+        ))
+        .map_err(err)?;
+    }
     for (i, line) in lines.iter().enumerate() {
         top.draw(&Text::new(
             line.as_str(),
-            (20, 44 + 22 * i as i32),
+            (20, below_title + 2 + 22 * i as i32),
             ("sans-serif", 16).into_font(),
         ))
         .map_err(err)?;
@@ -280,13 +319,16 @@ fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
     let x = || (x_lo..x_hi).log_scale().with_key_points(ticks.clone());
     let msgs = log_range(all.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
     let p99 = log_range(all.iter().flat_map(|s| s.points.iter().map(|p| p.2)));
+    let cpu = log_range(all.iter().flat_map(|s| s.points.iter().map(|p| p.3)));
     let look = Look {
         servers: first_seen(all.iter().map(|s| s.server.as_str())),
         scenarios: first_seen(all.iter().map(|s| s.scenario.as_str())),
     };
 
     let (panels, legend) = rest.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let (left, right) = panels.split_horizontally((SIZE.0 - LEGEND_WIDTH) / 2);
+    let third = (SIZE.0 - LEGEND_WIDTH) / 3;
+    let (left, rest) = panels.split_horizontally(third);
+    let (middle, right) = rest.split_horizontally(third);
     let throughput = Panel {
         caption: "Throughput (higher is better)",
         y_desc: "messages/s (log scale)",
@@ -302,14 +344,22 @@ fn draw(all: &[Series], svg: &Path, machine: &str) -> Result<(), String> {
         value: |p| p.2,
     };
     let y = p99.clone().log_scale().with_key_points(ticks_125(p99));
-    draw_panel(&right, x(), y, latency, all, &look)?;
+    draw_panel(&middle, x(), y, latency, all, &look)?;
+    let per_message = Panel {
+        caption: "Server CPU per message (lower is better)",
+        y_desc: "server user+system CPU per message (log scale)",
+        y_label: &|v| short_cpu(*v),
+        value: |p| p.3,
+    };
+    let y = cpu.clone().log_scale().with_key_points(ticks_125(cpu));
+    draw_panel(&right, x(), y, per_message, all, &look)?;
     draw_legend(&legend, all, &look)?;
     root.present().map_err(err)?;
     Ok(())
 }
 
 /// "saythat vs a minimal tokio server and a minimal hyper server, loopback, closed loop: MACHINE":
-/// the servers other than the first are its peers.
+/// the servers other than the first are its peers. `draw` wraps it to the picture's width.
 fn title(all: &[Series], machine: &str) -> String {
     let servers = first_seen(all.iter().map(|s| s.server.as_str()));
     let peers: Vec<&str> = servers
@@ -323,13 +373,30 @@ fn title(all: &[Series], machine: &str) -> String {
         })
         .collect();
     let first = servers.first().copied().unwrap_or("saythat");
-    match peers.is_empty() {
-        true => format!("{first}, loopback, closed loop: {machine}"),
-        false => format!(
-            "{first} vs {}, loopback, closed loop: {machine}",
-            peers.join(" and ")
+    match peers.split_last() {
+        None => format!("{first}, loopback, closed loop: {machine}"),
+        Some((last, [])) => format!("{first} vs {last}, loopback, closed loop: {machine}"),
+        Some((last, others)) => format!(
+            "{first} vs {} and {last}, loopback, closed loop: {machine}",
+            others.join(", ")
         ),
     }
+}
+
+/// `text` cut at spaces into lines of at most `width` characters (a longer word alone on its
+/// line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 /// What each scenario drawn is, once each, in the order they first appear, in lines of at most
@@ -390,13 +457,13 @@ fn ticks_125(range: std::ops::Range<f64>) -> Vec<f64> {
     ticks
 }
 
-/// What differs between the two panels.
+/// What differs between the panels.
 struct Panel<'a> {
     caption: &'a str,
     y_desc: &'a str,
     y_label: &'a dyn Fn(&f64) -> String,
-    /// The y value of a (connections, messages/s, p99 µs) point.
-    value: fn(&(f64, f64, f64)) -> f64,
+    /// The y value of a point.
+    value: fn(&Xy) -> f64,
 }
 
 /// How series are told apart: colour by scenario; line and marker by server (the first server
@@ -499,7 +566,7 @@ where
     Ok(())
 }
 
-/// One legend for both panels, in its own column so it never hides a point.
+/// One legend for all panels, in its own column so it never hides a point.
 fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     all: &[Series],
@@ -600,6 +667,54 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_panel_draws_what_was_recorded_and_the_title_fits() {
+        let csv = format!(
+            "{HEADER},cpu_us_per_msg,framing\n\
+             saythat,64B,10,64,1,1000,20,40,5.5,chunk\n\
+             tokio,64B,10,64,1,900,20,40,,chunk\n\
+             hyper,GET,50,64,1,400,20,40,6.25,http\n\
+             saythat,WS x16,50,64,16,9000,20,40,0.45,ws\n\
+             tungstenite,WS x16,50,64,16,8000,20,40,0.9,ws\n"
+        );
+        let points = parse(&csv).unwrap();
+        assert_eq!(points[0].cpu_us, Some(5.5));
+        assert_eq!(
+            points[1].cpu_us, None,
+            "an empty CPU field is no figure, not an error"
+        );
+        let bad = format!("{HEADER},cpu_us_per_msg\nsaythat,64B,10,64,1,1000,20,40,-1");
+        assert!(parse(&bad)
+            .unwrap_err()
+            .contains("cpu_us_per_msg -1 is out of range"));
+        let all = series(&points);
+        let machine = "AMD EPYC 7B13 64-Core Processor, 2 cores, servers on CPU 0, load on CPU 1";
+        let whole = title(&all, machine);
+        assert!(whole.contains("tokio server, a minimal hyper server and a minimal tokio-"));
+        let heading = wrap(&whole, TITLE_CHARS);
+        assert_eq!(heading.len(), 2, "{heading:?}");
+        assert_eq!(heading.join(" "), whole);
+        // 15 px a character at 24 px bold, from 20 px in: inside the picture.
+        assert!(heading
+            .iter()
+            .all(|l| 20 + 15 * l.chars().count() < SIZE.0 as usize));
+        let sub = subtitle(&all).join("  ");
+        assert!(sub.contains("WS x16: 16 in flight."), "{sub}");
+        let svg = std::env::temp_dir().join(format!("plot-cpu-{}.svg", std::process::id()));
+        draw(&all, &svg, machine).unwrap();
+        let drawn = std::fs::read_to_string(&svg).unwrap();
+        let _ = std::fs::remove_file(&svg);
+        assert!(drawn.contains("Server CPU per message") && drawn.contains("0.5 µs"));
+        assert!(drawn.contains("tungstenite WS x16"));
+    }
+
+    #[test]
+    fn wrap_cuts_at_spaces() {
+        assert_eq!(wrap("ab cd ef", 5), vec!["ab cd", "ef"]);
+        assert_eq!(wrap("abcdefgh ij", 5), vec!["abcdefgh", "ij"]);
+        assert_eq!(wrap("ab", 5), vec!["ab"]);
+    }
+
+    #[test]
     fn log_ticks_are_1_2_5_per_decade() {
         assert_eq!(
             ticks_125(15.0..1100.0),
@@ -614,5 +729,8 @@ mod tests {
         assert_eq!(short_count(1_500_000.0), "1.5M");
         assert_eq!(short_us(850.0), "850 µs");
         assert_eq!(short_us(2_500.0), "2.5 ms");
+        assert_eq!(short_cpu(0.5), "0.5 µs");
+        assert_eq!(short_cpu(0.05), "0.05 µs");
+        assert_eq!(short_cpu(20.0), "20 µs");
     }
 }

@@ -5,20 +5,30 @@
 # zeroes the counters, sends a fixed number of messages with `saythat load` (50 connections:
 # ping-pong at 64 and 1024 bytes, line framing with 16 in flight), and divides. Then HTTP
 # (`--framing http`) against the hyper peer of examples/hyper_peer.rs: keep-alive GET of a 64-byte
-# path, one and 16 in flight, and a 64-byte POST. Kernel time is not counted: see
-# scripts/syscalls.sh for that side.
+# path, one and 16 in flight, and a 64-byte POST. Then WebSocket (`--framing ws` against
+# saythat's `--framing http`) against the tokio-tungstenite peer of examples/tungstenite_peer.rs:
+# 64-byte binary messages, one and 16 in flight; the counted run's 50 upgrades (SHA-1, base64)
+# are counted with its messages. Kernel time is not counted: see scripts/syscalls.sh for that side.
 #
-#   scripts/callgrind.sh [MESSAGES]      (default 20000)
+#   scripts/callgrind.sh [--only echo|http|ws] [MESSAGES]      (default 20000)
 #
 # Loopback only; the server is stopped on exit. Keeps the profiles in results/callgrind/ for
 # `callgrind_annotate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+only=
+if [ "${1:-}" = --only ]; then
+  case ${2:-} in
+    echo | http | ws) only=$2; shift 2 ;;
+    *) echo "callgrind.sh: --only takes echo, http or ws" >&2; exit 2 ;;
+  esac
+fi
 messages=${1:-20000}
 command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer
+cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
+  --example tungstenite_peer
 bin=$(release_dir)/saythat
 out=results/callgrind
 mkdir -p "$out"
@@ -33,6 +43,11 @@ measure() {
   local name=$1 framing=$2 size=$3 pipeline=$4 method=${5:-}
   local file="$out/callgrind.$name.$framing.$size.out"
   local case="$framing $size B x$pipeline" how=()
+  if [ "$framing" = ws ]; then
+    # Both WebSocket points have one size: the file names the pipeline too.
+    file="$out/callgrind.$name.ws.$size.x$pipeline.out"
+    case="ws binary $size B x$pipeline"
+  fi
   if [ -n "$method" ]; then
     # Several HTTP points share a size: the file names the method and the pipeline too.
     file="$out/callgrind.$name.$framing-$method.$size.x$pipeline.out"
@@ -61,12 +76,18 @@ import json, sys
 name, case, dump, report = sys.argv[1:]
 total = next(int(line.split()[1]) for line in open(dump) if line.startswith(("summary:", "totals:")))
 messages = json.load(open(report))["messages"]
-print(f"{case:<20} {name:<8} {total / messages:8.0f}  ({dump})")
+print(f"{case:<20} {name:<11} {total / messages:8.0f}  ({dump})")
 PY
 }
 
 echo "user-space instructions per message (callgrind) over $messages messages, 50 connections:"
-for point in "${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}"; do
+case $only in
+  echo) points=("${PER_MESSAGE_POINTS[@]}") ;;
+  http) points=("${HTTP_PER_MESSAGE_POINTS[@]}") ;;
+  ws) points=("${WS_PER_MESSAGE_POINTS[@]}") ;;
+  *) points=("${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}" "${WS_PER_MESSAGE_POINTS[@]}") ;;
+esac
+for point in "${points[@]}"; do
   for server_name in saythat "$(peer_of "${point%% *}")"; do
     # shellcheck disable=SC2086
     measure "$server_name" $point

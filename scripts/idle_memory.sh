@@ -5,10 +5,12 @@
 # connection and its open descriptors. With --framing http each connection makes one keep-alive
 # GET and holds the connection open, as an idle HTTP client does between requests; with
 # --split-head too, that GET carries a 3,000-byte head (a cookie) sent in two writes 1 ms apart,
-# so it arrives in two reads, as a head over one MSS does on a real network (issue 16.5).
+# so it arrives in two reads, as a head over one MSS does on a real network (issue 16.5). With
+# --framing ws (saythat's `--framing http`) each connection upgrades to a WebSocket, sends one
+# masked binary message, checks the answer frame, and holds the WebSocket open.
 # SAYTHAT_BIN=PATH measures another build of saythat (e.g. main's, for a before/after).
 #
-#   scripts/idle_memory.sh [--peer] [--framing chunk|line|http] [--split-head] [CONNECTIONS]
+#   scripts/idle_memory.sh [--peer] [--framing chunk|line|http|ws] [--split-head] [CONNECTIONS]
 #
 # Loopback only; bounded (it closes everything and stops the server when done, or on Ctrl-C).
 set -euo pipefail
@@ -22,15 +24,17 @@ while [ $# -gt 0 ]; do
     --peer) server=tokio; shift ;;
     --split-head) split_head=1; shift ;;
     --framing)
-      [ $# -ge 2 ] || { echo "idle_memory: --framing needs chunk, line or http" >&2; exit 2; }
+      [ $# -ge 2 ] || { echo "idle_memory: --framing needs chunk, line, http or ws" >&2; exit 2; }
       framing=$2; shift 2 ;;
     *) break ;;
   esac
 done
 case $framing in
   chunk | line) ;;
-  http) [ "$server" = saythat ] || { echo "idle_memory: the tokio peer speaks no HTTP" >&2; exit 2; } ;;
-  *) echo "idle_memory: unknown framing $framing; give chunk, line or http" >&2; exit 2 ;;
+  http | ws)
+    [ "$server" = saythat ] || {
+      echo "idle_memory: the tokio peer speaks no HTTP or WebSocket" >&2; exit 2; } ;;
+  *) echo "idle_memory: unknown framing $framing; give chunk, line, http or ws" >&2; exit 2 ;;
 esac
 server_command "$server" "$framing"
 conns=${1:-10000}
@@ -49,7 +53,7 @@ trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm
 addr=$(listen_addr "$log")
 
 python3 - "$addr" "$conns" "$server" "$framing" "$split_head" <<'PY'
-import resource, socket, sys, time
+import base64, hashlib, os, resource, socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 conns, pid, framing = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 split_head = sys.argv[5] == "1"
@@ -65,9 +69,40 @@ def fds():
     import os
     return len(os.listdir(f"/proc/{pid}/fd"))
 
+def read_until(s, done):
+    """Reads until done(bytes so far); None if the server closed first."""
+    got = b""
+    while not done(got):
+        chunk = s.recv(1024)
+        if not chunk:
+            return None
+        got += chunk
+    return got
+
+def ws_exchange(s, message):
+    """Upgrades, sends one masked binary message, checks the answer frame."""
+    key = base64.b64encode(os.urandom(16))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+              + key + b"\r\n\r\n")
+    head = read_until(s, lambda got: b"\r\n\r\n" in got)
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    if head is None or not head.startswith(b"HTTP/1.1 101 ") or accept not in head:
+        return False
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(message))
+    s.sendall(bytes([0x82, 0x80 | len(message)]) + mask + masked)
+    payload = b"You say that " + message
+    expected = bytes([0x82, len(payload)]) + payload
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    got = rest + (read_until(s, lambda got: len(rest) + len(got) >= len(expected)) or b"")
+    return got == expected
+
 def exchange(s, i):
     """Sends message i; true if its answer came back right."""
     message = b"hello%d" % i
+    if framing == "ws":
+        return ws_exchange(s, message)
     if framing == "http":
         head = b"GET /" + message + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
         if split_head:

@@ -30,27 +30,35 @@ listen_addr() {
 }
 
 # server_command NAME FRAMING: sets the array SERVER_COMMAND to the release build of NAME
-# serving FRAMING on a free loopback port with the default prefix: `saythat` (chunk, line or
-# http), `tokio` for the peer of examples/tokio_peer.rs (chunk or line), `hyper` for the peer of
-# examples/hyper_peer.rs (http only).
+# serving FRAMING on a free loopback port with the default prefix: `saythat` (chunk, line, http,
+# or ws: its `--framing http`, which a WebSocket enters by the upgrade), `tokio` for the peer of
+# examples/tokio_peer.rs (chunk or line), `hyper` for the peer of examples/hyper_peer.rs (http
+# only), `tungstenite` for the peer of examples/tungstenite_peer.rs (ws only).
 server_command() {
   local release
   release=$(release_dir) || return 1
   case $1 in
-    saythat) SERVER_COMMAND=("$release/saythat" serve --listen 127.0.0.1:0 --framing "$2") ;;
+    saythat)
+      local serves=$2
+      [ "$serves" = ws ] && serves=http
+      SERVER_COMMAND=("$release/saythat" serve --listen 127.0.0.1:0 --framing "$serves") ;;
     tokio) SERVER_COMMAND=("$release/examples/tokio_peer" 127.0.0.1:0 'You say that ' "$2") ;;
     hyper)
       [ "$2" = http ] || { echo "the hyper peer serves http only, not $2" >&2; return 1; }
       SERVER_COMMAND=("$release/examples/hyper_peer" 127.0.0.1:0 'You say that ') ;;
+    tungstenite)
+      [ "$2" = ws ] || { echo "the tungstenite peer serves ws only, not $2" >&2; return 1; }
+      SERVER_COMMAND=("$release/examples/tungstenite_peer" 127.0.0.1:0 'You say that ') ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }
 
 # peer_of FRAMING: the peer saythat is compared with in FRAMING: tokio for the echo framings,
-# hyper for http.
+# hyper for http, tungstenite for ws.
 peer_of() {
   case $1 in
     http) echo hyper ;;
+    ws) echo tungstenite ;;
     *) echo tokio ;;
   esac
 }
@@ -60,6 +68,9 @@ PER_MESSAGE_POINTS=("chunk 64 1" "chunk 1024 1" "line 64 16")
 # Their HTTP points, saythat against the hyper peer: framing, size (the GET path or the POST
 # body), requests in flight, method.
 HTTP_PER_MESSAGE_POINTS=("http 64 1 get" "http 64 16 get" "http 64 1 post")
+# Their WebSocket points, saythat against the tokio-tungstenite peer: 64-byte binary messages,
+# one and 16 in flight.
+WS_PER_MESSAGE_POINTS=("ws 64 1" "ws 64 16")
 
 # need_fds NAME CONNECTIONS: fails, saying how to fix it, when the descriptor limit cannot hold
 # CONNECTIONS connections (plus some for the servers' own files).

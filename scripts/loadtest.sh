@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Load-test sweep: saythat against minimal peers over loopback, a tokio server
-# (examples/tokio_peer.rs) for the echo framings and a hyper server (examples/hyper_peer.rs) for
-# HTTP, every answer checked byte for byte by `saythat load`.
+# (examples/tokio_peer.rs) for the echo framings, a hyper server (examples/hyper_peer.rs) for
+# HTTP and a tokio-tungstenite server (examples/tungstenite_peer.rs) for WebSocket, every answer
+# checked byte for byte by `saythat load`.
 #
 #   scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-#                       [--only echo|http]
+#                       [--only echo|http|ws]
 #
 # Echo points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk
 # ping-pong (one message in flight per connection), and 64 B lines with 16 in flight
 # (`--framing line`). HTTP points (`--framing http`): keep-alive GET of a 64-byte path at 50 and
-# 1000 connections, 16 pipelined GETs per connection at 50, and a 64-byte POST at 50. saythat and
+# 1000 connections, 16 pipelined GETs per connection at 50, and a 64-byte POST at 50. WebSocket
+# points (`--framing ws` against saythat's `--framing http`, upgraded per connection): 64-byte
+# binary messages at 50 connections, one and 16 in flight per connection. saythat and
 # the peer take turns point by point, so machine noise hits both alike. With 2 cores or more the
 # server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
 # (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
-# divided by the messages (requests, in HTTP) measured.
+# divided by the messages (requests, in HTTP) measured: the chart's third panel.
 #
 # Writes DIR/loadtest.csv, DIR/loadtest.svg (examples/plot.rs), DIR/points/*.json (every load
 # report) and DIR/logs/; prints a table per kind of point with the saythat/peer ratios. Exits 1 if
 # any point had an error (a wrong, late or missing answer; in HTTP also a status other than 200 or
 # a `Connection: close`) or a server died, 2 on a bad option. Loopback only; every run is bounded
-# (default: about 2 minutes of load plus the build; `--quick` about 50 s) and the servers are
+# (default: about 2.5 minutes of load plus the build; `--quick` about 1 minute) and the servers are
 # stopped on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +31,14 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-                           [--only echo|http]
+                           [--only echo|http|ws]
   --duration SECS  measured seconds per point (default 3)
   --warmup SECS    seconds of load before measuring, per point (default 1)
   --quick          --duration 1 --warmup 0.5
   --out DIR        where results go (default results/)
-  --no-peer        measure saythat only, without the tokio and hyper peers
-  --only KIND      only the echo points (chunk and line framing) or only the HTTP points
+  --no-peer        measure saythat only, without the tokio, hyper and tungstenite peers
+  --only KIND      only the echo points (chunk and line framing), the HTTP points or the
+                   WebSocket points
 EOF
 }
 
@@ -68,8 +72,8 @@ awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' || {
 awk -v w="$warmup" 'BEGIN { exit !(w <= 600) }' || {
   echo "loadtest: --warmup must be at most 600 seconds" >&2; exit 2; }
 case $only in
-  '' | echo | http) ;;
-  *) echo "loadtest: --only takes echo or http" >&2; usage >&2; exit 2 ;;
+  '' | echo | http | ws) ;;
+  *) echo "loadtest: --only takes echo, http or ws" >&2; usage >&2; exit 2 ;;
 esac
 
 # name, framing, bytes per message (in HTTP the path or body), messages in flight per connection,
@@ -85,10 +89,16 @@ http_scenarios=(
   "GET_x16 http 64 16 get 50"
   "POST_64B http 64 1 post 50"
 )
+# Binary messages (`saythat load` sends binary unless told --ws-text).
+ws_scenarios=(
+  "WS_64B ws 64 1 - 50"
+  "WS_x16 ws 64 16 - 50"
+)
 case $only in
   echo) scenarios=("${echo_scenarios[@]}") ;;
   http) scenarios=("${http_scenarios[@]}") ;;
-  *) scenarios=("${echo_scenarios[@]}" "${http_scenarios[@]}") ;;
+  ws) scenarios=("${ws_scenarios[@]}") ;;
+  *) scenarios=("${echo_scenarios[@]}" "${http_scenarios[@]}" "${ws_scenarios[@]}") ;;
 esac
 prefix='You say that '
 # The framings the scenarios use, each served by saythat and (unless --no-peer) its peer.
@@ -105,11 +115,12 @@ servers_for() {
 started=$SECONDS
 echo "loadtest: building (release)"
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
-  --example plot
+  --example tungstenite_peer --example plot
 release=$(release_dir)
 bin=$release/saythat
 tokio_bin=$release/examples/tokio_peer
 hyper_bin=$release/examples/hyper_peer
+tungstenite_bin=$release/examples/tungstenite_peer
 plot_bin=$release/examples/plot
 built=$SECONDS
 
@@ -151,10 +162,14 @@ start() {
 }
 
 for framing in "${framings[@]}"; do
-  start "saythat:$framing" "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing "$framing"
+  # A WebSocket is saythat's HTTP mode upgraded; its own server, so its CPU is its own.
+  serves=$framing
+  [ "$framing" = ws ] && serves=http
+  start "saythat:$framing" "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing "$serves"
   if [ "$peer" = 1 ]; then
     case $framing in
       http) start "hyper:$framing" "$hyper_bin" 127.0.0.1:0 "$prefix" ;;
+      ws) start "tungstenite:$framing" "$tungstenite_bin" 127.0.0.1:0 "$prefix" ;;
       *) start "tokio:$framing" "$tokio_bin" 127.0.0.1:0 "$prefix" "$framing" ;;
     esac
   fi
@@ -235,7 +250,7 @@ for scenario in "${scenarios[@]}"; do
           u = (u1 - u0) * 1e6 / hz / n; s = (s1 - s0) * 1e6 / hz / n
           printf "%.3f,%.3f,%.3f", u, s, u + s }')
       echo "$server,$label,$conns,$size,$pipeline,$msgs,$p50,$p99,$p999,$errors,$row,$framing" >>"$csv"
-      printf '  %-8s %-9s %5s conns  %9.0f msgs/s  p50 %6s us  p99 %6s us  cpu %s us/msg\n' \
+      printf '  %-11s %-9s %5s conns  %9.0f msgs/s  p50 %6s us  p99 %6s us  cpu %s us/msg\n' \
         "$server" "$label" "$conns" "$msgs" "$p50" "$p99" "${row##*,}"
     done
   done
@@ -253,13 +268,13 @@ other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" 
     printf "%.1f CPU-s, %.0f%% of the machine", o, share }' "$out/logs/others.0" "$out/logs/others.1")
 
 # table KIND PEER RATE WHAT SHORT: the table of the KIND points (echo: chunk and line framing;
-# http), one line per point, saythat beside PEER, with their ratios; RATE names the throughput
+# http; ws), one line per point, saythat beside PEER, with their ratios; RATE names the throughput
 # column, WHAT one unit of it, SHORT its abbreviation. Prints nothing when the sweep had no such
 # point.
 table() {
   awk -F, -v kind="$1" -v peer="$2" -v rate="$3" -v what="$4" -v short="$5" '
     NR == 1 { next }
-    (kind == "http") != ($14 == "http") { next }
+    (($14 == "http" || $14 == "ws") ? $14 : "echo") != kind { next }
     {
       k = $2 SUBSEP $3
       if (!(k in seen)) { seen[k] = 1; order[++n] = k }
@@ -294,6 +309,7 @@ table() {
 }
 table echo tokio msgs/s message msg
 table http hyper req/s request req
+table ws tungstenite msgs/s message msg
 echo
 
 "$plot_bin" "$csv" "$svg" "$machine"

@@ -3,19 +3,30 @@
 # a fixed number of messages over 50 connections: ping-pong at 64 and 1024 bytes, and line
 # framing with 16 messages in flight, saythat and the tokio peer (examples/tokio_peer.rs) alike;
 # then HTTP (`--framing http`): keep-alive GET of a 64-byte path one and 16 in flight, and a
-# 64-byte POST, saythat and the hyper peer (examples/hyper_peer.rs) alike. strace slows the
-# servers a lot: the counts, not the times, are the figure.
+# 64-byte POST, saythat and the hyper peer (examples/hyper_peer.rs) alike; then WebSocket
+# (`--framing ws` against saythat's `--framing http`): 64-byte binary messages one and 16 in
+# flight, saythat and the tokio-tungstenite peer (examples/tungstenite_peer.rs) alike. The
+# upgrades are counted too, 50 in all: a few hundred syscalls, under 0.003 per message at the
+# default count. strace slows the servers a lot: the counts, not the times, are the figure.
 #
-#   scripts/syscalls.sh [MESSAGES]      (default 100000)
+#   scripts/syscalls.sh [--only echo|http|ws] [MESSAGES]      (default 100000)
 #
 # Loopback only; the servers are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+only=
+if [ "${1:-}" = --only ]; then
+  case ${2:-} in
+    echo | http | ws) only=$2; shift 2 ;;
+    *) echo "syscalls.sh: --only takes echo, http or ws" >&2; exit 2 ;;
+  esac
+fi
 messages=${1:-100000}
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
 
-cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer
+cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
+  --example tungstenite_peer
 bin=$(release_dir)/saythat
 work=$(mktemp -d)
 server=
@@ -28,6 +39,7 @@ trap 'exit 130' INT TERM
 count() {
   local name=$1 framing=$2 size=$3 pipeline=$4 method=${5:-}
   local case="$framing $size B x$pipeline" how=()
+  [ "$framing" = ws ] && case="ws binary $size B x$pipeline"
   if [ -n "$method" ]; then
     case="$framing ${method^^} $size B x$pipeline"
     how=(--method "$method")
@@ -55,12 +67,18 @@ for line in open(trace):
 messages = json.load(open(report))["messages"]
 total = sum(calls.values())
 top = ", ".join(f"{n} {c / messages:.3f}" for n, c in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
-print(f"{case:<20} {name:<8} {total / messages:6.3f}  ({top})")
+print(f"{case:<20} {name:<11} {total / messages:6.3f}  ({top})")
 PY
 }
 
 echo "syscalls per message, strace over $messages messages, 50 connections:"
-for point in "${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}"; do
+case $only in
+  echo) points=("${PER_MESSAGE_POINTS[@]}") ;;
+  http) points=("${HTTP_PER_MESSAGE_POINTS[@]}") ;;
+  ws) points=("${WS_PER_MESSAGE_POINTS[@]}") ;;
+  *) points=("${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}" "${WS_PER_MESSAGE_POINTS[@]}") ;;
+esac
+for point in "${points[@]}"; do
   for server_name in saythat "$(peer_of "${point%% *}")"; do
     # shellcheck disable=SC2086
     count "$server_name" $point
