@@ -54,9 +54,11 @@ server_command() {
 }
 
 # peer_of FRAMING: the peer saythat is compared with in FRAMING: tokio for the echo framings,
-# hyper for http, tungstenite for ws.
+# hyper for http, tungstenite for ws, rustls (examples/hyper_rustls_peer.rs) for tls_http and
+# tls_chunk.
 peer_of() {
   case $1 in
+    tls_*) echo rustls ;;
     http) echo hyper ;;
     ws) echo tungstenite ;;
     *) echo tokio ;;
