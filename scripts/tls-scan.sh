@@ -13,9 +13,8 @@
 #               (SSLYZE_VENV, default ~/.cache/saythat/sslyze-venv; needs python3-venv and pip's
 #               access to PyPI once). SSLYZE_VENV=none skips it.
 # Exits 1 on a finding that matters: a protocol below TLS 1.2 offered, a weak cipher offered
-# (NULL, anonymous, export, RC4, DES/3DES, or any non-AEAD suite under TLS 1.3's rules is not
-# counted: saythat offers rustls's AEAD suites only), renegotiation, TLS compression, any
-# vulnerability check testssl rates HIGH or CRITICAL, or sslyze's Mozilla intermediate check
+# (testssl's classes NULL, anonymous, export, LOW (DES, RC2, RC4), 3DES/IDEA, obsolete CBC),
+# insecure or client-initiated renegotiation, TLS compression (CRIME), any vulnerability check testssl rates HIGH or CRITICAL, or sslyze's Mozilla intermediate check
 # failing on anything but the certificate (the test CA is, by design, in no trust store). The
 # rest (the chain's trust, no OCSP, no HSTS, no server cipher order) is printed as notes.
 # Writes DIR/testssl.json, DIR/testssl.txt, DIR/sslyze.json, DIR/sslyze.txt (default
