@@ -41,7 +41,7 @@ const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"
 /// The server's CPU time per message in µs: read when the CSV has it (older sweeps did not).
 const CPU: &str = "cpu_us_per_msg";
 /// What the scenarios of `scripts/loadtest.sh` are, for the subtitle; others go by their name.
-const SCENARIOS: [(&str, &str); 8] = [
+const SCENARIOS: [(&str, &str); 11] = [
     (
         "64B",
         "64B, 1024B: chunk ping-pong, one in flight per connection.",
@@ -59,16 +59,29 @@ const SCENARIOS: [(&str, &str); 8] = [
         "WS 64B: 64-byte binary WebSocket messages, ping-pong.",
     ),
     ("WS x16", "WS x16: 16 in flight."),
+    (
+        "TLS GET",
+        "TLS GET: keep-alive HTTPS GET of a 64-byte path (TLS 1.3, P-256).",
+    ),
+    (
+        "TLS 64B",
+        "TLS 64B, TLS 1024B: chunk ping-pong over TLS 1.3.",
+    ),
+    (
+        "TLS 1024B",
+        "TLS 64B, TLS 1024B: chunk ping-pong over TLS 1.3.",
+    ),
 ];
 /// Characters in one line of the subtitle: at 16 px, about what the picture's width holds.
 const SUBTITLE_CHARS: usize = 150;
 /// Characters in one line of the title: at 24 px bold, about 15 px each, well inside the width.
 const TITLE_CHARS: usize = 100;
 /// The words for a peer in the title; others go by their name.
-const PEERS: [(&str, &str); 3] = [
+const PEERS: [(&str, &str); 4] = [
     ("tokio", "a minimal tokio server"),
     ("hyper", "a minimal hyper server"),
     ("tungstenite", "a minimal tokio-tungstenite server"),
+    ("rustls", "hyper or tokio over tokio-rustls"),
 ];
 
 /// One measured point of the sweep.

@@ -33,7 +33,10 @@ listen_addr() {
 # serving FRAMING on a free loopback port with the default prefix: `saythat` (chunk, line, http,
 # or ws: its `--framing http`, which a WebSocket enters by the upgrade), `tokio` for the peer of
 # examples/tokio_peer.rs (chunk or line), `hyper` for the peer of examples/hyper_peer.rs (http
-# only), `tungstenite` for the peer of examples/tungstenite_peer.rs (ws only).
+# only), `tungstenite` for the peer of examples/tungstenite_peer.rs (ws only), `rustls` for the
+# peer of examples/hyper_rustls_peer.rs (tls_http or tls_chunk only). The TLS framings, tls_http
+# and tls_chunk, are HTTP and chunk framing over TLS with the certificate in $TLS_DIR (made by
+# scripts/tls-cert.sh).
 server_command() {
   local release
   release=$(release_dir) || return 1
@@ -41,7 +44,11 @@ server_command() {
     saythat)
       local serves=$2
       [ "$serves" = ws ] && serves=http
-      SERVER_COMMAND=("$release/saythat" serve --listen 127.0.0.1:0 --framing "$serves") ;;
+      SERVER_COMMAND=("$release/saythat" serve --listen 127.0.0.1:0 --framing "$serves")
+      if [[ $serves == tls_* ]]; then
+        SERVER_COMMAND[5]=${serves#tls_}
+        SERVER_COMMAND+=(--tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key")
+      fi ;;
     tokio) SERVER_COMMAND=("$release/examples/tokio_peer" 127.0.0.1:0 'You say that ' "$2") ;;
     hyper)
       [ "$2" = http ] || { echo "the hyper peer serves http only, not $2" >&2; return 1; }
@@ -49,14 +56,20 @@ server_command() {
     tungstenite)
       [ "$2" = ws ] || { echo "the tungstenite peer serves ws only, not $2" >&2; return 1; }
       SERVER_COMMAND=("$release/examples/tungstenite_peer" 127.0.0.1:0 'You say that ') ;;
+    rustls)
+      [[ $2 == tls_* ]] || { echo "the rustls peer serves tls_http or tls_chunk, not $2" >&2; return 1; }
+      SERVER_COMMAND=("$release/examples/hyper_rustls_peer" 127.0.0.1:0 'You say that ' "${2#tls_}"
+        "$TLS_DIR/server.pem" "$TLS_DIR/server.key") ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }
 
 # peer_of FRAMING: the peer saythat is compared with in FRAMING: tokio for the echo framings,
-# hyper for http, tungstenite for ws.
+# hyper for http, tungstenite for ws, rustls (examples/hyper_rustls_peer.rs) for tls_http and
+# tls_chunk.
 peer_of() {
   case $1 in
+    tls_*) echo rustls ;;
     http) echo hyper ;;
     ws) echo tungstenite ;;
     *) echo tokio ;;

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Load-test sweep: saythat against minimal peers over loopback, a tokio server
 # (examples/tokio_peer.rs) for the echo framings, a hyper server (examples/hyper_peer.rs) for
-# HTTP and a tokio-tungstenite server (examples/tungstenite_peer.rs) for WebSocket, every answer
+# HTTP, a tokio-tungstenite server (examples/tungstenite_peer.rs) for WebSocket, and the same
+# hyper and tokio answers over tokio-rustls (examples/hyper_rustls_peer.rs) for TLS, every answer
 # checked byte for byte by `saythat load`.
 #
 #   scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-#                       [--only echo|http|ws]
+#                       [--only echo|http|ws|tls]
 #
 # Echo points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk
 # ping-pong (one message in flight per connection), and 64 B lines with 16 in flight
 # (`--framing line`). HTTP points (`--framing http`): keep-alive GET of a 64-byte path at 50 and
 # 1000 connections, 16 pipelined GETs per connection at 50, and a 64-byte POST at 50. WebSocket
 # points (`--framing ws` against saythat's `--framing http`, upgraded per connection): 64-byte
-# binary messages at 50 connections, one and 16 in flight per connection. saythat and
+# binary messages at 50 connections, one and 16 in flight per connection. TLS points (saythat
+# with `--tls-cert`, `saythat load --tls`; an ECDSA P-256 certificate from scripts/tls-cert.sh,
+# TLS 1.3 as both ends negotiate it; each connection's handshake is in the warmup, so the figures
+# are the steady state): keep-alive HTTPS GET of a 64-byte path at 50 connections, and 64 B and
+# 1024 B chunk ping-pong at 50 connections. saythat and
 # the peer take turns point by point, so machine noise hits both alike. With 2 cores or more the
 # server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
 # (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
@@ -31,14 +36,17 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-                           [--only echo|http|ws]
+                           [--only echo|http|ws|tls]
   --duration SECS  measured seconds per point (default 3)
   --warmup SECS    seconds of load before measuring, per point (default 1)
   --quick          --duration 1 --warmup 0.5
   --out DIR        where results go (default results/)
-  --no-peer        measure saythat only, without the tokio, hyper and tungstenite peers
-  --only KIND      only the echo points (chunk and line framing), the HTTP points or the
-                   WebSocket points
+  --no-peer        measure saythat only, without the tokio, hyper, tungstenite and rustls peers
+  --only KIND      only the echo points (chunk and line framing), the HTTP points, the
+                   WebSocket points or the TLS points (HTTPS GET, chunk echo over TLS)
+Needs openssl for the TLS points' certificate (apt-get install openssl). SAYTHAT_LOAD_BIN, if
+set, is the load generator's binary instead of the release saythat (e.g. a build with
+`load --tls` beside a server without it).
 EOF
 }
 
@@ -72,8 +80,8 @@ awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' || {
 awk -v w="$warmup" 'BEGIN { exit !(w <= 600) }' || {
   echo "loadtest: --warmup must be at most 600 seconds" >&2; exit 2; }
 case $only in
-  '' | echo | http | ws) ;;
-  *) echo "loadtest: --only takes echo, http or ws" >&2; usage >&2; exit 2 ;;
+  '' | echo | http | ws | tls) ;;
+  *) echo "loadtest: --only takes echo, http, ws or tls" >&2; usage >&2; exit 2 ;;
 esac
 
 # name, framing, bytes per message (in HTTP the path or body), messages in flight per connection,
@@ -94,11 +102,19 @@ ws_scenarios=(
   "WS_64B ws 64 1 - 50"
   "WS_x16 ws 64 16 - 50"
 )
+# Over TLS: tls_http is saythat's HTTP framing with --tls-cert, tls_chunk its chunk framing.
+tls_scenarios=(
+  "TLS_GET tls_http 64 1 get 50"
+  "TLS_64B tls_chunk 64 1 - 50"
+  "TLS_1024B tls_chunk 1024 1 - 50"
+)
 case $only in
   echo) scenarios=("${echo_scenarios[@]}") ;;
   http) scenarios=("${http_scenarios[@]}") ;;
   ws) scenarios=("${ws_scenarios[@]}") ;;
-  *) scenarios=("${echo_scenarios[@]}" "${http_scenarios[@]}" "${ws_scenarios[@]}") ;;
+  tls) scenarios=("${tls_scenarios[@]}") ;;
+  *) scenarios=("${echo_scenarios[@]}" "${http_scenarios[@]}" "${ws_scenarios[@]}"
+    "${tls_scenarios[@]}") ;;
 esac
 prefix='You say that '
 # The framings the scenarios use, each served by saythat and (unless --no-peer) its peer.
@@ -115,9 +131,11 @@ servers_for() {
 started=$SECONDS
 echo "loadtest: building (release)"
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
-  --example tungstenite_peer --example plot
+  --example tungstenite_peer --example hyper_rustls_peer --example plot
 release=$(release_dir)
 bin=$release/saythat
+load_bin=${SAYTHAT_LOAD_BIN:-$bin}
+rustls_bin=$release/examples/hyper_rustls_peer
 tokio_bin=$release/examples/tokio_peer
 hyper_bin=$release/examples/hyper_peer
 tungstenite_bin=$release/examples/tungstenite_peer
@@ -161,13 +179,23 @@ start() {
   addr[$key]=$a
 }
 
+# The TLS points' certificate (a test CA and a server certificate for 127.0.0.1, P-256).
+tls_dir=$out/tls
+if [[ " ${framings[*]} " == *" tls_"* ]]; then
+  rm -rf "$tls_dir"
+  scripts/tls-cert.sh "$tls_dir" >/dev/null || { echo "loadtest: cannot make the TLS certificate" >&2; exit 1; }
+fi
 for framing in "${framings[@]}"; do
   # A WebSocket is saythat's HTTP mode upgraded; its own server, so its CPU is its own.
-  serves=$framing
+  serves=${framing#tls_}
   [ "$framing" = ws ] && serves=http
-  start "saythat:$framing" "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing "$serves"
+  tls=()
+  [[ $framing == tls_* ]] && tls=(--tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key")
+  start "saythat:$framing" "$bin" serve --listen 127.0.0.1:0 --prefix "$prefix" --framing "$serves" "${tls[@]}"
   if [ "$peer" = 1 ]; then
     case $framing in
+      tls_*) start "rustls:$framing" "$rustls_bin" 127.0.0.1:0 "$prefix" "$serves" \
+        "$tls_dir/server.pem" "$tls_dir/server.key" ;;
       http) start "hyper:$framing" "$hyper_bin" 127.0.0.1:0 "$prefix" ;;
       ws) start "tungstenite:$framing" "$tungstenite_bin" 127.0.0.1:0 "$prefix" ;;
       *) start "tokio:$framing" "$tokio_bin" 127.0.0.1:0 "$prefix" "$framing" ;;
@@ -203,6 +231,8 @@ for scenario in "${scenarios[@]}"; do
   label=${name//_/ }
   how=()
   [ "$method" != - ] && how=(--method "$method")
+  load_framing=${framing#tls_}
+  [ "$load_framing" != "$framing" ] && how+=(--tls --tls-ca "$tls_dir/ca.pem")
   read -ra servers <<<"$(servers_for "$framing")"
   for conns in $conns_list; do
     for server in "${servers[@]}"; do
@@ -214,8 +244,8 @@ for scenario in "${scenarios[@]}"; do
       ( sleep "$warmup"; cpu_ticks "$p" >"$json.cpu0" ) &
       sampler=$!
       rc=0
-      "${on_load[@]}" "$bin" load --addr "${addr[$key]}" --conns "$conns" --size "$size" \
-        --framing "$framing" "${how[@]}" --pipeline "$pipeline" --prefix "$prefix" \
+      "${on_load[@]}" "$load_bin" load --addr "${addr[$key]}" --conns "$conns" --size "$size" \
+        --framing "$load_framing" "${how[@]}" --pipeline "$pipeline" --prefix "$prefix" \
         --duration "$duration" --warmup "$warmup" --json >"$json" 2>"$json.err" || rc=$?
       wait "$sampler" || true
       [ -s "$json.err" ] || rm -f "$json.err"
@@ -274,7 +304,7 @@ other=$(awk -v hz="$clk_tck" -v secs=$((swept - sweep_start)) -v cores="$cores" 
 table() {
   awk -F, -v kind="$1" -v peer="$2" -v rate="$3" -v what="$4" -v short="$5" '
     NR == 1 { next }
-    (($14 == "http" || $14 == "ws") ? $14 : "echo") != kind { next }
+    (($14 == "http" || $14 == "ws") ? $14 : $14 ~ /^tls_/ ? "tls" : "echo") != kind { next }
     {
       k = $2 SUBSEP $3
       if (!(k in seen)) { seen[k] = 1; order[++n] = k }
@@ -310,6 +340,7 @@ table() {
 table echo tokio msgs/s message msg
 table http hyper req/s request req
 table ws tungstenite msgs/s message msg
+table tls rustls msgs/s message msg
 echo
 
 "$plot_bin" "$csv" "$svg" "$machine"

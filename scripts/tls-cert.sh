@@ -4,8 +4,9 @@
 #   server.pem, server.key    a server certificate for 127.0.0.1, ::1 and localhost, signed by the
 #                             CA (server.pem is the chain: the leaf, then the CA)
 #   client.pem, client.key    a client certificate (CN saythat-client) for mutual TLS
-# All keys are ECDSA P-256, valid 825 days. For tests and a quick start only: the CA's key
-# (ca.key) sits beside them; a real deployment gets its certificates from its own CA.
+# All keys are ECDSA P-256, valid 365 days (Mozilla's limit for a server certificate is 366). For
+# tests and a quick start only: the CA's key (ca.key) sits beside them; a real deployment gets
+# its certificates from its own CA.
 #
 #   scripts/tls-cert.sh /tmp/tls
 #   saythat send --tls --tls-ca /tmp/tls/ca.pem --addr 127.0.0.1:8443 hello
@@ -18,7 +19,7 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 mkdir -p "$dir"
 cd "$dir"
-days=825
+days=365
 umask 077
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }

@@ -79,8 +79,9 @@ pub async fn serve(listener: std::net::TcpListener, prefix: Vec<u8>) {
     }
 }
 
-/// The answer to one request, per saythat's HTTP contract.
-async fn answer(
+/// The answer to one request, per saythat's HTTP contract (also the TLS peer's,
+/// `examples/hyper_rustls_peer.rs`).
+pub async fn answer(
     request: Request<Incoming>,
     prefix: Bytes,
 ) -> Result<Response<EchoBody>, hyper::Error> {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use saythat::config::FramingKind;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Bytes per read, saythat's `READ_SIZE`, so both servers make the same number of reads.
@@ -68,7 +68,9 @@ pub async fn serve(listener: std::net::TcpListener, prefix: Vec<u8>, framing: Fr
     }
 }
 
-async fn echo_chunks(mut socket: TcpStream, prefix: Arc<[u8]>) {
+/// Answers each read with one `write_all` and a `flush` (a no-op on a `TcpStream`; over
+/// tokio-rustls, what sends the record: the TLS peer, `examples/hyper_rustls_peer.rs`, uses this).
+pub async fn echo_chunks<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, prefix: Arc<[u8]>) {
     let mut input = [0u8; READ_SIZE];
     let mut answer = Vec::with_capacity(prefix.len() + input.len());
     loop {
@@ -79,7 +81,7 @@ async fn echo_chunks(mut socket: TcpStream, prefix: Arc<[u8]>) {
         answer.clear();
         answer.extend_from_slice(&prefix);
         answer.extend_from_slice(&input[..n]);
-        if socket.write_all(&answer).await.is_err() {
+        if socket.write_all(&answer).await.is_err() || socket.flush().await.is_err() {
             return;
         }
     }
