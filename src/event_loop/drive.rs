@@ -199,13 +199,6 @@ impl<P: Protocol> Connections<P> {
         }
         debug!("connected with {peer}");
         let key = self.slots.insert(socket, self.now);
-        let conn = &mut self.slots[key];
-        if let Some(at) = self
-            .idle_timeout
-            .and_then(|idle| self.now.checked_add(idle))
-        {
-            self.timers.set(&mut conn.timer_at, at, key, conn.id);
-        }
         self.tally.cold().accepted += 1;
         self.greet(key);
     }
@@ -228,8 +221,8 @@ impl<P: Protocol> Connections<P> {
         self.group.try_open()
     }
 
-    /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
-    /// this costs a call that does nothing, once per connection.
+    /// Lets the protocol speak first on a new connection (echo protocols say nothing, and then
+    /// this costs a call that does nothing, once per connection), and arms its first timer.
     fn greet(&mut self, key: usize) {
         let conn = &mut self.slots[key];
         self.answers.clear();
@@ -237,8 +230,17 @@ impl<P: Protocol> Connections<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, self.max_pending, self.now),
         );
-        // A deadline may start at accept (HTTP's header timeout).
+        // A deadline may start at accept (HTTP's header timeout). One timer entry per new
+        // connection, the earlier of it and the idle timeout: the look at the first arms the
+        // next, and a later entry pushed as well would only wait, stale, in the heap (32 bytes
+        // per idle HTTP connection).
         self.timers.arm_deadline(&self.protocol, conn, key);
+        if let Some(at) = self
+            .idle_timeout
+            .and_then(|idle| self.now.checked_add(idle))
+        {
+            self.timers.arm(&mut conn.timer_at, at, key, conn.id);
+        }
         if next != Next::Continue || !self.answers.is_empty() {
             self.answer(key, next);
         }
