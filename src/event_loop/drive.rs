@@ -201,6 +201,21 @@ impl<P: Protocol> Connections<P> {
         let key = self.slots.insert(socket, self.now);
         self.tally.cold().accepted += 1;
         self.greet(key);
+        self.arm_idle(key);
+    }
+
+    /// A new connection's idle timeout, unless the protocol's deadline comes first (HTTP's
+    /// header timeout): one timer entry per new connection, as the look at the first arms the
+    /// next; an idle entry pushed as well would only wait, stale, in the heap (32 bytes per
+    /// idle HTTP connection). Out of line, so that the loop's own code is compiled as before.
+    #[inline(never)]
+    fn arm_idle(&mut self, key: usize) {
+        let (Some(conn), Some(idle)) = (self.slots.get_mut(key), self.idle_timeout) else {
+            return;
+        };
+        if let Some(at) = self.now.checked_add(idle) {
+            self.timers.arm(&mut conn.timer_at, at, key, conn.id);
+        }
     }
 
     /// Full, closes the connection idle the longest (lingering after our last word, or between
@@ -221,8 +236,8 @@ impl<P: Protocol> Connections<P> {
         self.group.try_open()
     }
 
-    /// Lets the protocol speak first on a new connection (echo protocols say nothing, and then
-    /// this costs a call that does nothing, once per connection), and arms its first timer.
+    /// Lets the protocol speak first on a new connection; echo protocols say nothing, and then
+    /// this costs a call that does nothing, once per connection.
     fn greet(&mut self, key: usize) {
         let conn = &mut self.slots[key];
         self.answers.clear();
@@ -230,17 +245,8 @@ impl<P: Protocol> Connections<P> {
             &mut conn.session,
             &mut Answers::new(&mut self.answers, self.max_pending, self.now),
         );
-        // A deadline may start at accept (HTTP's header timeout). One timer entry per new
-        // connection, the earlier of it and the idle timeout: the look at the first arms the
-        // next, and a later entry pushed as well would only wait, stale, in the heap (32 bytes
-        // per idle HTTP connection).
+        // A deadline may start at accept (HTTP's header timeout).
         self.timers.arm_deadline(&self.protocol, conn, key);
-        if let Some(at) = self
-            .idle_timeout
-            .and_then(|idle| self.now.checked_add(idle))
-        {
-            self.timers.arm(&mut conn.timer_at, at, key, conn.id);
-        }
         if next != Next::Continue || !self.answers.is_empty() {
             self.answer(key, next);
         }
