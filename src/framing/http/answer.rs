@@ -114,7 +114,7 @@ pub(super) fn refuse(
     }
     session.failed = true;
     session.held = Vec::new();
-    session.hold = None;
+    session.drop_hold();
     session.end_request();
     Next::Close
 }

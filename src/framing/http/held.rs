@@ -12,7 +12,7 @@ use super::body::{self, Body, Streamed};
 use super::budget::{held_full, HeldBudget};
 use super::request::Refusal;
 use super::response::{chunk_size_line, Answer, Heads, Reply};
-use super::{HttpSession, Route};
+use super::{Aside, HttpSession, Route};
 use crate::framing::{Answers, Http};
 
 /// Room for an answer's head and the framing around a held chunked echo (the prefix's chunk
@@ -66,13 +66,13 @@ impl Held {
         content: u64,
         budget: &Arc<HeldBudget>,
         now: Instant,
-    ) -> Result<Box<Held>, Refusal> {
+    ) -> Result<Held, Refusal> {
         let capacity = content.saturating_add(HEAD_SLACK as u64);
         let capacity = usize::try_from(capacity).map_err(|_| held_full())?;
         if !budget.try_reserve(capacity as u64) {
             return Err(held_full());
         }
-        Ok(Box::new(Held {
+        Ok(Held {
             out: Vec::with_capacity(capacity),
             raw_at: 0,
             sent: 0,
@@ -80,7 +80,7 @@ impl Held {
             last_read: now,
             reserved: capacity as u64,
             budget: budget.clone(),
-        }))
+        })
     }
 
     /// The held answer of a chunked request whose body goes on past this read, from its answer so
@@ -95,7 +95,7 @@ impl Held {
         prefix_chunk: bool,
         budget: &Arc<HeldBudget>,
         now: Instant,
-    ) -> Result<Box<Held>, Refusal> {
+    ) -> Result<Held, Refusal> {
         let mut out = started.to_vec();
         let mut raw_at = out.len();
         if echo {
@@ -108,7 +108,7 @@ impl Held {
         if !budget.try_reserve(reserved) {
             return Err(held_full());
         }
-        Ok(Box::new(Held {
+        Ok(Held {
             out,
             raw_at,
             sent: 0,
@@ -116,7 +116,7 @@ impl Held {
             last_read: now,
             reserved,
             budget: budget.clone(),
-        }))
+        })
     }
 
     /// The answer's buffer, to write its head into: uncapped, as its capacity is reserved.
@@ -332,7 +332,7 @@ impl<R: Route> Http<R> {
         ) {
             Ok(held) => {
                 answers.truncate(mark);
-                session.hold = Some(held);
+                session.aside = Some(Box::new(Aside::Held(held)));
                 Ok(())
             }
             Err(refused) => {

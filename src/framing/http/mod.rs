@@ -54,6 +54,7 @@ pub use request::MAX_HEADERS;
 use request::{refusal, ConnectionHeader, Refusal, BAD_REQUEST, MAX_EMPTY_LINES};
 use response::{Answer, Heads, Reply, CONTINUE};
 pub use route::{Echo, Route, Routed};
+use session::Aside;
 pub use session::HttpSession;
 pub use setup::{Backend, HttpLimits};
 use staged::Step;
@@ -138,7 +139,7 @@ impl<R: Route> Http<R> {
         // Where the answer to the request in progress starts in `answers`.
         let mut mark = answers.len();
         loop {
-            if let Some(held) = &mut session.hold {
+            if let Some(Aside::Held(held)) = session.aside.as_deref_mut() {
                 let step = held.take(
                     &input[at..],
                     &mut session.body,
@@ -152,7 +153,7 @@ impl<R: Route> Http<R> {
                     HeldStep::More(used) => return (at + used, Next::Continue),
                     HeldStep::Pause(used) => return (at + used, Next::Pause),
                     HeldStep::Done(used) => {
-                        session.hold = None;
+                        session.aside = None;
                         at += used;
                     }
                     HeldStep::Refused(refused) => {
@@ -192,7 +193,7 @@ impl<R: Route> Http<R> {
                         if !matches!(session.body, Body::Head(_)) {
                             continue;
                         }
-                        if session.ws.is_some() {
+                        if session.ws().is_some() {
                             return (at, Next::Continue);
                         }
                     }
@@ -316,7 +317,9 @@ impl<R: Route> Http<R> {
             connection,
             status,
         };
-        session.hold = held;
+        if let Some(held) = held {
+            session.aside = Some(Box::new(Aside::Held(held)));
+        }
         // With controls (rare), the answer just written gives way to a staged one: writing it
         // first keeps this path as lean as it was.
         if controlled {
@@ -326,7 +329,7 @@ impl<R: Route> Http<R> {
                 .controls
                 .stage(input, number, heads, answer, mark, answers)
             {
-                (session.body, session.hold) = (Body::Staged(StagedBox::new(staged?)), None);
+                (session.body, session.aside) = (Body::Staged(StagedBox::new(staged?)), None);
             }
         }
         Ok(Some((head.len, mark)))
@@ -358,7 +361,7 @@ impl<R: Route> Http<R> {
                 }
             }
             Next::Continue => {
-                if session.ws.is_some() {
+                if session.ws().is_some() {
                     return self.enter(session, answers);
                 }
                 if session.held.len() > self.limits.max_header {
@@ -378,7 +381,7 @@ impl<R: Route> Http<R> {
             // The last word is said: no head is awaited any more, so no timer may answer 408.
             Next::Close | Next::CloseNow | Next::Reset => {
                 session.held = Vec::new();
-                session.hold = None;
+                session.drop_hold();
                 if let Body::Head(started) = &mut session.body {
                     *started = None;
                 }
@@ -394,7 +397,7 @@ impl<R: Route> Http<R> {
         if let Some((ws, s)) = self.upgraded_ref(session) {
             return ws.deadline(s);
         }
-        if let Some(held) = &session.hold {
+        if let Some(held) = session.hold() {
             return held.deadline(self.limits.body_timeout);
         }
         match &session.body {
@@ -417,7 +420,7 @@ impl<R: Route> Protocol for Http<R> {
         if let Some((ws, s)) = self.upgraded_ref(session) {
             return ws.read_len(s, room);
         }
-        if session.hold.is_some() {
+        if session.hold().is_some() {
             return MAX_READ;
         }
         room.clamp(1, MAX_READ)
@@ -454,18 +457,18 @@ impl<R: Route> Protocol for Http<R> {
         if let Some((ws, s)) = self.upgraded(session) {
             return ws.on_writable(s, answers);
         }
-        match &mut session.hold {
-            Some(held) if held.is_done() => {}
-            Some(held) => {
+        match session.aside.as_deref_mut() {
+            Some(Aside::Held(held)) if held.is_done() => {}
+            Some(Aside::Held(held)) => {
                 held.resume(answers.now());
                 if session.held.is_empty() {
                     return Next::Continue;
                 }
             }
-            None if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
+            _ if session.held.is_empty() && !matches!(session.body, Body::Staged(_)) => {
                 return Next::Continue
             }
-            None => {}
+            _ => {}
         }
         self.answer_held(session, answers)
     }
@@ -492,7 +495,7 @@ impl<R: Route> Protocol for Http<R> {
     /// the rest out of line.
     #[inline(always)]
     fn deadline(&self, session: &HttpSession) -> Option<Instant> {
-        if let (Body::Head(started), None, None) = (&session.body, &session.hold, &session.ws) {
+        if let (Body::Head(started), None) = (&session.body, &session.aside) {
             return started.and_then(|at| at.checked_add(self.limits.header_timeout));
         }
         self.other_deadline(session)
@@ -514,7 +517,7 @@ impl<R: Route> Protocol for Http<R> {
             // A staged answer's time has come (or its body's): it goes on, then what follows.
             return self.answer_held(session, answers);
         }
-        let why = match &session.hold {
+        let why = match session.hold() {
             Some(held) if !held.is_done() => {
                 "the request body stalled for longer than --body-timeout"
             }
@@ -533,7 +536,7 @@ impl<R: Route> Protocol for Http<R> {
         if let Some((ws, s)) = self.upgraded_ref(session) {
             return ws.at_boundary(s);
         }
-        session.held.is_empty() && matches!(session.body, Body::Head(_)) && session.hold.is_none()
+        session.held.is_empty() && matches!(session.body, Body::Head(_)) && session.hold().is_none()
     }
 
     fn on_drain(&mut self) {

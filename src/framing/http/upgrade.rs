@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use super::request::{refusal, Refusal, BAD_REQUEST, MAX_HEADERS};
 use super::response::{Answer, Length};
-use super::{HttpSession, Route};
+use super::{Aside, HttpSession, Route};
 use crate::framing::ws::{handshake, WebSocket, WsSession};
 use crate::framing::{Answers, Http, Next, Protocol};
 
@@ -77,7 +77,7 @@ impl<R: Route> Http<R> {
         handshake::switching_protocols(&key, &mut head101);
         answers.push(&head101);
         session.answer = Answer::default();
-        session.ws = Some(Box::new(self.ws.open(answers.now())));
+        session.aside = Some(Box::new(Aside::Ws(self.ws.open(answers.now()))));
         Ok(true)
     }
 
@@ -87,7 +87,10 @@ impl<R: Route> Http<R> {
         &'a mut self,
         session: &'a mut HttpSession,
     ) -> Option<(&'a mut WebSocket, &'a mut WsSession)> {
-        Some((&mut self.ws, session.ws.as_deref_mut()?))
+        match session.aside.as_deref_mut() {
+            Some(Aside::Ws(s)) => Some((&mut self.ws, s)),
+            _ => None,
+        }
     }
 
     /// [`Http::upgraded`], to look.
@@ -96,7 +99,10 @@ impl<R: Route> Http<R> {
         &'a self,
         session: &'a HttpSession,
     ) -> Option<(&'a WebSocket, &'a WsSession)> {
-        Some((&self.ws, session.ws.as_deref()?))
+        match session.aside.as_deref() {
+            Some(Aside::Ws(s)) => Some((&self.ws, s)),
+            _ => None,
+        }
     }
 
     /// The connection just upgraded with bytes left after its upgrade request (held): they are
