@@ -152,14 +152,18 @@ impl<S> Connection<S> {
     }
 
     /// Whether everything written was sent: no output waits, here or inside the transport.
-    pub fn all_sent(&self) -> bool {
-        self.pending() == 0 && !self.transport.wants_write()
+    /// `PLAIN` (here and below): the caller knows the transport is plain TCP and it is not
+    /// looked at; false is always right.
+    #[inline]
+    pub fn all_sent<const PLAIN: bool>(&self) -> bool {
+        self.pending() == 0 && !self.transport.wants_write::<PLAIN>()
     }
 
     /// Input may wait without a new event: the socket's readiness is not used up, or the
     /// transport holds plaintext (TLS records decrypted and not yet handed out).
-    pub fn has_input(&self) -> bool {
-        self.input != Input::Drained || self.transport.holds_input()
+    #[inline]
+    pub fn has_input<const PLAIN: bool>(&self) -> bool {
+        self.input != Input::Drained || self.transport.holds_input::<PLAIN>()
     }
 
     /// Whether the connection reads from its socket in this phase.
@@ -170,8 +174,9 @@ impl<S> Connection<S> {
     /// The interest that matches the state. WRITABLE only while output waits (ours or the
     /// transport's): an always-writable socket would otherwise wake the loop for nothing. A
     /// connection paused with nothing pending is on the ready list and keeps what it has.
-    pub fn interest(&self) -> Interest {
-        match (self.reading(), !self.all_sent()) {
+    #[inline]
+    pub fn interest<const PLAIN: bool>(&self) -> Interest {
+        match (self.reading(), !self.all_sent::<PLAIN>()) {
             (true, true) => READ_INTEREST.add(Interest::WRITABLE),
             (true, false) => READ_INTEREST,
             (false, true) => Interest::WRITABLE,
@@ -182,8 +187,12 @@ impl<S> Connection<S> {
     /// Brings the poll's interest in `registry` in line with [`Connection::interest`]; a
     /// syscall only when it changed.
     #[inline]
-    pub fn reregister(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
-        let interest = self.interest();
+    pub fn reregister<const PLAIN: bool>(
+        &mut self,
+        registry: &Registry,
+        key: usize,
+    ) -> io::Result<()> {
+        let interest = self.interest::<PLAIN>();
         if interest != self.registered {
             registry.reregister(&mut self.socket, Token(key), interest)?;
             self.registered = interest;
@@ -193,9 +202,9 @@ impl<S> Connection<S> {
 
     /// One read of plaintext into the loop's shared buffer.
     #[inline]
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read<const PLAIN: bool>(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let trust_short = self.input == Input::Ready;
-        self.transport.read(&mut self.socket, buf, trust_short)
+        (self.transport).read::<PLAIN>(&mut self.socket, buf, trust_short)
     }
 
     /// Sends the loop's `answers`: written straight to the socket when nothing else waits (the
@@ -203,7 +212,7 @@ impl<S> Connection<S> {
     /// remainder takes the `answers` buffer itself rather than a copy; the loop allocates a new
     /// one on its next use. Bytes written and kept are counted into `counters`.
     #[inline]
-    pub fn send(
+    pub fn send<const PLAIN: bool>(
         &mut self,
         answers: &mut Vec<u8>,
         pool: &mut Pool,
@@ -211,7 +220,7 @@ impl<S> Connection<S> {
     ) -> io::Result<()> {
         let mut taken = 0;
         if self.pending() == 0 {
-            taken = self.transport.write(&mut self.socket, answers)?;
+            taken = (self.transport).write::<PLAIN>(&mut self.socket, answers)?;
             counters.bytes_out += taken as u64;
             if taken == answers.len() {
                 return Ok(());
@@ -239,9 +248,13 @@ impl<S> Connection<S> {
     /// Writes waiting output until the socket is full, and returns the buffer once drained;
     /// gives the bytes written (counted into `counters` too).
     #[inline]
-    pub fn flush(&mut self, pool: &mut Pool, counters: &mut Counters) -> io::Result<usize> {
-        // The common case, nothing waits anywhere, costs two compares.
-        if self.output.is_none() && !self.transport.wants_write() {
+    pub fn flush<const PLAIN: bool>(
+        &mut self,
+        pool: &mut Pool,
+        counters: &mut Counters,
+    ) -> io::Result<usize> {
+        // The common case, nothing waits anywhere, costs a compare (two over TLS).
+        if self.output.is_none() && !self.transport.wants_write::<PLAIN>() {
             return Ok(0);
         }
         self.flush_waiting(pool, counters)
@@ -255,7 +268,7 @@ impl<S> Connection<S> {
         };
         let mut n = 0;
         if output.pending() > 0 {
-            n = (self.transport).write(&mut self.socket, &output.buf[output.written..])?;
+            n = (self.transport).write::<false>(&mut self.socket, &output.buf[output.written..])?;
             output.written += n;
             counters.bytes_out += n as u64;
             counters.pending -= n as u64;
@@ -344,7 +357,8 @@ mod tests {
         let at = answers.as_ptr();
         let mut pool = Pool::new();
         let mut counters = Counters::default();
-        conn.send(&mut answers, &mut pool, &mut counters).unwrap();
+        conn.send::<true>(&mut answers, &mut pool, &mut counters)
+            .unwrap();
         assert!(
             conn.pending() > POOL_BUFFER_MAX,
             "the socket took {} bytes",

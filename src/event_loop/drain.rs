@@ -57,7 +57,10 @@ impl Drain {
     /// Whether an open connection is idle at a message boundary: the protocol holds nothing of
     /// a message, no answer waits, nothing is left to read. Closing it cuts nothing.
     pub fn at_boundary<P: Protocol>(protocol: &P, conn: &Connection<P::Session>) -> bool {
-        conn.all_sent() && !conn.has_input() && !conn.queued && protocol.at_boundary(&conn.session)
+        conn.all_sent::<false>()
+            && !conn.has_input::<false>()
+            && !conn.queued
+            && protocol.at_boundary(&conn.session)
     }
 
     /// The drain begins: every connection gets a look on `timers`, which from now on closes

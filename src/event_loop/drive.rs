@@ -279,7 +279,7 @@ impl<P: Protocol> Connections<P> {
         // A deadline may start at accept (HTTP's header timeout).
         self.timers.arm_deadline(&self.protocol, conn, key);
         if next != Next::Continue || !self.answers.is_empty() {
-            self.answer(key, next);
+            self.answer::<false>(key, next);
         }
     }
 
@@ -296,23 +296,37 @@ impl<P: Protocol> Connections<P> {
         } else if (event.is_readable() || event.is_error()) && conn.input == Input::Drained {
             conn.input = Input::Ready;
         }
-        self.drive(key);
+        let plain = conn.transport.is_plain();
+        self.drive(key, plain);
     }
 
     /// Serves the connections left over from last turn.
     pub fn serve_ready(&mut self) {
         let mut left = self.ready.len();
         while let Some(key) = self.ready.next(&mut self.slots, &mut left) {
-            self.drive(key);
+            let plain = self.slots[key].transport.is_plain();
+            self.drive(key, plain);
         }
     }
 
     /// Does everything a connection can do now: write what waits, let a paused protocol answer
     /// what it held back once there is room, read and answer within the budget, then bring the
     /// connection's phase and poll interest in line.
-    fn drive(&mut self, key: usize) {
+    #[inline]
+    fn drive(&mut self, key: usize, plain: bool) {
+        // The one look at the transport per event: over plain TCP the path below reads it no
+        // more (`PLAIN`, see transport/mod.rs), which is what keeps plain TCP's cost where it
+        // was before TLS.
+        if plain {
+            self.drive_as::<true>(key)
+        } else {
+            self.drive_as::<false>(key)
+        }
+    }
+
+    fn drive_as<const PLAIN: bool>(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        match conn.flush(&mut self.pool, &mut self.tally.counters) {
+        match conn.flush::<PLAIN>(&mut self.pool, &mut self.tally.counters) {
             Ok(0) => {}
             Ok(_) => conn.last_active = self.now,
             Err(e) => {
@@ -336,8 +350,8 @@ impl<P: Protocol> Connections<P> {
             // deadline, or a head left incomplete after a pause would never time out.
             self.timers.arm_deadline(&self.protocol, conn, key);
         }
-        if next == Next::Continue && conn.reading() && conn.has_input() {
-            next = match self.read_and_answer(key) {
+        if next == Next::Continue && conn.reading() && conn.has_input::<PLAIN>() {
+            next = match self.read_and_answer::<PLAIN>(key) {
                 Ok(next) => next,
                 Err(e) => {
                     debug!("reading from {}: {e}", self.slots[key].peer());
@@ -345,13 +359,13 @@ impl<P: Protocol> Connections<P> {
                 }
             };
         }
-        self.answer(key, next);
+        self.answer::<PLAIN>(key, next);
     }
 
     /// Does what the protocol asked after a call into it, writes its answers, then settles the
     /// connection.
     #[inline]
-    fn answer(&mut self, key: usize, next: Next) {
+    fn answer<const PLAIN: bool>(&mut self, key: usize, next: Next) {
         let conn = &mut self.slots[key];
         match next {
             Next::Continue => {}
@@ -373,19 +387,21 @@ impl<P: Protocol> Connections<P> {
             Next::Reset => return self.reset(key),
             Next::Wait => conn.phase = Phase::Waiting,
         }
-        if let Err(e) = conn.send(&mut self.answers, &mut self.pool, &mut self.tally.counters) {
+        if let Err(e) =
+            (conn).send::<PLAIN>(&mut self.answers, &mut self.pool, &mut self.tally.counters)
+        {
             debug!("writing to {}: {e}", conn.peer());
             return self.close(key, CloseReason::of_io_error(&e));
         }
         if self.answers.capacity() > ANSWERS_KEEP {
             self.answers = Vec::new();
         }
-        self.settle(key);
+        self.settle::<PLAIN>(key);
     }
 
     /// Reads and answers until the socket is drained, the read budget is spent or the output is
     /// at the cap; returns what the protocol asked for.
-    fn read_and_answer(&mut self, key: usize) -> io::Result<Next> {
+    fn read_and_answer<const PLAIN: bool>(&mut self, key: usize) -> io::Result<Next> {
         // One slab lookup for the whole loop: the fields are borrowed apart.
         let Connections {
             slots,
@@ -416,7 +432,7 @@ impl<P: Protocol> Connections<P> {
             }
             let room = *max_pending - used;
             let want = (protocol.read_len(&conn.session, room).min(read_buf.len())).min(*turn_left);
-            let n = match conn.read(&mut read_buf[..want]) {
+            let n = match conn.read::<PLAIN>(&mut read_buf[..want]) {
                 Ok(0) => {
                     conn.input = Input::Drained;
                     if lingering {
@@ -431,7 +447,7 @@ impl<P: Protocol> Connections<P> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.input = Input::Drained;
-                    if conn.transport.holds_input() {
+                    if conn.transport.holds_input::<PLAIN>() {
                         // The transport stopped short of the socket's end (TLS records that
                         // carried no plaintext): the rest waits for the next turn.
                         ready.queue(conn, key);
@@ -452,7 +468,10 @@ impl<P: Protocol> Connections<P> {
                     return Ok(next);
                 }
             }
-            if n < want && conn.input == Input::Ready && conn.transport.short_read_drained() {
+            if n < want
+                && conn.input == Input::Ready
+                && conn.transport.short_read_drained::<PLAIN>()
+            {
                 conn.input = Input::Drained;
                 return Ok(Next::Continue);
             }
@@ -461,9 +480,9 @@ impl<P: Protocol> Connections<P> {
 
     /// Moves a connection on after I/O: closes it when done, lingers after our last word,
     /// queues it when it can go on without a new event, reregisters when its interest changed.
-    fn settle(&mut self, key: usize) {
+    fn settle<const PLAIN: bool>(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        let drained = conn.all_sent();
+        let drained = conn.all_sent::<PLAIN>();
         match conn.phase {
             Phase::PeerDone if drained => {
                 conn.transport.close_notify(&mut conn.socket);
@@ -476,7 +495,7 @@ impl<P: Protocol> Connections<P> {
             Phase::Paused if conn.pending() <= self.max_pending / 2 => self.ready.queue(conn, key),
             _ => {}
         }
-        if let Err(e) = conn.reregister(self.poll.registry(), key) {
+        if let Err(e) = conn.reregister::<PLAIN>(self.poll.registry(), key) {
             debug!("reregistering {}: {e}", conn.peer());
             self.close(key, CloseReason::Error);
         }
@@ -511,8 +530,9 @@ impl<P: Protocol> Connections<P> {
     #[cold]
     fn reset(&mut self, key: usize) {
         let conn = &mut self.slots[key];
-        let written = (conn.send(&mut self.answers, &mut self.pool, &mut self.tally.counters))
-            .and_then(|()| conn.flush(&mut self.pool, &mut self.tally.counters));
+        let written =
+            (conn.send::<false>(&mut self.answers, &mut self.pool, &mut self.tally.counters))
+                .and_then(|()| conn.flush::<false>(&mut self.pool, &mut self.tally.counters));
         if let Err(e) = written {
             // The connection ends here either way.
             debug!("writing to {} before its reset: {e}", conn.peer());

@@ -3,8 +3,9 @@
 //! plaintext, write plaintext, flush what the transport itself holds, and say whether it holds
 //! input or output the socket's readiness does not show.
 //!
-//! Plain TCP must cost nothing: it is a unit variant, matched in read and write, and goes
-//! straight to the socket. The transport never parses a protocol, never blocks, and never holds
+//! Plain TCP must cost nothing: it is a unit variant that goes straight to the socket, and the
+//! methods on the message path take `PLAIN`, true where the caller looked once per event and
+//! knows the transport is plain, so that path reads no transport at all. The transport never parses a protocol, never blocks, and never holds
 //! more than a bounded buffer (rustls's limit is `--max-pending`).
 
 mod certs;
@@ -34,12 +35,15 @@ impl Transport {
     /// edge was not a FIN or urgent data), so TLS reads no further after one; plain TCP never
     /// asks.
     #[inline]
-    pub fn read(
+    pub fn read<const PLAIN: bool>(
         &mut self,
         socket: &mut TcpStream,
         buf: &mut [u8],
         trust_short: bool,
     ) -> io::Result<usize> {
+        if known_plain::<PLAIN>(self) {
+            return plain::read(socket, buf);
+        }
         match self {
             Transport::Plain => plain::read(socket, buf),
             Transport::Tls(tls) => tls.read(socket, buf, trust_short),
@@ -51,7 +55,10 @@ impl Transport {
     /// block (a short read of plaintext may be the end of a record while more records wait in
     /// the socket) and rustls holds nothing either (a `close_notify` not yet handed out).
     #[inline]
-    pub fn short_read_drained(&self) -> bool {
+    pub fn short_read_drained<const PLAIN: bool>(&self) -> bool {
+        if known_plain::<PLAIN>(self) {
+            return true;
+        }
         match self {
             Transport::Plain => true,
             Transport::Tls(tls) => tls.socket_drained() && !tls.holds_input(),
@@ -60,7 +67,14 @@ impl Transport {
 
     /// Writes as much of `data` as the transport takes without blocking; `Ok(0)` when full.
     #[inline]
-    pub fn write(&mut self, socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+    pub fn write<const PLAIN: bool>(
+        &mut self,
+        socket: &mut TcpStream,
+        data: &[u8],
+    ) -> io::Result<usize> {
+        if known_plain::<PLAIN>(self) {
+            return plain::write_some(socket, data);
+        }
         match self {
             Transport::Plain => plain::write_some(socket, data),
             Transport::Tls(tls) => tls.write(socket, data),
@@ -78,7 +92,10 @@ impl Transport {
 
     /// Bytes held inside the transport wait for the socket: the poll must report WRITABLE.
     #[inline]
-    pub fn wants_write(&self) -> bool {
+    pub fn wants_write<const PLAIN: bool>(&self) -> bool {
+        if known_plain::<PLAIN>(self) {
+            return false;
+        }
         match self {
             Transport::Plain => false,
             Transport::Tls(tls) => tls.wants_write(),
@@ -88,11 +105,21 @@ impl Transport {
     /// Plaintext already decrypted waits inside the transport: no socket event will announce
     /// it, so the connection must be served again without one.
     #[inline]
-    pub fn holds_input(&self) -> bool {
+    pub fn holds_input<const PLAIN: bool>(&self) -> bool {
+        if known_plain::<PLAIN>(self) {
+            return false;
+        }
         match self {
             Transport::Plain => false,
             Transport::Tls(tls) => tls.holds_input(),
         }
+    }
+
+    /// Whether this is plain TCP: the one look per event that lets the message path pass
+    /// `PLAIN`.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Transport::Plain)
     }
 
     /// Says the end of our stream inside the transport (TLS `close_notify`), before the FIN.
@@ -117,4 +144,15 @@ impl Transport {
             Transport::Tls(tls) => tls.handshake_deadline(),
         }
     }
+}
+
+/// `PLAIN`: the caller knows `transport` is plain, so the methods above skip their match (a
+/// load and a branch each, several per message). Checked in debug builds.
+#[inline(always)]
+fn known_plain<const PLAIN: bool>(transport: &Transport) -> bool {
+    debug_assert!(
+        !PLAIN || transport.is_plain(),
+        "PLAIN passed for a TLS transport"
+    );
+    PLAIN
 }

@@ -107,7 +107,7 @@ impl<P: Protocol> Connections<P> {
         if conn.phase == Phase::Waiting && next != Next::Wait {
             // The wait is over: read again, first what arrived meanwhile.
             conn.phase = Phase::Open;
-            if conn.has_input() {
+            if conn.has_input::<false>() {
                 self.ready.queue(conn, key);
             }
         }
@@ -119,7 +119,7 @@ impl<P: Protocol> Connections<P> {
         {
             self.timers.arm(&mut conn.timer_at, idle_end, key, conn.id);
         }
-        self.answer(key, next);
+        self.answer::<false>(key, next);
     }
 
     /// Silent for the idle timeout: closed, after the protocol's last word if it has one (a
@@ -138,7 +138,7 @@ impl<P: Protocol> Connections<P> {
         if self.answers.is_empty() {
             return self.close(key, CloseReason::Idle);
         }
-        self.answer(key, Next::Close);
+        self.answer::<false>(key, Next::Close);
         // A last word the socket did not take (a peer that stopped reading) waits at most a
         // linger; then the idle check finds the connection closing and closes it.
         if let Some(conn) = self.slots.get_mut(key) {
