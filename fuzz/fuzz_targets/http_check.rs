@@ -539,5 +539,9 @@ pub fn check(data: &[u8], carry: &mut dyn FnMut(&[u8]) -> Vec<u8>) -> Option<[Ve
             );
         }
     }
-    Some([whole_n, normalize(&split.answers), normalize(&tight.answers)])
+    Some([
+        whole_n,
+        normalize(&split.answers),
+        normalize(&tight.answers),
+    ])
 }

@@ -88,11 +88,16 @@ impl Pipe {
             tries += 1;
             assert!(tries < MAX_EMPTY_READS, "the handshake never completes");
             pipe.client_flush();
-            match pipe.server.read(&mut pipe.server_socket, &mut [0; 64], false) {
+            match pipe
+                .server
+                .read(&mut pipe.server_socket, &mut [0; 64], false)
+            {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => panic!("the server handed out {other:?} during the handshake"),
             }
-            pipe.server.flush(&mut pipe.server_socket).expect("server flush");
+            pipe.server
+                .flush(&mut pipe.server_socket)
+                .expect("server flush");
             pipe.client_drain();
             std::thread::yield_now();
         }
@@ -117,7 +122,10 @@ impl Pipe {
             match self.client.read_tls(&mut self.client_socket) {
                 Ok(0) => panic!("the server closed the connection"),
                 Ok(_) => {
-                    let state = self.client.process_new_packets().expect("the server's records");
+                    let state = self
+                        .client
+                        .process_new_packets()
+                        .expect("the server's records");
                     let mut plain = Vec::new();
                     let _ = self.client.reader().read_to_end(&mut plain);
                     assert!(
@@ -135,7 +143,10 @@ impl Pipe {
     /// Sends `piece` as the client's TLS records, and returns the plaintext the server's
     /// transport hands out for it, checked to be the same bytes and no more.
     fn carry(&mut self, piece: &[u8]) -> Vec<u8> {
-        self.client.writer().write_all(piece).expect("the client takes the piece");
+        self.client
+            .writer()
+            .write_all(piece)
+            .expect("the client takes the piece");
         self.client_flush();
         let mut out = Vec::with_capacity(piece.len());
         let mut buf = [0; 16 * 1024];
