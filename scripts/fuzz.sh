@@ -12,11 +12,11 @@
 # that install; each run is bounded by -max_total_time. Not run by CI.
 #
 # Known findings fail the run until fixed; SAYTHAT_FUZZ_TOLERATE=name,... (names in
-# fuzz/fuzz_targets/http_stream.rs) fuzzes past them.
+# fuzz/fuzz_targets/http_check.rs) fuzzes past them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-targets=(http_stream chunked ws_stream)
+targets=(http_stream http_over_tls chunked ws_stream)
 # An input that takes longer than this is a hang (libFuzzer's default is 20 minutes).
 input_timeout=10
 # Longest input per target: the decoder's past the 8 KiB of trailers it accepts (libFuzzer's
@@ -24,7 +24,7 @@ input_timeout=10
 # into one-byte reads make it several times slower, and heads reach their limits at the small
 # --max-header values its plans pick; WebSocket's past a 300-byte --max-message and a few
 # 16-bit lengths.
-declare -A max_len=([http_stream]=4096 [chunked]=20000 [ws_stream]=8192)
+declare -A max_len=([http_stream]=4096 [http_over_tls]=4096 [chunked]=20000 [ws_stream]=8192)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"
