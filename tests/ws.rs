@@ -12,7 +12,7 @@ use std::net::TcpStream;
 
 use clap::Parser;
 use common::{read_to_eof, run_to_end, saythat, ServerProcess, TIMEOUT};
-use saythat::framing::ws::frame::unmask;
+use saythat::framing::ws::frame::client_frame;
 use saythat::load::{self, LoadArgs};
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -38,23 +38,7 @@ fn upgrade_request(version: &str, key: &str) -> Vec<u8> {
 
 /// A masked client frame whose first byte is `first` (FIN, RSV, opcode).
 fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    unmask(&mut out[start..], MASK, 0);
-    out
+    client_frame(first, payload, MASK)
 }
 
 /// Connects and upgrades, sending `first` in the same write as the request; checks the 101.

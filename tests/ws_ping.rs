@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{read_to_eof, run_to_end, saythat, wait_for, ServerProcess, TIMEOUT};
-use saythat::framing::ws::frame::unmask;
+use saythat::framing::ws::frame::client_frame;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -35,15 +35,9 @@ fn serve() -> ServerProcess {
     ])
 }
 
-/// A masked client frame whose first byte is `first` (FIN, RSV, opcode); payloads under 126.
+/// A masked client frame whose first byte is `first` (FIN, RSV, opcode).
 fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut out = vec![first, 0x80 | payload.len() as u8];
-    out.extend_from_slice(&MASK);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    unmask(&mut out[start..], MASK, 0);
-    out
+    client_frame(first, payload, MASK)
 }
 
 /// Connects and upgrades; checks the 101.

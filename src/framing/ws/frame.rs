@@ -233,6 +233,23 @@ pub fn encode_header(fin: bool, opcode: Opcode, len: u64) -> ([u8; MAX_SERVER_HE
     (out, used)
 }
 
+/// A whole masked client frame: `first` is its first byte as given (FIN, RSV bits and opcode, so
+/// a test can send what a conformant client never would), then the length, `mask` and the
+/// payload masked with it. For tests and tools; the load generator writes headers with
+/// `ws_client::client_header` and allocates nothing.
+pub fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let (header, n) = encode_header(true, Opcode::Binary, payload.len() as u64);
+    let mut out = Vec::with_capacity(n + 4 + payload.len());
+    out.extend_from_slice(&header[..n]);
+    out[0] = first;
+    out[1] |= 0x80;
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    unmask(&mut out[start..], mask, 0);
+    out
+}
+
 /// Whether a close frame may carry `code` (RFC 6455 §7.4): the codes a peer may send, as IANA's
 /// registry lists them today (1012-1014, service restart, try again later and bad gateway, were
 /// registered after the RFC; a proxy or a restarting server sends them), not 1004-1006 or 1015,
@@ -247,25 +264,8 @@ mod tests {
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-    /// A masked client frame, as a client writes it.
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        unmask(&mut out[start..], MASK, 0);
-        out
+        super::client_frame(first, payload, MASK)
     }
 
     /// RFC 6455 §5.7: a single-frame masked text message "Hello".

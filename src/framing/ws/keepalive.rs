@@ -61,20 +61,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::framing::ws::frame::unmask;
+    use crate::framing::ws::frame::client_frame;
     use crate::framing::{CloseReason, Next, Protocol};
 
     const EVERY: Duration = Duration::from_secs(10);
 
-    /// A masked client frame (payload under 126 bytes).
     fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [1, 2, 3, 4];
-        let mut out = vec![first, 0x80 | payload.len() as u8];
-        out.extend_from_slice(&mask);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        unmask(&mut out[start..], mask, 0);
-        out
+        client_frame(first, payload, [1, 2, 3, 4])
     }
 
     fn close(code: u16, reason: &str) -> Vec<u8> {

@@ -565,23 +565,7 @@ mod tests {
 
     /// A masked client frame whose first byte is `first` (FIN, RSV, opcode).
     fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        unmask(&mut out[start..], MASK, 0);
-        out
+        frame::client_frame(first, payload, MASK)
     }
 
     /// A server frame, as it should be answered.
