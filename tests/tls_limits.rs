@@ -8,8 +8,8 @@
 //! rustls's own limits shape these tests (rustls 0.23): a server takes at most 32 KeyUpdates in
 //! a row without application data (`TooManyKeyUpdateRequests`, after BoringSSL's
 //! `kMaxKeyUpdates`) and at most 32 empty records in a row (`TooManyEmptyFragments`), and buffers
-//! a handshake message of at most 0xffff bytes. A KeyUpdate is some 22 bytes on the wire, so 32
-//! of them fit one read; rustls's client never sends an empty or padded record. To send records
+//! a handshake message of at most 0xffff bytes. A KeyUpdate is 27 bytes on the wire, so 32 of
+//! them fit one read; rustls's client never sends an empty or padded record. To send records
 //! that carry nothing and fill many reads, a test holds the session's keys (rustls's
 //! `dangerous_extract_secrets`) and seals the records itself: up to 16 KiB of padding each.
 
@@ -367,6 +367,33 @@ fn empty_records_past_the_read_cap_then_a_line_lose_nothing() {
         let expected = answers(line.as_bytes());
         assert_eq!(show(&opener.read_exact(expected.len())), show(&expected));
     }
+}
+
+/// One empty record more than rustls takes in a row (33, then a line) ends the connection as
+/// `tls_error`, at once: never a hang, never an answer.
+#[test]
+fn one_empty_record_past_rustls_limit_ends_as_tls_error() {
+    let pki = Pki::new();
+    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let (mut sealer, mut socket, mut opener) = keyed_session(server.addr(), &pki);
+    let mut flight = Vec::new();
+    for _ in 0..=RUSTLS_IN_A_ROW {
+        flight.extend(sealer.padded(&[], 64));
+    }
+    flight.extend(sealer.data(b"after\n"));
+    socket.write_all(&flight).unwrap();
+    let e = opener
+        .read_some()
+        .expect_err("an alert or the end, not an answer");
+    assert!(
+        !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "no end within {:?}: {e}",
+        tls::TLS_TIMEOUT
+    );
+    expect_closed(&server, "tls_error", 1);
 }
 
 /// While one client floods empty 16 KiB records (with a line every 32 of them), another's
