@@ -628,20 +628,19 @@ fn a_slow_reader_behind_a_small_max_pending_costs_about_the_cap() {
 // ---------------------------------------------------------------------------------------------
 // 3. A ClientHello larger than one read
 
-/// A ClientHello of some 12 KiB (60 ALPN names of 200 bytes, as large as post-quantum key
-/// shares make them), three of rustls's 4 KiB reads and more: the handshake completes and the
-/// line is answered.
-#[test]
-fn a_client_hello_larger_than_one_read_completes() {
+/// Sends a ClientHello offering `names` ALPN names of 200 bytes (the server, in line mode,
+/// offers none, so it ignores them) in one write, of at least `at_least` bytes: the handshake
+/// completes and a line is answered.
+fn a_large_client_hello_completes(names: usize, at_least: usize) {
     let pki = Pki::new();
     let server = TestServer::start(&config(&pki, FramingKind::Line));
     let mut config = (*pki.client(&[], None)).clone();
-    config.alpn_protocols = (0..60)
-        .map(|i| format!("{i:02}{}", "p".repeat(198)).into_bytes())
+    config.alpn_protocols = (0..names)
+        .map(|i| format!("{i:03}{}", "p".repeat(197)).into_bytes())
         .collect();
     let mut conn = client_conn(Arc::new(config));
     let hello = queued(&mut conn);
-    assert!(hello.len() > 12 * 1024, "a hello of {} bytes", hello.len());
+    assert!(hello.len() > at_least, "a hello of {} bytes", hello.len());
     let mut socket = socket_to(server.addr());
     socket.write_all(&hello).unwrap();
     let mut client = StreamOwned::new(conn, socket);
@@ -649,6 +648,21 @@ fn a_client_hello_larger_than_one_read_completes() {
         client.conn.complete_io(&mut client.sock).unwrap();
     }
     tls_send_expect(&mut client, b"big hello\n", b"You say that big hello\n");
+}
+
+/// A ClientHello of some 12 KiB (60 ALPN names, as large as post-quantum key shares make
+/// them), three of rustls's 4 KiB reads and more: the handshake completes.
+#[test]
+fn a_client_hello_larger_than_one_read_completes() {
+    a_large_client_hello_completes(60, 12 * 1024);
+}
+
+/// A ClientHello of some 48 KiB (240 ALPN names), in one write: twelve of rustls's 4 KiB reads
+/// and more, past the transport's cap on reads without plaintext (8 today), with no socket event
+/// after the first: the handshake completes only if the transport comes back to the rest.
+#[test]
+fn a_client_hello_past_the_read_cap_completes() {
+    a_large_client_hello_completes(240, 48 * 1024);
 }
 
 /// `hello` (rustls's records of a ClientHello) with `extra` bogus cipher suites added, in
