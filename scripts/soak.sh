@@ -13,13 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 seconds=${1:-60}
-case $seconds in
-  -h | --help) echo "usage: scripts/soak.sh [SECONDS]   (default 60)"; exit 0 ;;
-  '' | *[!0-9]* | 0)
-    echo "soak: SECONDS must be a whole number above 0, not '$seconds'" >&2
-    echo "usage: scripts/soak.sh [SECONDS]   (default 60)" >&2
-    exit 2 ;;
-esac
+whole_number SECONDS "$seconds" "scripts/soak.sh [SECONDS]   (default 60)"
 # Server RSS may grow by the output caps of the clients that never read plus the loop's buffers;
 # anything past this is a leak.
 max_rss_growth_kib=${MAX_RSS_GROWTH_KIB:-16384}
