@@ -25,6 +25,7 @@ if [ "${1:-}" = --only ]; then
   esac
 fi
 messages=${1:-20000}
+whole_number MESSAGES "$messages" "scripts/callgrind.sh [--only echo|http|ws] [MESSAGES]   (default 20000)"
 command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \

@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 conns=${1:-10000}
 delay_ms=${2:-1000}
+usage="scripts/controls.sh [CONNECTIONS] [DELAY_MS]   (default 10000 1000)"
+whole_number CONNECTIONS "$conns" "$usage"
+whole_number DELAY_MS "$delay_ms" "$usage"
 
 cargo build --release --quiet --bin saythat
 ulimit -n "$(ulimit -Hn)"

@@ -15,7 +15,9 @@
 # fuzz/fuzz_targets/http_check.rs) fuzzes past them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 seconds=${1:-60}
+whole_number SECONDS "$seconds" "scripts/fuzz.sh [SECONDS]   (default 60 per target)"
 targets=(http_stream http_over_tls chunked ws_stream)
 # An input that takes longer than this is a hang (libFuzzer's default is 20 minutes).
 input_timeout=10

@@ -55,6 +55,8 @@ else
   server_command "$server" "$framing"
 fi
 conns=${1:-10000}
+whole_number CONNECTIONS "$conns" \
+  "scripts/idle_memory.sh [--peer] [--framing chunk|line|http|ws] [--split-head] [--tls] [CONNECTIONS]"
 [ "$split_head" = 0 ] || [ "$framing" = http ] || {
   echo "idle_memory: --split-head needs --framing http" >&2; exit 2; }
 

@@ -13,6 +13,19 @@ release_dir() {
   echo "$dir/release"
 }
 
+# whole_number NAME VALUE USAGE: a script's positional count (seconds, messages, connections)
+# checked before anything is built or started: `-h`/`--help` prints USAGE and exits 0; anything
+# but a whole number above 0 says so, prints USAGE and exits 2.
+whole_number() {
+  case $2 in
+    -h | --help) echo "usage: $3"; exit 0 ;;
+    '' | *[!0-9]* | 0)
+      echo "${0##*/}: $1 must be a whole number above 0, not '$2'" >&2
+      echo "usage: $3" >&2
+      exit 2 ;;
+  esac
+}
+
 # listen_addr LOG [SECONDS]: waits until a server's stderr LOG has a complete
 # `listening on ADDR:PORT` line (the port's digits included: a line may be read half-written),
 # prints ADDR:PORT, and fails after SECONDS (default 10) with the log on stderr.

@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 seconds=${1:-60}
+whole_number SECONDS "$seconds" "scripts/soak.sh [SECONDS]   (default 60)"
 # Server RSS may grow by the output caps of the clients that never read plus the loop's buffers;
 # anything past this is a leak.
 max_rss_growth_kib=${MAX_RSS_GROWTH_KIB:-16384}

@@ -23,6 +23,7 @@ if [ "${1:-}" = --only ]; then
   esac
 fi
 messages=${1:-100000}
+whole_number MESSAGES "$messages" "scripts/syscalls.sh [--only echo|http|ws] [MESSAGES]   (default 100000)"
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
 
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \

@@ -209,8 +209,8 @@ pub struct Config {
     pub metrics_listen: Vec<SocketAddr>,
 
     /// Answer HAProxy's agent check on this address: one line, `up ready` while serving and
-    /// `drain` from the first SIGINT or SIGTERM on, then the connection closes. Repeat for
-    /// several; off unless given.
+    /// `drain` from the first SIGINT, SIGTERM or SIGQUIT on, then the connection closes. Repeat
+    /// for several; off unless given.
     #[arg(
         long = "agent-listen",
         value_name = "ADDR",
@@ -248,8 +248,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=MAX_BODY_LIMIT))]
     pub max_body: u64,
 
-    /// HTTP: seconds a request head has, from its first byte, to complete (1 to 3600); a slower
-    /// one is answered 408 and the connection closed.
+    /// HTTP: seconds a request head has to complete (1 to 3600), from accept for a connection's
+    /// first request (one that sends nothing too) and from its first byte for the next ones; a
+    /// slower one is answered 408 and the connection closed.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_HEADER_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_HEADER_TIMEOUT_SECS))]
     pub header_timeout: u64,
@@ -290,8 +291,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PENDING_LIMIT)))]
     pub max_pending: u32,
 
-    /// Most connections served at once, 1 to 16777216; one more is told `ERR server full` and
-    /// closed. Default: the file-descriptor limit (raised to its hard limit at start) less 64.
+    /// Most connections served at once, 1 to 16777216; one more is told `ERR server full` (in
+    /// HTTP, `503`) and closed. Default: the file-descriptor limit (raised to its hard limit at
+    /// start) less 64.
     #[arg(long, value_name = "N", env = "SAYTHAT_MAX_CONNS",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS_LIMIT)))]
     pub max_conns: Option<u32>,
@@ -315,14 +317,14 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub reuse_port: bool,
 
-    /// Once the drain starts (at SIGINT or SIGTERM, after `--drain-delay`), how many seconds
-    /// open connections may finish before they are closed, at most 3600.
+    /// Once the drain starts (at SIGINT, SIGTERM or SIGQUIT, after `--drain-delay`), how many
+    /// seconds open connections may finish before they are closed, at most 3600.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
 
-    /// Lame duck: after the first SIGINT or SIGTERM, keep accepting and serving for this many
-    /// seconds while health checks say draining (`/healthz` 503, agent `drain`), so a load
+    /// Lame duck: after the first SIGINT, SIGTERM or SIGQUIT, keep accepting and serving for this
+    /// many seconds while health checks say draining (`/healthz` 503, agent `drain`), so a load
     /// balancer stops sending new clients before the listeners close; then drain as usual. At
     /// most 3600; 0 drains at once.
     #[arg(long, value_name = "SECS", env = "SAYTHAT_DRAIN_DELAY", default_value_t = 0,

@@ -109,6 +109,37 @@ fn a_value_past_a_flags_range_is_a_usage_error_naming_the_flag_and_the_range() {
     );
 }
 
+/// `serve --help` states what the server does: the stopping signals include SIGQUIT, a first
+/// request's head is timed from accept (`tests/http_limits.rs` checks the 408), and a connection
+/// past `--max-conns` is refused in HTTP's words too.
+#[test]
+fn serve_help_says_what_the_server_does() {
+    let output = run_to_end(saythat(&["serve", "--help"]), None, TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let help = String::from_utf8_lossy(&output.stdout);
+    let says: &[(&str, &str)] = &[
+        (
+            "--header-timeout",
+            "from accept for a connection's first request",
+        ),
+        ("--agent-listen", "SIGINT, SIGTERM or SIGQUIT"),
+        ("--shutdown-timeout", "SIGINT, SIGTERM or SIGQUIT"),
+        ("--drain-delay", "SIGINT, SIGTERM or SIGQUIT"),
+        ("--max-conns", "(in HTTP, `503`)"),
+    ];
+    for &(flag, text) in says {
+        let start = help
+            .find(&format!("      {flag} <"))
+            .unwrap_or_else(|| panic!("{flag} is not in serve --help:\n{help}"));
+        let rest = &help[start + flag.len() + 6..];
+        let entry = &rest[..rest.find("\n      --").unwrap_or(rest.len())];
+        assert!(
+            entry.contains(text),
+            "serve --help should say {text:?} for {flag}:\n{entry}"
+        );
+    }
+}
+
 #[test]
 fn serve_and_send_work_at_the_largest_values_allowed() {
     let mut server = ServerProcess::serve(&[

@@ -281,6 +281,11 @@ fn a_server_the_ca_did_not_sign_fails_the_handshake_saying_what_to_do() {
         err.to_string().contains("not signed by a CA trusted here"),
         "{err}"
     );
+    // The server answered the handshake: asking whether it runs there would mislead.
+    assert!(
+        !err.to_string().contains("running on that address"),
+        "{err}"
+    );
 }
 
 #[test]

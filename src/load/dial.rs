@@ -180,3 +180,41 @@ impl Dialer {
         self.first_error
     }
 }
+
+/// A failed connect in words, with what to check, for the error of a run in which none ever
+/// succeeded (`handshake`: the TCP connect went through and the TLS handshake after it failed).
+/// A refused or unreachable address asks whether the server runs there; a handshake that
+/// timed out or was cut, whether it speaks TLS; a TLS error (`InvalidData`) carries its own hint
+/// (`tls_client::describe_handshake_error`), which the server being down would only contradict.
+pub(crate) fn connect_failure(e: &io::Error, handshake: bool) -> String {
+    let hint = match (handshake, e.kind()) {
+        (false, _) => "is saythat serve running on that address?",
+        (true, ErrorKind::InvalidData) => return crate::describe(e),
+        (true, _) => "is the server speaking TLS on that port?",
+    };
+    format!("{}; {hint}", crate::describe(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_connect_says_what_to_check_and_a_tls_error_keeps_its_own_hint() {
+        let refused = io::Error::from(ErrorKind::ConnectionRefused);
+        assert_eq!(
+            connect_failure(&refused, false),
+            "connection refused; is saythat serve running on that address?"
+        );
+        let cut = io::Error::from(ErrorKind::ConnectionReset);
+        assert_eq!(
+            connect_failure(&cut, true),
+            "connection reset; is the server speaking TLS on that port?"
+        );
+        let tls = io::Error::new(ErrorKind::InvalidData, "bad certificate (give --tls-ca)");
+        assert_eq!(
+            connect_failure(&tls, true),
+            "bad certificate (give --tls-ca)"
+        );
+    }
+}

@@ -142,8 +142,10 @@ pub fn run(args: &LoadArgs) -> Result<LoadReport, LoadError> {
         return Err(LoadError::new(
             LoadErrorKind::Connect,
             format!("cannot connect to {}", plan.addr),
-            connect_error.unwrap_or_else(|| "no connection was established".to_string()),
-            "is saythat serve running on that address?",
+            connect_error.unwrap_or_else(|| {
+                "no connection was established; is saythat serve running on that address?".into()
+            }),
+            "",
         ));
     }
     let name = |v: Option<clap::builder::PossibleValue>| {

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use rustls::ClientConnection;
 
 use super::conn::{Phase, Slot};
-use super::dial::{Dialed, Dialer};
+use super::dial::{connect_failure, Dialed, Dialer};
 use super::error::LoadError;
 use super::fault::Fault;
 use super::plan::Plan;
@@ -25,7 +25,6 @@ use super::progress::{Feed, Snapshot};
 use super::record::{asked, Close, Outcome, Record};
 use super::schedule::Cursor;
 use super::tls;
-use crate::describe;
 use crate::tls_client::describe_handshake_error;
 
 /// Bytes asked of one read(2), into the loop's one shared buffer: connections have none.
@@ -341,12 +340,11 @@ impl Worker {
         let plan = &*self.plan;
         let slot = &mut self.slots[idx];
         log::debug!("conn {}: cannot connect to {}: {e}", slot.id, plan.addr);
-        let connecting = matches!(
-            slot.phase,
-            Phase::Connecting { .. } | Phase::Handshaking { .. }
-        );
+        let handshake = matches!(slot.phase, Phase::Handshaking { .. });
+        let connecting = handshake || matches!(slot.phase, Phase::Connecting { .. });
+        let why = || connect_failure(e, handshake);
         self.dial
-            .failed(idx, connecting, !slot.ever_failed, || describe(e), now);
+            .failed(idx, connecting, !slot.ever_failed, why, now);
         slot.ever_failed = true;
         self.outstanding = self.outstanding.saturating_sub(slot.reset_stream(plan));
         self.record.connect_failed(slot.id, plan, e, now);
