@@ -550,7 +550,7 @@ fn healthz_answers_at_once_behind_more_silent_sockets_than_slots() {
 fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_answers() {
     use saythat::config::{SIDE_TURN_BUDGET, SIDE_TURN_INTERVAL};
     use std::io::Write;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     const REQUEST: &[u8] = b"HEAD /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -563,6 +563,7 @@ fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_ans
     let started = std::time::Instant::now();
     let scraper = connect(metrics);
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (mut scraper, stop) = (scraper.try_clone().unwrap(), stop.clone());
         std::thread::spawn(move || {
@@ -571,7 +572,7 @@ fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_ans
         })
     };
     let reader = {
-        let mut scraper = scraper.try_clone().unwrap();
+        let (mut scraper, answered) = (scraper.try_clone().unwrap(), answered.clone());
         std::thread::spawn(move || {
             // Answers counted by their status line, which a read may cut: the tail of each read
             // is kept for the next.
@@ -582,6 +583,7 @@ fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_ans
                 }
                 held.extend_from_slice(&buf[..n]);
                 answers += held.windows(ANSWER.len()).filter(|w| *w == ANSWER).count();
+                answered.store(answers, Ordering::Relaxed);
                 held.drain(..held.len().saturating_sub(ANSWER.len() - 1));
             }
             (answers, std::time::Instant::now())
@@ -601,6 +603,12 @@ fn a_pipelining_scraper_gets_one_bounded_turn_per_interval_and_healthz_still_ans
         "{}",
         ok.head
     );
+    // A side turn that a loaded machine preempted is followed by a rest 19 times as long, which
+    // may outlast the echo's 300 ms: the scraper's first answer is awaited, not assumed. Its
+    // bound below grows with the time the reader ran, so waiting cannot make it fail.
+    wait_for(TIMEOUT, "the scraper's first answer", || {
+        (answered.load(Ordering::Relaxed) > 0).then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
     scraper.shutdown(std::net::Shutdown::Both).unwrap();
     writer.join().unwrap();
