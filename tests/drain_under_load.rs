@@ -98,17 +98,27 @@ fn a_drain_keeps_serving_open_connections_until_every_answer_is_out() {
             .join()
             .unwrap_or_else(|_| panic!("client {seed}'s writer failed"));
     }
+    let mut short = Vec::new();
     for (seed, reader) in readers.into_iter().enumerate() {
         let answered = reader
             .join()
             .unwrap_or_else(|_| panic!("client {seed}'s reader failed"));
-        assert_eq!(
-            answered, PER_CLIENT,
-            "client {seed}: payload bytes answered (the shutdown came after {at_shutdown} of \
-             {total})"
-        );
+        if answered != PER_CLIENT {
+            short.push((seed, answered));
+        }
     }
     let summary = server.wait(Duration::from_secs(SHUTDOWN_TIMEOUT));
+    // Seen once under load (client 6: 1,900,544 of 2,097,152, a clean end): the summary tells
+    // a connection the drain parted as quiet (a writer starved for DRAIN_QUIET looks idle)
+    // from one cut at the timeout.
+    assert!(
+        short.is_empty(),
+        "(client, payload bytes answered) short of {PER_CLIENT}: {short:?}; the shutdown came \
+         after {at_shutdown} of {total}; closed by the drain at a message boundary: {}, cut at \
+         the timeout: {}",
+        summary.closed_at_drain,
+        summary.cut_at_shutdown
+    );
     report(
         "drain_under_load.drain_secs",
         format!("{:.2}", shutdown_at.elapsed().as_secs_f64()),

@@ -103,11 +103,14 @@ fn urgent_data_does_not_stall_the_connection() {
             .send_out_of_band(b"X")
             .expect("send the urgent byte");
         send(&mut stream, b"def\n");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // All eight bytes queued at the stopped server's socket (loopback may deliver them
+        // later than the sends return, on a loaded machine well later than a fixed sleep).
+        let (server_side, client_side) = (server.addr(), stream.local_addr().unwrap());
+        wait_for(TIMEOUT, "the three pieces queued at the server", || {
+            let (_, queued) = tcp_queues(server_side, client_side)?;
+            (queued >= 8).then_some(())
+        });
         server.signal("CONT");
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(3)))
-            .unwrap();
         let got = try_read_exact(&mut stream, expected.len()).unwrap_or_else(|e| {
             panic!("{framing} framing: the data after the urgent byte went unanswered: {e}")
         });

@@ -26,18 +26,18 @@ fn body(len: usize) -> Vec<u8> {
 
 #[test]
 fn a_client_that_writes_a_4_mib_body_before_reading_gets_all_of_it() {
-    let mut server = ServerProcess::serve(&http_args(&["--max-body", "8388608"]));
+    let mut server = ServerProcess::serve_measured(&http_args(&["--max-body", "8388608"]));
     let mut client = server.connect();
     let warm = vec![b'w'; 64 * 1024];
     exchange(&mut client, &post(&warm), &ok(&[PREFIX, &warm].concat()));
-    let baseline = server.rss_bytes();
+    let baseline = server.anon_rss_bytes();
     let body = body(BODY);
     // The whole request is written before a byte is read: this hung once the echo's output
     // reached --max-pending (the server stopped reading, the client never read).
     client
         .write_all(&post(&body))
         .expect("send the whole request");
-    let peak = server.rss_bytes();
+    let peak = server.anon_rss_bytes();
     let expected = ok(&[PREFIX, &body].concat());
     let got = read_exact_timeout(&mut client, expected.len());
     assert_answers(&got, &expected);
@@ -53,11 +53,11 @@ fn a_client_that_writes_a_4_mib_body_before_reading_gets_all_of_it() {
 
 #[test]
 fn a_slow_reader_of_a_held_answer_costs_the_output_cap_not_the_answer_twice() {
-    let server = ServerProcess::serve(&http_args(&["--max-body", "33554432"]));
+    let server = ServerProcess::serve_measured(&http_args(&["--max-body", "33554432"]));
     let mut client = server.connect();
     let warm = vec![b'w'; 64 * 1024];
     exchange(&mut client, &post(&warm), &ok(&[PREFIX, &warm].concat()));
-    let baseline = server.rss_bytes();
+    let baseline = server.anon_rss_bytes();
     let len = 16 << 20;
     let body = body(len);
     let mut writer = client.try_clone().expect("clone the stream");
@@ -67,7 +67,7 @@ fn a_slow_reader_of_a_held_answer_costs_the_output_cap_not_the_answer_twice() {
     let expected = ok(&[PREFIX, &body].concat());
     let mut got = Vec::with_capacity(expected.len());
     let mut buf = [0u8; 64 * 1024];
-    let mut peak = server.rss_bytes();
+    let mut peak = server.anon_rss_bytes();
     let mut reads = 0;
     while got.len() < expected.len() {
         let n = client.read(&mut buf).expect("read the answer");
@@ -77,7 +77,7 @@ fn a_slow_reader_of_a_held_answer_costs_the_output_cap_not_the_answer_twice() {
         if reads % 16 == 0 {
             // About 64 KiB every millisecond: far slower than loopback.
             thread::sleep(Duration::from_millis(16));
-            peak = peak.max(server.rss_bytes());
+            peak = peak.max(server.anon_rss_bytes());
         }
     }
     assert_answers(&got, &expected);

@@ -51,12 +51,12 @@ fn a_64_mib_body_is_held_and_answered_whole_within_its_bound() {
     // Issue 21: an answer waits for its whole body, so a 64 MiB body costs its answer held
     // (prefix + body + a head) once, not the output cap; this test used to assert that it
     // streamed through in a few MiB, which hung clients that write the whole body first.
-    let mut server = ServerProcess::serve(&http_args(&["--max-body", &BIG.to_string()]));
+    let mut server = ServerProcess::serve_measured(&http_args(&["--max-body", &BIG.to_string()]));
     let mut client = server.connect();
     // Warm-up: the loop's buffers reach their working size on a body of several reads.
     let warm = vec![b'w'; 256 * 1024];
     exchange(&mut client, &post(&warm), &ok(&[PREFIX, &warm].concat()));
-    let baseline = server.rss_bytes();
+    let baseline = server.anon_rss_bytes();
 
     let block = Arc::new(block());
     let mut writer = client.try_clone().expect("clone the stream");
@@ -106,13 +106,13 @@ fn a_64_mib_body_is_held_and_answered_whole_within_its_bound() {
         }
         got += n;
         if got >= next_sample {
-            peak = peak.max(server.rss_bytes());
+            peak = peak.max(server.anon_rss_bytes());
             next_sample += 1 << 20;
         }
     }
     sender.join().expect("the writer").expect("send the body");
     let elapsed = started.elapsed();
-    peak = peak.max(server.rss_bytes());
+    peak = peak.max(server.anon_rss_bytes());
     // Still a working keep-alive connection.
     exchange(&mut client, &get("/after"), &ok(b"You say that after"));
     server.assert_alive("after holding 64 MiB");

@@ -594,6 +594,20 @@ impl ServerProcess {
         ServerProcess::start(saythat_under(wrapper, &args))
     }
 
+    /// `serve`, for a test that measures the server's memory (`anon_rss_bytes`): glibc's malloc
+    /// keeps its first mmap threshold (128 KiB). By default it raises the threshold to the size
+    /// of each large block freed, up to 32 MiB, and the trim threshold to twice that, so once an
+    /// output buffer of a few MiB is freed the next ones come from the brk heap, and freed, stay
+    /// resident: RSS then counts the allocator's cache, which varies with the order in which a
+    /// loaded machine lets things happen, not what the server holds.
+    #[track_caller]
+    pub fn serve_measured(args: &[&str]) -> ServerProcess {
+        let args = [&["serve", "--listen", "127.0.0.1:0"], args].concat();
+        let mut cmd = saythat(&args);
+        cmd.env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072");
+        ServerProcess::start(cmd)
+    }
+
     /// Spawns `cmd` (a `saythat serve ...` listening on port 0) and waits for its first
     /// `listening on ADDR` line.
     #[track_caller]
@@ -807,17 +821,28 @@ impl ServerProcess {
 
     /// VmRSS, in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// RssAnon, in bytes: the memory the server allocated, without the pages of its binary and
+    /// libraries, which the kernel evicts and faults back in as the page cache comes and goes.
+    pub fn anon_rss_bytes(&self) -> u64 {
+        self.status_bytes("RssAnon:")
+    }
+
+    /// The `field` line of /proc/PID/status, in bytes (it gives kB).
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/PID/status");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("a VmRSS line");
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("a {field} line in /proc/PID/status"));
         let kib: u64 = line
             .split_whitespace()
             .nth(1)
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS in kB");
+            .unwrap_or_else(|| panic!("{field} in kB"));
         kib * 1024
     }
 
