@@ -38,14 +38,17 @@ pub const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// The longest `--prefix`: the answers to one read are bounded by its size times the prefix length.
 pub const MAX_PREFIX: usize = 4096;
-/// During the drain, a connection idle at a message boundary (nothing of a message held, no
-/// answer waiting, nothing unread) is closed once it has been quiet this long: longer than a
-/// round trip on most paths (intercontinental ones take 150 to 250 ms), so that a
-/// request-response client which has just read its answer has sent the next message, which then
-/// gets its answer rather than our FIN; short enough that idle clients are gone long before
-/// `--shutdown-timeout`. A client silent longer than this between two messages may see the end
-/// of the stream instead of an answer, as it would from any server that closes idle connections.
-pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
+/// `--drain-quiet`'s default, in milliseconds. During the drain, a connection idle at a message
+/// boundary (nothing of a message held, no answer waiting, nothing unread) is closed once it has
+/// been quiet this long: longer than a round trip on most paths (intercontinental ones take 150
+/// to 250 ms), so that a request-response client which has just read its answer has sent the
+/// next message, which then gets its answer rather than our FIN; short enough that idle clients
+/// are gone long before `--shutdown-timeout`. A client silent longer than this between two
+/// messages may see the end of the stream instead of an answer, as it would from any server that
+/// closes idle connections.
+pub const DEFAULT_DRAIN_QUIET_MS: u64 = 250;
+/// The longest `--drain-quiet`: a minute, beyond which the shutdown timeout decides anyway.
+pub const MAX_DRAIN_QUIET_MS: u64 = 60_000;
 /// Connections the admin endpoint (`--metrics-listen`) serves at once: a Prometheus server or
 /// two, a load balancer's health checks, a person with curl. More are refused at accept, so a
 /// flood of them cannot take the descriptors the echo connections need; they fit in
@@ -331,6 +334,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
     pub drain_delay: u64,
 
+    /// During the drain, close a connection once it has been quiet this many milliseconds
+    /// between two messages (1 to 60000): longer than your clients' round trip plus think time,
+    /// so a client between two requests sends its next one rather than meeting our FIN. Busy
+    /// connections finish within `--shutdown-timeout` either way.
+    #[arg(long, value_name = "MS", env = "SAYTHAT_DRAIN_QUIET",
+          default_value_t = DEFAULT_DRAIN_QUIET_MS,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DRAIN_QUIET_MS))]
+    pub drain_quiet: u64,
+
     /// HTTP: name this server in every answer (`X-Served-By: NAME`) and in `format=json`, so a
     /// test behind a balancer sees which instance answered; `host` takes the machine's hostname.
     /// At most 255 visible characters. Off unless given: answers keep their size.
@@ -427,6 +439,7 @@ impl Default for Config {
             reuse_port: false,
             shutdown_timeout: 10,
             drain_delay: 0,
+            drain_quiet: DEFAULT_DRAIN_QUIET_MS,
             instance: None,
             http_defaults: None,
             max_delay: DEFAULT_MAX_DELAY,
@@ -467,6 +480,10 @@ impl Config {
 
     pub fn drain_delay(&self) -> Duration {
         Duration::from_secs(self.drain_delay)
+    }
+
+    pub fn drain_quiet(&self) -> Duration {
+        Duration::from_millis(self.drain_quiet)
     }
 }
 

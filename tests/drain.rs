@@ -1,6 +1,6 @@
 //! The drain closes what it can without cutting anything: a connection idle at a message
 //! boundary (nothing of a message held, no answer waiting, nothing unread), quiet for
-//! `DRAIN_QUIET`, gets a clean end of stream after all its answers, long before
+//! `--drain-quiet` (250 ms unless given), gets a clean end of stream after all its answers, long before
 //! `--shutdown-timeout`; one in the middle of a message is closed only once the message is
 //! answered; an HTTP request that arrives during the drain is answered `Connection: close`.
 //! The shutdown timeout here is a minute, so a server that waited for it fails every test.
@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use common::http::*;
 use common::*;
-use saythat::config::DRAIN_QUIET;
+use saythat::config::DEFAULT_DRAIN_QUIET_MS;
 use saythat::{Config, FramingKind};
+
+/// `--drain-quiet`'s default.
+const DRAIN_QUIET: Duration = Duration::from_millis(DEFAULT_DRAIN_QUIET_MS);
 
 /// Far below the one-minute shutdown timeout, far above `DRAIN_QUIET` and the lingering close.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -56,6 +59,42 @@ fn idle_connections_get_their_answers_then_a_clean_end_of_stream() {
     let summary = server.wait(PROMPTLY);
     assert_eq!(summary.closed_at_drain, 5, "closed between messages");
     assert_eq!(summary.cut_at_shutdown, 0, "cut at shutdown");
+}
+
+/// `--drain-quiet` sets how long an idle connection stays during the drain: 3 s, twelve times
+/// the default, holds an idle client that long, and a client that sends within it is answered.
+#[test]
+fn drain_quiet_sets_how_long_an_idle_connection_stays() {
+    let quiet = Duration::from_secs(3);
+    let server = TestServer::start(&Config {
+        drain_quiet: quiet.as_millis() as u64,
+        ..config(FramingKind::Chunk)
+    });
+    let mut idle = server.connect();
+    let mut talking = server.connect();
+    // The idle client's quiet runs from its last message, before the shutdown.
+    let last_message = Instant::now();
+    roundtrip(&mut idle, b"hello");
+    roundtrip(&mut talking, b"hello");
+    let asked = Instant::now();
+    server.handle.shutdown();
+    // Past the default's quiet time the client still talks: answered, not parted.
+    thread::sleep(4 * DRAIN_QUIET);
+    assert!(
+        asked.elapsed() < quiet,
+        "the machine took too long to test this"
+    );
+    roundtrip(&mut talking, b"still here");
+    expect_eof(&mut idle);
+    let took = last_message.elapsed();
+    assert!(
+        took >= quiet && took < quiet + PROMPTLY,
+        "the idle client was closed {took:?} after its last message, with --drain-quiet {quiet:?}"
+    );
+    expect_eof(&mut talking);
+    drop((idle, talking));
+    let summary = server.wait(PROMPTLY);
+    assert_eq!(summary.closed_at_drain, 2, "closed between messages");
 }
 
 /// Line echo: a connection holding half a line is not closed, however long it waits; once the

@@ -1,26 +1,27 @@
 //! The drain's say in a connection's life: when a connection may be closed between two messages
-//! (idle at a message boundary for `DRAIN_QUIET`), whether a look finds it still quiet, and which
+//! (idle at a message boundary for `--drain-quiet`), whether a look finds it still quiet, and which
 //! connections it parted, so that their close counts as `drain`. A [`Drain`] decides and
 //! remembers; it never closes, reads or writes a connection itself (a one-byte peek excepted),
 //! and costs nothing before the drain.
 
 use std::collections::HashSet;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::slots::Slots;
 use super::timers::Timers;
-use crate::config::DRAIN_QUIET;
 use crate::connection::{Connection, Phase};
 use crate::framing::Protocol;
 
 /// The connections the drain parted, until their close.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Drain {
     /// Connections closed at a message boundary for the drain, by id, until their lingering
     /// close ends: they count as `drain`. A set beside the slab rather than a field, so a
     /// connection stays as small as it was; empty until the drain.
     parting: HashSet<u64>,
+    /// `--drain-quiet`: how long a connection idle at a message boundary stays.
+    quiet: Duration,
 }
 
 /// What a look at a connection idle at a message boundary found.
@@ -36,20 +37,28 @@ pub(super) enum Look {
 }
 
 impl Drain {
+    pub fn new(quiet: Duration) -> Drain {
+        Drain {
+            parting: HashSet::new(),
+            quiet,
+        }
+    }
+
     /// During the drain, when to look at a connection again: one idle at a message boundary (the
     /// protocol holds nothing, no answer waits, nothing is left to read) may be closed once it
-    /// has been quiet for `DRAIN_QUIET`; one busy or in the middle of a message is looked at
+    /// has been quiet for `--drain-quiet`; one busy or in the middle of a message is looked at
     /// again after that long; one already closing needs no look.
     pub fn look_at<P: Protocol>(
+        &self,
         protocol: &P,
         conn: &Connection<P::Session>,
         now: Instant,
     ) -> Option<Instant> {
         match conn.phase {
             Phase::Open if Drain::at_boundary(protocol, conn) => {
-                Some(conn.last_active + DRAIN_QUIET)
+                Some(conn.last_active + self.quiet)
             }
-            Phase::Open | Phase::Paused | Phase::Waiting => Some(now + DRAIN_QUIET),
+            Phase::Open | Phase::Paused | Phase::Waiting => Some(now + self.quiet),
             Phase::PeerDone | Phase::Closing | Phase::Lingering | Phase::Dead => None,
         }
     }
@@ -67,13 +76,14 @@ impl Drain {
     /// those idle at a message boundary; activity only moves the look later, as with idle
     /// timeouts.
     pub fn start<P: Protocol>(
+        &self,
         protocol: &P,
         slots: &mut Slots<P::Session>,
         timers: &mut Timers,
         now: Instant,
     ) {
         for (key, conn) in slots.iter_mut() {
-            if let Some(at) = Drain::look_at(protocol, conn, now) {
+            if let Some(at) = self.look_at(protocol, conn, now) {
                 timers.arm(&mut conn.timer_at, at, key, conn.id);
             }
         }
@@ -88,7 +98,7 @@ impl Drain {
                 Look::Part
             }
             _ => Look::ReadFirst {
-                again: now + DRAIN_QUIET,
+                again: now + self.quiet,
             },
         }
     }

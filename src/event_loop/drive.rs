@@ -86,7 +86,7 @@ impl<P: Protocol> Connections<P> {
             pool: Pool::new(),
             ready: Ready::default(),
             timers: Timers::default(),
-            drain: Drain::default(),
+            drain: Drain::new(config.drain_quiet()),
             now: Instant::now(),
             tally: Tally::default(),
             turn_budget: usize::MAX,

@@ -11,7 +11,7 @@ use log::debug;
 use super::{linger, Connections};
 use crate::config::LINGER;
 use crate::connection::{Input, Phase};
-use crate::event_loop::drain::{Drain, Look};
+use crate::event_loop::drain::Look;
 use crate::framing::{Answers, Next, Origin, Protocol};
 use crate::metrics::CloseReason;
 
@@ -40,7 +40,7 @@ impl<P: Protocol> Connections<P> {
                 .then(|| self.protocol.deadline(&conn.session))
                 .flatten();
             let part_at = draining
-                .then(|| Drain::look_at(&self.protocol, conn, now))
+                .then(|| self.drain.look_at(&self.protocol, conn, now))
                 .flatten();
             if handshake_end.is_some_and(|end| end <= now) {
                 debug!("the TLS handshake with {} timed out", conn.peer());
@@ -67,7 +67,7 @@ impl<P: Protocol> Connections<P> {
     /// The drain begins: the protocol hears it, and every connection gets a look.
     pub fn start_drain(&mut self, now: Instant) {
         self.protocol.on_drain();
-        Drain::start(&self.protocol, &mut self.slots, &mut self.timers, now);
+        (self.drain).start(&self.protocol, &mut self.slots, &mut self.timers, now);
     }
 
     /// Closes a connection idle at a message boundary during the drain with our FIN and the
