@@ -11,6 +11,7 @@
 mod certs;
 mod plain;
 mod tls;
+mod tls_stream;
 
 use std::io;
 use std::time::Instant;
@@ -18,7 +19,8 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 pub use certs::{TlsError, TlsFiles};
-pub use tls::{Tls, TlsServer, TlsStream};
+pub use tls::{Tls, TlsServer};
+pub use tls_stream::TlsStream;
 
 /// How a connection's bytes travel.
 #[derive(Debug)]

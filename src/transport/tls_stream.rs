@@ -1,0 +1,613 @@
+//! One connection's TLS session on rustls's unbuffered API, fed by the loop's readiness like the
+//! plain socket. Ciphertext is read straight into a per-connection buffer that rustls decrypts
+//! in place; records are sealed into a scratch buffer the loop's thread shares and written at
+//! once, and only what the socket did not take is kept, in a buffer that exists only then.
+//! Must never hold more than one record's plaintext and one write's worth of sealed records
+//! (`--max-pending`), never treat a full socket as an error, and never let a peer's bytes panic
+//! or spin the loop: they end its connection with an alert.
+//!
+//! rustls 0.23 still copies each decrypted record into a `Vec` of its own, and seals each
+//! record into one before copying it to our buffer: those two allocations per message are
+//! rustls's, and stay until its API lends the caller's buffers all the way through.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, WriteTraffic,
+};
+
+/// The answer to a plain HTTP request on a TLS port in HTTP mode, as nginx gives it: a TLS
+/// alert would read as garbage to the client that sent it.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 51\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https:// to reach it.\n";
+
+/// Socket reads one read of plaintext may make without any plaintext coming out (about 8 records'
+/// worth, a read budget's), so a peer sending records that carry none cannot hold the loop.
+const MAX_READS_WITHOUT_PLAINTEXT: usize = 8;
+
+/// What the ciphertext buffer holds between messages, and shrinks back to once emptied: one
+/// socket read, as rustls's buffered API reads.
+const INCOMING_SMALL: usize = 4096;
+
+/// The most the ciphertext buffer grows to: a handshake message rustls joins from records
+/// (64 KiB at most) and one more record (16 KiB of plaintext and TLS 1.2's 2 KiB of expansion).
+/// Past it the peer is refused.
+const INCOMING_MAX: usize = 0x1_0004 + 5 + 16 * 1024 + 2048;
+
+/// The most plaintext one record carries (TLS's limit; `--max-pending` may cap it lower).
+const RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Plaintext sealed for one socket write (`--max-pending` may cap it lower): four full
+/// records, one syscall.
+const WRITE_BATCH: usize = 4 * RECORD_PLAINTEXT;
+
+/// Room a record needs beyond its plaintext (header, content type, nonce, tag; 29 B at most
+/// with the default suites); rustls says when it needs more, and the scratch grows.
+const RECORD_OVERHEAD: usize = 64;
+
+thread_local! {
+    /// Records sealed for one socket write, shared by the loop's connections (one thread, one
+    /// loop): `WRITE_BATCH` and its records' overhead at most.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The first bytes a connection sent, kept while the handshake has not begun, to tell a plain
+/// HTTP request from garbage.
+#[derive(Debug, Default)]
+pub(super) struct Head {
+    pub(super) bytes: [u8; 8],
+    pub(super) len: usize,
+}
+
+impl Head {
+    pub(super) fn looks_like_http(&self) -> bool {
+        let head = &self.bytes[..self.len];
+        let method = head.iter().take_while(|b| b.is_ascii_uppercase()).count();
+        method >= 3 && head.get(method) == Some(&b' ')
+    }
+}
+
+/// Bytes kept in a buffer with a read position: `buf[at..]` waits.
+#[derive(Debug, Default)]
+struct Kept {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Kept {
+    fn is_empty(&self) -> bool {
+        self.at == self.buf.len()
+    }
+
+    /// Marks `n` more bytes used; once all are, gives the memory back if it grew past `keep`.
+    fn consume(&mut self, n: usize, keep: usize) {
+        self.at += n;
+        if self.is_empty() {
+            self.at = 0;
+            self.buf.clear();
+            if self.buf.capacity() > keep {
+                self.buf = Vec::new();
+            }
+        }
+    }
+}
+
+/// What a pass over rustls's states is for.
+enum Want<'a> {
+    /// Plaintext into this buffer.
+    Read(&'a mut [u8]),
+    /// This plaintext sealed and sent.
+    Write(&'a [u8]),
+    /// Our `close_notify` sealed and sent.
+    Close,
+}
+
+/// Where a pass over rustls's states stopped.
+enum Got {
+    /// Plaintext copied out (0: the peer's `close_notify`).
+    Read(usize),
+    /// Plaintext taken.
+    Wrote(usize),
+    /// rustls needs more ciphertext first.
+    Blocked,
+}
+
+/// One connection's TLS session.
+pub struct TlsStream {
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read from the socket; `incoming[start..filled]` is not yet discarded by
+    /// rustls. Its length is its capacity: `INCOMING_SMALL`, more only while a record or
+    /// handshake message needs it.
+    incoming: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// Plaintext decrypted and not yet handed out: a record longer than the caller's buffer,
+    /// or records rustls decrypted while we wrote. Empty on the common path.
+    rest: Kept,
+    /// Sealed records the socket did not take yet (and the handshake's). Empty, with no
+    /// memory, on the common path; while it is not, `write` takes nothing more.
+    held: Kept,
+    /// Plaintext per record, and per socket write: `--max-pending` caps both.
+    record: usize,
+    batch: usize,
+    /// When the handshake must be done (`--handshake-timeout` from accept); `None` once done.
+    handshake_until: Option<Instant>,
+    /// The last read found the socket empty (it would block, or read short when that proves
+    /// it drained).
+    socket_drained: bool,
+    /// `incoming` still held bytes after the last plaintext handed out: maybe whole records.
+    records_ready: bool,
+    /// The peer's `close_notify` arrived: every read from now on is the end of the stream.
+    peer_closed: bool,
+    /// ... and that end is not yet handed out.
+    eof_pending: bool,
+    /// The socket said end of stream.
+    socket_eof: bool,
+    /// rustls failed and its alert is out: nothing more goes through.
+    failed: bool,
+    /// The last read stopped before the socket's end after `MAX_READS_WITHOUT_PLAINTEXT`.
+    more: bool,
+    /// The subject of the client's certificate, read once the handshake is done (mutual TLS
+    /// only: no certificate, no string).
+    subject: Option<Box<str>>,
+    http: bool,
+    head: Head,
+}
+
+impl std::fmt::Debug for TlsStream {
+    // rustls's unbuffered connection has no `Debug`; the state is what a log line needs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("handshaking", &self.handshake_until.is_some())
+            .field("ciphertext", &(self.filled - self.start))
+            .field("plaintext", &(self.rest.buf.len() - self.rest.at))
+            .field("held", &(self.held.buf.len() - self.held.at))
+            .field("peer_closed", &self.peer_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsStream {
+    /// A new server-side session: `max_pending` caps the plaintext per record and per write.
+    pub(super) fn new(
+        conn: UnbufferedServerConnection,
+        max_pending: usize,
+        handshake_until: Instant,
+        http: bool,
+    ) -> TlsStream {
+        TlsStream {
+            conn,
+            incoming: Vec::new(),
+            start: 0,
+            filled: 0,
+            rest: Kept::default(),
+            held: Kept::default(),
+            record: max_pending.clamp(1, RECORD_PLAINTEXT),
+            batch: max_pending.clamp(1, WRITE_BATCH),
+            handshake_until: Some(handshake_until),
+            socket_drained: false,
+            records_ready: false,
+            peer_closed: false,
+            eof_pending: false,
+            socket_eof: false,
+            failed: false,
+            more: false,
+            subject: None,
+            http,
+            head: Head::default(),
+        }
+    }
+
+    /// Plaintext into `buf`: what is decrypted first, else ciphertext read and decrypted until
+    /// plaintext comes out or the socket is empty (WouldBlock).
+    #[inline(never)]
+    pub(super) fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        buf: &mut [u8],
+        trust_short: bool,
+    ) -> io::Result<usize> {
+        self.socket_drained = false;
+        self.more = false;
+        if !self.rest.is_empty() {
+            return Ok(take(&mut self.rest, buf));
+        }
+        if self.peer_closed {
+            self.eof_pending = false;
+            return Ok(0);
+        }
+        let mut reads = 0;
+        loop {
+            // With no ciphertext left, rustls has nothing to say: every pass runs until it
+            // needs input, and plaintext or an alert to send comes only from a record.
+            if self.start < self.filled {
+                if let Got::Read(n) = self.advance(socket, Want::Read(buf))? {
+                    return Ok(n);
+                }
+            }
+            self.records_ready = false;
+            if self.socket_drained {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if self.socket_eof {
+                return self.unclean_end();
+            }
+            if reads == MAX_READS_WITHOUT_PLAINTEXT {
+                // Records with nothing to hand out (handshake, alerts, empty ones) must not hold
+                // the loop: the rest is read next turn.
+                self.more = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            reads += 1;
+            match self.fill(socket) {
+                Ok((0, _)) => self.socket_eof = true,
+                Ok((n, asked)) => self.socket_drained = trust_short && n < asked,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket_drained = true;
+                    return Err(e);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One socket read into the ciphertext buffer, made room for first: gives the bytes read
+    /// and the bytes asked.
+    fn fill(&mut self, socket: &mut TcpStream) -> io::Result<(usize, usize)> {
+        if self.start > 0 {
+            self.incoming.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+        if self.filled == self.incoming.len() {
+            // rustls needs all the buffer holds before it can go on: one whole record, or the
+            // records of one handshake message.
+            let grown = (self.incoming.len() * 2).clamp(INCOMING_SMALL, INCOMING_MAX);
+            if grown == self.incoming.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a TLS record or handshake message larger than rustls allows",
+                ));
+            }
+            self.incoming.resize(grown, 0);
+        }
+        let space = &mut self.incoming[self.filled..];
+        let asked = space.len();
+        let n = socket.read(space)?;
+        if self.head.len < self.head.bytes.len() {
+            let take = n.min(self.head.bytes.len() - self.head.len);
+            let head = &mut self.head;
+            head.bytes[head.len..head.len + take].copy_from_slice(&space[..take]);
+            head.len += take;
+        }
+        self.filled += n;
+        Ok((n, asked))
+    }
+
+    /// Drives rustls over the ciphertext read until it gives what `want` asks, or needs more:
+    /// handshake records are sealed into `held` and written, records decrypted are copied out
+    /// (or kept when `want` is not a read), plaintext is sealed and written.
+    fn advance(&mut self, socket: &mut TcpStream, mut want: Want<'_>) -> io::Result<Got> {
+        if self.failed {
+            return Err(invalid("the TLS session failed"));
+        }
+        loop {
+            let status = self
+                .conn
+                .process_tls_records(&mut self.incoming[self.start..self.filled]);
+            let discard = status.discard;
+            let mut got = None;
+            match status.state {
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    // One record per pass: rustls yields the next one at the next pass.
+                    if let Some(record) = traffic.next_record() {
+                        let payload = record.map_err(invalid)?.payload;
+                        match &mut want {
+                            Want::Read(buf) if payload.len() <= buf.len() => {
+                                buf[..payload.len()].copy_from_slice(payload);
+                                got = Some(Got::Read(payload.len()));
+                            }
+                            Want::Read(buf) => {
+                                // Longer than `buf`: handed out piece by piece.
+                                self.rest.buf.extend_from_slice(payload);
+                                got = Some(Got::Read(take(&mut self.rest, buf)));
+                            }
+                            _ => self.rest.buf.extend_from_slice(payload),
+                        }
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let held = &mut self.held.buf;
+                    let at = held.len();
+                    let need = match encode.encode(&mut []) {
+                        Err(EncodeError::InsufficientSize(size)) => size.required_size,
+                        _ => 0,
+                    };
+                    held.resize(at + need, 0);
+                    let n = encode.encode(&mut held[at..]).unwrap_or(0);
+                    held.truncate(at + n);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // What the socket does not take waits in `held` for WRITABLE.
+                    send_held(&mut self.held, socket)?;
+                    transmit.done();
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    got = Some(match &want {
+                        Want::Read(_) => Got::Blocked,
+                        Want::Write(_) if !self.held.is_empty() => Got::Wrote(0),
+                        Want::Write(data) => {
+                            let limits = (self.record, self.batch);
+                            Got::Wrote(seal(&mut traffic, data, limits, socket, &mut self.held)?)
+                        }
+                        Want::Close => {
+                            let held = &mut self.held.buf;
+                            let at = held.len();
+                            held.resize(at + RECORD_OVERHEAD, 0);
+                            let n = traffic.queue_close_notify(&mut held[at..]).unwrap_or(0);
+                            held.truncate(at + n);
+                            send_held(&mut self.held, socket)?;
+                            Got::Wrote(0)
+                        }
+                    });
+                }
+                Ok(ConnectionState::BlockedHandshake) => got = Some(Got::Blocked),
+                Ok(ConnectionState::PeerClosed) => {
+                    // Edge-triggered: noted for every read from now on. We may still write.
+                    self.peer_closed = true;
+                    self.eof_pending = true;
+                    if let Want::Read(_) = want {
+                        self.eof_pending = false;
+                        got = Some(Got::Read(0));
+                    }
+                }
+                Ok(ConnectionState::Closed) => {
+                    self.peer_closed = true;
+                    got = Some(match want {
+                        Want::Read(_) => Got::Read(0),
+                        _ => Got::Blocked,
+                    });
+                }
+                Ok(_) => return Err(invalid("early data, which this server never accepts")),
+                Err(e) => {
+                    self.start += discard;
+                    return Err(self.fail(socket, e));
+                }
+            }
+            self.start += discard;
+            if self.start == self.filled {
+                self.start = 0;
+                self.filled = 0;
+                if self.incoming.len() > INCOMING_SMALL {
+                    self.incoming = vec![0; INCOMING_SMALL];
+                }
+            }
+            if self.handshake_until.is_some() && !self.conn.is_handshaking() {
+                self.handshake_done();
+            }
+            if let Some(got) = got {
+                if let Got::Read(n) = got {
+                    self.records_ready = n > 0 && self.filled > 0;
+                }
+                return Ok(got);
+            }
+        }
+    }
+
+    /// The peer broke the protocol: it hears why (an alert, or a 400 if it spoke plain HTTP),
+    /// and the error ends the connection as `tls_error`.
+    #[cold]
+    fn fail(&mut self, socket: &mut TcpStream, e: rustls::Error) -> io::Error {
+        if self.http && self.conn.is_handshaking() && self.head.looks_like_http() {
+            // Best effort: the connection ends here either way.
+            let _ = socket.write(PLAIN_HTTP_ANSWER);
+            return invalid("a plain HTTP request on the TLS port (answered 400)");
+        }
+        // The alert rustls queued comes out at the next pass, before it would look at the
+        // ciphertext again (which would fail again): one pass, no more.
+        self.failed = true;
+        let status = self
+            .conn
+            .process_tls_records(&mut self.incoming[self.start..self.filled]);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
+            let mut alert = [0; RECORD_OVERHEAD];
+            if let Ok(n) = encode.encode(&mut alert) {
+                self.held.buf.extend_from_slice(&alert[..n]);
+            }
+        }
+        // Best effort: the connection ends here either way.
+        let _ = send_held(&mut self.held, socket);
+        invalid(e)
+    }
+
+    /// The peer closed without `close_notify`: an error while the handshake is unfinished, else
+    /// the end of the stream (an echo has no length a truncation could cut short unseen).
+    fn unclean_end(&mut self) -> io::Result<usize> {
+        if self.conn.is_handshaking() {
+            return Err(invalid("the peer closed during the TLS handshake"));
+        }
+        Ok(0)
+    }
+
+    /// The handshake just completed: no deadline any more, and the client's certificate, if
+    /// any, is read for its subject.
+    #[cold]
+    fn handshake_done(&mut self) {
+        self.handshake_until = None;
+        let first = self
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        if let Some(Ok((_, cert))) = first.map(|der| x509_parser::parse_x509_certificate(der)) {
+            self.subject = Some(cert.subject().to_string().into());
+        }
+    }
+
+    pub(super) fn peer_identity(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// Whether the last read left the socket empty.
+    pub(super) fn socket_drained(&self) -> bool {
+        self.socket_drained
+    }
+
+    /// Seals as much of `data` as one write's batches take and writes it; `Ok(0)` while sealed
+    /// records wait for the socket (backpressure: the rest waits in our output) or the
+    /// handshake holds plaintext back.
+    #[inline(never)]
+    pub(super) fn write(&mut self, socket: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+        if !self.held.is_empty() && send_held(&mut self.held, socket)? {
+            return Ok(0);
+        }
+        match self.advance(socket, Want::Write(data))? {
+            Got::Wrote(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    /// Writes the records held until the socket would block; true if it did.
+    #[inline(never)]
+    pub(super) fn flush(&mut self, socket: &mut TcpStream) -> io::Result<bool> {
+        send_held(&mut self.held, socket)
+    }
+
+    pub(super) fn wants_write(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    pub(super) fn holds_input(&self) -> bool {
+        !self.rest.is_empty() || self.eof_pending || self.more || self.records_ready
+    }
+
+    /// Seals `close_notify` and writes it if the socket takes it now.
+    pub(super) fn close_notify(&mut self, socket: &mut TcpStream) {
+        // Best effort: the FIN follows either way.
+        let _ = self.advance(socket, Want::Close);
+    }
+
+    pub(super) fn handshake_deadline(&self) -> Option<Instant> {
+        self.handshake_until
+    }
+}
+
+/// Seals `data` into the thread's scratch, `limits.1` of plaintext per socket write in
+/// records of `limits.0`, and writes each batch; what the socket does not take of a batch is
+/// kept in `held`, and what it sealed counts as taken. Gives the plaintext taken.
+fn seal(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    data: &[u8],
+    (record, batch): (usize, usize),
+    socket: &mut TcpStream,
+    held: &mut Kept,
+) -> io::Result<usize> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut taken = 0;
+        while taken < data.len() {
+            let end = data.len().min(taken + batch);
+            let mut sealed = 0;
+            while taken < end {
+                let piece = &data[taken..end.min(taken + record)];
+                let need = sealed + piece.len() + RECORD_OVERHEAD;
+                if scratch.len() < need {
+                    scratch.resize(need, 0);
+                }
+                match traffic.encrypt(piece, &mut scratch[sealed..]) {
+                    Ok(n) => sealed += n,
+                    Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                        required_size,
+                    })) => {
+                        scratch.resize(sealed + required_size, 0);
+                        continue;
+                    }
+                    Err(e) => return Err(invalid(e)),
+                }
+                taken += piece.len();
+            }
+            let sent = send(socket, &scratch[..sealed])?;
+            if sent < sealed {
+                held.buf.extend_from_slice(&scratch[sent..sealed]);
+                break;
+            }
+        }
+        Ok(taken)
+    })
+}
+
+/// Hands out plaintext kept in `rest`.
+fn take(rest: &mut Kept, buf: &mut [u8]) -> usize {
+    let kept = &rest.buf[rest.at..];
+    let n = kept.len().min(buf.len());
+    buf[..n].copy_from_slice(&kept[..n]);
+    rest.consume(n, RECORD_PLAINTEXT);
+    n
+}
+
+/// Writes what `held` keeps until the socket would block; true if it did.
+fn send_held(held: &mut Kept, socket: &mut TcpStream) -> io::Result<bool> {
+    if held.is_empty() {
+        return Ok(false);
+    }
+    let n = send(socket, &held.buf[held.at..])?;
+    held.consume(n, 0);
+    Ok(!held.is_empty())
+}
+
+/// Writes `bytes` until done or the socket would block; gives the bytes written.
+fn send(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+fn invalid<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Head;
+
+    fn head(bytes: &[u8]) -> Head {
+        let mut head = Head::default();
+        let len = bytes.len().min(head.bytes.len());
+        head.bytes[..len].copy_from_slice(&bytes[..len]);
+        head.len = len;
+        head
+    }
+
+    /// A plain HTTP request is told from a ClientHello and from garbage by its first bytes.
+    #[test]
+    fn a_plain_http_request_is_told_by_its_method() {
+        for request in [
+            &b"GET / HTTP/1.1"[..],
+            b"POST /x",
+            b"OPTIONS * HTTP/1.1",
+            b"PUT ",
+        ] {
+            assert!(head(request).looks_like_http(), "{request:?}");
+        }
+        for other in [
+            &[0x16, 0x03, 0x01, 0x02, 0x00][..],
+            b"get / x",
+            b"GE",
+            b"AB /",
+            b"\0\0\0",
+        ] {
+            assert!(!head(other).looks_like_http(), "{other:?}");
+        }
+    }
+}
