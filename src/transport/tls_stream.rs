@@ -29,8 +29,7 @@ Content-Length: 51\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https
 /// worth, a read budget's), so a peer sending records that carry none cannot hold the loop.
 const MAX_READS_WITHOUT_PLAINTEXT: usize = 8;
 
-/// What the ciphertext buffer holds between messages, and shrinks back to once emptied: one
-/// socket read, as rustls's buffered API reads.
+/// What a connection's own ciphertext buffer starts at, when rustls leaves bytes behind.
 const INCOMING_SMALL: usize = 4096;
 
 /// The most the ciphertext buffer grows to: a handshake message rustls joins from records
@@ -49,7 +48,14 @@ const WRITE_BATCH: usize = 4 * RECORD_PLAINTEXT;
 /// with the default suites); rustls says when it needs more, and the scratch grows.
 const RECORD_OVERHEAD: usize = 64;
 
+/// One socket read into the shared buffer: a whole record of the largest kind (16 KiB of
+/// plaintext and TLS 1.2's 2 KiB of expansion, behind its 5-byte header).
+const SHARED_READ: usize = 5 + 16 * 1024 + 2048;
+
 thread_local! {
+    /// Where ciphertext lands when a connection keeps none (the common case): a connection
+    /// keeps its own buffer only for what rustls leaves, so an idle one holds none.
+    static SHARED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Records sealed for one socket write, shared by the loop's connections (one thread, one
     /// loop): `WRITE_BATCH` and its records' overhead at most.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -64,6 +70,17 @@ pub(super) struct Head {
 }
 
 impl Head {
+    /// Keeps the first of `bytes` while the head is not full.
+    #[inline]
+    fn note(&mut self, bytes: &[u8]) {
+        if self.len == self.bytes.len() {
+            return;
+        }
+        let take = bytes.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+        self.len += take;
+    }
+
     pub(super) fn looks_like_http(&self) -> bool {
         let head = &self.bytes[..self.len];
         let method = head.iter().take_while(|b| b.is_ascii_uppercase()).count();
@@ -116,12 +133,21 @@ enum Got {
     Blocked,
 }
 
+/// What one socket read gave.
+enum Filled {
+    /// Plaintext, already decrypted into the caller's buffer.
+    Plaintext(usize),
+    /// Ciphertext kept: bytes read, bytes asked.
+    Socket(usize, usize),
+}
+
 /// One connection's TLS session.
 pub struct TlsStream {
     conn: UnbufferedServerConnection,
-    /// Ciphertext read from the socket; `incoming[start..filled]` is not yet discarded by
-    /// rustls. Its length is its capacity: `INCOMING_SMALL`, more only while a record or
-    /// handshake message needs it.
+    /// Ciphertext rustls left (a record cut by a read, records past the caller's buffer, a
+    /// handshake message in pieces): `incoming[start..filled]`, read on into until rustls has
+    /// used it all, then freed. Its length is its capacity: 4 KiB at first, grown while one
+    /// record or handshake message needs more.
     incoming: Vec<u8>,
     start: usize,
     filled: usize,
@@ -225,7 +251,7 @@ impl TlsStream {
             // With no ciphertext left, rustls has nothing to say: every pass runs until it
             // needs input, and plaintext or an alert to send comes only from a record.
             if self.start < self.filled {
-                if let Got::Read(n) = self.advance(socket, Want::Read(buf))? {
+                if let Got::Read(n) = self.advance_kept(socket, Want::Read(buf))? {
                     return Ok(n);
                 }
             }
@@ -243,9 +269,14 @@ impl TlsStream {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             reads += 1;
-            match self.fill(socket) {
-                Ok((0, _)) => self.socket_eof = true,
-                Ok((n, asked)) => self.socket_drained = trust_short && n < asked,
+            let read = match self.start < self.filled {
+                true => self.fill(socket),
+                false => self.read_shared(socket, buf, trust_short),
+            };
+            match read {
+                Ok(Filled::Plaintext(n)) => return Ok(n),
+                Ok(Filled::Socket(0, _)) => self.socket_eof = true,
+                Ok(Filled::Socket(n, asked)) => self.socket_drained = trust_short && n < asked,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.socket_drained = true;
                     return Err(e);
@@ -256,9 +287,41 @@ impl TlsStream {
         }
     }
 
-    /// One socket read into the ciphertext buffer, made room for first: gives the bytes read
-    /// and the bytes asked.
-    fn fill(&mut self, socket: &mut TcpStream) -> io::Result<(usize, usize)> {
+    /// The common case, nothing kept: one socket read into the loop's shared buffer, decrypted
+    /// from there into `buf`. Only what rustls leaves (a record cut by the read, records past
+    /// `buf`) is copied into this connection's own buffer.
+    fn read_shared(
+        &mut self,
+        socket: &mut TcpStream,
+        buf: &mut [u8],
+        trust_short: bool,
+    ) -> io::Result<Filled> {
+        SHARED.with_borrow_mut(|shared| {
+            if shared.len() < SHARED_READ {
+                shared.resize(SHARED_READ, 0);
+            }
+            let n = socket.read(&mut shared[..])?;
+            self.head.note(&shared[..n]);
+            if n == 0 {
+                return Ok(Filled::Socket(0, shared.len()));
+            }
+            self.socket_drained = trust_short && n < shared.len();
+            let (got, used) = self.advance(socket, &mut shared[..n], Want::Read(buf))?;
+            if used < n {
+                self.incoming = shared[used..n].to_vec();
+                self.start = 0;
+                self.filled = n - used;
+            }
+            Ok(match got {
+                Got::Read(plain) => Filled::Plaintext(plain),
+                _ => Filled::Socket(n, shared.len()),
+            })
+        })
+    }
+
+    /// One socket read into this connection's own buffer, behind what it keeps (made room for
+    /// first).
+    fn fill(&mut self, socket: &mut TcpStream) -> io::Result<Filled> {
         if self.start > 0 {
             self.incoming.copy_within(self.start..self.filled, 0);
             self.filled -= self.start;
@@ -269,8 +332,7 @@ impl TlsStream {
             // records of one handshake message.
             let grown = (self.incoming.len() * 2).clamp(INCOMING_SMALL, INCOMING_MAX);
             if grown == self.incoming.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
+                return Err(invalid(
                     "a TLS record or handshake message larger than rustls allows",
                 ));
             }
@@ -279,27 +341,44 @@ impl TlsStream {
         let space = &mut self.incoming[self.filled..];
         let asked = space.len();
         let n = socket.read(space)?;
-        if self.head.len < self.head.bytes.len() {
-            let take = n.min(self.head.bytes.len() - self.head.len);
-            let head = &mut self.head;
-            head.bytes[head.len..head.len + take].copy_from_slice(&space[..take]);
-            head.len += take;
-        }
-        self.filled += n;
-        Ok((n, asked))
+        let (start, end) = (self.filled, self.filled + n);
+        self.filled = end;
+        self.head.note(&self.incoming[start..end]);
+        Ok(Filled::Socket(n, asked))
     }
 
-    /// Drives rustls over the ciphertext read until it gives what `want` asks, or needs more:
-    /// handshake records are sealed into `held` and written, records decrypted are copied out
-    /// (or kept when `want` is not a read), plaintext is sealed and written.
-    fn advance(&mut self, socket: &mut TcpStream, mut want: Want<'_>) -> io::Result<Got> {
+    /// [`TlsStream::advance`] over this connection's own buffer; freed once rustls used it all.
+    fn advance_kept(&mut self, socket: &mut TcpStream, want: Want<'_>) -> io::Result<Got> {
+        let mut kept = std::mem::take(&mut self.incoming);
+        let result = self.advance(socket, &mut kept[self.start..self.filled], want);
+        self.incoming = kept;
+        let (got, used) = result?;
+        self.start += used;
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+            self.incoming = Vec::new();
+        }
+        Ok(got)
+    }
+
+    /// Drives rustls over `incoming` until it gives what `want` asks, or needs more: handshake
+    /// records are sealed into `held` and written, records decrypted are copied out (as many
+    /// as `buf` takes; the rest kept when `want` is not a read), plaintext is sealed and
+    /// written. Gives where it stopped and the bytes of `incoming` rustls is done with.
+    fn advance(
+        &mut self,
+        socket: &mut TcpStream,
+        incoming: &mut [u8],
+        mut want: Want<'_>,
+    ) -> io::Result<(Got, usize)> {
         if self.failed {
             return Err(invalid("the TLS session failed"));
         }
+        let mut at = 0;
+        let mut plain = 0;
         loop {
-            let status = self
-                .conn
-                .process_tls_records(&mut self.incoming[self.start..self.filled]);
+            let status = self.conn.process_tls_records(&mut incoming[at..]);
             let discard = status.discard;
             let mut got = None;
             match status.state {
@@ -308,14 +387,11 @@ impl TlsStream {
                     if let Some(record) = traffic.next_record() {
                         let payload = record.map_err(invalid)?.payload;
                         match &mut want {
-                            Want::Read(buf) if payload.len() <= buf.len() => {
-                                buf[..payload.len()].copy_from_slice(payload);
-                                got = Some(Got::Read(payload.len()));
-                            }
-                            Want::Read(buf) => {
-                                // Longer than `buf`: handed out piece by piece.
-                                self.rest.buf.extend_from_slice(payload);
-                                got = Some(Got::Read(take(&mut self.rest, buf)));
+                            Want::Read(buf)
+                                if self.rest.is_empty() && payload.len() <= buf.len() - plain =>
+                            {
+                                buf[plain..plain + payload.len()].copy_from_slice(payload);
+                                plain += payload.len();
                             }
                             _ => self.rest.buf.extend_from_slice(payload),
                         }
@@ -361,48 +437,55 @@ impl TlsStream {
                     // Edge-triggered: noted for every read from now on. We may still write.
                     self.peer_closed = true;
                     self.eof_pending = true;
-                    if let Want::Read(_) = want {
-                        self.eof_pending = false;
-                        got = Some(Got::Read(0));
-                    }
                 }
                 Ok(ConnectionState::Closed) => {
                     self.peer_closed = true;
-                    got = Some(match want {
-                        Want::Read(_) => Got::Read(0),
-                        _ => Got::Blocked,
-                    });
+                    self.eof_pending = true;
+                    got = Some(Got::Blocked);
                 }
                 Ok(_) => return Err(invalid("early data, which this server never accepts")),
                 Err(e) => {
-                    self.start += discard;
-                    return Err(self.fail(socket, e));
+                    at += discard;
+                    return Err(self.fail(socket, &mut incoming[at..], e));
                 }
             }
-            self.start += discard;
-            if self.start == self.filled {
-                self.start = 0;
-                self.filled = 0;
-                if self.incoming.len() > INCOMING_SMALL {
-                    self.incoming = vec![0; INCOMING_SMALL];
-                }
-            }
+            at += discard;
             if self.handshake_until.is_some() && !self.conn.is_handshaking() {
                 self.handshake_done();
             }
-            if let Some(got) = got {
-                if let Got::Read(n) = got {
-                    self.records_ready = n > 0 && self.filled > 0;
+            let Want::Read(buf) = &mut want else {
+                match got {
+                    Some(got) => return Ok((got, at)),
+                    None => continue,
                 }
-                return Ok(got);
+            };
+            // A read stops at the first of: rustls needs input, `buf` is full (a record kept),
+            // the peer's end, or no ciphertext left (nothing more can come out of none).
+            let have = plain > 0 || !self.rest.is_empty();
+            let done = got.is_some() || self.peer_closed || at == incoming.len();
+            if have && (done || !self.rest.is_empty() || plain == buf.len()) {
+                let n = match plain {
+                    0 => take(&mut self.rest, buf),
+                    n => n,
+                };
+                self.records_ready = at < incoming.len();
+                return Ok((Got::Read(n), at));
+            }
+            if self.peer_closed {
+                self.eof_pending = false;
+                return Ok((Got::Read(0), at));
+            }
+            if let Some(got) = got {
+                return Ok((got, at));
             }
         }
     }
 
     /// The peer broke the protocol: it hears why (an alert, or a 400 if it spoke plain HTTP),
-    /// and the error ends the connection as `tls_error`.
+    /// and the error ends the connection as `tls_error`. `incoming` is what rustls has not
+    /// discarded.
     #[cold]
-    fn fail(&mut self, socket: &mut TcpStream, e: rustls::Error) -> io::Error {
+    fn fail(&mut self, socket: &mut TcpStream, incoming: &mut [u8], e: rustls::Error) -> io::Error {
         if self.http && self.conn.is_handshaking() && self.head.looks_like_http() {
             // Best effort: the connection ends here either way.
             let _ = socket.write(PLAIN_HTTP_ANSWER);
@@ -411,9 +494,7 @@ impl TlsStream {
         // The alert rustls queued comes out at the next pass, before it would look at the
         // ciphertext again (which would fail again): one pass, no more.
         self.failed = true;
-        let status = self
-            .conn
-            .process_tls_records(&mut self.incoming[self.start..self.filled]);
+        let status = self.conn.process_tls_records(incoming);
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state {
             let mut alert = [0; RECORD_OVERHEAD];
             if let Ok(n) = encode.encode(&mut alert) {
@@ -465,7 +546,7 @@ impl TlsStream {
         if !self.held.is_empty() && send_held(&mut self.held, socket)? {
             return Ok(0);
         }
-        match self.advance(socket, Want::Write(data))? {
+        match self.advance_kept(socket, Want::Write(data))? {
             Got::Wrote(n) => Ok(n),
             _ => Ok(0),
         }
@@ -488,7 +569,7 @@ impl TlsStream {
     /// Seals `close_notify` and writes it if the socket takes it now.
     pub(super) fn close_notify(&mut self, socket: &mut TcpStream) {
         // Best effort: the FIN follows either way.
-        let _ = self.advance(socket, Want::Close);
+        let _ = self.advance_kept(socket, Want::Close);
     }
 
     pub(super) fn handshake_deadline(&self) -> Option<Instant> {
