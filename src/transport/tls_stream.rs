@@ -302,6 +302,11 @@ impl TlsStream {
 
     /// [`TlsStream::advance`] over this connection's own buffer; freed once rustls used it all.
     fn advance_kept(&mut self, socket: &mut TcpStream, want: Want<'_>) -> io::Result<Got> {
+        if self.start == self.filled {
+            // Nothing kept (every write, most of the time): rustls keeps every byte it still
+            // needs, so none of its state points into a buffer.
+            return Ok(self.advance(socket, &mut [], want)?.0);
+        }
         let mut kept = std::mem::take(&mut self.incoming);
         let result = self.advance(socket, &mut kept[self.start..self.filled], want);
         self.incoming = kept;
