@@ -1,8 +1,9 @@
 //! One connection's TLS session on rustls's unbuffered API, fed by the loop's readiness like the
-//! plain socket. Ciphertext is read straight into a per-connection buffer that rustls decrypts
-//! in place; records are sealed into a scratch buffer the loop's thread shares and written at
-//! once, and only what the socket did not take is kept, in a buffer that exists only then.
-//! Must never hold more than one record's plaintext and one write's worth of sealed records
+//! plain socket. Ciphertext is read into a buffer the loop's thread shares and decrypted there;
+//! the connection keeps bytes of its own only while rustls still needs them (a record cut by a
+//! read, a handshake message in pieces). Records are sealed into a shared scratch and written at
+//! once; only what the socket did not take is kept, in a buffer that exists only then. Must
+//! never hold more than one record's plaintext and one write's worth of sealed records
 //! (`--max-pending`), never treat a full socket as an error, and never let a peer's bytes panic
 //! or spin the loop: they end its connection with an alert.
 //!
@@ -34,7 +35,7 @@ const MAX_READS_WITHOUT_PLAINTEXT: usize = 8;
 /// What a connection's own ciphertext buffer starts at, when rustls leaves bytes behind.
 const INCOMING_SMALL: usize = 4096;
 
-/// The most the ciphertext buffer grows to: a handshake message rustls joins from records
+/// The most a connection's own ciphertext buffer grows to: a handshake message rustls joins from records
 /// (64 KiB at most) and one more record (16 KiB of plaintext and TLS 1.2's 2 KiB of expansion).
 /// Past it the peer is refused.
 const INCOMING_MAX: usize = 0x1_0004 + 5 + 16 * 1024 + 2048;
