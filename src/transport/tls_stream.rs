@@ -100,8 +100,8 @@ pub struct TlsStream {
     conn: UnbufferedServerConnection,
     /// Ciphertext rustls left (a record cut by a read, records past the caller's buffer, a
     /// handshake message in pieces): `incoming[start..filled]`, read on into until rustls has
-    /// used it all, then freed. Its length is its capacity: 4 KiB at first, grown while one
-    /// record or handshake message needs more.
+    /// used it all, then freed. Its length is its capacity: what rustls left, doubled (to
+    /// 4 KiB at least) while one record or handshake message needs more.
     incoming: Vec<u8>,
     start: usize,
     filled: usize,
