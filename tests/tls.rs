@@ -58,6 +58,34 @@ fn chunk_and_line_echo_over_tls() {
     tls_send_expect(&mut client, b"ee\n", b"You say that three\n");
 }
 
+/// Large batches of lines, in full 16 KiB records that socket reads cut and that are longer
+/// than one read of plaintext, echo byte for byte; with a small `--max-pending` too, which caps
+/// the records the server seals and what it holds.
+#[test]
+fn records_cut_across_reads_echo_exactly() {
+    let pki = Pki::new();
+    for max_pending in [64 * 1024, 3000] {
+        let server = TestServer::start(&Config {
+            max_pending,
+            ..config(&pki, FramingKind::Line)
+        });
+        let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
+        let mut length = 1;
+        for _ in 0..20 {
+            let (mut batch, mut expected) = (Vec::new(), Vec::new());
+            while batch.len() < 48 * 1024 {
+                let line = [vec![b'a' + (length % 26) as u8; length], b"\n".to_vec()].concat();
+                batch.extend_from_slice(&line);
+                expected.extend_from_slice(&[PREFIX, &line].concat());
+                length = length * 7 % 8000 + 1;
+            }
+            client.write_all(&batch).unwrap();
+            client.flush().unwrap();
+            assert!(tls_read_exact(&mut client, expected.len()) == expected);
+        }
+    }
+}
+
 #[test]
 fn http_keep_alive_over_tls_with_alpn() {
     let pki = Pki::new();

@@ -90,7 +90,7 @@ impl Pipe {
             pipe.client_flush();
             match pipe
                 .server
-                .read(&mut pipe.server_socket, &mut [0; 64], false)
+                .read::<false>(&mut pipe.server_socket, &mut [0; 64], false)
             {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => panic!("the server handed out {other:?} during the handshake"),
@@ -152,7 +152,7 @@ impl Pipe {
         let mut buf = [0; 16 * 1024];
         let mut empty = 0;
         while out.len() < piece.len() {
-            match self.server.read(&mut self.server_socket, &mut buf, true) {
+            match self.server.read::<false>(&mut self.server_socket, &mut buf, true) {
                 Ok(0) => panic!("the transport ended the stream after {} bytes", out.len()),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -170,7 +170,7 @@ impl Pipe {
         }
         assert_eq!(out, piece, "the transport changed the plaintext");
         assert!(
-            !self.server.holds_input(),
+            !self.server.holds_input::<false>(),
             "the transport holds input past the piece"
         );
         self.client_drain();

@@ -5,12 +5,15 @@
 //!
 //! Plain TCP must cost nothing: it is a unit variant that goes straight to the socket, and the
 //! methods on the message path take `PLAIN`, true where the caller looked once per event and
-//! knows the transport is plain, so that path reads no transport at all. The transport never parses a protocol, never blocks, and never holds
-//! more than a bounded buffer (rustls's limit is `--max-pending`).
+//! knows the transport is plain, so that path reads no transport at all. The transport never
+//! parses a protocol, never blocks, and never holds more than a bounded buffer (TLS's is
+//! `--max-pending` and one record, tls_stream.rs).
 
 mod certs;
 mod plain;
 mod tls;
+mod tls_io;
+mod tls_stream;
 
 use std::io;
 use std::time::Instant;
@@ -18,7 +21,8 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 pub use certs::{TlsError, TlsFiles};
-pub use tls::{Tls, TlsServer, TlsStream};
+pub use tls::{Tls, TlsServer};
+pub use tls_stream::TlsStream;
 
 /// How a connection's bytes travel.
 #[derive(Debug)]
