@@ -2,13 +2,13 @@
 //! that carry no plaintext (KeyUpdates, empty padded records) cannot hold the loop nor lose the
 //! message behind them, and another client stays served while one floods them; more than
 //! `--max-pending` right behind the handshake comes back whole, and a slow reader costs about the
-//! cap; a ClientHello larger than one read completes, one over rustls's limit is refused as
-//! `tls_error`; half a record then the FIN ends cleanly.
+//! cap; a ClientHello larger than one read completes, one announcing more than rustls's limit is
+//! refused as `tls_error`; half a record then the FIN ends cleanly.
 //!
 //! rustls's own limits shape these tests (rustls 0.23): a server takes at most 32 KeyUpdates in
 //! a row without application data (`TooManyKeyUpdateRequests`, after BoringSSL's
-//! `kMaxKeyUpdates`) and at most 32 empty records in a row (`TooManyEmptyFragments`), and buffers
-//! a handshake message of at most 0xffff bytes. A KeyUpdate is 27 bytes on the wire, so 32 of
+//! `kMaxKeyUpdates`) and at most 32 empty records in a row (`TooManyEmptyFragments`), and takes
+//! a handshake message of at most 0xffff bytes (it refuses a longer one from its header). A KeyUpdate is 27 bytes on the wire, so 32 of
 //! them fit one read; rustls's client never sends an empty or padded record. To send records
 //! that carry nothing and fill many reads, a test holds the session's keys (rustls's
 //! `dangerous_extract_secrets`) and seals the records itself: up to 16 KiB of padding each.
@@ -665,51 +665,30 @@ fn a_client_hello_past_the_read_cap_completes() {
     a_large_client_hello_completes(240, 48 * 1024);
 }
 
-/// `hello` (rustls's records of a ClientHello) with `extra` bogus cipher suites added, in
-/// records of 16 KiB.
-fn inflate_client_hello(hello: &[u8], extra: usize) -> Vec<u8> {
-    let mut message = Vec::new();
-    let mut rest = hello;
-    while !rest.is_empty() {
-        assert_eq!(rest[0], 0x16, "a handshake record");
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
-        message.extend_from_slice(&rest[5..5 + len]);
-        rest = &rest[5 + len..];
-    }
-    assert_eq!(message[0], 1, "a ClientHello");
-    let mut body = message[4..].to_vec();
-    // legacy_version, random, legacy_session_id, then the cipher suites.
-    let suites = 2 + 32 + 1 + usize::from(body[34]);
-    let count = usize::from(u16::from_be_bytes([body[suites], body[suites + 1]]));
-    let grease = [0x0a, 0x0a].repeat(extra);
-    body.splice(suites + 2 + count..suites + 2 + count, grease);
-    let count = u16::try_from(count + 2 * extra).expect("a suite list under 64 KiB");
-    body[suites..suites + 2].copy_from_slice(&count.to_be_bytes());
-    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
-    let message = [&[1, len[1], len[2], len[3]][..], &body].concat();
-    message
-        .chunks(1 << 14)
-        .flat_map(|chunk| {
-            let len = u16::try_from(chunk.len()).unwrap().to_be_bytes();
-            [&[0x16, 0x03, 0x01, len[0], len[1]][..], chunk].concat()
-        })
-        .collect()
-}
-
-/// A ClientHello of 0x10000 bytes, one over the 0xffff rustls buffers for a handshake message:
-/// refused, the connection ends (an alert or the end, never a hang), counted as `tls_error`,
-/// and the server serves the next client.
+/// A ClientHello announcing 128 KiB, past the 0xffff bytes rustls takes for a handshake message,
+/// sent whole: refused (rustls reads the length in the message's header; the transport's own
+/// bound on what a connection keeps, `INCOMING_MAX` in src/transport/tls_stream.rs, is the
+/// backstop), the connection ends (an alert, the end or a reset, never a hang), counted as
+/// `tls_error`, and the server serves the next client.
 #[test]
-fn a_client_hello_over_rustls_limit_ends_as_tls_error() {
+fn a_handshake_message_over_rustls_limit_ends_as_tls_error() {
+    const ANNOUNCED: usize = 128 * 1024;
     let pki = Pki::new();
     let server = TestServer::start(&config(&pki, FramingKind::Line));
     let hello = queued(&mut client_conn(pki.client(&[], None)));
     let first = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
     assert_eq!(hello.len(), 5 + first, "rustls's hello in one record");
-    // The message is its 4-byte header and a body; the body grows by 2 bytes a suite.
-    let body = first - 4;
-    let extra = (0x10000 - body) / 2;
-    let big = inflate_client_hello(&hello, extra);
+    let mut body = hello[5 + 4..].to_vec();
+    body.resize(ANNOUNCED, 0);
+    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+    let message = [&[1, len[1], len[2], len[3]][..], &body].concat();
+    let big: Vec<u8> = message
+        .chunks(1 << 14)
+        .flat_map(|chunk| {
+            let len = u16::try_from(chunk.len()).unwrap().to_be_bytes();
+            [&[0x16, 0x03, 0x01, len[0], len[1]][..], chunk].concat()
+        })
+        .collect();
     let mut socket = socket_to(server.addr());
     // The server may stop reading, and reset, before the last byte.
     let _ = socket.write_all(&big);
