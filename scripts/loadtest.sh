@@ -17,7 +17,8 @@
 # with `--tls-cert`, `saythat load --tls`; an ECDSA P-256 certificate from scripts/tls-cert.sh,
 # TLS 1.3 as both ends negotiate it; each connection's handshake is in the warmup, so the figures
 # are the steady state): keep-alive HTTPS GET of a 64-byte path at 50 connections, and 64 B and
-# 1024 B chunk ping-pong at 50 connections. saythat and
+# 1024 B chunk ping-pong at 50 connections, closed loop and again open loop at one offered rate
+# for both servers (GET and 64 B at 50,000 messages/s, 1024 B at 40,000). saythat and
 # the peer take turns point by point, so machine noise hits both alike. With 2 cores or more the
 # server runs on CPU 0 and the load generator on CPU 1. For each point the server's CPU time
 # (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
@@ -86,7 +87,11 @@ esac
 
 # name, framing, bytes per message (in HTTP the path or body), messages in flight per connection,
 # HTTP method (- for the echo framings), then the connection counts. A `_` in a name is a space
-# in the table and the chart.
+# in the table and the chart. A method ending in @RATE makes the point open loop at RATE
+# messages per second in all (`load --rate`), the same for both servers: a closed-loop point
+# runs each server as fast as the load generator lets it, and a server that keeps up sleeps in
+# epoll_wait between bursts and pays a wakeup per burst, which one slower than the load
+# generator never does; at one offered rate both sleep alike, and CPU per message is the work.
 echo_scenarios=(
   "64B chunk 64 1 - 1 10 100 1000"
   "1024B chunk 1024 1 - 1 10 100 1000"
@@ -107,6 +112,9 @@ tls_scenarios=(
   "TLS_GET tls_http 64 1 get 50"
   "TLS_64B tls_chunk 64 1 - 50"
   "TLS_1024B tls_chunk 1024 1 - 50"
+  "TLS_GET_at_50k/s tls_http 64 1 get@50000 50"
+  "TLS_64B_at_50k/s tls_chunk 64 1 -@50000 50"
+  "TLS_1024B_at_40k/s tls_chunk 1024 1 -@40000 50"
 )
 case $only in
   echo) scenarios=("${echo_scenarios[@]}") ;;
@@ -230,7 +238,11 @@ for scenario in "${scenarios[@]}"; do
   read -r name framing size pipeline method conns_list <<<"$scenario"
   label=${name//_/ }
   how=()
-  [ "$method" != - ] && how=(--method "$method")
+  if [[ $method == *@* ]]; then
+    how=(--rate "${method#*@}")
+    method=${method%@*}
+  fi
+  [ "$method" != - ] && how+=(--method "$method")
   load_framing=${framing#tls_}
   [ "$load_framing" != "$framing" ] && how+=(--tls --tls-ca "$tls_dir/ca.pem")
   read -ra servers <<<"$(servers_for "$framing")"
@@ -238,7 +250,7 @@ for scenario in "${scenarios[@]}"; do
     for server in "${servers[@]}"; do
       key=$server:$framing
       p=${pid[$key]}
-      json=$out/points/$server-$name-$conns.json
+      json=$out/points/$server-${name//\//per}-$conns.json
       # The first CPU sample is taken when the warmup ends, so the CPU time and the message count
       # cover the same window.
       ( sleep "$warmup"; cpu_ticks "$p" >"$json.cpu0" ) &
