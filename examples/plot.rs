@@ -41,7 +41,7 @@ const NEEDED: [&str; 5] = ["server", "scenario", "conns", "msgs_per_s", "p99_us"
 /// The server's CPU time per message in µs: read when the CSV has it (older sweeps did not).
 const CPU: &str = "cpu_us_per_msg";
 /// What the scenarios of `scripts/loadtest.sh` are, for the subtitle; others go by their name.
-const SCENARIOS: [(&str, &str); 11] = [
+const SCENARIOS: [(&str, &str); 14] = [
     (
         "64B",
         "64B, 1024B: chunk ping-pong, one in flight per connection.",
@@ -71,7 +71,12 @@ const SCENARIOS: [(&str, &str); 11] = [
         "TLS 1024B",
         "TLS 64B, TLS 1024B: chunk ping-pong over TLS 1.3.",
     ),
+    ("TLS GET at 50k/s", OPEN_LOOP),
+    ("TLS 64B at 50k/s", OPEN_LOOP),
+    ("TLS 1024B at 40k/s", OPEN_LOOP),
 ];
+/// What a point measured at one offered rate (`load --rate`) is.
+const OPEN_LOOP: &str = "At N/s: open loop, one offered rate for both servers.";
 /// Characters in one line of the subtitle: at 16 px, about what the picture's width holds.
 const SUBTITLE_CHARS: usize = 150;
 /// Characters in one line of the title: at 24 px bold, about 15 px each, well inside the width.
@@ -386,11 +391,17 @@ fn title(all: &[Series], machine: &str) -> String {
         })
         .collect();
     let first = servers.first().copied().unwrap_or("saythat");
+    // A scenario named "... at N/s" ran at one offered rate (scripts/loadtest.sh's open loop).
+    let open = all.iter().any(|s| s.scenario.ends_with("/s"));
+    let loops = match open {
+        true => "closed and open loop",
+        false => "closed loop",
+    };
     match peers.split_last() {
-        None => format!("{first}, loopback, closed loop: {machine}"),
-        Some((last, [])) => format!("{first} vs {last}, loopback, closed loop: {machine}"),
+        None => format!("{first}, loopback, {loops}: {machine}"),
+        Some((last, [])) => format!("{first} vs {last}, loopback, {loops}: {machine}"),
         Some((last, others)) => format!(
-            "{first} vs {} and {last}, loopback, closed loop: {machine}",
+            "{first} vs {} and {last}, loopback, {loops}: {machine}",
             others.join(", ")
         ),
     }
