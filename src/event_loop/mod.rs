@@ -142,7 +142,10 @@ impl<P: Protocol> Worker<P> {
         let _ended = Ended(self.group.clone());
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            // From the last turn's time, not a fresh clock read: a wake comes at most that turn's
+            // length late (microseconds; a read budget's worth at most), and a turn of a few
+            // messages saves one of its two clock reads.
+            let timeout = self.poll_timeout(self.turn_time());
             if let Err(e) = self.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
