@@ -13,42 +13,25 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{tcp_mem_max, wait_for, TestServer, PREFIX, TIMEOUT};
+use common::{tcp_mem_max, TestServer, PREFIX, TIMEOUT};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 use saythat::config::FramingKind;
 use saythat::Config;
-use tls::{closed_total, tls_connect, tls_read_exact, tls_read_to_end, tls_send_expect, Pki};
-
-/// A loopback config serving TLS with `pki`'s files, and metrics to count the closes.
-fn config(pki: &Pki, framing: FramingKind) -> Config {
-    Config {
-        framing,
-        tls_cert: Some(pki.cert.clone()),
-        tls_key: Some(pki.key.clone()),
-        metrics_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        ..Config::loopback()
-    }
-}
-
-/// Waits until the scrape counts `n` closes for `reason`.
-#[track_caller]
-fn expect_closed(server: &TestServer, reason: &str, n: u64) {
-    let metrics = server.metrics[0];
-    wait_for(TIMEOUT, &format!("{n} close(s) as {reason}"), || {
-        (closed_total(metrics, reason) == n).then_some(())
-    });
-}
+use tls::{
+    expect_closed, server_config, tls_connect, tls_read_exact, tls_read_to_end, tls_send_expect,
+    Pki,
+};
 
 #[test]
 fn chunk_and_line_echo_over_tls() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Chunk));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Chunk));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut client, b"hello", b"You say that hello");
     tls_send_expect(&mut client, b"again", b"You say that again");
 
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(
         &mut client,
@@ -67,7 +50,7 @@ fn records_cut_across_reads_echo_exactly() {
     for max_pending in [64 * 1024, 3000] {
         let server = TestServer::start(&Config {
             max_pending,
-            ..config(&pki, FramingKind::Line)
+            ..server_config(&pki, FramingKind::Line)
         });
         let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
         let mut length = 1;
@@ -89,7 +72,7 @@ fn records_cut_across_reads_echo_exactly() {
 #[test]
 fn http_keep_alive_over_tls_with_alpn() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Http));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Http));
     let mut client = tls_connect(server.addr(), pki.client(&[b"http/1.1"], None)).unwrap();
     assert_eq!(client.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     for path in ["/first", "/second"] {
@@ -115,7 +98,7 @@ fn http_keep_alive_over_tls_with_alpn() {
 #[test]
 fn websocket_over_tls() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Http));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Http));
     let mut client = tls_connect(server.addr(), pki.client(&[b"http/1.1"], None)).unwrap();
     client
         .write_all(
@@ -145,7 +128,7 @@ fn mutual_tls_accepts_the_cas_clients_and_refuses_others() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         tls_client_ca: Some(pki.ca_file.clone()),
-        ..config(&pki, FramingKind::Chunk)
+        ..server_config(&pki, FramingKind::Chunk)
     });
     let identity = pki.client_identity("client-1");
     let mut client = tls_connect(server.addr(), pki.client(&[], Some(identity))).unwrap();
@@ -191,7 +174,7 @@ fn plain_exchange(server: &TestServer, bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn garbage_and_plain_http_end_as_tls_errors() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Http));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Http));
     // Garbage: a fatal alert (content type 21), then the end.
     let got = plain_exchange(&server, &[0x42; 64]);
     assert_eq!(got.first(), Some(&21), "expected an alert, got {got:?}");
@@ -217,7 +200,7 @@ fn garbage_and_plain_http_end_as_tls_errors() {
 #[test]
 fn a_client_hello_sent_byte_by_byte_succeeds() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Chunk));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Chunk));
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = ClientConnection::new(pki.client(&[], None), name).unwrap();
     let mut hello = Vec::new();
@@ -241,7 +224,7 @@ fn a_stalled_handshake_times_out() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         handshake_timeout: 1,
-        ..config(&pki, FramingKind::Chunk)
+        ..server_config(&pki, FramingKind::Chunk)
     });
     let started = Instant::now();
     let mut silent = TcpStream::connect(server.addr()).unwrap();
@@ -260,7 +243,7 @@ fn a_stalled_handshake_times_out() {
 #[test]
 fn a_close_without_close_notify_ends_like_a_fin() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut client, b"one\n", b"You say that one\n");
     // A line, then the TCP FIN with no close_notify: the line is answered, then the end.
@@ -275,7 +258,7 @@ fn a_close_without_close_notify_ends_like_a_fin() {
 #[test]
 fn the_drain_sends_close_notify_before_the_fin() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Chunk));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Chunk));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut client, b"hi", b"You say that hi");
     server.handle.shutdown();
@@ -293,7 +276,7 @@ fn the_drain_sends_close_notify_before_the_fin() {
 #[test]
 fn a_slow_reader_over_tls_stays_bounded() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     let max_pending = u64::from(Config::default().max_pending);
     // Kernel buffers both ways (as in tests/backpressure.rs), our output and rustls's buffer,
@@ -392,7 +375,7 @@ fn metrics_tls_serves_the_metrics_endpoint_over_tls() {
     let server = TestServer::start(&Config {
         metrics_tls: true,
         tls_client_ca: Some(pki.ca_file.clone()),
-        ..config(&pki, FramingKind::Chunk)
+        ..server_config(&pki, FramingKind::Chunk)
     });
     let mut client = tls_connect(server.metrics[0], pki.client(&[b"http/1.1"], None)).unwrap();
     assert_eq!(client.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -426,7 +409,7 @@ fn a_full_tls_server_closes_without_a_plaintext_refusal() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         max_conns: Some(1),
-        ..config(&pki, FramingKind::Line)
+        ..server_config(&pki, FramingKind::Line)
     });
     let mut first = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut first, b"in\n", b"You say that in\n");
@@ -441,7 +424,7 @@ fn format_json_names_the_client_certificate_under_mutual_tls() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         tls_client_ca: Some(pki.ca_file.clone()),
-        ..config(&pki, FramingKind::Http)
+        ..server_config(&pki, FramingKind::Http)
     });
     let identity = pki.client_identity("client-7");
     let mut client =
@@ -455,7 +438,7 @@ fn format_json_names_the_client_certificate_under_mutual_tls() {
     let json: serde_json::Value = serde_json::from_str(body.trim()).expect(&got);
     assert_eq!(json["client_certificate"], "CN=client-7", "{json}");
     // Without mutual TLS, the field is absent.
-    let server = TestServer::start(&config(&pki, FramingKind::Http));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Http));
     let mut client = tls_connect(server.addr(), pki.client(&[b"http/1.1"], None)).unwrap();
     client
         .write_all(b"GET /?format=json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

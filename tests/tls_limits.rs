@@ -36,7 +36,10 @@ use rustls::{
 };
 use saythat::config::FramingKind;
 use saythat::Config;
-use tls::{closed_total, tls_connect, tls_read_exact, tls_read_to_end, tls_send_expect, Pki};
+use tls::{
+    assert_ended, closed_total, expect_closed, server_config, tls_connect, tls_read_exact,
+    tls_read_to_end, tls_send_expect, Pki,
+};
 
 /// How many records with nothing in them, or KeyUpdates, rustls's server takes in a row.
 const RUSTLS_IN_A_ROW: usize = 32;
@@ -48,32 +51,12 @@ const MAX_INNER: usize = (1 << 14) + 1;
 /// test is not timed, only stuck-proof.
 const FAIR: Duration = Duration::from_secs(5);
 
-/// A loopback config serving TLS with `pki`'s files, and metrics to count the closes.
-fn config(pki: &Pki, framing: FramingKind) -> Config {
-    Config {
-        framing,
-        tls_cert: Some(pki.cert.clone()),
-        tls_key: Some(pki.key.clone()),
-        metrics_listen: vec!["127.0.0.1:0".parse().unwrap()],
-        ..Config::loopback()
-    }
-}
-
 /// The line framing's answer to each of `lines`, concatenated.
 fn answers(lines: &[u8]) -> Vec<u8> {
     lines
         .split_inclusive(|b| *b == b'\n')
         .flat_map(|line| [PREFIX, line].concat())
         .collect()
-}
-
-/// Waits until the scrape counts `n` closes for `reason`.
-#[track_caller]
-fn expect_closed(server: &TestServer, reason: &str, n: u64) {
-    let metrics = server.metrics[0];
-    wait_for(TIMEOUT, &format!("{n} close(s) as {reason}"), || {
-        (closed_total(metrics, reason) == n).then_some(())
-    });
 }
 
 /// A new client session, not yet connected, trusting `pki`'s CA.
@@ -304,7 +287,7 @@ impl Drop for StopOnDrop {
 #[test]
 fn key_updates_then_a_line_in_one_flight_get_the_answer() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut client, b"before\n", b"You say that before\n");
     for _ in 0..RUSTLS_IN_A_ROW {
@@ -323,7 +306,7 @@ fn key_updates_then_a_line_in_one_flight_get_the_answer() {
 #[test]
 fn one_key_update_past_rustls_limit_ends_as_tls_error() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     for _ in 0..=RUSTLS_IN_A_ROW {
         client.conn.refresh_traffic_keys().unwrap();
@@ -334,14 +317,7 @@ fn one_key_update_past_rustls_limit_ends_as_tls_error() {
     let (got, end) = tls_read_to_end(&mut client);
     assert!(got.is_empty(), "answered: {}", show(&got));
     let e = end.expect_err("an alert, not a clean end");
-    assert!(
-        !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-        "no end within {:?}: {e}",
-        tls::TLS_TIMEOUT
-    );
+    assert_ended(&e);
     expect_closed(&server, "tls_error", 1);
 }
 
@@ -354,7 +330,7 @@ fn one_key_update_past_rustls_limit_ends_as_tls_error() {
 fn empty_records_past_the_read_cap_then_a_line_lose_nothing() {
     const EMPTY: usize = 14;
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let (mut sealer, mut socket, mut opener) = keyed_session(server.addr(), &pki);
     for round in 0..4 {
         let line = format!("round {round}\n");
@@ -374,7 +350,7 @@ fn empty_records_past_the_read_cap_then_a_line_lose_nothing() {
 #[test]
 fn one_empty_record_past_rustls_limit_ends_as_tls_error() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let (mut sealer, mut socket, mut opener) = keyed_session(server.addr(), &pki);
     let mut flight = Vec::new();
     for _ in 0..=RUSTLS_IN_A_ROW {
@@ -385,14 +361,7 @@ fn one_empty_record_past_rustls_limit_ends_as_tls_error() {
     let e = opener
         .read_some()
         .expect_err("an alert or the end, not an answer");
-    assert!(
-        !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-        "no end within {:?}: {e}",
-        tls::TLS_TIMEOUT
-    );
+    assert_ended(&e);
     expect_closed(&server, "tls_error", 1);
 }
 
@@ -403,7 +372,7 @@ fn one_empty_record_past_rustls_limit_ends_as_tls_error() {
 fn a_flood_of_empty_records_leaves_another_client_served() {
     const PINGS: usize = 20;
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let (mut sealer, mut socket, mut opener) = keyed_session(server.addr(), &pki);
     let mut pinger = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -469,7 +438,7 @@ fn more_than_max_pending_right_behind_the_finished_comes_back_whole() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         max_pending: SMALL_CAP,
-        ..config(&pki, FramingKind::Line)
+        ..server_config(&pki, FramingKind::Line)
     });
     let mut conn = client_conn(pki.client(&[], None));
     conn.set_buffer_limit(None);
@@ -503,7 +472,7 @@ fn more_than_max_pending_after_the_handshake_comes_back_whole() {
     let pki = Pki::new();
     let server = TestServer::start(&Config {
         max_pending: SMALL_CAP,
-        ..config(&pki, FramingKind::Line)
+        ..server_config(&pki, FramingKind::Line)
     });
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     client.conn.set_buffer_limit(None);
@@ -633,7 +602,7 @@ fn a_slow_reader_behind_a_small_max_pending_costs_about_the_cap() {
 /// completes and a line is answered.
 fn a_large_client_hello_completes(names: usize, at_least: usize) {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut config = (*pki.client(&[], None)).clone();
     config.alpn_protocols = (0..names)
         .map(|i| format!("{i:03}{}", "p".repeat(197)).into_bytes())
@@ -674,7 +643,7 @@ fn a_client_hello_past_the_read_cap_completes() {
 fn a_handshake_message_over_rustls_limit_ends_as_tls_error() {
     const ANNOUNCED: usize = 128 * 1024;
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let hello = queued(&mut client_conn(pki.client(&[], None)));
     let first = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
     assert_eq!(hello.len(), 5 + first, "rustls's hello in one record");
@@ -714,7 +683,7 @@ fn a_handshake_message_over_rustls_limit_ends_as_tls_error() {
 #[test]
 fn half_a_record_then_the_fin_ends_cleanly() {
     let pki = Pki::new();
-    let server = TestServer::start(&config(&pki, FramingKind::Line));
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
     let mut other = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
     tls_send_expect(&mut other, b"before\n", b"You say that before\n");
     let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
@@ -726,14 +695,7 @@ fn half_a_record_then_the_fin_ends_cleanly() {
     let (got, end) = tls_read_to_end(&mut client);
     assert!(got.is_empty(), "answered: {}", show(&got));
     if let Err(e) = end {
-        assert!(
-            !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ),
-            "no end within {:?}: {e}",
-            tls::TLS_TIMEOUT
-        );
+        assert_ended(&e);
     }
     let metrics = server.metrics[0];
     wait_for(TIMEOUT, "one close, as client or tls_error", || {

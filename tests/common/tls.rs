@@ -194,3 +194,38 @@ pub fn closed_total(addr: SocketAddr, reason: &str) -> u64 {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {needle} in the scrape:\n{text}"))
 }
+
+/// A loopback config serving TLS with `pki`'s files, and metrics to count the closes.
+pub fn server_config(pki: &Pki, framing: saythat::FramingKind) -> saythat::Config {
+    saythat::Config {
+        framing,
+        tls_cert: Some(pki.cert.clone()),
+        tls_key: Some(pki.key.clone()),
+        metrics_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..saythat::Config::loopback()
+    }
+}
+
+/// Waits until the scrape counts `n` closes for `reason`.
+#[track_caller]
+pub fn expect_closed(server: &crate::common::TestServer, reason: &str, n: u64) {
+    let metrics = server.metrics[0];
+    crate::common::wait_for(
+        crate::common::TIMEOUT,
+        &format!("{n} close(s) as {reason}"),
+        || (closed_total(metrics, reason) == n).then_some(()),
+    );
+}
+
+/// `e` ended a read with the connection's end (an alert, a reset, the FIN), not a timeout: a
+/// server that hung would have given WouldBlock or TimedOut after `TLS_TIMEOUT`.
+#[track_caller]
+pub fn assert_ended(e: &io::Error) {
+    assert!(
+        !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "no end within {TLS_TIMEOUT:?}: {e}"
+    );
+}
