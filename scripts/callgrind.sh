@@ -17,13 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-only=
-if [ "${1:-}" = --only ]; then
-  case ${2:-} in
-    echo | http | ws) only=$2; shift 2 ;;
-    *) echo "callgrind.sh: --only takes echo, http or ws" >&2; exit 2 ;;
-  esac
-fi
+only=$(only_kind "echo http ws" "$@") || exit 2
+[ -z "$only" ] || shift 2
 messages=${1:-20000}
 whole_number MESSAGES "$messages" "scripts/callgrind.sh [--only echo|http|ws] [MESSAGES]   (default 20000)"
 command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -82,12 +77,7 @@ PY
 }
 
 echo "user-space instructions per message (callgrind) over $messages messages, 50 connections:"
-case $only in
-  echo) points=("${PER_MESSAGE_POINTS[@]}") ;;
-  http) points=("${HTTP_PER_MESSAGE_POINTS[@]}") ;;
-  ws) points=("${WS_PER_MESSAGE_POINTS[@]}") ;;
-  *) points=("${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}" "${WS_PER_MESSAGE_POINTS[@]}") ;;
-esac
+per_message_points "$only"
 for point in "${points[@]}"; do
   for server_name in saythat "$(peer_of "${point%% *}")"; do
     # shellcheck disable=SC2086

@@ -26,6 +26,33 @@ whole_number() {
   esac
 }
 
+# only_kind CHOICES ARGS...: the KIND of a leading `--only KIND` in ARGS, or nothing without
+# one; a KIND that is not one of the space-separated CHOICES says which are, and exits 2 (call it
+# as `only=$(only_kind "a b c" "$@") || exit 2`, then `[ -z "$only" ] || shift 2`).
+only_kind() {
+  local choices=$1
+  shift
+  [ "${1:-}" = --only ] || return 0
+  if [ -n "${2:-}" ] && [[ " $choices " == *" $2 "* ]]; then
+    echo "$2"
+    return 0
+  fi
+  local listed=${choices// /, }
+  echo "${0##*/}: --only takes ${listed%, *} or ${listed##*, }" >&2
+  return 2
+}
+
+# per_message_points KIND: sets `points` to the per-message points of lib.sh's lists for KIND
+# (echo, http or ws), or all of them for an empty KIND.
+per_message_points() {
+  case $1 in
+    echo) points=("${PER_MESSAGE_POINTS[@]}") ;;
+    http) points=("${HTTP_PER_MESSAGE_POINTS[@]}") ;;
+    ws) points=("${WS_PER_MESSAGE_POINTS[@]}") ;;
+    *) points=("${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}" "${WS_PER_MESSAGE_POINTS[@]}") ;;
+  esac
+}
+
 # listen_addr LOG [SECONDS]: waits until a server's stderr LOG has a complete
 # `listening on ADDR:PORT` line (the port's digits included: a line may be read half-written),
 # prints ADDR:PORT, and fails after SECONDS (default 10) with the log on stderr.

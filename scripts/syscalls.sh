@@ -15,13 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-only=
-if [ "${1:-}" = --only ]; then
-  case ${2:-} in
-    echo | http | ws) only=$2; shift 2 ;;
-    *) echo "syscalls.sh: --only takes echo, http or ws" >&2; exit 2 ;;
-  esac
-fi
+only=$(only_kind "echo http ws" "$@") || exit 2
+[ -z "$only" ] || shift 2
 messages=${1:-100000}
 whole_number MESSAGES "$messages" "scripts/syscalls.sh [--only echo|http|ws] [MESSAGES]   (default 100000)"
 command -v strace >/dev/null || { echo "syscalls.sh needs strace (apt-get install strace)" >&2; exit 1; }
@@ -73,12 +68,7 @@ PY
 }
 
 echo "syscalls per message, strace over $messages messages, 50 connections:"
-case $only in
-  echo) points=("${PER_MESSAGE_POINTS[@]}") ;;
-  http) points=("${HTTP_PER_MESSAGE_POINTS[@]}") ;;
-  ws) points=("${WS_PER_MESSAGE_POINTS[@]}") ;;
-  *) points=("${PER_MESSAGE_POINTS[@]}" "${HTTP_PER_MESSAGE_POINTS[@]}" "${WS_PER_MESSAGE_POINTS[@]}") ;;
-esac
+per_message_points "$only"
 for point in "${points[@]}"; do
   for server_name in saythat "$(peer_of "${point%% *}")"; do
     # shellcheck disable=SC2086

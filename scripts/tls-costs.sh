@@ -22,13 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-only=
-if [ "${1:-}" = --only ]; then
-  case ${2:-} in
-    syscalls | instructions | allocations) only=$2; shift 2 ;;
-    *) echo "tls-costs: --only takes syscalls, instructions or allocations" >&2; exit 2 ;;
-  esac
-fi
+only=$(only_kind "syscalls instructions allocations" "$@") || exit 2
+[ -z "$only" ] || shift 2
 messages=${1:-2000}
 [[ $messages =~ ^[0-9]+$ ]] && [ "$messages" -ge 100 ] && [ "$messages" -le 1000000 ] || {
   echo "tls-costs: MESSAGES is a whole number from 100 to 1000000" >&2; exit 2; }
