@@ -12,19 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use common::{run_to_end, saythat, TestServer, TIMEOUT};
-use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
+use common::{load_ok, parse_load, run_to_end, saythat, TestServer, TIMEOUT};
+use saythat::load::{self, LoadArgs, LoadErrorKind};
 use saythat::{Config, FramingKind};
 
 const PREFIX: &[u8] = b"You say that ";
-
-/// `LoadArgs` parsed like the command line, so the tests also cover the flags' parsers.
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    load: LoadArgs,
-}
 
 /// A run of 4 connections for 1 second with no warmup against `addr`, changed by `extra` flags.
 fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
@@ -36,20 +28,7 @@ fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
         }
     }
     argv.extend(extra);
-    Cli::try_parse_from(argv)
-        .expect("the test's flags parse")
-        .load
-}
-
-fn run_ok(args: &LoadArgs) -> LoadReport {
-    match load::run(args) {
-        Ok(report) => {
-            // Shown with `--nocapture`, or when the test fails.
-            println!("{report}");
-            report
-        }
-        Err(e) => panic!("the run failed: {e}"),
-    }
+    parse_load(&argv).expect("the test's flags parse")
 }
 
 /// Starts a server on a free loopback port that hands every connection to `handle` on its own
@@ -191,7 +170,7 @@ fn garbage_server(mut s: TcpStream) {
 
 #[test]
 fn a_short_run_against_a_correct_chunk_server_counts_messages_and_no_errors() {
-    let report = run_ok(&args(serve(chunk_server), &[]));
+    let report = load_ok(&args(serve(chunk_server), &[]));
     assert!(report.messages > 0, "{report}");
     assert_eq!(report.errors, 0, "{report}");
     assert_eq!(report.wrong_answers(), 0);
@@ -204,7 +183,7 @@ fn a_short_run_against_a_correct_chunk_server_counts_messages_and_no_errors() {
 
 #[test]
 fn answers_cut_into_many_prefixed_pieces_are_accepted() {
-    let report = run_ok(&args(serve(small_reads_server), &["--size", "3000"]));
+    let report = load_ok(&args(serve(small_reads_server), &["--size", "3000"]));
     assert!(report.messages > 0, "{report}");
     assert_eq!(report.errors, 0, "{report}");
 }
@@ -212,14 +191,14 @@ fn answers_cut_into_many_prefixed_pieces_are_accepted() {
 #[test]
 fn line_framing_with_pipeline_8_works() {
     let flags = ["--framing", "line", "--pipeline", "8", "--size", "40"];
-    let report = run_ok(&args(serve(line_server), &flags));
+    let report = load_ok(&args(serve(line_server), &flags));
     assert!(report.messages > 0, "{report}");
     assert_eq!(report.errors, 0, "{report}");
 }
 
 #[test]
 fn an_empty_prefix_allows_pipelining_in_chunk_framing() {
-    let report = run_ok(&args(
+    let report = load_ok(&args(
         serve(plain_echo_server),
         &["--prefix", "", "--pipeline", "4"],
     ));
@@ -229,7 +208,7 @@ fn an_empty_prefix_allows_pipelining_in_chunk_framing() {
 
 #[test]
 fn two_threads_share_the_connections() {
-    let report = run_ok(&args(
+    let report = load_ok(&args(
         serve(chunk_server),
         &["--threads", "2", "--conns", "5"],
     ));
@@ -240,7 +219,7 @@ fn two_threads_share_the_connections() {
 
 #[test]
 fn a_corrupting_server_yields_described_errors() {
-    let report = run_ok(&args(serve(corrupting_server), &[]));
+    let report = load_ok(&args(serve(corrupting_server), &[]));
     assert!(report.wrong > 0 && report.wrong_answers() > 0, "{report}");
     assert!(
         report.reconnects > 0,
@@ -256,14 +235,14 @@ fn a_corrupting_server_yields_described_errors() {
 
 #[test]
 fn bytes_nobody_asked_for_are_wrong() {
-    let report = run_ok(&args(serve(garbage_server), &["--conns", "1"]));
+    let report = load_ok(&args(serve(garbage_server), &["--conns", "1"]));
     assert!(report.wrong > 0, "{report}");
     assert!(report.first_errors[0].contains("\\x00"), "{report}");
 }
 
 #[test]
 fn a_silent_server_yields_timeouts() {
-    let report = run_ok(&args(serve(silent_server), &["--timeout", "0.2"]));
+    let report = load_ok(&args(serve(silent_server), &["--timeout", "0.2"]));
     assert_eq!(report.messages, 0);
     assert!(
         report.timeouts > 0 && report.errors >= report.timeouts,
@@ -293,7 +272,7 @@ fn answers_missing_at_the_end_are_timeouts_and_show_in_the_latency() {
         "--timeout",
         "1",
     ];
-    let report = run_ok(&args(serve(freezing_line_server), &flags));
+    let report = load_ok(&args(serve(freezing_line_server), &flags));
     assert_eq!(
         report.messages,
         2 * ANSWERED_BEFORE_FREEZING as u64,
@@ -313,7 +292,7 @@ fn answers_missing_at_the_end_are_timeouts_and_show_in_the_latency() {
 fn a_silent_server_is_an_error_even_in_a_run_shorter_than_the_timeout() {
     let flags = ["--duration", "0.3", "--timeout", "1"];
     let started = Instant::now();
-    let report = run_ok(&args(serve(silent_server), &flags));
+    let report = load_ok(&args(serve(silent_server), &flags));
     assert_eq!(report.messages, 0, "{report}");
     assert_eq!((report.timeouts, report.errors), (4, 4), "{report}");
     assert!(report.latency_max_us >= 1_000_000, "{report}");
@@ -335,7 +314,7 @@ fn with_a_rate_messages_due_but_never_sent_are_errors() {
         "--timeout",
         "1.5",
     ];
-    let report = run_ok(&args(serve(silent_server), &flags));
+    let report = load_ok(&args(serve(silent_server), &flags));
     assert_eq!(report.messages, 0, "{report}");
     assert_eq!(
         (report.timeouts, report.not_sent, report.errors),
@@ -383,7 +362,7 @@ fn with_a_rate_messages_due_before_the_end_are_sent_late_not_lost() {
         "--timeout",
         "2",
     ];
-    let report = run_ok(&args(serve(slow_line_server), &flags));
+    let report = load_ok(&args(serve(slow_line_server), &flags));
     assert_eq!(
         (report.messages, report.not_sent, report.errors),
         (5, 0, 0),
@@ -410,7 +389,7 @@ fn every_message_due_under_a_rate_is_answered_or_counted() {
         "--timeout",
         "0.2",
     ];
-    let report = run_ok(&args(serve(frozen_after_30_server), &flags));
+    let report = load_ok(&args(serve(frozen_after_30_server), &flags));
     assert_eq!(report.messages, 30, "{report}");
     assert!(report.timeouts > 0 && report.not_sent > 0, "{report}");
     let lost = report.timeouts + report.closed_early + report.wrong + report.not_sent;
@@ -420,7 +399,7 @@ fn every_message_due_under_a_rate_is_answered_or_counted() {
 
 #[test]
 fn a_server_closing_early_is_counted() {
-    let report = run_ok(&args(serve(closing_server), &["--conns", "2"]));
+    let report = load_ok(&args(serve(closing_server), &["--conns", "2"]));
     assert!(report.closed_early > 0, "{report}");
     assert!(report.first_errors[0].contains("unanswered"), "{report}");
 }
@@ -430,7 +409,7 @@ fn a_server_closing_early_is_counted() {
 fn closes_before_the_first_answer_are_errors(extra: &[&str]) {
     for server in [hanging_up_server as fn(TcpStream), resetting_server] {
         let flags = [&["--conns", "2", "--duration", "0.5"], extra].concat();
-        let report = run_ok(&args(serve(server), &flags));
+        let report = load_ok(&args(serve(server), &flags));
         assert_eq!(report.messages, 0, "{report}");
         assert_eq!(
             (report.connect_failures, report.closed_idle),
@@ -477,7 +456,7 @@ fn a_server_closing_a_connection_it_served_is_counted_but_not_an_error() {
         "--duration",
         "1",
     ];
-    let report = run_ok(&args(serve(one_answer_server), &flags));
+    let report = load_ok(&args(serve(one_answer_server), &flags));
     assert_eq!((report.messages, report.errors), (4, 0), "{report}");
     assert!(
         // The last close is reconnected unless it is found only after the end.
@@ -525,7 +504,7 @@ fn out_of_range_values_are_refused_before_connecting() {
         let mut argv = vec!["load", "--addr", "127.0.0.1:9"];
         argv.extend(bad);
         assert!(
-            Cli::try_parse_from(argv).is_err(),
+            parse_load(&argv).is_err(),
             "{bad:?} is refused by the parser"
         );
     }
@@ -575,7 +554,7 @@ fn every_flag_refuses_values_that_could_overflow_or_panic() {
     ] {
         // `--flag=value`, so that a negative value is not taken for a flag.
         let flag = format!("{}={}", bad[0], bad[1]);
-        match Cli::try_parse_from(["load", "--addr", "127.0.0.1:9", &flag]) {
+        match parse_load(&["load", "--addr", "127.0.0.1:9", &flag]) {
             Ok(_) => panic!("{bad:?} is accepted"),
             // Shown on the command line as a usage error, exit 2, naming the flag.
             Err(e) => assert!(e.to_string().contains(bad[0]), "{bad:?}: {e}"),
@@ -613,18 +592,18 @@ fn the_largest_values_allowed_run_without_overflowing() {
         "--reconnect",
         "18446744073709551615",
     ];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert_eq!((report.messages, report.errors), (20, 0), "{report}");
     // Every message of the schedule due at once.
     let flags = ["--rate", "1e9", "--messages", "50", "--duration", "86400"];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert_eq!((report.messages, report.errors), (50, 0), "{report}");
     // The second message is due too far ahead to represent: only the first is sent.
     let flags = ["--rate", "1e-300", "--conns", "1", "--duration", "0.3"];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert_eq!((report.messages, report.errors), (1, 0), "{report}");
     let flags = ["--messages", "18446744073709551615", "--duration", "0.3"];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert!(report.messages > 0 && report.errors == 0, "{report}");
     // Three days of deadlines, planned before the connect fails.
     let addr = {
@@ -648,7 +627,7 @@ fn the_largest_values_allowed_run_without_overflowing() {
 #[test]
 fn messages_stops_at_the_count() {
     let flags = ["--messages", "300", "--duration", "10"];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert_eq!(report.messages, 300, "{report}");
     assert_eq!(report.errors, 0, "{report}");
     assert!(report.duration_s < 5.0, "it stopped early: {report}");
@@ -657,7 +636,7 @@ fn messages_stops_at_the_count() {
 #[test]
 fn a_rate_is_held_roughly() {
     let flags = ["--rate", "1000", "--duration", "1.5", "--conns", "8"];
-    let report = run_ok(&args(serve(chunk_server), &flags));
+    let report = load_ok(&args(serve(chunk_server), &flags));
     assert_eq!(report.rate, Some(1000.0));
     assert!(
         (500.0..1500.0).contains(&report.messages_per_s),
@@ -668,7 +647,7 @@ fn a_rate_is_held_roughly() {
 
 #[test]
 fn reconnecting_every_few_messages_churns_without_errors() {
-    let report = run_ok(&args(serve(chunk_server), &["--reconnect", "5"]));
+    let report = load_ok(&args(serve(chunk_server), &["--reconnect", "5"]));
     assert!(report.reconnects > 0, "{report}");
     assert!(report.messages > 0 && report.errors == 0, "{report}");
 }
@@ -795,7 +774,7 @@ fn connect_failures_during_the_warmup_are_counted_but_not_errors() {
         "--duration",
         "0.5",
     ];
-    let report = run_ok(&args(addr, &flags));
+    let report = load_ok(&args(addr, &flags));
     assert!(report.connect_failures > 0, "{report}");
     assert_eq!((report.connect_errors, report.errors), (0, 0), "{report}");
     assert!(report.messages > 0, "{report}");
@@ -804,7 +783,7 @@ fn connect_failures_during_the_warmup_are_counted_but_not_errors() {
 
 #[test]
 fn the_report_serialises_with_the_expected_keys() {
-    let report = run_ok(&args(serve(chunk_server), &["--duration", "0.3"]));
+    let report = load_ok(&args(serve(chunk_server), &["--duration", "0.3"]));
     let json = serde_json::to_value(&report).expect("a report serialises");
     for key in [
         "messages",
@@ -862,7 +841,7 @@ fn http_against_saythat(method: &str, pipeline: &str) {
         "--duration",
         "30",
     ];
-    let report = run_ok(&args(server.addr(), &flags));
+    let report = load_ok(&args(server.addr(), &flags));
     assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
     assert_eq!(report.framing, "http");
     assert_eq!(report.method.as_deref(), Some(method));
@@ -1013,7 +992,7 @@ fn http_chunked_server(s: TcpStream) {
 
 #[test]
 fn http_wrong_bodies_are_wrong_answers() {
-    let report = run_ok(&args(serve(http_wrong_body_server), &["--framing", "http"]));
+    let report = load_ok(&args(serve(http_wrong_body_server), &["--framing", "http"]));
     assert!(report.messages > 0 && report.wrong > 0, "{report}");
     assert!(
         report.reconnects > 0,
@@ -1029,7 +1008,7 @@ fn http_wrong_bodies_are_wrong_answers() {
 #[test]
 fn http_answers_other_than_200_are_bad_status() {
     let flags = ["--framing", "http", "--method", "post", "--duration", "0.5"];
-    let report = run_ok(&args(serve(http_500_server), &flags));
+    let report = load_ok(&args(serve(http_500_server), &flags));
     assert_eq!(report.messages, 0, "{report}");
     assert!(report.bad_status > 0, "{report}");
     assert_eq!(report.errors, report.bad_status, "{report}");
@@ -1042,7 +1021,7 @@ fn http_answers_other_than_200_are_bad_status() {
 
 #[test]
 fn http_answers_cut_by_a_close_are_closed_early() {
-    let report = run_ok(&args(serve(http_cut_server), &["--framing", "http"]));
+    let report = load_ok(&args(serve(http_cut_server), &["--framing", "http"]));
     assert!(
         report.messages >= 40,
         "10 per connection at least: {report}"
@@ -1058,7 +1037,7 @@ fn http_answers_cut_by_a_close_are_closed_early() {
 #[test]
 fn http_connection_close_is_an_error() {
     let flags = ["--framing", "http", "--duration", "0.5"];
-    let report = run_ok(&args(serve(http_closing_server), &flags));
+    let report = load_ok(&args(serve(http_closing_server), &flags));
     assert!(report.connection_close > 0, "{report}");
     assert_eq!(report.errors, report.connection_close, "{report}");
     assert!(
@@ -1080,7 +1059,7 @@ fn http_continue_server(s: TcpStream) {
 #[test]
 fn http_interim_100_continue_before_the_answer_is_skipped() {
     let flags = ["--framing", "http", "--method", "post", "--pipeline", "4"];
-    let report = run_ok(&args(serve(http_continue_server), &flags));
+    let report = load_ok(&args(serve(http_continue_server), &flags));
     assert!(report.messages > 0, "{report}");
     assert_eq!((report.errors, report.bad_status), (0, 0), "{report}");
     assert_eq!(report.reconnects, 0, "kept alive: {report}");
@@ -1089,7 +1068,7 @@ fn http_interim_100_continue_before_the_answer_is_skipped() {
 #[test]
 fn http_chunked_answers_with_lowercase_names_pass() {
     let flags = ["--framing", "http", "--pipeline", "4", "--size", "100"];
-    let report = run_ok(&args(serve(http_chunked_server), &flags));
+    let report = load_ok(&args(serve(http_chunked_server), &flags));
     assert!(report.messages > 0, "{report}");
     assert_eq!(report.errors, 0, "{report}");
 }

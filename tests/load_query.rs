@@ -18,8 +18,7 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
-use clap::Parser;
-use common::{run_to_end, saythat, ServerProcess, TestServer, TIMEOUT};
+use common::{load_ok, parse_load, run_to_end, saythat, ServerProcess, TestServer, TIMEOUT};
 use saythat::framing::http::FILLER_LINE;
 use saythat::load::{self, LoadArgs, LoadReport};
 use saythat::{Config, FramingKind};
@@ -28,13 +27,6 @@ const PREFIX: &[u8] = b"You say that ";
 /// An answer starting with this is the bytes after it, then a TCP reset.
 const RESET: &[u8] = b"RESET:";
 const QUERY: &str = "delay=10ms&status=503:10";
-
-/// `LoadArgs` parsed like the command line, so the tests also cover the flag's parser.
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    load: LoadArgs,
-}
 
 /// An HTTP run of 4 connections for up to 30 s with no warmup against `addr`, changed by `extra`
 /// flags.
@@ -47,19 +39,7 @@ fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
         }
     }
     argv.extend(extra);
-    Cli::try_parse_from(argv)
-        .expect("the test's flags parse")
-        .load
-}
-
-fn run_ok(args: &LoadArgs) -> LoadReport {
-    match load::run(args) {
-        Ok(report) => {
-            println!("{report}");
-            report
-        }
-        Err(e) => panic!("the run failed: {e}"),
-    }
+    parse_load(&argv).expect("the test's flags parse")
 }
 
 fn statuses(pairs: &[(u16, u64)]) -> BTreeMap<u16, u64> {
@@ -159,7 +139,7 @@ fn the_query_follows_the_path_of_every_get_and_the_slash_of_every_post() {
         let (tx, rx) = mpsc::channel();
         let addr = serve(Some(tx), ok);
         let flags = ["--method", method, "--query", QUERY, "--messages", "40"];
-        let report = run_ok(&args(addr, &flags));
+        let report = load_ok(&args(addr, &flags));
         assert_eq!((report.messages, report.errors), (40, 0), "{report}");
         let lines: Vec<String> = rx.try_iter().collect();
         assert_eq!(lines.len(), 40, "{lines:?}");
@@ -185,7 +165,7 @@ fn against_saythat_the_controls_are_obeyed_and_counted_and_the_requests_are_exac
         ..Config::loopback()
     });
     let flags = ["--query", QUERY, "--pipeline", "4", "--messages", "2000"];
-    let report = run_ok(&args(server.addr(), &flags));
+    let report = load_ok(&args(server.addr(), &flags));
     assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
     let (ok, unavailable) = (report.statuses.get(&200), report.statuses.get(&503));
     let (ok, unavailable) = (ok.copied().unwrap_or(0), unavailable.copied().unwrap_or(0));
@@ -217,7 +197,7 @@ fn with_a_status_control_another_status_is_counted_and_no_error() {
         "--messages",
         "400",
     ];
-    let report = run_ok(&args(serve(None, flaky), &flags));
+    let report = load_ok(&args(serve(None, flaky), &flags));
     assert_eq!((report.messages, report.errors), (400, 0), "{report}");
     assert_eq!(report.reconnects, 0, "kept alive: {report}");
     assert_eq!(
@@ -236,7 +216,7 @@ fn without_a_status_control_another_status_is_a_counted_bad_status() {
         if let Some(query) = query {
             flags.extend(["--query", query]);
         }
-        let report = run_ok(&args(serve(None, flaky), &flags));
+        let report = load_ok(&args(serve(None, flaky), &flags));
         assert!(report.bad_status > 0, "{query:?}: {report}");
         assert_eq!(report.errors, report.bad_status, "{query:?}: {report}");
         assert_eq!(
@@ -251,6 +231,20 @@ fn without_a_status_control_another_status_is_a_counted_bad_status() {
         assert!(oks >= 4 * bad && oks <= 4 * bad + 16, "{report}");
         assert_eq!(report.statuses.len(), 2, "{report}");
     }
+}
+
+/// `saythat load` (the binary) with `argv`, which must be a usage error (exit 2): its standard
+/// error.
+#[track_caller]
+fn usage_error(argv: &[&str]) -> String {
+    let output = run_to_end(saythat(argv), None, TIMEOUT);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{argv:?}: {}",
+        describe(&output)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn describe(output: &Output) -> String {
@@ -283,25 +277,15 @@ fn a_query_that_is_not_query_text_or_without_http_is_refused_with_exit_2() {
             "--query",
             query,
         ];
-        let output = run_to_end(saythat(&argv), None, TIMEOUT);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{query:?}: {}",
-            describe(&output)
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = usage_error(&argv);
         assert!(
             stderr.contains("--query") && stderr.contains(says),
-            "{query:?}: {}",
-            describe(&output)
+            "{query:?}: {stderr}"
         );
     }
     let long = "a".repeat(4097);
     let argv = ["load", "--framing", "http", "--query", &long];
-    let output = run_to_end(saythat(&argv), None, TIMEOUT);
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("at most 4096"));
+    assert!(usage_error(&argv).contains("at most 4096"));
 }
 
 #[test]
@@ -452,18 +436,10 @@ fn a_query_whose_controls_the_server_would_refuse_exits_2_with_the_servers_reaso
             "--query",
             query,
         ];
-        let output = run_to_end(saythat(&argv), None, TIMEOUT);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{query}: {}",
-            describe(&output)
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = usage_error(&argv);
         assert!(
             stderr.contains(&format!("invalid --query {query:?}")) && stderr.contains(says),
-            "{query}: {}",
-            describe(&output)
+            "{query}: {stderr}"
         );
     }
 }
@@ -482,7 +458,7 @@ fn against_saythat_answers_as_asked_pass_and_both_statuses_are_counted() {
         "--messages",
         "2000",
     ];
-    let report = run_ok(&args(server.addr(), &flags));
+    let report = load_ok(&args(server.addr(), &flags));
     assert_eq!((report.messages, report.errors), (2000, 0), "{report}");
     let (oks, unavailable) = (report.statuses[&200], report.statuses[&503]);
     assert!(oks + unavailable >= 2000, "{report}");
@@ -501,7 +477,7 @@ fn against_saythat_answers_as_asked_pass_and_both_statuses_are_counted() {
         ("get", "delay=1ms&status=503:25,429:25&size=1:50"),
     ] {
         let flags = ["--method", method, "--query", query, "--messages", "200"];
-        let report = run_ok(&args(server.addr(), &flags));
+        let report = load_ok(&args(server.addr(), &flags));
         assert_eq!(
             (report.messages, report.errors),
             (200, 0),
@@ -743,15 +719,8 @@ fn a_timeout_not_longer_than_the_delay_asked_is_refused_with_exit_2() {
             "--timeout",
             timeout,
         ];
-        let output = run_to_end(saythat(&argv), None, TIMEOUT);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{query}: {}",
-            describe(&output)
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(says), "{query}: {}", describe(&output));
+        let stderr = usage_error(&argv);
+        assert!(stderr.contains(says), "{query}: {stderr}");
     }
     // A longer one runs, and its delayed answers all come.
     let server = ServerProcess::serve(&["--framing", "http"]);

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use common::{run_to_end, saythat, TIMEOUT};
+use common::{load_ok, parse_load, run_to_end, saythat, TIMEOUT};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -25,7 +24,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 use saythat::framing::{Answers, Chunk, Http, HttpLimits, Line, Next, Protocol};
-use saythat::load::{self, LoadArgs, LoadErrorKind, LoadReport};
+use saythat::load::{self, LoadArgs, LoadErrorKind};
 
 const PREFIX: &[u8] = b"You say that ";
 
@@ -363,7 +362,7 @@ fn tls_insecure_takes_a_self_signed_certificate() {
     let out = send(&["--tls-insecure", "--addr", &addr, "hi"], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "You say that hi");
-    let report = run_ok(&load_args(&addr, &["--tls-insecure", "--messages", "50"]));
+    let report = load_ok(&load_args(&addr, &["--tls-insecure", "--messages", "50"]));
     assert_eq!((report.messages, report.errors), (50, 0), "{report}");
 }
 
@@ -399,7 +398,7 @@ fn mutual_tls_presents_the_client_certificate() {
     );
     let mut argv = mtls.to_vec();
     argv.extend(["--messages", "40"]);
-    let report = run_ok(&load_args(&addr, &argv));
+    let report = load_ok(&load_args(&addr, &argv));
     assert_eq!((report.messages, report.errors), (40, 0), "{report}");
 }
 
@@ -417,13 +416,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// `LoadArgs` parsed like the command line.
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    load: LoadArgs,
-}
-
 /// A run of 4 connections, no warmup, against `addr`, changed by `extra` flags. Each test ends
 /// it with `--messages`: the 30 s are only a bound (a debug build's rustls is slow, and the
 /// tests share the machine).
@@ -431,25 +423,13 @@ fn load_args(addr: &str, extra: &[&str]) -> LoadArgs {
     let mut argv = vec!["load", "--addr", addr, "--warmup", "0", "--duration", "30"];
     argv.extend(["--conns", "4"]);
     argv.extend(extra);
-    Cli::try_parse_from(argv)
-        .expect("the test's flags parse")
-        .load
+    parse_load(&argv).expect("the test's flags parse")
 }
 
 fn load_cli(args: &[&str]) -> Output {
     let mut argv = vec!["load", "--warmup", "0", "--duration", "1"];
     argv.extend(args);
     run_to_end(saythat(&argv), None, TIMEOUT)
-}
-
-fn run_ok(args: &LoadArgs) -> LoadReport {
-    match load::run(args) {
-        Ok(report) => {
-            println!("{report}");
-            report
-        }
-        Err(e) => panic!("the run failed: {e}"),
-    }
 }
 
 #[test]
@@ -474,7 +454,7 @@ fn load_tls_completes_every_framing_and_counts_the_handshakes() {
         let addr = addr.to_string();
         let mut argv = vec!["--tls-ca", &ca_pem, "--messages", "200"];
         argv.extend(extra);
-        let report = run_ok(&load_args(&addr, &argv));
+        let report = load_ok(&load_args(&addr, &argv));
         assert_eq!(
             (report.messages, report.errors),
             (200, 0),
@@ -505,7 +485,7 @@ fn load_tls_reconnect_makes_a_handshake_per_connection() {
         "--reconnect",
         "5",
     ];
-    let report = run_ok(&load_args(&addr, &argv));
+    let report = load_ok(&load_args(&addr, &argv));
     assert_eq!((report.messages, report.errors), (200, 0), "{report}");
     // 200 messages, 5 per connection: 40 handshakes, and a few more for the connections
     // reopened at the end, when the budget was spent while others still waited for answers.
@@ -583,6 +563,6 @@ fn tls_server_name_verifies_a_certificate_for_another_name() {
     assert_eq!(text(&out.stdout), "You say that hi");
     let mut argv = named.to_vec();
     argv.extend(["--messages", "20"]);
-    let report = run_ok(&load_args(&addr, &argv));
+    let report = load_ok(&load_args(&addr, &argv));
     assert_eq!((report.messages, report.errors), (20, 0), "{report}");
 }

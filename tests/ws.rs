@@ -11,70 +11,17 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use clap::Parser;
+use common::ws::{cf, frame, upgrade, upgrade_request, KEY, MASK};
 use common::{read_to_eof, run_to_end, saythat, ServerProcess, TIMEOUT};
-use saythat::framing::ws::frame::client_frame;
 use saythat::load::{self, LoadArgs};
-
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// RFC 6455 §1.3's example key and the accept value it must get.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPTED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\nSec-WebSocket-Accept: \
-                        s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
 fn serve(extra: &[&str]) -> ServerProcess {
     ServerProcess::serve(&[&["--framing", "http"], extra].concat())
 }
 
-/// An upgrade request with `version` and `key`.
-fn upgrade_request(version: &str, key: &str) -> Vec<u8> {
-    format!(
-        "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-/// A masked client frame whose first byte is `first` (FIN, RSV, opcode).
-fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-    client_frame(first, payload, MASK)
-}
-
 /// Connects and upgrades, sending `first` in the same write as the request; checks the 101.
 fn upgraded(server: &ServerProcess, first: &[u8]) -> TcpStream {
-    let mut stream = server.connect();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-        .write_all(&[upgrade_request("13", KEY), first.to_vec()].concat())
-        .unwrap();
-    let mut head = vec![0; ACCEPTED.len()];
-    stream.read_exact(&mut head).expect("the 101");
-    assert_eq!(String::from_utf8_lossy(&head), ACCEPTED);
-    stream
-}
-
-/// Reads one server frame: (first byte, payload). Server frames are never masked.
-fn frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0; 2];
-    stream.read_exact(&mut h).expect("a frame header");
-    assert_eq!(h[1] & 0x80, 0, "a server frame is not masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut n = [0; 2];
-            stream.read_exact(&mut n).unwrap();
-            u64::from(u16::from_be_bytes(n))
-        }
-        127 => {
-            let mut n = [0; 8];
-            stream.read_exact(&mut n).unwrap();
-            u64::from_be_bytes(n)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0; len as usize];
-    stream.read_exact(&mut payload).expect("a frame payload");
-    (h[0], payload)
+    upgrade(server.connect(), first)
 }
 
 /// Reads answer frames until one has FIN: (opcode of the first, the whole payload).

@@ -6,18 +6,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::ws::{cf, frame, upgrade};
 use common::{read_to_eof, run_to_end, saythat, wait_for, ServerProcess, TIMEOUT};
-use saythat::framing::ws::frame::client_frame;
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPTED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\nSec-WebSocket-Accept: \
-                        s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 /// The ping saythat sends: FIN + ping, 7 bytes of payload.
 const PING: (u8, &[u8]) = (0x89, b"saythat");
 
@@ -35,34 +30,9 @@ fn serve() -> ServerProcess {
     ])
 }
 
-/// A masked client frame whose first byte is `first` (FIN, RSV, opcode).
-fn cf(first: u8, payload: &[u8]) -> Vec<u8> {
-    client_frame(first, payload, MASK)
-}
-
 /// Connects and upgrades; checks the 101.
 fn upgraded(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).expect("connecting");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = vec![0; ACCEPTED.len()];
-    stream.read_exact(&mut head).expect("the 101");
-    assert_eq!(String::from_utf8_lossy(&head), ACCEPTED);
-    stream
-}
-
-/// Reads one server frame (payloads under 126 bytes): (first byte, payload).
-fn frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0; 2];
-    stream.read_exact(&mut h).expect("a frame header");
-    assert!(h[1] < 126, "a short unmasked server frame: {h:?}");
-    let mut payload = vec![0; usize::from(h[1])];
-    stream.read_exact(&mut payload).expect("a frame payload");
-    (h[0], payload)
+    upgrade(TcpStream::connect(addr).expect("connecting"), &[])
 }
 
 /// Reads the next frame, which must be saythat's ping; returns how long it took.

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod ws;
 
 use std::error::Error;
 use std::fmt::Display;
@@ -25,6 +26,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use saythat::config::READ_SIZE;
+use saythat::load::{self, LoadArgs, LoadReport};
 use saythat::{Config, Server, ServerHandle, Summary};
 
 /// The longest any one wait may take: generous, because the machine is noisy and has two cores,
@@ -1045,4 +1047,29 @@ pub fn tcp_mem_max(name: &str) -> u64 {
         .nth(2)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no maximum in {name}: {text:?}"))
+}
+
+/// `saythat load`'s flags, parsed as the command line parses them.
+#[derive(clap::Parser)]
+struct LoadCli {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// `argv` (from `load` on) parsed as `saythat load` parses it, so the tests also cover the flags'
+/// parsers.
+pub fn parse_load(argv: &[&str]) -> Result<LoadArgs, clap::Error> {
+    <LoadCli as clap::Parser>::try_parse_from(argv).map(|cli| cli.load)
+}
+
+/// The load run `args` asks for; a failed run fails the test. The report is printed (shown with
+/// `--nocapture`, or when the test fails).
+pub fn load_ok(args: &LoadArgs) -> LoadReport {
+    match load::run(args) {
+        Ok(report) => {
+            println!("{report}");
+            report
+        }
+        Err(e) => panic!("the run failed: {e}"),
+    }
 }
