@@ -95,6 +95,22 @@ pub struct SendError {
     timeout: Duration,
 }
 
+impl SendError {
+    /// What makes the errors of one exchange with `addr`: each names the step that failed.
+    fn at(
+        addr: impl fmt::Display,
+        timeout: Duration,
+    ) -> impl Fn(&'static str, io::Error) -> SendError {
+        let addr = addr.to_string();
+        move |what, source| SendError {
+            addr: addr.clone(),
+            what,
+            source,
+            timeout,
+        }
+    }
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (addr, secs) = (&self.addr, self.timeout.as_secs());
@@ -147,12 +163,7 @@ pub fn send(
     input: Input<'_>,
     out: &mut dyn Write,
 ) -> Result<Received, SendError> {
-    let fail = |what, source| SendError {
-        addr: addr.to_string(),
-        what,
-        source,
-        timeout,
-    };
+    let fail = SendError::at(addr, timeout);
     let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?;
     stream
         .set_write_timeout(Some(timeout))

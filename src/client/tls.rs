@@ -68,12 +68,7 @@ pub fn send_tls(
     input: Input<'_>,
     out: &mut dyn Write,
 ) -> Result<Received, SendError> {
-    let fail = |what, source| SendError {
-        addr: addr.to_string(),
-        what,
-        source,
-        timeout,
-    };
+    let fail = SendError::at(addr, timeout);
     let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("connect", e))?;
     let configured = sock
         .set_read_timeout(Some(timeout))

@@ -127,12 +127,7 @@ pub fn send_ws(
     input: Input<'_>,
     out: &mut dyn Write,
 ) -> Result<Received, SendError> {
-    let fail = |what, source| SendError {
-        addr: target.to_string(),
-        what,
-        source,
-        timeout,
-    };
+    let fail = SendError::at(&target, timeout);
     let addrs = target
         .authority
         .to_socket_addrs()
