@@ -46,8 +46,9 @@ usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DI
   --only KIND      only the echo points (chunk and line framing), the HTTP points, the
                    WebSocket points or the TLS points (HTTPS GET, chunk echo over TLS)
 Needs openssl for the TLS points' certificate (apt-get install openssl). SAYTHAT_LOAD_BIN, if
-set, is the load generator's binary instead of the release saythat (e.g. a build with
-`load --tls` beside a server without it).
+set, is the load generator's binary instead of the release saythat; SAYTHAT_BIN, if set, is the
+server measured as saythat (another build, e.g. an older commit's, for a before/after with this
+tree's load generator and peers).
 EOF
 }
 
@@ -141,8 +142,8 @@ echo "loadtest: building (release)"
 cargo build --release --quiet --bin saythat --example tokio_peer --example hyper_peer \
   --example tungstenite_peer --example hyper_rustls_peer --example plot
 release=$(release_dir)
-bin=$release/saythat
-load_bin=${SAYTHAT_LOAD_BIN:-$bin}
+bin=${SAYTHAT_BIN:-$release/saythat}
+load_bin=${SAYTHAT_LOAD_BIN:-$release/saythat}
 rustls_bin=$release/examples/hyper_rustls_peer
 tokio_bin=$release/examples/tokio_peer
 hyper_bin=$release/examples/hyper_peer
