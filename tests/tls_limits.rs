@@ -619,6 +619,50 @@ fn a_large_client_hello_completes(names: usize, at_least: usize) {
     tls_send_expect(&mut client, b"big hello\n", b"You say that big hello\n");
 }
 
+/// A 48 KiB ClientHello (240 ALPN names, under rustls's 0xffff) cut into records of 4 bytes:
+/// 108 KiB on the wire, more than the ~82 KiB a connection keeps for one handshake message in
+/// pieces (`INCOMING_MAX` in src/transport/tls_stream.rs, whose record headers it keeps too):
+/// refused as `tls_error`, never a buffer that grows with what the peer sends, and the server
+/// serves the next client.
+#[test]
+fn a_handshake_message_in_tiny_records_past_the_kept_bound_ends_as_tls_error() {
+    let pki = Pki::new();
+    let server = TestServer::start(&server_config(&pki, FramingKind::Line));
+    let mut config = (*pki.client(&[], None)).clone();
+    config.alpn_protocols = (0..240)
+        .map(|i| format!("{i:03}{}", "p".repeat(197)).into_bytes())
+        .collect();
+    let hello = queued(&mut client_conn(Arc::new(config)));
+    let mut message = Vec::new();
+    let mut rest = &hello[..];
+    while !rest.is_empty() {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        message.extend_from_slice(&rest[5..5 + len]);
+        rest = &rest[5 + len..];
+    }
+    let tiny: Vec<u8> = message
+        .chunks(4)
+        .flat_map(|chunk| [&[0x16, 0x03, 0x01, 0x00, chunk.len() as u8][..], chunk].concat())
+        .collect();
+    assert!(tiny.len() > 100 * 1024, "{} bytes on the wire", tiny.len());
+    let mut socket = socket_to(server.addr());
+    // The server may stop reading, and reset, before the last byte.
+    let _ = socket.write_all(&tiny);
+    let mut got = Vec::new();
+    match socket.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "no end after a hello in {} bytes of records: {e}",
+            tiny.len()
+        ),
+    }
+    assert!(got.is_empty() || got[0] == 21, "{}", show(&got));
+    expect_closed(&server, "tls_error", 1);
+    let mut client = tls_connect(server.addr(), pki.client(&[], None)).unwrap();
+    tls_send_expect(&mut client, b"next\n", b"You say that next\n");
+}
+
 /// A ClientHello of some 12 KiB (60 ALPN names, as large as post-quantum key shares make
 /// them), three of rustls's 4 KiB reads and more: the handshake completes.
 #[test]
