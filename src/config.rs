@@ -27,7 +27,8 @@ pub const READ_BUDGET: usize = 32 * 1024;
 /// Connections accepted from one listener in one turn of the loop, so a connection storm cannot
 /// starve the connections already open.
 pub const ACCEPT_BUDGET: usize = 256;
-/// File descriptors kept out of the connection limit: listeners, epoll, the signal pipe, logging.
+/// File descriptors kept out of the connection limit: listeners, each loop's epoll and alarm
+/// (a timerfd), the signal pipe, logging.
 pub const RESERVED_FDS: u64 = 64;
 /// How long accepting pauses after the process ran out of file descriptors, unless a connection
 /// closes first and frees one.

@@ -16,7 +16,7 @@ use crate::metrics::AcceptError;
 
 /// Listener `i` has token `LISTENER_BASE - i`, just below the loop's other special tokens at
 /// the top of `usize`, far above any slab key.
-pub(super) const LISTENER_BASE: usize = usize::MAX - 3;
+pub(super) const LISTENER_BASE: usize = usize::MAX - 4;
 
 // The queued listeners are the bits of a u64.
 const _: () = assert!(MAX_LISTENERS <= u64::BITS as usize);

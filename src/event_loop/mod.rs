@@ -19,6 +19,7 @@
 //!   the end of a turn.
 //! - `tally`: what the loop counts, published once per turn.
 //! - `timers`: the lazy timer heap the connections' deadlines wait on.
+//! - `alarm`: the timerfd that wakes the loop at its next deadline.
 //! - `lifecycle`: signals, lame duck, drain, shutdown; it says what the loop must do next.
 //! - `side`: with `--metrics-listen` or `--agent-listen`, the first loop also drives [`Side`]
 //!   loops, the admin endpoint's and the agent check's: each a `Worker` on a poll of its own,
@@ -27,6 +28,7 @@
 //!   message path.
 
 mod accept;
+mod alarm;
 mod drain;
 mod drive;
 mod lifecycle;
@@ -51,6 +53,7 @@ use crate::systemd::DrainNotices;
 use crate::transport::TlsServer;
 pub(crate) use accept::Listener;
 use accept::{listener_index, Acceptor};
+use alarm::Alarm;
 use drive::Connections;
 use lifecycle::{Lifecycle, Step};
 use side::Sides;
@@ -62,6 +65,8 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// The poll of a side loop (the admin endpoint's, the agent check's) has events.
 const SIDE: Token = Token(usize::MAX - 2);
+/// The loop's next deadline has come.
+const ALARM: Token = Token(usize::MAX - 3);
 /// Events taken from one `epoll_wait`.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -69,6 +74,7 @@ const EVENT_CAPACITY: usize = 1024;
 /// sharing only their [`Group`].
 pub(crate) struct Worker<P: Protocol> {
     acceptor: Acceptor,
+    alarm: Alarm,
     conns: Connections<P>,
     lifecycle: Lifecycle,
     sides: Sides,
@@ -88,6 +94,7 @@ impl<P: Protocol> Worker<P> {
     ) -> io::Result<Worker<P>> {
         Ok(Worker {
             acceptor: Acceptor::new(poll.registry(), listeners)?,
+            alarm: Alarm::new(poll.registry(), ALARM)?,
             conns: Connections::new(config, poll, group.clone(), protocol),
             lifecycle: Lifecycle::new(config.shutdown_timeout()),
             sides: Sides::default(),
@@ -142,10 +149,7 @@ impl<P: Protocol> Worker<P> {
         let _ended = Ended(self.group.clone());
         let mut events = Events::with_capacity(EVENT_CAPACITY);
         loop {
-            // From the last turn's time, not a fresh clock read: a wake comes at most that turn's
-            // length late (microseconds; a read budget's worth at most), and a turn of a few
-            // messages saves one of its two clock reads.
-            let timeout = self.poll_timeout(self.turn_time());
+            let timeout = self.poll_timeout();
             if let Err(e) = self.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -174,6 +178,7 @@ impl<P: Protocol> Worker<P> {
         for event in events.iter() {
             match event.token() {
                 WAKER => {}
+                ALARM => self.alarm.rang(),
                 SIGNALS => self.lifecycle.take_signals(&self.group),
                 SIDE => self.sides.wake(),
                 token => match listener_index(token) {
@@ -239,16 +244,24 @@ impl<P: Protocol> Worker<P> {
         self.conns.poll(events, timeout)
     }
 
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+    /// How long the next poll may wait: not at all while work is left, else until an event,
+    /// the alarm set for the first deadline among them.
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        // From the last turn's time, not a fresh clock read: a side loop due a few microseconds
+        // (a turn's length) from now waits for the alarm, which rings on time.
+        let now = self.conns.now();
         if self.conns.has_ready() || self.acceptor.has_queued() || self.sides.due(now) {
             return Some(Duration::ZERO);
         }
-        [self.deadline(), self.sides.next_at()]
+        let at = [self.deadline(), self.sides.next_at()]
             .into_iter()
             .flatten()
-            .min()
+            .min();
+        match self.alarm.set(at) {
+            true => None,
             // Rounded up: epoll counts whole milliseconds, and waking early would spin.
-            .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1))
+            false => at.map(|at| at.saturating_duration_since(now) + Duration::from_millis(1)),
+        }
     }
 
     /// When this loop must wake without an event: its first timer, the end of an accept pause,

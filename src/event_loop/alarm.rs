@@ -1,0 +1,148 @@
+//! The loop's wake-up at its next deadline: a timerfd its poll watches, so `epoll_wait` itself
+//! always waits without a timeout.
+//!
+//! Why not `epoll_wait`'s timeout: with one, the kernel arms and cancels a timer around every
+//! sleep, and a loop that sleeps between most messages (any server below its capacity) pays
+//! that per message: about 0.4 µs, 3 % of a 64 B TLS echo's CPU at 50,000 messages/s here. The
+//! timerfd is armed only when the deadline moves, which the lazy timer heap makes rare (a
+//! connection's later deadlines wait behind the earliest).
+//!
+//! Must never let the loop sleep past a deadline: an alarm that rang is forgotten, so the next
+//! turn arms it again for whatever is then the earliest.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
+
+/// A one-shot timer on the monotonic clock (`Instant`'s), registered edge-triggered: each
+/// expiry is one event, whether or not its count was read.
+#[derive(Debug)]
+pub(super) struct Alarm {
+    fd: OwnedFd,
+    /// When it rings, if armed and not rung since.
+    armed: Option<Instant>,
+    /// Setting it failed once (and was logged): the loop waits with a timeout instead.
+    failed: bool,
+}
+
+impl Alarm {
+    /// A disarmed alarm whose ring is an event for `token` on `registry`.
+    pub(super) fn new(registry: &Registry, token: Token) -> io::Result<Alarm> {
+        let flags = TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC;
+        let fd = timerfd_create(TimerfdClockId::Monotonic, flags)?;
+        registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
+        Ok(Alarm {
+            fd,
+            armed: None,
+            failed: false,
+        })
+    }
+
+    /// Makes the alarm ring at `at` (`None`: never). A syscall only when `at` moved since the
+    /// last call or the alarm rang. False if the timerfd refused (never seen: it takes any time
+    /// we give it), logged once: the caller then waits with the poll's own timeout.
+    #[inline]
+    pub(super) fn set(&mut self, at: Option<Instant>) -> bool {
+        if at == self.armed {
+            return true;
+        }
+        match self.arm(at) {
+            Ok(()) => {
+                self.armed = at;
+                true
+            }
+            Err(e) => {
+                if !self.failed {
+                    warn!(
+                        "cannot set the event loop's timerfd ({e}); waiting with epoll's timeout"
+                    );
+                    self.failed = true;
+                }
+                false
+            }
+        }
+    }
+
+    fn arm(&self, at: Option<Instant>) -> io::Result<()> {
+        // A zero it_value disarms the timer: a deadline already due rings after 1 ns instead.
+        let value = match at {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_nanos(1)),
+            None => Duration::ZERO,
+        };
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: Timespec::try_from(value).map_err(|_| io::ErrorKind::InvalidInput)?,
+        };
+        timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
+        Ok(())
+    }
+
+    /// The alarm's event came: it is no longer armed.
+    pub(super) fn rang(&mut self) {
+        self.armed = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+
+    const ALARM: Token = Token(7);
+
+    fn rings_within(poll: &mut Poll, wait: Duration) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(wait)).unwrap();
+        events.iter().any(|e| e.token() == ALARM)
+    }
+
+    #[test]
+    fn rings_at_its_deadline_and_again_once_rearmed() {
+        let mut poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let start = Instant::now();
+        assert!(alarm.set(Some(start + Duration::from_millis(30))));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        assert!(start.elapsed() >= Duration::from_millis(30), "rang early");
+        alarm.rang();
+        // Edge-triggered and never read: the next expiry is still an event of its own.
+        assert!(alarm.set(Some(Instant::now() + Duration::from_millis(10))));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_due_deadline_rings_at_once_and_none_disarms() {
+        let mut poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        assert!(alarm.set(Some(Instant::now() - Duration::from_millis(5))));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        alarm.rang();
+        assert!(alarm.set(Some(Instant::now() + Duration::from_millis(20))));
+        assert!(alarm.set(None));
+        assert!(!rings_within(&mut poll, Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_moved_deadline_replaces_the_old_one() {
+        let mut poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let start = Instant::now();
+        assert!(alarm.set(Some(start + Duration::from_secs(60))));
+        assert!(alarm.set(Some(start + Duration::from_millis(20))));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
