@@ -66,29 +66,54 @@ pub(crate) fn handshake(tls: &mut ClientConnection, sock: &mut TcpStream) -> io:
 
 /// Reads plaintext into `buf` as a socket read would: `Ok(0)` when the server closed (with or
 /// without `close_notify`), `WouldBlock` once both rustls and the socket are drained.
+///
+/// `drained` carries over the calls one readiness event makes. A socket read that came up short
+/// sets it (when `trust_short`: no end of stream is queued behind the bytes), and once rustls
+/// has handed out what that read brought, the read that would only say `WouldBlock` is saved:
+/// edge-triggered, the kernel tells of what arrives later. That read is one syscall per answer,
+/// about a tenth of the generator's CPU per message.
 pub(crate) fn read(
     tls: &mut ClientConnection,
     sock: &mut TcpStream,
     buf: &mut [u8],
+    trust_short: bool,
+    drained: &mut bool,
 ) -> io::Result<usize> {
     loop {
         match tls.reader().read(buf) {
             Ok(n) => return Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && *drained => return Err(e),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             // The server closed without close_notify: a close like any other to the checkers,
             // which tell an answer cut short.
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
             Err(e) => return Err(e),
         }
-        match tls.read_tls(sock) {
+        let mut noted = Noted { sock, short: false };
+        match tls.read_tls(&mut noted) {
             // rustls now knows of the end: the next `reader()` call says how it ended.
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        *drained = trust_short && noted.short;
         if let Err(e) = tls.process_new_packets() {
             return Err(failed(tls, sock, &e));
         }
+    }
+}
+
+/// The socket as rustls reads it, noting whether the read gave bytes but fewer than asked.
+struct Noted<'a> {
+    sock: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for Noted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
     }
 }
 

@@ -372,9 +372,16 @@ impl Worker {
         };
         // Answers read after the end are to messages sent before it.
         let measuring = now >= plan.measure_start;
+        let mut tls_drained = false;
         loop {
             let read = match slot.tls.as_deref_mut() {
-                Some(tls) => tls::read(tls, sock, &mut self.read_buf),
+                Some(tls) => tls::read(
+                    tls,
+                    sock,
+                    &mut self.read_buf,
+                    !stream_ending,
+                    &mut tls_drained,
+                ),
                 None => sock.read(&mut self.read_buf),
             };
             let n = match read {
@@ -429,7 +436,7 @@ impl Worker {
             }
             // The kernel gave less than asked, so it had no more: another edge-triggered event
             // comes when more arrives. Not so for an end of stream that is already queued, nor
-            // over TLS, where a short read is one record's plaintext.
+            // over TLS, where a short read is one record's plaintext (`tls::read` tells there).
             if n < self.read_buf.len() && !stream_ending && slot.tls.is_none() {
                 return Ok(());
             }
