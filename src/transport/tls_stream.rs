@@ -100,8 +100,9 @@ pub struct TlsStream {
     conn: UnbufferedServerConnection,
     /// Ciphertext rustls left (a record cut by a read, records past the caller's buffer, a
     /// handshake message in pieces): `incoming[start..filled]`, read on into until rustls has
-    /// used it all, then freed. Its length is its capacity: what rustls left, doubled (to
-    /// 4 KiB at least) while one record or handshake message needs more.
+    /// used it all, then freed. Its length is its capacity: what rustls left, grown (to 4 KiB
+    /// at least) to the end of the record it cuts, or doubled while a handshake message needs
+    /// more records.
     incoming: Vec<u8>,
     start: usize,
     filled: usize,
@@ -284,7 +285,7 @@ impl TlsStream {
         if self.filled == self.incoming.len() {
             // rustls needs all the buffer holds before it can go on: one whole record, or the
             // records of one handshake message.
-            let grown = (self.incoming.len() * 2).clamp(INCOMING_SMALL, INCOMING_MAX);
+            let grown = wanted(&self.incoming).clamp(INCOMING_SMALL, INCOMING_MAX);
             if grown == self.incoming.len() {
                 return Err(invalid(
                     "a TLS record or handshake message larger than rustls allows",
@@ -536,9 +537,45 @@ impl TlsStream {
     }
 }
 
+/// What a full buffer of kept ciphertext must grow to for rustls to go on: the end of the record
+/// it cuts, read from that record's header (a 16 KiB record takes 16 KiB, not the next power of
+/// two), or twice as much when it holds only whole records (a handshake message in pieces) or
+/// too little of a header to tell.
+fn wanted(kept: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(header) = kept.get(at..at + 5) {
+        let end = at + 5 + usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if end > kept.len() {
+            return end;
+        }
+        at = end;
+    }
+    kept.len() * 2
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Head;
+    use super::{wanted, Head};
+
+    fn record(len: u16) -> Vec<u8> {
+        let mut record = vec![0x17, 0x03, 0x03];
+        record.extend_from_slice(&len.to_be_bytes());
+        record.resize(5 + usize::from(len), 0xAB);
+        record
+    }
+
+    /// A cut record grows the buffer to its end; whole records or a cut header double it.
+    #[test]
+    fn the_buffer_grows_to_the_end_of_the_record_it_cuts() {
+        let big = record(16_640);
+        assert_eq!(wanted(&big[..9000]), 16_645);
+        let mut two = record(300);
+        two.extend_from_slice(&big[..4000]);
+        assert_eq!(wanted(&two), 305 + 16_645);
+        let whole = [record(100), record(200)].concat();
+        assert_eq!(wanted(&whole), 2 * 310);
+        assert_eq!(wanted(&big[..3]), 6);
+    }
 
     fn head(bytes: &[u8]) -> Head {
         let mut head = Head::default();
