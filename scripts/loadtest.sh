@@ -6,7 +6,7 @@
 # checked byte for byte by `saythat load`.
 #
 #   scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-#                       [--only echo|http|ws|tls]
+#                       [--only echo|http|ws|tls] [--server-cpu PCT]
 #
 # Echo points: connections 1, 10, 100, 1000 times three scenarios: 64 B and 1024 B chunk
 # ping-pong (one message in flight per connection), and 64 B lines with 16 in flight
@@ -24,6 +24,14 @@
 # (utime, stime from /proc/PID/stat) is read at the end of the warmup and after the run, and
 # divided by the messages (requests, in HTTP) measured: the chart's third panel.
 #
+# `--server-cpu PCT` holds each server to PCT % of a core (a CFS quota in 10 ms periods, in a
+# cgroup of its own; root and a writable cgroup cpu controller needed), so that in a closed loop
+# the server, not the load generator, is the bottleneck: both then take every ready connection
+# in one poll, and CPU per message compares what each needs at its capacity. Without it, on
+# 2 cores the generator is the bottleneck, and a server that keeps up with it answers each
+# message as it comes, paying an epoll_wait (and now and then a wakeup) that a server always
+# behind it spreads over many.
+#
 # Writes DIR/loadtest.csv, DIR/loadtest.svg (examples/plot.rs), DIR/points/*.json (every load
 # report) and DIR/logs/; prints a table per kind of point with the saythat/peer ratios. Exits 1 if
 # any point had an error (a wrong, late or missing answer; in HTTP also a status other than 200 or
@@ -37,7 +45,7 @@ source scripts/lib.sh
 usage() {
   cat <<'EOF'
 usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DIR] [--no-peer]
-                           [--only echo|http|ws|tls]
+                           [--only echo|http|ws|tls] [--server-cpu PCT]
   --duration SECS  measured seconds per point (default 3)
   --warmup SECS    seconds of load before measuring, per point (default 1)
   --quick          --duration 1 --warmup 0.5
@@ -45,6 +53,8 @@ usage: scripts/loadtest.sh [--duration SECS] [--warmup SECS] [--quick] [--out DI
   --no-peer        measure saythat only, without the tokio, hyper, tungstenite and rustls peers
   --only KIND      only the echo points (chunk and line framing), the HTTP points, the
                    WebSocket points or the TLS points (HTTPS GET, chunk echo over TLS)
+  --server-cpu PCT each server held to PCT % of a core (10-95; a cgroup CFS quota, as root),
+                   so that it, not the load generator, is the closed loop's bottleneck
 Needs openssl for the TLS points' certificate (apt-get install openssl). SAYTHAT_LOAD_BIN, if
 set, is the load generator's binary instead of the release saythat; SAYTHAT_BIN, if set, is the
 server measured as saythat (another build, e.g. an older commit's, for a before/after with this
@@ -57,15 +67,17 @@ warmup=1
 out=results
 peer=1
 only=
+server_cpu=
 while [ $# -gt 0 ]; do
   case $1 in
-    --duration | --warmup | --out | --only)
+    --duration | --warmup | --out | --only | --server-cpu)
       [ $# -ge 2 ] || { echo "loadtest: $1 needs a value" >&2; usage >&2; exit 2; }
       case $1 in
         --duration) duration=$2 ;;
         --warmup) warmup=$2 ;;
         --out) out=$2 ;;
         --only) only=$2 ;;
+        --server-cpu) server_cpu=$2 ;;
       esac
       shift 2 ;;
     --quick) duration=1 warmup=0.5; shift ;;
@@ -81,6 +93,9 @@ awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' || {
   echo "loadtest: --duration must be more than 0 and at most 600 seconds" >&2; exit 2; }
 awk -v w="$warmup" 'BEGIN { exit !(w <= 600) }' || {
   echo "loadtest: --warmup must be at most 600 seconds" >&2; exit 2; }
+if [ -n "$server_cpu" ] && ! { [[ $server_cpu =~ ^[0-9]+$ ]] && ((server_cpu >= 10 && server_cpu <= 95)); }; then
+  echo "loadtest: --server-cpu takes a whole percentage of one core, 10 to 95" >&2; exit 2
+fi
 case $only in
   '' | echo | http | ws | tls) ;;
   *) echo "loadtest: --only takes echo, http, ws or tls" >&2; usage >&2; exit 2 ;;
@@ -172,11 +187,39 @@ csv=$out/loadtest.csv
 svg=$out/loadtest.svg
 
 declare -A pid addr
+# --server-cpu's cgroup: a directory of its own, removed once its servers are gone.
+quota_dir=
 cleanup() {
   stop_servers
+  if [ -n "$quota_dir" ]; then rmdir "$quota_dir" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# make_quota: the cgroup --server-cpu's servers run in (cgroup v2's cpu.max, else v1's
+# cpu.cfs_quota_us), PCT % of one core in each 10 ms period.
+make_quota() {
+  local v2=/sys/fs/cgroup v1=/sys/fs/cgroup/cpu quota=$((server_cpu * 100))
+  if grep -qw cpu "$v2/cgroup.subtree_control" 2>/dev/null; then
+    quota_dir=$v2/saythat-loadtest-$$
+    mkdir "$quota_dir" && echo "$quota 10000" >"$quota_dir/cpu.max"
+  elif [ -w "$v1/cgroup.procs" ]; then
+    quota_dir=$v1/saythat-loadtest-$$
+    mkdir "$quota_dir" && echo 10000 >"$quota_dir/cpu.cfs_period_us" &&
+      echo "$quota" >"$quota_dir/cpu.cfs_quota_us"
+  else
+    false
+  fi
+}
+if [ -n "$server_cpu" ]; then
+  make_quota 2>/dev/null || {
+    echo "loadtest: --server-cpu needs a cgroup cpu controller this user may write (cgroup v2 with" \
+      "cpu in /sys/fs/cgroup/cgroup.subtree_control, or v1's /sys/fs/cgroup/cpu): run as root," \
+      "or leave --server-cpu out" >&2
+    exit 1
+  }
+  machine+=", each server held to $server_cpu % of a core"
+fi
 
 # start KEY COMMAND...: runs a server pinned to the server CPU; records its pid and address.
 start() {
@@ -186,6 +229,7 @@ start() {
   pid[$key]=$!
   a=$(listen_addr "$log") || { echo "loadtest: $key did not start" >&2; exit 1; }
   addr[$key]=$a
+  if [ -n "$quota_dir" ]; then echo "${pid[$key]}" >"$quota_dir/cgroup.procs"; fi
 }
 
 # The TLS points' certificate (a test CA and a server certificate for 127.0.0.1, P-256).
