@@ -8,7 +8,9 @@
 //! connection's later deadlines wait behind the earliest).
 //!
 //! Must never let the loop sleep past a deadline: an alarm that rang is forgotten, so the next
-//! turn arms it again for whatever is then the earliest.
+//! turn arms it again for whatever is then the earliest. Nor spin on one that stays due: a
+//! deadline asked for again after it rang (a turn should have taken it; if one did not) rings
+//! no sooner than `RETRY` later, as epoll's timeout, rounded up to a millisecond, did.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -22,6 +24,9 @@ use rustix::time::{
     Timespec,
 };
 
+/// The least wait for a deadline that already rang and is asked for again.
+const RETRY: Duration = Duration::from_millis(1);
+
 /// A one-shot timer on the monotonic clock (`Instant`'s), registered edge-triggered: each
 /// expiry is one event, whether or not its count was read.
 #[derive(Debug)]
@@ -29,6 +34,8 @@ pub(super) struct Alarm {
     fd: OwnedFd,
     /// When it rings, if armed and not rung since.
     armed: Option<Instant>,
+    /// The last deadline it rang for, once that deadline had come.
+    rang_for: Option<Instant>,
     /// Setting it failed once (and was logged): the loop waits with a timeout instead.
     failed: bool,
 }
@@ -42,6 +49,7 @@ impl Alarm {
         Ok(Alarm {
             fd,
             armed: None,
+            rang_for: None,
             failed: false,
         })
     }
@@ -74,9 +82,13 @@ impl Alarm {
     fn arm(&self, at: Option<Instant>) -> io::Result<()> {
         // A zero it_value disarms the timer: a deadline already due rings after 1 ns instead.
         let value = match at {
-            Some(at) => at
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_nanos(1)),
+            Some(at) => {
+                let least = match self.rang_for {
+                    Some(rang) if at <= rang => RETRY,
+                    _ => Duration::from_nanos(1),
+                };
+                at.saturating_duration_since(Instant::now()).max(least)
+            }
             None => Duration::ZERO,
         };
         let spec = Itimerspec {
@@ -90,9 +102,14 @@ impl Alarm {
         Ok(())
     }
 
-    /// The alarm's event came: it is no longer armed.
+    /// The alarm's event came: it is no longer armed. (An event from before the last re-arm
+    /// may still come, for a deadline not yet due: that one is armed again as it was.)
     pub(super) fn rang(&mut self) {
-        self.armed = None;
+        if let Some(at) = self.armed.take() {
+            if at <= Instant::now() {
+                self.rang_for = Some(at);
+            }
+        }
     }
 }
 
@@ -133,6 +150,31 @@ mod tests {
         assert!(alarm.set(Some(Instant::now() + Duration::from_millis(20))));
         assert!(alarm.set(None));
         assert!(!rings_within(&mut poll, Duration::from_millis(100)));
+    }
+
+    /// A deadline asked for again after it rang (a turn that did not take it) waits a
+    /// millisecond instead of ringing at once, turn after turn.
+    #[test]
+    fn a_deadline_that_stays_due_does_not_spin() {
+        let mut poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let due = Instant::now() - Duration::from_millis(5);
+        assert!(alarm.set(Some(due)));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        alarm.rang();
+        let again = Instant::now();
+        assert!(alarm.set(Some(due)));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        assert!(
+            again.elapsed() >= RETRY,
+            "rang again after {:?}",
+            again.elapsed()
+        );
+        // A later deadline is not held back.
+        alarm.rang();
+        let next = Instant::now();
+        assert!(alarm.set(Some(next)));
+        assert!(rings_within(&mut poll, Duration::from_secs(5)));
     }
 
     #[test]
