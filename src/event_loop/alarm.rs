@@ -80,15 +80,8 @@ impl Alarm {
     }
 
     fn arm(&self, at: Option<Instant>) -> io::Result<()> {
-        // A zero it_value disarms the timer: a deadline already due rings after 1 ns instead.
         let value = match at {
-            Some(at) => {
-                let least = match self.rang_for {
-                    Some(rang) if at <= rang => RETRY,
-                    _ => Duration::from_nanos(1),
-                };
-                at.saturating_duration_since(Instant::now()).max(least)
-            }
+            Some(at) => wait_for(at, Instant::now(), self.rang_for),
             None => Duration::ZERO,
         };
         let spec = Itimerspec {
@@ -113,12 +106,29 @@ impl Alarm {
     }
 }
 
+/// How long from `now` until the alarm rings for `at`: its time, but never zero (a zero
+/// it_value disarms the timer: a deadline already due rings after 1 ns) and never sooner than
+/// `RETRY` for a deadline no later than the one it last rang for (`rang_for`).
+fn wait_for(at: Instant, now: Instant, rang_for: Option<Instant>) -> Duration {
+    let least = match rang_for {
+        Some(rang) if at <= rang => RETRY,
+        _ => Duration::from_nanos(1),
+    };
+    at.saturating_duration_since(now).max(least)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mio::{Events, Poll};
 
     const ALARM: Token = Token(7);
+
+    fn alarm() -> (Poll, Alarm) {
+        let poll = Poll::new().unwrap();
+        let alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        (poll, alarm)
+    }
 
     fn rings_within(poll: &mut Poll, wait: Duration) -> bool {
         let mut events = Events::with_capacity(4);
@@ -128,8 +138,7 @@ mod tests {
 
     #[test]
     fn rings_at_its_deadline_and_again_once_rearmed() {
-        let mut poll = Poll::new().unwrap();
-        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let (mut poll, mut alarm) = alarm();
         let start = Instant::now();
         assert!(alarm.set(Some(start + Duration::from_millis(30))));
         assert!(rings_within(&mut poll, Duration::from_secs(5)));
@@ -142,8 +151,7 @@ mod tests {
 
     #[test]
     fn a_due_deadline_rings_at_once_and_none_disarms() {
-        let mut poll = Poll::new().unwrap();
-        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let (mut poll, mut alarm) = alarm();
         assert!(alarm.set(Some(Instant::now() - Duration::from_millis(5))));
         assert!(rings_within(&mut poll, Duration::from_secs(5)));
         alarm.rang();
@@ -152,12 +160,43 @@ mod tests {
         assert!(!rings_within(&mut poll, Duration::from_millis(100)));
     }
 
-    /// A deadline asked for again after it rang (a turn that did not take it) waits a
-    /// millisecond instead of ringing at once, turn after turn.
+    /// A deadline asked for again after it rang (a turn that did not take it) waits `RETRY`
+    /// instead of ringing at once, turn after turn; a later one, or a first one, is not held.
+    #[test]
+    fn a_deadline_that_stays_due_waits_a_retry_and_no_other_is_held() {
+        let now = Instant::now();
+        let rang = now - Duration::from_millis(5);
+        assert_eq!(wait_for(rang, now, Some(rang)), RETRY);
+        assert_eq!(
+            wait_for(rang - Duration::from_millis(1), now, Some(rang)),
+            RETRY
+        );
+        assert_eq!(wait_for(rang, now, None), Duration::from_nanos(1));
+        let soon = now + Duration::from_micros(10);
+        assert_eq!(wait_for(soon, now, Some(rang)), Duration::from_micros(10));
+        assert_eq!(wait_for(now, now, Some(rang)), Duration::from_nanos(1));
+    }
+
+    /// A stale ring (from before a re-arm, its deadline not yet due) holds nothing back: the
+    /// deadline is armed again as it was.
+    #[test]
+    fn a_stale_ring_is_no_retry() {
+        let (_poll, mut alarm) = alarm();
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(alarm.set(Some(later)));
+        alarm.rang();
+        assert_eq!(alarm.rang_for, None);
+        assert_eq!(alarm.armed, None);
+        let due = Instant::now() - Duration::from_millis(1);
+        assert!(alarm.set(Some(due)));
+        alarm.rang();
+        assert_eq!(alarm.rang_for, Some(due));
+    }
+
+    /// The same through the timerfd: the ring for a deadline asked again comes `RETRY` later.
     #[test]
     fn a_deadline_that_stays_due_does_not_spin() {
-        let mut poll = Poll::new().unwrap();
-        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let (mut poll, mut alarm) = alarm();
         let due = Instant::now() - Duration::from_millis(5);
         assert!(alarm.set(Some(due)));
         assert!(rings_within(&mut poll, Duration::from_secs(5)));
@@ -165,22 +204,13 @@ mod tests {
         let again = Instant::now();
         assert!(alarm.set(Some(due)));
         assert!(rings_within(&mut poll, Duration::from_secs(5)));
-        assert!(
-            again.elapsed() >= RETRY,
-            "rang again after {:?}",
-            again.elapsed()
-        );
-        // A later deadline is not held back.
-        alarm.rang();
-        let next = Instant::now();
-        assert!(alarm.set(Some(next)));
-        assert!(rings_within(&mut poll, Duration::from_secs(5)));
+        let waited = again.elapsed();
+        assert!(waited >= RETRY, "rang again after {waited:?}");
     }
 
     #[test]
     fn a_moved_deadline_replaces_the_old_one() {
-        let mut poll = Poll::new().unwrap();
-        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        let (mut poll, mut alarm) = alarm();
         let start = Instant::now();
         assert!(alarm.set(Some(start + Duration::from_secs(60))));
         assert!(alarm.set(Some(start + Duration::from_millis(20))));
