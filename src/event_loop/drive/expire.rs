@@ -67,7 +67,8 @@ impl<P: Protocol> Connections<P> {
     /// The drain begins: the protocol hears it, and every connection gets a look.
     pub fn start_drain(&mut self, now: Instant) {
         self.protocol.on_drain();
-        (self.drain).start(&self.protocol, &mut self.slots, &mut self.timers, now);
+        self.drain
+            .start(&self.protocol, &mut self.slots, &mut self.timers, now);
     }
 
     /// Closes a connection idle at a message boundary during the drain with our FIN and the
