@@ -9,10 +9,11 @@
 # A is saythat (the release build, or SAYTHAT_BIN); B is the peer scripts/loadtest.sh compares it
 # with (tokio for chunk and line, hyper for http, tungstenite for ws, hyper/tokio over tokio-rustls
 # for tls_chunk and tls_http), another peer by name, or another saythat build by its path (a
-# before/after). Each round runs the same `saythat load` against A and then B, or B then A in
-# every other round, and reads each server's CPU time (utime+stime) and voluntary context
-# switches from /proc over the measured window. Prints a line per round and the medians; the
-# ratio to trust is the median of the rounds' A/B ratios, and their spread says how far to trust it.
+# before/after). Each round starts both servers afresh, runs the same `saythat load` against A
+# and then B (B then A in every other round), and reads each server's CPU time (utime+stime) and
+# voluntary context switches from /proc over the measured window. Prints a line per round and the
+# medians; the ratio to trust is the median of the rounds' A/B ratios, and their spread says how
+# far to trust it.
 # Closed loop by default (each connection sends when its answer comes, so the load generator on
 # the other core may be the bottleneck: see the switches a message); --rate makes it open loop.
 #
@@ -102,8 +103,14 @@ start() {
   addr[$key]=$(listen_addr "$work/$key.log") || { echo "paired: $who did not start" >&2; exit 1; }
 }
 against=${against:-$(peer_of "$framing")}
-start A saythat
-start B "$against"
+# Both servers start afresh each round: a process keeps its luck (where its buffers and code
+# landed) for as long as it runs, and saythat against itself differed by up to 8 % in medians
+# of 12 rounds on the same two processes.
+start_both() {
+  pid=()
+  start A saythat
+  start B "$against"
+}
 
 # cpu_and_switches PID: utime+stime in clock ticks, and voluntary context switches (sleeps).
 cpu_and_switches() {
@@ -146,7 +153,9 @@ printf '%6s | %9s %9s %9s | %9s %9s %9s | %6s\n' round "A msgs/s" "A cpu us" "A 
   "B msgs/s" "B cpu us" "B sw/msg" "A/B"
 rows=$work/rows
 for round in $(seq "$rounds"); do
+  start_both
   if ((round % 2)); then a=$(measure A); b=$(measure B); else b=$(measure B); a=$(measure A); fi
+  stop_servers
   read -r am ac as <<<"$a"
   read -r bm bc bs <<<"$b"
   echo "$am $ac $as $bm $bc $bs" >>"$rows"
