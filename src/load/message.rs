@@ -42,8 +42,9 @@ pub(crate) struct Protocol {
     /// Payload bytes per message: the whole message in the echo framings, the path or the body
     /// of a request in HTTP.
     pub(super) size: u32,
-    /// `ALPHABET` without the prefix's first byte.
-    alphabet: Vec<u8>,
+    /// Byte `r` of a hash stands for `map[r]`: `ALPHABET` without the prefix's first byte,
+    /// spread over the 256 values once, so a payload byte is one load, with no division.
+    map: [u8; 256],
     /// HTTP framing: the request bytes around every payload.
     pub(super) request: Option<RequestShape>,
     /// WebSocket framing: the frame around every payload.
@@ -69,11 +70,13 @@ impl Protocol {
         ws_text: bool,
     ) -> Result<Self, String> {
         let expect = Expect::new(query, prefix.len(), size)?;
-        let alphabet = ALPHABET
+        let alphabet: Vec<u8> = ALPHABET
             .iter()
             .copied()
             .filter(|&b| prefix.first() != Some(&b))
             .collect();
+        // Multiply-shift: each letter stands for 7 or 8 of the 256 byte values.
+        let map = std::array::from_fn(|r| alphabet[(r * alphabet.len()) >> 8]);
         let request = match framing {
             LoadFraming::Http => Some(RequestShape::new(method, host, size, query)),
             _ => None,
@@ -86,7 +89,7 @@ impl Protocol {
             chunk: framing == LoadFraming::Chunk,
             line: framing == LoadFraming::Line,
             size,
-            alphabet,
+            map,
             // A request's head is a few dozen bytes, a frame header 14 at most, and `size` at
             // most `MAX_SIZE`.
             wire_size: size.saturating_add(u32::try_from(around).unwrap_or(u32::MAX)),
@@ -119,27 +122,33 @@ impl Protocol {
         self.prefix.len() as u64 + u64::from(self.size)
     }
 
-    /// Byte `off` of the payload with this seed.
+    /// Byte `off` of the payload with this seed (`\n` past its end).
     #[inline]
     pub(super) fn byte(&self, seed: u64, off: u32) -> u8 {
-        self.bytes(seed, off).next().unwrap_or(b'\n')
+        if off >= self.size || self.newline_at(off, 1).is_some() {
+            return b'\n';
+        }
+        self.block(seed, off / 8)[off as usize % 8]
     }
 
-    /// The message's bytes from `from` on. One hash gives eight bytes: generating and checking
-    /// payloads must cost the load generator far less than the server spends answering them.
-    fn bytes(&self, seed: u64, from: u32) -> impl Iterator<Item = u8> + '_ {
-        let mut block = (u32::MAX, 0u64);
-        (from..self.size).map(move |off| {
-            if self.line && off + 1 == self.size {
-                return b'\n';
-            }
-            if block.0 != off / 8 {
-                block = (off / 8, mix(seed ^ u64::from(off / 8)));
-            }
-            let r = (block.1 >> (off % 8 * 8)) as u8;
-            // Multiply-shift maps the byte onto the alphabet without a division.
-            self.alphabet[(usize::from(r) * self.alphabet.len()) >> 8]
-        })
+    /// Payload bytes `8 * index..8 * index + 8` with this seed, but for line framing's final
+    /// `\n`. One hash gives eight bytes: generating and checking payloads must cost the load
+    /// generator far less than the server spends answering them.
+    #[inline]
+    fn block(&self, seed: u64, index: u32) -> [u8; 8] {
+        let hash = mix(seed ^ u64::from(index));
+        let mut block = [0; 8];
+        for (i, b) in block.iter_mut().enumerate() {
+            *b = self.map[usize::from((hash >> (8 * i)) as u8)];
+        }
+        block
+    }
+
+    /// Line framing: where the message's final `\n` falls in `len` payload bytes from `from`.
+    #[inline]
+    fn newline_at(&self, from: u32, len: usize) -> Option<usize> {
+        let at = self.size.checked_sub(1)?.checked_sub(from)? as usize;
+        (self.line && at < len).then_some(at)
     }
 
     /// Writes bytes `from..from + out.len()` of the message with this seed into `out`: in HTTP
@@ -193,19 +202,69 @@ impl Protocol {
         }
     }
 
-    /// Writes payload bytes `from..from + out.len()` of the message with this seed into `out`.
+    /// Writes payload bytes `from..from + out.len()` of the message with this seed into `out`
+    /// (none past the payload's end), a block of eight at a time.
     fn fill_payload(&self, seed: u64, from: u32, out: &mut [u8]) {
-        for (b, expected) in out.iter_mut().zip(self.bytes(seed, from)) {
-            *b = expected;
+        let len = out.len().min(self.size.saturating_sub(from) as usize);
+        let (start, mut index) = (from as usize % 8, from / 8);
+        let head = ((8 - start) % 8).min(len);
+        let (first, rest) = out[..len].split_at_mut(head);
+        if head > 0 {
+            first.copy_from_slice(&self.block(seed, index)[start..start + head]);
+            index += 1;
+        }
+        let (blocks, tail) = rest.as_chunks_mut::<8>();
+        for block in blocks {
+            *block = self.block(seed, index);
+            index += 1;
+        }
+        if !tail.is_empty() {
+            let n = tail.len();
+            tail.copy_from_slice(&self.block(seed, index)[..n]);
+        }
+        if let Some(at) = self.newline_at(from, len) {
+            out[at] = b'\n';
         }
     }
 
-    /// Where `got`, read from payload byte `from` of the message with this seed on, first differs.
+    /// Where `got`, read from payload byte `from` of the message with this seed on, first differs
+    /// (bytes past the payload's end are not compared).
     #[inline]
     pub(super) fn mismatch(&self, seed: u64, from: u32, got: &[u8]) -> Option<usize> {
-        got.iter()
-            .zip(self.bytes(seed, from))
-            .position(|(&g, e)| g != e)
+        let len = got.len().min(self.size.saturating_sub(from) as usize);
+        match self.newline_at(from, len) {
+            // Line framing's `\n` is the payload's last byte: nothing after it is compared.
+            Some(at) => self
+                .mismatch_blocks(seed, from, &got[..at])
+                .or((got[at] != b'\n').then_some(at)),
+            None => self.mismatch_blocks(seed, from, &got[..len]),
+        }
+    }
+
+    /// [`Protocol::mismatch`] without line framing's `\n`: whole blocks compared as one word.
+    fn mismatch_blocks(&self, seed: u64, from: u32, got: &[u8]) -> Option<usize> {
+        let differs = |got: &[u8], want: &[u8]| got.iter().zip(want).position(|(g, w)| g != w);
+        let (start, mut index) = (from as usize % 8, from / 8);
+        let head = ((8 - start) % 8).min(got.len());
+        let (first, rest) = got.split_at(head);
+        if head > 0 {
+            if let Some(k) = differs(first, &self.block(seed, index)[start..start + head]) {
+                return Some(k);
+            }
+            index += 1;
+        }
+        let (blocks, tail) = rest.as_chunks::<8>();
+        for (i, block) in blocks.iter().enumerate() {
+            let want = self.block(seed, index);
+            if *block != want {
+                return differs(block, &want).map(|k| head + 8 * i + k);
+            }
+            index += 1;
+        }
+        if tail.is_empty() {
+            return None;
+        }
+        differs(tail, &self.block(seed, index)).map(|k| head + 8 * blocks.len() + k)
     }
 
     /// The whole payload with this seed (tests; the loop uses `fill`).
@@ -356,6 +415,67 @@ mod tests {
             }
         }
     }
+    /// Payload byte `off` as first defined, one hash per byte, read by multiply-shift straight
+    /// off `alphabet`: the block-wise code must give the same bytes.
+    fn reference(alphabet: &[u8], line: bool, size: u32, seed: u64, off: u32) -> u8 {
+        if off >= size || (line && off + 1 == size) {
+            return b'\n';
+        }
+        let r = (mix(seed ^ u64::from(off / 8)) >> (off % 8 * 8)) as u8;
+        alphabet[(usize::from(r) * alphabet.len()) >> 8]
+    }
+
+    /// Every start and length around every block edge and the payload's end, for small sizes:
+    /// filled, compared (a flipped byte found where it is) and read byte by byte, as the
+    /// reference has them.
+    #[test]
+    fn blocks_give_the_bytes_one_at_a_time_would() {
+        for (prefix, line, seed) in [(b"Y", false, 1), (b"a", true, u64::MAX), (b"7", false, 99)]
+            .into_iter()
+            .chain([(b"-", true, 0x1234_5678_9abc_def0)])
+        {
+            let alphabet: Vec<u8> = ALPHABET
+                .iter()
+                .copied()
+                .filter(|&b| b != prefix[0])
+                .collect();
+            let framing = if line {
+                LoadFraming::Line
+            } else {
+                LoadFraming::Chunk
+            };
+            for size in 1u32..=24 {
+                let p = Protocol::echo(prefix, framing, size);
+                for from in 0u32..=26 {
+                    for len in 0usize..=28 {
+                        let mut out = vec![0xff; len];
+                        p.fill_payload(seed, from, &mut out);
+                        let filled = len.min(size.saturating_sub(from) as usize);
+                        let case = format!("size {size}, from {from}, len {len}, line {line}");
+                        for (k, &b) in out.iter().enumerate() {
+                            let off = from + k as u32;
+                            let want = match k < filled {
+                                true => reference(&alphabet, line, size, seed, off),
+                                false => 0xff,
+                            };
+                            assert_eq!(b, want, "{case}: byte {k} filled");
+                            assert_eq!(
+                                p.byte(seed, off),
+                                reference(&alphabet, line, size, seed, off)
+                            );
+                        }
+                        assert_eq!(p.mismatch(seed, from, &out), None, "{case}");
+                        if filled > 0 {
+                            let at = (size as usize + len) % filled;
+                            out[at] ^= 0x20;
+                            assert_eq!(p.mismatch(seed, from, &out), Some(at), "{case}: flipped");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn messages_differ_per_connection_and_per_message() {
         let p = Protocol::echo(PREFIX, LoadFraming::Chunk, 16);
