@@ -450,6 +450,7 @@ fn load_tls_completes_every_framing_and_counts_the_handshakes() {
         ),
         (&http_addr, &["--framing", "ws", "--pipeline", "4"]),
     ];
+    let mut chunk_connected = 0;
     for (addr, extra) in runs {
         let addr = addr.to_string();
         let mut argv = vec!["--tls-ca", &ca_pem, "--messages", "200"];
@@ -461,11 +462,28 @@ fn load_tls_completes_every_framing_and_counts_the_handshakes() {
             "{extra:?}: {report}"
         );
         assert!(report.tls, "{report}");
-        assert_eq!(report.handshakes, 4, "{extra:?}: {report}");
+        // The 200 messages may all be answered before the last of the 4 connections is through
+        // its handshake (a run ends at its count, not when every connection is up), so what
+        // must hold is one handshake for each connection that connected, none failed.
+        let connected = report.conns_connected;
+        assert!((1..=4).contains(&connected), "{extra:?}: {report}");
+        assert_eq!(report.connect_failures, 0, "{extra:?}: {report}");
+        assert_eq!(report.handshakes, connected, "{extra:?}: {report}");
         assert!(report.handshake_p50_us > 0, "{report}");
-        assert!(report.to_string().contains("4 handshakes"), "{report}");
+        let counted = format!("{connected} handshakes");
+        assert!(report.to_string().contains(&counted), "{report}");
+        if chunk_connected == 0 {
+            chunk_connected = connected;
+        }
     }
-    assert_eq!(served.load(Ordering::SeqCst), 4);
+    // The server's side of a TLS 1.3 handshake ends with the client's Finished, which the
+    // client sends as its own side ends: the server counts exactly the client's handshakes,
+    // each soon after the client did.
+    let deadline = Instant::now() + TIMEOUT;
+    while (served.load(Ordering::SeqCst) as u64) < chunk_connected && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(served.load(Ordering::SeqCst) as u64, chunk_connected);
 }
 
 #[test]
